@@ -1,0 +1,59 @@
+//! Speech recognition behind one [`Transcriber`] trait.
+//!
+//! Two engines: Whisper on CTranslate2 (the model format of faster-whisper),
+//! the default; and a client for an OpenAI-compatible
+//! `/v1/audio/transcriptions` endpoint, for users with a GPU server.
+
+mod error;
+mod options;
+
+pub use error::AsrError;
+pub use options::{DecodeOptions, EngineOptions, Task};
+pub use pipeline_core::{Segment, Transcript, Word};
+
+/// Sample rate every engine expects, in Hz.
+pub const SAMPLE_RATE: u32 = 16_000;
+
+/// A stream of 16 kHz mono f32 samples, read a block at a time so that memory
+/// does not grow with the length of the file.
+pub trait AudioSource {
+    /// Fills `buf` from the start and returns how many samples were written;
+    /// 0 means the end of the stream.
+    fn read(&mut self, buf: &mut [f32]) -> Result<usize, AsrError>;
+
+    /// Total duration in seconds when it is known up front (for progress).
+    fn duration_hint(&self) -> Option<f64>;
+}
+
+/// Receives what the engine learns while it works.
+pub trait TranscribeObserver {
+    /// Seconds of audio done so far out of the total (monotonic).
+    fn on_progress(&mut self, _done_seconds: f64, _total_seconds: f64) {}
+
+    /// A segment as soon as it is final, for live partial transcripts.
+    fn on_segment(&mut self, _segment: &Segment) {}
+
+    /// Checked between windows; `true` stops the engine with [`AsrError::Cancelled`].
+    fn is_cancelled(&self) -> bool {
+        false
+    }
+}
+
+/// An observer that ignores everything.
+pub struct NoObserver;
+
+impl TranscribeObserver for NoObserver {}
+
+/// A speech recognition engine, loaded once and shared by a worker's threads.
+pub trait Transcriber: Send + Sync {
+    /// Short name of the model, recorded with every transcript.
+    fn model_name(&self) -> &str;
+
+    /// Transcribes a whole stream.
+    fn transcribe(
+        &self,
+        audio: &mut dyn AudioSource,
+        options: &DecodeOptions,
+        observer: &mut dyn TranscribeObserver,
+    ) -> Result<Transcript, AsrError>;
+}

@@ -1,0 +1,94 @@
+use serde::{Deserialize, Serialize};
+
+/// Whether to write down the speech in its language or translate it to English.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Task {
+    #[default]
+    Transcribe,
+    Translate,
+}
+
+/// How to decode; the defaults are faster-whisper's `transcribe()` defaults.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DecodeOptions {
+    /// Language code; `None` detects it (multilingual models only).
+    pub language: Option<String>,
+    pub task: Task,
+    pub beam_size: usize,
+    /// Candidates sampled when the temperature is above zero.
+    pub best_of: usize,
+    pub patience: f32,
+    pub length_penalty: f32,
+    pub repetition_penalty: f32,
+    pub no_repeat_ngram_size: usize,
+    /// Temperatures tried in turn when a window fails the thresholds below.
+    pub temperatures: Vec<f32>,
+    pub compression_ratio_threshold: Option<f32>,
+    pub log_prob_threshold: Option<f32>,
+    pub no_speech_threshold: Option<f32>,
+    /// Feed the previous window's text as the prompt of the next.
+    pub condition_on_previous_text: bool,
+    /// Stop conditioning after a window needed a temperature at or above this.
+    pub prompt_reset_on_temperature: f32,
+    pub initial_prompt: Option<String>,
+    pub suppress_blank: bool,
+    /// Token ids to suppress; -1 means the model's default set.
+    pub suppress_tokens: Vec<i32>,
+    pub without_timestamps: bool,
+    pub max_initial_timestamp: f32,
+    pub word_timestamps: bool,
+    /// Skip stretches of silence before decoding.
+    pub vad_filter: bool,
+}
+
+impl Default for DecodeOptions {
+    fn default() -> Self {
+        Self {
+            language: None,
+            task: Task::Transcribe,
+            beam_size: 5,
+            best_of: 5,
+            patience: 1.0,
+            length_penalty: 1.0,
+            repetition_penalty: 1.0,
+            no_repeat_ngram_size: 0,
+            temperatures: vec![0.0, 0.2, 0.4, 0.6, 0.8, 1.0],
+            compression_ratio_threshold: Some(2.4),
+            log_prob_threshold: Some(-1.0),
+            no_speech_threshold: Some(0.6),
+            condition_on_previous_text: true,
+            prompt_reset_on_temperature: 0.5,
+            initial_prompt: None,
+            suppress_blank: true,
+            suppress_tokens: vec![-1],
+            without_timestamps: false,
+            max_initial_timestamp: 1.0,
+            word_timestamps: false,
+            vad_filter: false,
+        }
+    }
+}
+
+/// How to load the model; the defaults suit a CPU.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EngineOptions {
+    /// `int8`, `int8_float32`, `float32` (and what CTranslate2 accepts besides).
+    pub compute_type: String,
+    /// Threads per replica; 0 means one per core.
+    pub threads: usize,
+    /// Model replicas that decode windows in parallel.
+    pub replicas: usize,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        Self {
+            compute_type: "int8".to_string(),
+            threads: 0,
+            replicas: 1,
+        }
+    }
+}

@@ -1,0 +1,1 @@
+//! Word error rate, for tests and benchmarks.
