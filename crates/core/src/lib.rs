@@ -1,6 +1,10 @@
 //! The data model of the audio pipeline, shared by every other crate.
 
+pub mod model;
+pub mod state;
 pub mod transcript;
 
+pub use model::{AudioFile, AudioStatus, ErrorKind, JobError, JobEvent, JobType, ProcessingJob};
+pub use state::{IllegalTransition, JobStatus};
 pub use transcript::{Segment, Transcript, Word};
 pub mod wer;
