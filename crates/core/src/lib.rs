@@ -1,6 +1,7 @@
 //! The data model of the audio pipeline, shared by every other crate.
 
 pub mod model;
+pub mod render;
 pub mod state;
 pub mod transcript;
 
