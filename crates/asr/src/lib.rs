@@ -4,11 +4,18 @@
 //! the default; and a client for an OpenAI-compatible
 //! `/v1/audio/transcriptions` endpoint, for users with a GPU server.
 
+mod buffer;
+pub mod decode;
 mod error;
+pub mod mel;
+mod model;
 mod options;
+pub mod tokenizer;
+pub mod vad;
 
 pub use error::AsrError;
 pub use options::{DecodeOptions, EngineOptions, Task};
+pub use model::{check_model_dir, MODEL_FILES};
 pub use pipeline_core::{Segment, Transcript, Word};
 
 /// Sample rate every engine expects, in Hz.

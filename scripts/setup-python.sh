@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Creates the Python environment the ASR tests compare against: numpy and
+# faster-whisper's source (its feature extractor is the reference front end).
+# --no-deps keeps av/ctranslate2/onnxruntime out; the tests load
+# feature_extractor.py by path, so faster-whisper's __init__ never runs.
+# Idempotent: an existing, complete venv is left as it is.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+venv="$root/.venv"
+py="${PYTHON:-python3}"
+ready() {
+  [ -x "$venv/bin/python" ] &&
+    "$venv/bin/python" - <<'PY' 2>/dev/null
+import importlib.util, numpy, pathlib, sys
+spec = importlib.util.find_spec("faster_whisper")
+assert spec is not None and spec.submodule_search_locations
+path = pathlib.Path(list(spec.submodule_search_locations)[0]) / "feature_extractor.py"
+assert path.is_file()
+PY
+}
+if ready; then
+  echo "python: $venv (ready)"
+  exit 0
+fi
+"$py" -m venv "$venv"
+"$venv/bin/python" -m pip install --quiet --upgrade pip
+"$venv/bin/python" -m pip install --quiet numpy
+"$venv/bin/python" -m pip install --quiet --no-deps faster-whisper
+ready || { echo "python environment at $venv is incomplete after install" >&2; exit 1; }
+echo "python: $venv (installed)"
