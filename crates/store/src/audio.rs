@@ -1,0 +1,348 @@
+//! Ingest, audio file queries, transcripts and rendered results.
+
+use chrono::Utc;
+use pipeline_core::{AudioFile, AudioStatus, JobStatus, ProcessingJob, Transcript};
+use serde_json::Value;
+use sqlx::any::AnyRow;
+use sqlx::{Any, Row, Transaction};
+use std::collections::BTreeMap;
+use uuid::Uuid;
+
+use crate::jobs::{insert_event, NewJob};
+use crate::rows::{self, ts, AUDIO_COLUMNS, JOB_COLUMNS};
+use crate::{Store, StoreError};
+
+/// An audio file about to be ingested.
+#[derive(Debug, Clone)]
+pub struct NewAudio {
+    pub id: Uuid,
+    pub original_name: String,
+    pub sha256: String,
+    pub size_bytes: u64,
+    pub container: String,
+    pub codec: String,
+    pub duration_seconds: f64,
+    pub sample_rate: u32,
+    pub channels: u16,
+    pub storage_key: String,
+    /// The submitted options, replayed on retry.
+    pub options: Value,
+    /// A digest of the options that change the result; equal content and
+    /// equal settings may reuse a finished result.
+    pub settings_key: String,
+}
+
+/// What the PROCESSING job produced.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AudioResults {
+    /// Format name (`txt`, `srt`, ...) to the file written.
+    pub outputs: BTreeMap<String, String>,
+    pub words: u64,
+    pub speech_seconds: f64,
+    pub words_per_minute: f64,
+}
+
+impl Store {
+    /// Creates the audio file, its jobs and their first events in one transaction.
+    pub async fn ingest(
+        &self,
+        audio: &NewAudio,
+        jobs: &[NewJob],
+    ) -> Result<(AudioFile, Vec<ProcessingJob>), StoreError> {
+        let now = ts(Utc::now());
+        let mut tx = self.pool.begin().await?;
+        let statuses: Vec<JobStatus> = jobs.iter().map(NewJob::initial_status).collect();
+        let status = AudioStatus::derive(statuses.iter().copied());
+        sqlx::query(
+            "INSERT INTO audio_files (id, original_name, sha256, size_bytes, container, codec, \
+             duration_seconds, sample_rate, channels, storage_key, status, options, settings_key, \
+             created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14)",
+        )
+        .bind(audio.id.to_string())
+        .bind(&audio.original_name)
+        .bind(&audio.sha256)
+        .bind(i64::try_from(audio.size_bytes).unwrap_or(i64::MAX))
+        .bind(&audio.container)
+        .bind(&audio.codec)
+        .bind(audio.duration_seconds)
+        .bind(i64::from(audio.sample_rate))
+        .bind(i64::from(audio.channels))
+        .bind(&audio.storage_key)
+        .bind(status.as_str())
+        .bind(audio.options.to_string())
+        .bind(&audio.settings_key)
+        .bind(&now)
+        .execute(&mut *tx)
+        .await?;
+        let mut created = Vec::with_capacity(jobs.len());
+        for (job, status) in jobs.iter().zip(statuses) {
+            let id = job.id.unwrap_or_else(Uuid::new_v4);
+            let task_id = job.task_id.clone().unwrap_or_else(|| id.to_string());
+            let row = sqlx::query(&format!(
+                "INSERT INTO processing_jobs (id, audio_id, job_type, status, progress, task_id, \
+                 attempt, max_attempts, available_at, cancel_requested, created_at) \
+                 VALUES ($1, $2, $3, $4, 0, $5, 0, $6, $7, 0, $7) RETURNING {JOB_COLUMNS}"
+            ))
+            .bind(id.to_string())
+            .bind(audio.id.to_string())
+            .bind(job.job_type.as_str())
+            .bind(status.as_str())
+            .bind(&task_id)
+            .bind(i64::from(job.max_attempts))
+            .bind(&now)
+            .fetch_one(&mut *tx)
+            .await?;
+            let created_job = rows::job(&row)?;
+            let message = match status {
+                JobStatus::Pending => format!(
+                    "created; waiting for {}",
+                    job.job_type
+                        .depends_on()
+                        .map(|t| t.as_str())
+                        .unwrap_or("its dependency")
+                ),
+                _ => "created and queued".to_string(),
+            };
+            insert_event(&mut tx, &created_job, None, status, None, &message).await?;
+            created.push(created_job);
+        }
+        let row = sqlx::query(&format!(
+            "SELECT {AUDIO_COLUMNS} FROM audio_files WHERE id = $1"
+        ))
+        .bind(audio.id.to_string())
+        .fetch_one(&mut *tx)
+        .await?;
+        let file = rows::audio(&row)?;
+        tx.commit().await?;
+        Ok((file, created))
+    }
+
+    /// A completed file with the same content and settings, newest first.
+    pub async fn find_completed_duplicate(
+        &self,
+        sha256: &str,
+        settings_key: &str,
+    ) -> Result<Option<AudioFile>, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {AUDIO_COLUMNS} FROM audio_files \
+             WHERE sha256 = $1 AND settings_key = $2 AND status = 'COMPLETED' \
+             ORDER BY created_at DESC LIMIT 1"
+        ))
+        .bind(sha256)
+        .bind(settings_key)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(rows::audio).transpose()
+    }
+
+    /// One audio file.
+    pub async fn audio(&self, id: Uuid) -> Result<AudioFile, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {AUDIO_COLUMNS} FROM audio_files WHERE id = $1"
+        ))
+        .bind(id.to_string())
+        .fetch_optional(&self.pool)
+        .await?;
+        match row {
+            Some(row) => rows::audio(&row),
+            None => Err(StoreError::NotFound {
+                what: "audio file",
+                id,
+            }),
+        }
+    }
+
+    /// Recently ingested files, newest first, optionally of one status.
+    pub async fn list_recent(
+        &self,
+        limit: u32,
+        status: Option<AudioStatus>,
+    ) -> Result<Vec<AudioFile>, StoreError> {
+        let rows: Vec<AnyRow> = match status {
+            Some(status) => {
+                sqlx::query(&format!(
+                    "SELECT {AUDIO_COLUMNS} FROM audio_files WHERE status = $1 \
+                     ORDER BY created_at DESC, id LIMIT $2"
+                ))
+                .bind(status.as_str())
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await?
+            }
+            None => {
+                sqlx::query(&format!(
+                    "SELECT {AUDIO_COLUMNS} FROM audio_files ORDER BY created_at DESC, id LIMIT $1"
+                ))
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await?
+            }
+        };
+        rows.iter().map(rows::audio).collect()
+    }
+
+    /// Stores (or replaces) the transcript of a file.
+    pub async fn save_transcript(
+        &self,
+        audio_id: Uuid,
+        transcript: &Transcript,
+    ) -> Result<(), StoreError> {
+        let body = serde_json::to_string(transcript).map_err(|e| StoreError::Corrupt {
+            table: "transcripts",
+            message: e.to_string(),
+        })?;
+        // Delete-then-insert rather than an upsert keeps one statement set
+        // for both backends; a redelivered job simply writes it again.
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM transcripts WHERE audio_id = $1")
+            .bind(audio_id.to_string())
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "INSERT INTO transcripts (audio_id, language, model, duration_seconds, body, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(audio_id.to_string())
+        .bind(&transcript.language)
+        .bind(&transcript.model)
+        .bind(transcript.duration)
+        .bind(body)
+        .bind(ts(Utc::now()))
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The stored transcript of a file, if it has one.
+    pub async fn transcript(&self, audio_id: Uuid) -> Result<Option<Transcript>, StoreError> {
+        let row = sqlx::query("SELECT body FROM transcripts WHERE audio_id = $1")
+            .bind(audio_id.to_string())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|row| {
+            let body: String = row.try_get("body")?;
+            serde_json::from_str(&body).map_err(|e| StoreError::Corrupt {
+                table: "transcripts",
+                message: e.to_string(),
+            })
+        })
+        .transpose()
+    }
+
+    /// Stores (or replaces) the rendered outputs and statistics of a file.
+    pub async fn save_results(
+        &self,
+        audio_id: Uuid,
+        results: &AudioResults,
+    ) -> Result<(), StoreError> {
+        let outputs = serde_json::to_string(&results.outputs).map_err(|e| StoreError::Corrupt {
+            table: "audio_results",
+            message: e.to_string(),
+        })?;
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM audio_results WHERE audio_id = $1")
+            .bind(audio_id.to_string())
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "INSERT INTO audio_results (audio_id, outputs, words, speech_seconds, \
+             words_per_minute, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(audio_id.to_string())
+        .bind(outputs)
+        .bind(i64::try_from(results.words).unwrap_or(i64::MAX))
+        .bind(results.speech_seconds)
+        .bind(results.words_per_minute)
+        .bind(ts(Utc::now()))
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The rendered outputs and statistics of a file, if it has them.
+    pub async fn results(&self, audio_id: Uuid) -> Result<Option<AudioResults>, StoreError> {
+        let row = sqlx::query(
+            "SELECT outputs, words, speech_seconds, words_per_minute FROM audio_results \
+             WHERE audio_id = $1",
+        )
+        .bind(audio_id.to_string())
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let outputs: String = row.try_get("outputs")?;
+        let corrupt = |message: String| StoreError::Corrupt {
+            table: "audio_results",
+            message,
+        };
+        Ok(Some(AudioResults {
+            outputs: serde_json::from_str(&outputs).map_err(|e| corrupt(e.to_string()))?,
+            words: u64::try_from(row.try_get::<i64, _>("words")?)
+                .map_err(|e| corrupt(e.to_string()))?,
+            speech_seconds: row.try_get("speech_seconds")?,
+            words_per_minute: row.try_get("words_per_minute")?,
+        }))
+    }
+
+    /// Deletes a file with its jobs, events, transcript and results.
+    pub async fn delete_audio(&self, audio_id: Uuid) -> Result<(), StoreError> {
+        let id = audio_id.to_string();
+        let mut tx = self.pool.begin().await?;
+        // Children first: foreign-key cascades are not on for every
+        // connection of every backend.
+        sqlx::query(
+            "DELETE FROM job_events WHERE job_id IN \
+             (SELECT id FROM processing_jobs WHERE audio_id = $1)",
+        )
+        .bind(&id)
+        .execute(&mut *tx)
+        .await?;
+        for table in ["processing_jobs", "transcripts", "audio_results"] {
+            sqlx::query(&format!("DELETE FROM {table} WHERE audio_id = $1"))
+                .bind(&id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        let deleted = sqlx::query("DELETE FROM audio_files WHERE id = $1")
+            .bind(&id)
+            .execute(&mut *tx)
+            .await?;
+        if deleted.rows_affected() == 0 {
+            return Err(StoreError::NotFound {
+                what: "audio file",
+                id: audio_id,
+            });
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+/// Recomputes a file's status from its jobs inside a transaction.
+pub(crate) async fn refresh_audio_status(
+    tx: &mut Transaction<'_, Any>,
+    audio_id: Uuid,
+) -> Result<AudioStatus, StoreError> {
+    let rows = sqlx::query("SELECT status FROM processing_jobs WHERE audio_id = $1")
+        .bind(audio_id.to_string())
+        .fetch_all(&mut **tx)
+        .await?;
+    let mut statuses = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let status: String = row.try_get("status")?;
+        statuses.push(status.parse::<JobStatus>().map_err(|e| StoreError::Corrupt {
+            table: "processing_jobs",
+            message: e.to_string(),
+        })?);
+    }
+    let status = AudioStatus::derive(statuses);
+    sqlx::query("UPDATE audio_files SET status = $1, updated_at = $2 WHERE id = $3")
+        .bind(status.as_str())
+        .bind(ts(Utc::now()))
+        .bind(audio_id.to_string())
+        .execute(&mut **tx)
+        .await?;
+    Ok(status)
+}

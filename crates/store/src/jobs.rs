@@ -1,0 +1,683 @@
+//! Job transitions and the embedded queue's lease operations.
+
+use chrono::{DateTime, Duration as TimeDelta, Utc};
+use pipeline_core::{JobError, JobStatus, JobType, ProcessingJob};
+use sqlx::{Any, Row, Transaction};
+use std::collections::BTreeMap;
+use std::time::Duration;
+use uuid::Uuid;
+
+use crate::audio::refresh_audio_status;
+use crate::rows::{self, ts, JOB_COLUMNS};
+use crate::{Backend, Store, StoreError};
+
+/// A job to create at ingest.
+#[derive(Debug, Clone)]
+pub struct NewJob {
+    pub job_type: JobType,
+    pub max_attempts: u32,
+    /// A chosen id (for a Celery task id known up front); random when `None`.
+    pub id: Option<Uuid>,
+    /// The queue's message id; the job id when `None`.
+    pub task_id: Option<String>,
+}
+
+impl NewJob {
+    /// A job of this type with a fresh id.
+    pub fn new(job_type: JobType, max_attempts: u32) -> Self {
+        Self {
+            job_type,
+            max_attempts,
+            id: None,
+            task_id: None,
+        }
+    }
+
+    /// Jobs with a dependency wait for it; the others are queued at once.
+    pub(crate) fn initial_status(&self) -> JobStatus {
+        if self.job_type.depends_on().is_some() {
+            JobStatus::Pending
+        } else {
+            JobStatus::Queued
+        }
+    }
+}
+
+/// What a worker learns when it renews its lease.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Heartbeat {
+    /// The lease is renewed; stop at the next progress point if cancelled.
+    Held { cancel_requested: bool },
+    /// The job is no longer ours (lease expired and reclaimed, or it ended).
+    Lost,
+}
+
+fn lease_end(now: DateTime<Utc>, lease: Duration) -> DateTime<Utc> {
+    now + TimeDelta::from_std(lease).unwrap_or(TimeDelta::seconds(60))
+}
+
+/// Appends one audit event for a transition of `job`.
+pub(crate) async fn insert_event(
+    tx: &mut Transaction<'_, Any>,
+    job: &ProcessingJob,
+    from: Option<JobStatus>,
+    to: JobStatus,
+    worker: Option<&str>,
+    message: &str,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO job_events (job_id, at, from_status, to_status, attempt, worker, message) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(job.id.to_string())
+    .bind(ts(Utc::now()))
+    .bind(from.map(|s| s.as_str()))
+    .bind(to.as_str())
+    .bind(i64::from(job.attempt))
+    .bind(worker.map(str::to_string))
+    .bind(message)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Takes the write lock on a file's jobs before reading them, so that the
+/// transaction sees what it changes (SQLite's deferred transactions would
+/// otherwise fail on upgrade; PostgreSQL locks the rows in one order).
+async fn lock_jobs(
+    tx: &mut Transaction<'_, Any>,
+    audio_id: Uuid,
+) -> Result<Vec<ProcessingJob>, StoreError> {
+    sqlx::query("UPDATE processing_jobs SET status = status WHERE audio_id = $1")
+        .bind(audio_id.to_string())
+        .execute(&mut **tx)
+        .await?;
+    let rows = sqlx::query(&format!(
+        "SELECT {JOB_COLUMNS} FROM processing_jobs WHERE audio_id = $1 ORDER BY created_at, id"
+    ))
+    .bind(audio_id.to_string())
+    .fetch_all(&mut **tx)
+    .await?;
+    let mut jobs: Vec<ProcessingJob> = rows.iter().map(rows::job).collect::<Result<_, _>>()?;
+    jobs.sort_by_key(|j| j.job_type);
+    Ok(jobs)
+}
+
+/// Writes `new` over `old` if nobody changed `old` meanwhile, with its event.
+async fn write_transition(
+    tx: &mut Transaction<'_, Any>,
+    old: &ProcessingJob,
+    new: &ProcessingJob,
+    worker: Option<&str>,
+    message: &str,
+) -> Result<(), StoreError> {
+    old.status.transition(new.status).or_else(|e| {
+        // A job may record a note without moving (a cancel request).
+        if old.status == new.status {
+            Ok(new.status)
+        } else {
+            Err(e)
+        }
+    })?;
+    let result = sqlx::query(
+        "UPDATE processing_jobs SET status = $1, progress = $2, attempt = $3, worker = $4, \
+         heartbeat_at = $5, lease_expires_at = $6, available_at = $7, cancel_requested = $8, \
+         error_kind = $9, error_message = $10, started_at = $11, completed_at = $12 \
+         WHERE id = $13 AND status = $14 AND attempt = $15",
+    )
+    .bind(new.status.as_str())
+    .bind(new.progress)
+    .bind(i64::from(new.attempt))
+    .bind(new.worker.clone())
+    .bind(new.heartbeat_at.map(ts))
+    .bind(new.lease_expires_at.map(ts))
+    .bind(ts(new.available_at))
+    .bind(i64::from(new.cancel_requested))
+    .bind(new.error.as_ref().map(|e| e.kind.as_str()))
+    .bind(new.error.as_ref().map(|e| e.message.clone()))
+    .bind(new.started_at.map(ts))
+    .bind(new.completed_at.map(ts))
+    .bind(old.id.to_string())
+    .bind(old.status.as_str())
+    .bind(i64::from(old.attempt))
+    .execute(&mut **tx)
+    .await?;
+    if result.rows_affected() != 1 {
+        return Err(StoreError::Conflict {
+            job_id: old.id,
+            message: format!("expected {} at attempt {}", old.status, old.attempt),
+        });
+    }
+    insert_event(tx, new, Some(old.status), new.status, worker, message).await
+}
+
+/// Ends the attempt of the lease holder, or says why it is not the holder.
+fn held_by<'a>(
+    jobs: &'a [ProcessingJob],
+    job_id: Uuid,
+    worker: &str,
+    attempt: u32,
+) -> Result<&'a ProcessingJob, StoreError> {
+    let job = jobs
+        .iter()
+        .find(|j| j.id == job_id)
+        .ok_or(StoreError::NotFound { what: "job", id: job_id })?;
+    if job.status != JobStatus::Running
+        || job.worker.as_deref() != Some(worker)
+        || job.attempt != attempt
+    {
+        return Err(StoreError::Conflict {
+            job_id,
+            message: format!(
+                "{worker} no longer holds attempt {attempt} (job is {} at attempt {}, worker {})",
+                job.status,
+                job.attempt,
+                job.worker.as_deref().unwrap_or("none")
+            ),
+        });
+    }
+    Ok(job)
+}
+
+impl Store {
+    /// One job.
+    pub async fn job(&self, id: Uuid) -> Result<ProcessingJob, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {JOB_COLUMNS} FROM processing_jobs WHERE id = $1"
+        ))
+        .bind(id.to_string())
+        .fetch_optional(&self.pool)
+        .await?;
+        match row {
+            Some(row) => rows::job(&row),
+            None => Err(StoreError::NotFound { what: "job", id }),
+        }
+    }
+
+    /// The jobs of a file, in pipeline order.
+    pub async fn jobs_for_audio(&self, audio_id: Uuid) -> Result<Vec<ProcessingJob>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {JOB_COLUMNS} FROM processing_jobs WHERE audio_id = $1"
+        ))
+        .bind(audio_id.to_string())
+        .fetch_all(&self.pool)
+        .await?;
+        let mut jobs: Vec<ProcessingJob> = rows.iter().map(rows::job).collect::<Result<_, _>>()?;
+        jobs.sort_by_key(|j| j.job_type);
+        Ok(jobs)
+    }
+
+    /// The audit trail of a job, oldest first.
+    pub async fn events_for_job(
+        &self,
+        job_id: Uuid,
+    ) -> Result<Vec<pipeline_core::JobEvent>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, job_id, at, from_status, to_status, attempt, worker, message \
+             FROM job_events WHERE job_id = $1 ORDER BY id",
+        )
+        .bind(job_id.to_string())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(rows::event).collect()
+    }
+
+    /// Claims the next runnable job for `worker` with a lease, first putting
+    /// back jobs whose holder stopped renewing its lease.
+    pub async fn claim(
+        &self,
+        worker: &str,
+        job_types: &[JobType],
+        lease: Duration,
+    ) -> Result<Option<ProcessingJob>, StoreError> {
+        self.reclaim_expired().await?;
+        let types: Vec<&str> = if job_types.is_empty() {
+            JobType::ALL.iter().map(|t| t.as_str()).collect()
+        } else {
+            job_types.iter().map(|t| t.as_str()).collect()
+        };
+        let type_list = types
+            .iter()
+            .map(|t| format!("'{t}'"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let now = Utc::now();
+        // A few rounds: on SQLite another worker may win the race for the
+        // candidate we picked, and then the next one is tried.
+        for _ in 0..8 {
+            let candidate_sql = format!(
+                "SELECT id, status, attempt FROM processing_jobs \
+                 WHERE status IN ('QUEUED', 'RETRYING') AND available_at <= $1 \
+                 AND job_type IN ({type_list}) ORDER BY available_at, created_at, id LIMIT 1{}",
+                if self.backend == Backend::Postgres {
+                    " FOR UPDATE SKIP LOCKED"
+                } else {
+                    ""
+                }
+            );
+            let candidate = sqlx::query(&candidate_sql).bind(ts(now));
+            // PostgreSQL locks the candidate inside the transaction and other
+            // workers skip it. SQLite must write before it reads inside a
+            // transaction (a deferred read lock cannot be upgraded while
+            // another connection writes), so it picks the candidate outside
+            // and the guarded UPDATE below settles any race.
+            let (mut tx, row) = match self.backend {
+                Backend::Postgres => {
+                    let mut tx = self.pool.begin().await?;
+                    let row = candidate.fetch_optional(&mut *tx).await?;
+                    (tx, row)
+                }
+                Backend::Sqlite => {
+                    let row = candidate.fetch_optional(&self.pool).await?;
+                    (self.pool.begin().await?, row)
+                }
+            };
+            let Some(row) = row else {
+                return Ok(None);
+            };
+            let id: String = row.try_get("id")?;
+            let from: String = row.try_get("status")?;
+            let from: JobStatus = from.parse().map_err(|e: pipeline_core::model::ParseEnumError| {
+                StoreError::Corrupt {
+                    table: "processing_jobs",
+                    message: e.to_string(),
+                }
+            })?;
+            let claimed = sqlx::query(&format!(
+                "UPDATE processing_jobs SET status = 'RUNNING', attempt = attempt + 1, \
+                 worker = $1, heartbeat_at = $2, lease_expires_at = $3, started_at = $2, \
+                 completed_at = NULL WHERE id = $4 AND status = $5 RETURNING {JOB_COLUMNS}"
+            ))
+            .bind(worker)
+            .bind(ts(now))
+            .bind(ts(lease_end(now, lease)))
+            .bind(&id)
+            .bind(from.as_str())
+            .fetch_optional(&mut *tx)
+            .await?;
+            let Some(claimed) = claimed else {
+                tx.rollback().await?;
+                continue;
+            };
+            let job = rows::job(&claimed)?;
+            from.transition(JobStatus::Running)?;
+            let message = if job.attempt > 1 {
+                format!("claimed (attempt {} of {})", job.attempt, job.max_attempts)
+            } else {
+                "claimed".to_string()
+            };
+            insert_event(&mut tx, &job, Some(from), JobStatus::Running, Some(worker), &message)
+                .await?;
+            refresh_audio_status(&mut tx, job.audio_id).await?;
+            tx.commit().await?;
+            return Ok(Some(job));
+        }
+        Ok(None)
+    }
+
+    /// Puts back (or fails, when out of attempts) running jobs whose lease
+    /// expired: their worker died or lost its connection.
+    pub async fn reclaim_expired(&self) -> Result<Vec<Uuid>, StoreError> {
+        let now = Utc::now();
+        let rows = sqlx::query(
+            "SELECT id, audio_id FROM processing_jobs \
+             WHERE status = 'RUNNING' AND lease_expires_at < $1",
+        )
+        .bind(ts(now))
+        .fetch_all(&self.pool)
+        .await?;
+        let mut reclaimed = Vec::new();
+        for row in rows {
+            let id: Uuid = row
+                .try_get::<String, _>("id")?
+                .parse()
+                .map_err(|e: uuid::Error| StoreError::Corrupt {
+                    table: "processing_jobs",
+                    message: e.to_string(),
+                })?;
+            let audio_id: Uuid = row
+                .try_get::<String, _>("audio_id")?
+                .parse()
+                .map_err(|e: uuid::Error| StoreError::Corrupt {
+                    table: "processing_jobs",
+                    message: e.to_string(),
+                })?;
+            let mut tx = self.pool.begin().await?;
+            let jobs = lock_jobs(&mut tx, audio_id).await?;
+            let Some(old) = jobs.iter().find(|j| j.id == id) else {
+                continue;
+            };
+            let expired = old.status == JobStatus::Running
+                && old.lease_expires_at.is_some_and(|at| at < Utc::now());
+            if !expired {
+                tx.rollback().await?;
+                continue;
+            }
+            let holder = old.worker.clone().unwrap_or_else(|| "unknown".to_string());
+            let mut new = old.clone();
+            new.worker = None;
+            new.lease_expires_at = None;
+            new.heartbeat_at = None;
+            let message = if old.attempt >= old.max_attempts {
+                new.status = JobStatus::Failed;
+                new.completed_at = Some(Utc::now());
+                new.error = Some(JobError::retryable(format!(
+                    "worker {holder} stopped renewing its lease on attempt {} of {}",
+                    old.attempt, old.max_attempts
+                )));
+                format!("lease of {holder} expired; no attempts left")
+            } else {
+                new.status = JobStatus::Queued;
+                new.available_at = Utc::now();
+                format!("lease of {holder} expired; queued again")
+            };
+            write_transition(&mut tx, old, &new, None, &message).await?;
+            if new.status == JobStatus::Failed {
+                settle_dependents(&mut tx, &jobs, old.job_type, JobStatus::Failed).await?;
+            }
+            refresh_audio_status(&mut tx, audio_id).await?;
+            tx.commit().await?;
+            reclaimed.push(id);
+        }
+        Ok(reclaimed)
+    }
+
+    /// Renews the lease of a running job and records its progress (0-100,
+    /// never lowered).
+    pub async fn heartbeat(
+        &self,
+        job_id: Uuid,
+        worker: &str,
+        attempt: u32,
+        progress: Option<f64>,
+        lease: Duration,
+    ) -> Result<Heartbeat, StoreError> {
+        let now = Utc::now();
+        let row = sqlx::query(
+            "UPDATE processing_jobs SET heartbeat_at = $1, lease_expires_at = $2, \
+             progress = CASE WHEN $3 > progress THEN $3 ELSE progress END \
+             WHERE id = $4 AND worker = $5 AND attempt = $6 AND status = 'RUNNING' \
+             RETURNING cancel_requested",
+        )
+        .bind(ts(now))
+        .bind(ts(lease_end(now, lease)))
+        .bind(progress.unwrap_or(-1.0).clamp(-1.0, 100.0))
+        .bind(job_id.to_string())
+        .bind(worker)
+        .bind(i64::from(attempt))
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(match row {
+            Some(row) => Heartbeat::Held {
+                cancel_requested: row.try_get::<i64, _>("cancel_requested")? != 0,
+            },
+            None => Heartbeat::Lost,
+        })
+    }
+
+    /// Marks the holder's attempt COMPLETED and queues the jobs waiting on it.
+    pub async fn complete(
+        &self,
+        job_id: Uuid,
+        audio_id: Uuid,
+        worker: &str,
+        attempt: u32,
+        message: &str,
+    ) -> Result<ProcessingJob, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let jobs = lock_jobs(&mut tx, audio_id).await?;
+        let old = held_by(&jobs, job_id, worker, attempt)?;
+        let mut new = old.clone();
+        new.status = JobStatus::Completed;
+        new.progress = 100.0;
+        new.completed_at = Some(Utc::now());
+        new.lease_expires_at = None;
+        new.error = None;
+        write_transition(&mut tx, old, &new, Some(worker), message).await?;
+        settle_dependents(&mut tx, &jobs, old.job_type, JobStatus::Queued).await?;
+        refresh_audio_status(&mut tx, audio_id).await?;
+        tx.commit().await?;
+        Ok(new)
+    }
+
+    /// Ends the holder's attempt with an error: RETRYING until `retry_at`
+    /// when given, else FAILED (and the jobs waiting on it fail too).
+    pub async fn fail(
+        &self,
+        job_id: Uuid,
+        audio_id: Uuid,
+        worker: &str,
+        attempt: u32,
+        error: &JobError,
+        retry_at: Option<DateTime<Utc>>,
+    ) -> Result<ProcessingJob, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let jobs = lock_jobs(&mut tx, audio_id).await?;
+        let old = held_by(&jobs, job_id, worker, attempt)?;
+        let mut new = old.clone();
+        new.error = Some(error.clone());
+        new.lease_expires_at = None;
+        let message = match retry_at {
+            Some(at) => {
+                new.status = JobStatus::Retrying;
+                new.available_at = at;
+                format!(
+                    "attempt {} of {} failed: {}; retrying at {}",
+                    old.attempt,
+                    old.max_attempts,
+                    error.message,
+                    ts(at)
+                )
+            }
+            None => {
+                new.status = JobStatus::Failed;
+                new.completed_at = Some(Utc::now());
+                format!("failed: {error}")
+            }
+        };
+        write_transition(&mut tx, old, &new, Some(worker), &message).await?;
+        if new.status == JobStatus::Failed {
+            settle_dependents(&mut tx, &jobs, old.job_type, JobStatus::Failed).await?;
+        }
+        refresh_audio_status(&mut tx, audio_id).await?;
+        tx.commit().await?;
+        Ok(new)
+    }
+
+    /// Hands a running job back to the queue (a worker shutting down): the
+    /// attempt is not counted.
+    pub async fn release(
+        &self,
+        job_id: Uuid,
+        audio_id: Uuid,
+        worker: &str,
+        attempt: u32,
+        message: &str,
+    ) -> Result<ProcessingJob, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let jobs = lock_jobs(&mut tx, audio_id).await?;
+        let old = held_by(&jobs, job_id, worker, attempt)?;
+        let mut new = old.clone();
+        new.status = JobStatus::Queued;
+        new.attempt = old.attempt.saturating_sub(1);
+        new.worker = None;
+        new.lease_expires_at = None;
+        new.available_at = Utc::now();
+        write_transition(&mut tx, old, &new, Some(worker), message).await?;
+        refresh_audio_status(&mut tx, audio_id).await?;
+        tx.commit().await?;
+        Ok(new)
+    }
+
+    /// The holder stops a job whose cancellation was requested.
+    pub async fn cancel_running(
+        &self,
+        job_id: Uuid,
+        audio_id: Uuid,
+        worker: &str,
+        attempt: u32,
+    ) -> Result<ProcessingJob, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let jobs = lock_jobs(&mut tx, audio_id).await?;
+        let old = held_by(&jobs, job_id, worker, attempt)?;
+        let mut new = old.clone();
+        new.status = JobStatus::Cancelled;
+        new.completed_at = Some(Utc::now());
+        new.lease_expires_at = None;
+        write_transition(&mut tx, old, &new, Some(worker), "cancelled while running").await?;
+        settle_dependents(&mut tx, &jobs, old.job_type, JobStatus::Cancelled).await?;
+        refresh_audio_status(&mut tx, audio_id).await?;
+        tx.commit().await?;
+        Ok(new)
+    }
+
+    /// Cancels a file's unfinished jobs (or one job and those waiting on
+    /// it): waiting ones at once, running ones at their next progress point.
+    pub async fn cancel(
+        &self,
+        audio_id: Uuid,
+        only_job: Option<Uuid>,
+    ) -> Result<Vec<ProcessingJob>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let jobs = lock_jobs(&mut tx, audio_id).await?;
+        let mut changed = Vec::new();
+        let first_type = only_job.and_then(|id| jobs.iter().find(|j| j.id == id).map(|j| j.job_type));
+        if only_job.is_some() && first_type.is_none() {
+            return Err(StoreError::NotFound {
+                what: "job",
+                id: only_job.unwrap_or(audio_id),
+            });
+        }
+        for old in &jobs {
+            if first_type.is_some_and(|t| old.job_type < t) || old.status.is_final() {
+                continue;
+            }
+            let mut new = old.clone();
+            let message = if old.status == JobStatus::Running {
+                if old.cancel_requested {
+                    continue;
+                }
+                new.cancel_requested = true;
+                "cancel requested; the worker stops at its next progress point"
+            } else {
+                new.status = JobStatus::Cancelled;
+                new.completed_at = Some(Utc::now());
+                "cancelled"
+            };
+            write_transition(&mut tx, old, &new, None, message).await?;
+            changed.push(new);
+        }
+        refresh_audio_status(&mut tx, audio_id).await?;
+        tx.commit().await?;
+        Ok(changed)
+    }
+
+    /// Runs a file's failed or cancelled jobs again (or one job and those
+    /// after it), with fresh attempts.
+    pub async fn retry(
+        &self,
+        audio_id: Uuid,
+        only_job: Option<Uuid>,
+    ) -> Result<Vec<ProcessingJob>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let jobs = lock_jobs(&mut tx, audio_id).await?;
+        let start_type = match only_job {
+            Some(id) => Some(
+                jobs.iter()
+                    .find(|j| j.id == id)
+                    .map(|j| j.job_type)
+                    .ok_or(StoreError::NotFound { what: "job", id })?,
+            ),
+            None => jobs
+                .iter()
+                .find(|j| matches!(j.status, JobStatus::Failed | JobStatus::Cancelled))
+                .map(|j| j.job_type),
+        };
+        let Some(start_type) = start_type else {
+            return Ok(Vec::new());
+        };
+        let completed: BTreeMap<JobType, bool> = jobs
+            .iter()
+            .map(|j| (j.job_type, j.status == JobStatus::Completed))
+            .collect();
+        let mut changed = Vec::new();
+        for old in jobs.iter().filter(|j| j.job_type >= start_type) {
+            if !old.status.is_final() {
+                continue;
+            }
+            let ready = old.job_type == start_type
+                && old
+                    .job_type
+                    .depends_on()
+                    .is_none_or(|d| completed.get(&d).copied().unwrap_or(true));
+            let mut new = old.clone();
+            new.status = if ready { JobStatus::Queued } else { JobStatus::Pending };
+            new.attempt = 0;
+            new.progress = 0.0;
+            new.error = None;
+            new.worker = None;
+            new.cancel_requested = false;
+            new.available_at = Utc::now();
+            new.started_at = None;
+            new.completed_at = None;
+            write_transition(&mut tx, old, &new, None, "retried by user").await?;
+            changed.push(new);
+        }
+        refresh_audio_status(&mut tx, audio_id).await?;
+        tx.commit().await?;
+        Ok(changed)
+    }
+
+    /// Number of jobs in each status.
+    pub async fn queue_depth(&self) -> Result<BTreeMap<String, u64>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT status, COUNT(*) AS n FROM processing_jobs GROUP BY status",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let mut depth: BTreeMap<String, u64> = JobStatus::ALL
+            .iter()
+            .map(|s| (s.as_str().to_string(), 0))
+            .collect();
+        for row in rows {
+            let status: String = row.try_get("status")?;
+            let n: i64 = row.try_get("n")?;
+            depth.insert(status, u64::try_from(n).unwrap_or(0));
+        }
+        Ok(depth)
+    }
+}
+
+/// Moves the jobs that wait on `done_type` once it has ended: QUEUED when
+/// it completed, else FAILED or CANCELLED with it.
+async fn settle_dependents(
+    tx: &mut Transaction<'_, Any>,
+    jobs: &[ProcessingJob],
+    done_type: JobType,
+    to: JobStatus,
+) -> Result<(), StoreError> {
+    for old in jobs
+        .iter()
+        .filter(|j| j.job_type.depends_on() == Some(done_type) && j.status == JobStatus::Pending)
+    {
+        let mut new = old.clone();
+        new.status = to;
+        let message = match to {
+            JobStatus::Queued => {
+                new.available_at = Utc::now();
+                format!("{done_type} completed; queued")
+            }
+            JobStatus::Failed => {
+                new.completed_at = Some(Utc::now());
+                new.error = Some(JobError::permanent(format!("{done_type} failed")));
+                format!("{done_type} failed; not run")
+            }
+            _ => {
+                new.completed_at = Some(Utc::now());
+                format!("{done_type} {to}; not run")
+            }
+        };
+        write_transition(tx, old, &new, None, &message).await?;
+    }
+    Ok(())
+}

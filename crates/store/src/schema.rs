@@ -1,0 +1,120 @@
+//! The schema, embedded in the binary, in one dialect per backend.
+
+/// A schema change; `version` increases by one each time.
+pub(crate) struct Migration {
+    pub version: i64,
+    pub description: &'static str,
+    /// Scripts run in order on SQLite.
+    pub sqlite: &'static [&'static str],
+    /// Scripts run in order on PostgreSQL.
+    pub postgres: &'static [&'static str],
+}
+
+/// Tables shared by both dialects, written so that each accepts them.
+const V1_COMMON: &str = r#"
+CREATE TABLE audio_files (
+    id TEXT PRIMARY KEY,
+    original_name TEXT NOT NULL,
+    sha256 TEXT NOT NULL,
+    size_bytes BIGINT NOT NULL,
+    container TEXT NOT NULL,
+    codec TEXT NOT NULL,
+    duration_seconds DOUBLE PRECISION NOT NULL,
+    sample_rate BIGINT NOT NULL,
+    channels BIGINT NOT NULL,
+    storage_key TEXT NOT NULL,
+    status TEXT NOT NULL,
+    options TEXT NOT NULL,
+    settings_key TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
+CREATE INDEX audio_files_created ON audio_files (created_at);
+CREATE INDEX audio_files_content ON audio_files (sha256, settings_key);
+CREATE TABLE processing_jobs (
+    id TEXT PRIMARY KEY,
+    audio_id TEXT NOT NULL REFERENCES audio_files (id) ON DELETE CASCADE,
+    job_type TEXT NOT NULL,
+    status TEXT NOT NULL,
+    progress DOUBLE PRECISION NOT NULL DEFAULT 0,
+    task_id TEXT NOT NULL,
+    attempt BIGINT NOT NULL DEFAULT 0,
+    max_attempts BIGINT NOT NULL,
+    worker TEXT,
+    heartbeat_at TEXT,
+    lease_expires_at TEXT,
+    available_at TEXT NOT NULL,
+    cancel_requested BIGINT NOT NULL DEFAULT 0,
+    error_kind TEXT,
+    error_message TEXT,
+    transport TEXT NOT NULL DEFAULT 'embedded',
+    created_at TEXT NOT NULL,
+    started_at TEXT,
+    completed_at TEXT
+);
+CREATE INDEX processing_jobs_claim ON processing_jobs (status, available_at);
+CREATE INDEX processing_jobs_audio ON processing_jobs (audio_id);
+CREATE TABLE transcripts (
+    audio_id TEXT PRIMARY KEY REFERENCES audio_files (id) ON DELETE CASCADE,
+    language TEXT NOT NULL,
+    model TEXT NOT NULL,
+    duration_seconds DOUBLE PRECISION NOT NULL,
+    body TEXT NOT NULL,
+    created_at TEXT NOT NULL
+);
+CREATE TABLE audio_results (
+    audio_id TEXT PRIMARY KEY REFERENCES audio_files (id) ON DELETE CASCADE,
+    outputs TEXT NOT NULL,
+    words BIGINT NOT NULL,
+    speech_seconds DOUBLE PRECISION NOT NULL,
+    words_per_minute DOUBLE PRECISION NOT NULL,
+    created_at TEXT NOT NULL
+);
+CREATE TABLE workers (
+    id TEXT PRIMARY KEY,
+    host TEXT NOT NULL,
+    pid BIGINT NOT NULL,
+    concurrency BIGINT NOT NULL,
+    current_jobs TEXT NOT NULL,
+    started_at TEXT NOT NULL,
+    last_seen TEXT NOT NULL
+);
+"#;
+
+const V1_SQLITE_EVENTS: &str = r#"
+CREATE TABLE job_events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    job_id TEXT NOT NULL REFERENCES processing_jobs (id) ON DELETE CASCADE,
+    at TEXT NOT NULL,
+    from_status TEXT,
+    to_status TEXT NOT NULL,
+    attempt BIGINT NOT NULL,
+    worker TEXT,
+    message TEXT NOT NULL
+);
+CREATE INDEX job_events_job ON job_events (job_id, id);
+"#;
+
+const V1_POSTGRES_EVENTS: &str = r#"
+CREATE TABLE job_events (
+    id BIGSERIAL PRIMARY KEY,
+    job_id TEXT NOT NULL REFERENCES processing_jobs (id) ON DELETE CASCADE,
+    at TEXT NOT NULL,
+    from_status TEXT,
+    to_status TEXT NOT NULL,
+    attempt BIGINT NOT NULL,
+    worker TEXT,
+    message TEXT NOT NULL
+);
+CREATE INDEX job_events_job ON job_events (job_id, id);
+"#;
+
+/// Every migration in order; the last one's version is the schema version.
+pub(crate) fn migrations() -> Vec<Migration> {
+    vec![Migration {
+        version: 1,
+        description: "audio files, jobs, events, transcripts, results, workers",
+        sqlite: &[V1_COMMON, V1_SQLITE_EVENTS],
+        postgres: &[V1_COMMON, V1_POSTGRES_EVENTS],
+    }]
+}

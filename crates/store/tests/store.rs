@@ -1,0 +1,252 @@
+//! The store's behaviour, run against SQLite and PostgreSQL alike.
+
+use pipeline_core::{AudioStatus, JobError, JobStatus, JobType};
+use pipeline_store::{Backend, Heartbeat, NewAudio, NewJob, Store, StoreError};
+use std::collections::HashSet;
+use std::time::Duration;
+use uuid::Uuid;
+
+const LEASE: Duration = Duration::from_secs(60);
+
+/// A fresh store on each backend: a SQLite file in a temporary folder, and
+/// a new database on the PostgreSQL server.
+async fn stores() -> Vec<(Store, Option<tempfile::TempDir>)> {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let sqlite_url = format!("sqlite://{}/pipeline.db", dir.path().display());
+    let sqlite = Store::connect(&sqlite_url).await.expect("sqlite store");
+    let mut stores = vec![(sqlite, Some(dir))];
+    stores.push((postgres_store().await, None));
+    stores
+}
+
+async fn postgres_store() -> Store {
+    let admin = std::env::var("PIPELINE_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_string());
+    sqlx::any::install_default_drivers();
+    let name = format!("pm_test_{}", Uuid::new_v4().simple());
+    let pool = sqlx::AnyPool::connect(&admin)
+        .await
+        .unwrap_or_else(|e| panic!("PostgreSQL at {admin} is required for these tests: {e}"));
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&pool)
+        .await
+        .expect("create test database");
+    pool.close().await;
+    let base = admin.rsplit_once('/').map(|(b, _)| b).unwrap_or(&admin);
+    let store = Store::connect(&format!("{base}/{name}"))
+        .await
+        .expect("postgres store");
+    assert_eq!(store.backend(), Backend::Postgres);
+    store
+}
+
+fn new_audio(sha: &str) -> NewAudio {
+    NewAudio {
+        id: Uuid::new_v4(),
+        original_name: "talk.mp3".into(),
+        sha256: sha.into(),
+        size_bytes: 1234,
+        container: "mp3".into(),
+        codec: "mp3".into(),
+        duration_seconds: 12.5,
+        sample_rate: 44_100,
+        channels: 2,
+        storage_key: format!("audio/{sha}"),
+        options: serde_json::json!({"language": "en"}),
+        settings_key: "settings".into(),
+    }
+}
+
+fn pipeline_jobs() -> Vec<NewJob> {
+    vec![
+        NewJob::new(JobType::Transcription, 3),
+        NewJob::new(JobType::Processing, 3),
+    ]
+}
+
+#[tokio::test]
+async fn a_file_moves_through_both_stages_with_an_audit_trail() {
+    for (store, _dir) in stores().await {
+        let (audio, jobs) = store.ingest(&new_audio("a1"), &pipeline_jobs()).await.unwrap();
+        assert_eq!(audio.status, AudioStatus::Queued);
+        assert_eq!(jobs.len(), 2);
+        assert_eq!(jobs[0].status, JobStatus::Queued);
+        assert_eq!(jobs[1].status, JobStatus::Pending);
+        assert_eq!(store.schema_version().await.unwrap(), 1);
+
+        let t = store.claim("w1", &[], LEASE).await.unwrap().expect("transcription claimable");
+        assert_eq!((t.job_type, t.status, t.attempt), (JobType::Transcription, JobStatus::Running, 1));
+        assert!(store.claim("w2", &[], LEASE).await.unwrap().is_none(), "PROCESSING waits");
+        assert_eq!(store.audio(audio.id).await.unwrap().status, AudioStatus::Processing);
+
+        let beat = store.heartbeat(t.id, "w1", 1, Some(40.0), LEASE).await.unwrap();
+        assert_eq!(beat, Heartbeat::Held { cancel_requested: false });
+        store.heartbeat(t.id, "w1", 1, Some(20.0), LEASE).await.unwrap();
+        assert_eq!(store.job(t.id).await.unwrap().progress, 40.0, "progress never goes back");
+
+        store.complete(t.id, audio.id, "w1", 1, "transcribed").await.unwrap();
+        let p = store.claim("w2", &[], LEASE).await.unwrap().expect("processing queued");
+        assert_eq!(p.job_type, JobType::Processing);
+        store.complete(p.id, audio.id, "w2", 1, "rendered").await.unwrap();
+        assert_eq!(store.audio(audio.id).await.unwrap().status, AudioStatus::Completed);
+
+        let trail: Vec<(Option<JobStatus>, JobStatus)> = store
+            .events_for_job(p.id)
+            .await
+            .unwrap()
+            .iter()
+            .map(|e| (e.from_status, e.to_status))
+            .collect();
+        assert_eq!(
+            trail,
+            vec![
+                (None, JobStatus::Pending),
+                (Some(JobStatus::Pending), JobStatus::Queued),
+                (Some(JobStatus::Queued), JobStatus::Running),
+                (Some(JobStatus::Running), JobStatus::Completed),
+            ]
+        );
+        let dup = store.find_completed_duplicate("a1", "settings").await.unwrap();
+        assert_eq!(dup.map(|a| a.id), Some(audio.id));
+    }
+}
+
+#[tokio::test]
+async fn retryable_failures_come_back_and_permanent_ones_fail_the_file() {
+    for (store, _dir) in stores().await {
+        let (audio, _) = store.ingest(&new_audio("b1"), &pipeline_jobs()).await.unwrap();
+        let t = store.claim("w1", &[], LEASE).await.unwrap().unwrap();
+        let retry_at = chrono::Utc::now() - chrono::Duration::seconds(1);
+        let failed = store
+            .fail(t.id, audio.id, "w1", 1, &JobError::retryable("broker blip"), Some(retry_at))
+            .await
+            .unwrap();
+        assert_eq!(failed.status, JobStatus::Retrying);
+        let again = store.claim("w2", &[], LEASE).await.unwrap().expect("claimable after backoff");
+        assert_eq!((again.id, again.attempt), (t.id, 2));
+        store
+            .fail(t.id, audio.id, "w2", 2, &JobError::permanent("undecodable audio"), None)
+            .await
+            .unwrap();
+        let jobs = store.jobs_for_audio(audio.id).await.unwrap();
+        assert_eq!(jobs[0].status, JobStatus::Failed);
+        assert_eq!(jobs[0].error.as_ref().unwrap().message, "undecodable audio");
+        assert_eq!(jobs[1].status, JobStatus::Failed, "the dependent job fails too");
+        assert_eq!(store.audio(audio.id).await.unwrap().status, AudioStatus::Failed);
+
+        let retried = store.retry(audio.id, None).await.unwrap();
+        assert_eq!(retried.len(), 2);
+        let jobs = store.jobs_for_audio(audio.id).await.unwrap();
+        assert_eq!((jobs[0].status, jobs[0].attempt), (JobStatus::Queued, 0));
+        assert_eq!(jobs[1].status, JobStatus::Pending);
+        assert!(jobs[0].error.is_none());
+    }
+}
+
+#[tokio::test]
+async fn an_expired_lease_hands_the_job_to_another_worker() {
+    for (store, _dir) in stores().await {
+        let (audio, _) = store.ingest(&new_audio("c1"), &pipeline_jobs()).await.unwrap();
+        let t = store.claim("dead", &[], Duration::from_millis(1)).await.unwrap().unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let t2 = store.claim("alive", &[], LEASE).await.unwrap().expect("reclaimed");
+        assert_eq!((t2.id, t2.attempt, t2.worker.as_deref()), (t.id, 2, Some("alive")));
+        assert_eq!(
+            store.heartbeat(t.id, "dead", 1, None, LEASE).await.unwrap(),
+            Heartbeat::Lost
+        );
+        let late = store.complete(t.id, audio.id, "dead", 1, "late").await;
+        assert!(matches!(late, Err(StoreError::Conflict { .. })), "{late:?}");
+        let messages: Vec<String> = store
+            .events_for_job(t.id)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| e.message)
+            .collect();
+        assert!(messages.iter().any(|m| m.contains("lease of dead expired")), "{messages:?}");
+    }
+}
+
+#[tokio::test]
+async fn cancel_stops_waiting_jobs_at_once_and_running_ones_at_their_next_beat() {
+    for (store, _dir) in stores().await {
+        let (audio, _) = store.ingest(&new_audio("d1"), &pipeline_jobs()).await.unwrap();
+        let t = store.claim("w1", &[], LEASE).await.unwrap().unwrap();
+        let changed = store.cancel(audio.id, None).await.unwrap();
+        assert_eq!(changed.len(), 2);
+        let jobs = store.jobs_for_audio(audio.id).await.unwrap();
+        assert_eq!(jobs[0].status, JobStatus::Running);
+        assert!(jobs[0].cancel_requested);
+        assert_eq!(jobs[1].status, JobStatus::Cancelled);
+        assert_eq!(
+            store.heartbeat(t.id, "w1", 1, Some(10.0), LEASE).await.unwrap(),
+            Heartbeat::Held { cancel_requested: true }
+        );
+        store.cancel_running(t.id, audio.id, "w1", 1).await.unwrap();
+        assert_eq!(store.audio(audio.id).await.unwrap().status, AudioStatus::Cancelled);
+        assert!(store.claim("w1", &[], LEASE).await.unwrap().is_none());
+    }
+}
+
+#[tokio::test]
+async fn a_released_job_does_not_use_up_an_attempt() {
+    for (store, _dir) in stores().await {
+        let (audio, _) = store.ingest(&new_audio("e1"), &pipeline_jobs()).await.unwrap();
+        let t = store.claim("w1", &[], LEASE).await.unwrap().unwrap();
+        let released = store.release(t.id, audio.id, "w1", 1, "worker stopping").await.unwrap();
+        assert_eq!((released.status, released.attempt), (JobStatus::Queued, 0));
+        let again = store.claim("w2", &[], LEASE).await.unwrap().unwrap();
+        assert_eq!(again.attempt, 1);
+    }
+}
+
+#[tokio::test]
+async fn concurrent_workers_never_claim_the_same_job() {
+    for (store, _dir) in stores().await {
+        let mut expected = HashSet::new();
+        for i in 0..12 {
+            let (_, jobs) = store
+                .ingest(&new_audio(&format!("f{i}")), &pipeline_jobs())
+                .await
+                .unwrap();
+            expected.insert(jobs[0].id);
+        }
+        let mut handles = Vec::new();
+        for w in 0..4 {
+            let store = store.clone();
+            handles.push(tokio::spawn(async move {
+                let mut mine = Vec::new();
+                while let Some(job) = store
+                    .claim(&format!("w{w}"), &[JobType::Transcription], LEASE)
+                    .await
+                    .unwrap()
+                {
+                    mine.push(job.id);
+                }
+                mine
+            }));
+        }
+        let mut claimed = Vec::new();
+        for h in handles {
+            claimed.extend(h.await.unwrap());
+        }
+        let unique: HashSet<Uuid> = claimed.iter().copied().collect();
+        assert_eq!(claimed.len(), unique.len(), "a job was claimed twice");
+        assert_eq!(unique, expected);
+    }
+}
+
+#[tokio::test]
+async fn unreachable_databases_say_so() {
+    let err = Store::connect("postgres://nobody@127.0.0.1:1/none")
+        .await
+        .err()
+        .expect("no server listens on port 1");
+    assert!(err.is_unreachable(), "{err}");
+    assert!(err.to_string().contains("127.0.0.1:1"), "{err}");
+    assert!(matches!(
+        Store::connect("mysql://x").await,
+        Err(StoreError::UnsupportedUrl(_))
+    ));
+}
