@@ -253,7 +253,12 @@ fn render_vtt(t: &Transcript) -> String {
 fn render_tsv(t: &Transcript) -> String {
     let mut out = String::from("start\tend\ttext\n");
     for (s, text) in spoken(t) {
-        out.push_str(&format!("{}\t{}\t{}\n", millis(s.start), millis(s.end), text));
+        out.push_str(&format!(
+            "{}\t{}\t{}\n",
+            millis(s.start),
+            millis(s.end),
+            text
+        ));
     }
     out
 }
@@ -458,7 +463,10 @@ mod tests {
         let s = stats(&t);
         assert_eq!(s.words, 6);
         assert!((s.speech_seconds - 25.0).abs() < 1e-9, "{s:?}");
-        assert!((s.words_per_minute - 6.0 / (25.0 / 60.0)).abs() < 1e-9, "{s:?}");
+        assert!(
+            (s.words_per_minute - 6.0 / (25.0 / 60.0)).abs() < 1e-9,
+            "{s:?}"
+        );
     }
 
     #[test]
