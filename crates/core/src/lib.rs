@@ -1,5 +1,6 @@
 //! The data model of the audio pipeline, shared by every other crate.
 
+pub mod config;
 pub mod model;
 pub mod render;
 pub mod state;

@@ -1,0 +1,1939 @@
+//! Layered configuration: defaults < `pipeline.toml` < `PIPELINE_*` environment
+//! variables < command-line flags, remembering where every value came from.
+//!
+//! Every key is described once in [`KEYS`]; the file walker, the environment
+//! lookup, the flag overrides and `entries()` all go through that table, so a
+//! key added there is reachable from every layer at once.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Serialize;
+use serde_json::{json, Value as Json};
+
+use crate::render::OutputFormat;
+
+/// Name of the configuration file looked for in the working directory.
+pub const CONFIG_FILE_NAME: &str = "pipeline.toml";
+/// Environment variable that names the configuration file.
+pub const CONFIG_ENV: &str = "PIPELINE_CONFIG";
+/// Prefix of every environment variable the configuration reads.
+pub const ENV_PREFIX: &str = "PIPELINE_";
+/// What masked secrets are replaced with.
+pub const MASK: &str = "****";
+
+/// The effective configuration of every part of the pipeline.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// Where jobs and transcripts are stored.
+    pub database: DatabaseConfig,
+    /// The Celery broker, or the embedded queue when none.
+    pub broker: BrokerConfig,
+    /// Where audio and outputs are kept.
+    pub storage: StorageConfig,
+    /// The speech recognition model and how to run it.
+    pub model: ModelConfig,
+    /// Retries, timeouts and concurrency of job processing.
+    pub processing: ProcessingConfig,
+    /// Endpoints told about job transitions.
+    pub webhooks: WebhooksConfig,
+    /// The HTTP API.
+    pub server: ServerConfig,
+}
+
+/// `[database]`: the store of audio files, jobs and events.
+#[derive(Clone, PartialEq)]
+pub struct DatabaseConfig {
+    /// `sqlite://...` or `postgres://...`; `None` means the SQLite file in the data directory.
+    pub url: Option<String>,
+    /// Upper bound of the connection pool.
+    pub max_connections: u32,
+}
+
+/// `[broker]`: the Celery transport.
+#[derive(Clone, PartialEq)]
+pub struct BrokerConfig {
+    /// `amqp://` or `redis://` URL; `None` means the embedded queue.
+    pub url: Option<String>,
+    /// Celery result backend URL, so Python's `AsyncResult` can read task states.
+    pub result_backend: Option<String>,
+    /// Queue (routing key) tasks are sent to and consumed from.
+    pub queue: String,
+    /// How long to wait for the broker before falling back to the embedded queue.
+    pub connect_timeout_secs: u64,
+}
+
+/// `[storage]`: where files live.
+#[derive(Clone, PartialEq)]
+pub struct StorageConfig {
+    /// Root of everything the pipeline keeps locally.
+    pub data_dir: PathBuf,
+    /// Where rendered outputs go; `None` means `<data_dir>/outputs`.
+    pub output_dir: Option<PathBuf>,
+    /// S3-compatible object store URL; `None` means the local data directory.
+    pub url: Option<String>,
+}
+
+/// `[model]`: the speech recognition model.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelConfig {
+    /// Model directory (CTranslate2 format); `None` means `<data_dir>/models/<name>`.
+    pub path: Option<PathBuf>,
+    /// Short name (`tiny.en`) or Hugging Face repo id (`Systran/faster-whisper-base`).
+    pub name: String,
+    /// `cpu`, `cuda` or `auto`.
+    pub device: String,
+    /// CTranslate2 compute type (`int8`, `float16`, ...).
+    pub compute_type: String,
+    /// Beam width of the decoder.
+    pub beam_size: usize,
+    /// Threads per model replica; 0 means one per core.
+    pub threads: usize,
+    /// Language code; `None` detects it.
+    pub language: Option<String>,
+    /// Whether to compute word-level timestamps.
+    pub word_timestamps: bool,
+    /// Whether to skip silence with voice activity detection before decoding.
+    pub vad_filter: bool,
+}
+
+/// `[processing]`: how jobs are run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProcessingConfig {
+    /// Attempts per job before it fails for good (the first run counts).
+    pub max_attempts: u32,
+    /// Delay before the first retry; later ones double.
+    pub retry_base_secs: f64,
+    /// Upper bound of the retry delay.
+    pub retry_max_secs: f64,
+    /// A job running longer than this is stopped and counted as a failed attempt.
+    pub job_timeout_secs: u64,
+    /// How long a claimed job stays with its worker without a heartbeat.
+    pub lease_secs: u64,
+    /// How often a worker renews its leases.
+    pub heartbeat_secs: u64,
+    /// Jobs one worker runs at once.
+    pub concurrency: usize,
+    /// Outputs the PROCESSING job writes.
+    pub formats: Vec<OutputFormat>,
+}
+
+/// `[webhooks]`: notifications of job transitions.
+#[derive(Clone, PartialEq)]
+pub struct WebhooksConfig {
+    /// Endpoints that receive every event.
+    pub urls: Vec<String>,
+    /// HMAC-SHA256 signing key; `None` sends unsigned requests.
+    pub secret: Option<String>,
+    /// Time allowed for one delivery.
+    pub timeout_secs: u64,
+}
+
+/// `[server]`: the HTTP API.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerConfig {
+    /// Address to listen on.
+    pub bind: String,
+    /// Whether requests must carry an API token.
+    pub auth: bool,
+    /// Largest accepted upload.
+    pub max_upload_bytes: u64,
+}
+
+// Hand-written Debug for the sections that hold credentials, so that a config
+// printed in a log or a panic message does not leak them.
+impl fmt::Debug for DatabaseConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DatabaseConfig")
+            .field("url", &self.url.as_deref().map(mask_url))
+            .field("max_connections", &self.max_connections)
+            .finish()
+    }
+}
+
+impl fmt::Debug for BrokerConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BrokerConfig")
+            .field("url", &self.url.as_deref().map(mask_url))
+            .field(
+                "result_backend",
+                &self.result_backend.as_deref().map(mask_url),
+            )
+            .field("queue", &self.queue)
+            .field("connect_timeout_secs", &self.connect_timeout_secs)
+            .finish()
+    }
+}
+
+impl fmt::Debug for StorageConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StorageConfig")
+            .field("data_dir", &self.data_dir)
+            .field("output_dir", &self.output_dir)
+            .field("url", &self.url.as_deref().map(mask_url))
+            .finish()
+    }
+}
+
+impl fmt::Debug for WebhooksConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let urls: Vec<String> = self.urls.iter().map(|u| mask_url(u)).collect();
+        f.debug_struct("WebhooksConfig")
+            .field("urls", &urls)
+            .field("secret", &self.secret.as_ref().map(|_| MASK))
+            .field("timeout_secs", &self.timeout_secs)
+            .finish()
+    }
+}
+
+impl Config {
+    /// The built-in defaults, with everything derived from `data_dir`.
+    pub fn defaults(data_dir: PathBuf) -> Config {
+        Config {
+            database: DatabaseConfig {
+                url: None,
+                max_connections: 5,
+            },
+            broker: BrokerConfig {
+                url: None,
+                result_backend: None,
+                queue: "celery".to_string(),
+                connect_timeout_secs: 5,
+            },
+            storage: StorageConfig {
+                data_dir,
+                output_dir: None,
+                url: None,
+            },
+            model: ModelConfig {
+                path: None,
+                name: "tiny.en".to_string(),
+                device: "cpu".to_string(),
+                compute_type: "int8".to_string(),
+                beam_size: 5,
+                threads: 0,
+                language: None,
+                word_timestamps: false,
+                vad_filter: false,
+            },
+            processing: ProcessingConfig {
+                max_attempts: 3,
+                retry_base_secs: 2.0,
+                retry_max_secs: 300.0,
+                job_timeout_secs: 3600,
+                lease_secs: 60,
+                heartbeat_secs: 10,
+                concurrency: 1,
+                formats: OutputFormat::ALL.to_vec(),
+            },
+            webhooks: WebhooksConfig {
+                urls: Vec::new(),
+                secret: None,
+                timeout_secs: 10,
+            },
+            server: ServerConfig {
+                bind: "127.0.0.1:8000".to_string(),
+                auth: true,
+                max_upload_bytes: 2 * 1024 * 1024 * 1024,
+            },
+        }
+    }
+
+    /// The database URL, defaulting to `sqlite://<data_dir>/pipeline.db`.
+    pub fn database_url(&self) -> String {
+        match &self.database.url {
+            Some(url) => url.clone(),
+            None => format!(
+                "sqlite://{}",
+                self.storage.data_dir.join("pipeline.db").display()
+            ),
+        }
+    }
+
+    /// The model directory, defaulting to `<data_dir>/models/<name>`.
+    pub fn model_dir(&self) -> PathBuf {
+        match &self.model.path {
+            Some(path) => path.clone(),
+            // A repo id's slash would nest directories; `--` keeps one folder
+            // per model, as the Hugging Face cache does.
+            None => self
+                .storage
+                .data_dir
+                .join("models")
+                .join(self.model.name.replace('/', "--")),
+        }
+    }
+
+    /// The directory rendered outputs are written to.
+    pub fn output_dir(&self) -> PathBuf {
+        match &self.storage.output_dir {
+            Some(dir) => dir.clone(),
+            None => self.storage.data_dir.join("outputs"),
+        }
+    }
+
+    /// Whether jobs go through the embedded queue rather than a Celery broker.
+    pub fn uses_embedded_queue(&self) -> bool {
+        self.broker.url.is_none()
+    }
+
+    /// The configuration as nested JSON (`{"database": {"url": ...}}`) with
+    /// derived values filled in and secrets masked, for `status --json`.
+    pub fn masked_json(&self) -> Json {
+        let mut root = serde_json::Map::new();
+        for spec in KEYS {
+            let (section, name) = spec.key.split_once('.').unwrap_or(("", spec.key));
+            let value = masked(spec, get(self, spec.key));
+            if let Json::Object(map) = root
+                .entry(section.to_string())
+                .or_insert_with(|| Json::Object(serde_json::Map::new()))
+            {
+                map.insert(name.to_string(), value);
+            }
+        }
+        Json::Object(root)
+    }
+}
+
+impl ProcessingConfig {
+    /// [`Self::job_timeout_secs`] as a duration.
+    pub fn job_timeout(&self) -> Duration {
+        Duration::from_secs(self.job_timeout_secs)
+    }
+
+    /// [`Self::lease_secs`] as a duration.
+    pub fn lease(&self) -> Duration {
+        Duration::from_secs(self.lease_secs)
+    }
+
+    /// [`Self::heartbeat_secs`] as a duration.
+    pub fn heartbeat(&self) -> Duration {
+        Duration::from_secs(self.heartbeat_secs)
+    }
+}
+
+impl BrokerConfig {
+    /// [`Self::connect_timeout_secs`] as a duration.
+    pub fn connect_timeout(&self) -> Duration {
+        Duration::from_secs(self.connect_timeout_secs)
+    }
+}
+
+/// Where a configuration value came from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", content = "name", rename_all = "lowercase")]
+pub enum Source {
+    /// The built-in default (or a value derived from other settings).
+    Default,
+    /// The configuration file at this path.
+    File(PathBuf),
+    /// This environment variable.
+    Env(String),
+    /// This command-line flag.
+    Flag(String),
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Source::Default => f.write_str("default"),
+            Source::File(path) => write!(f, "{}", path.display()),
+            Source::Env(var) => write!(f, "environment variable {var}"),
+            Source::Flag(flag) => write!(f, "flag {flag}"),
+        }
+    }
+}
+
+/// Why the configuration could not be loaded; every variant names the file,
+/// variable or flag at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The configuration file exists (or was asked for) but cannot be read.
+    #[error("cannot read config file {} (from {origin}): {error}", .path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Who named the file: `--config`, `PIPELINE_CONFIG` or the working directory.
+        origin: String,
+        /// The I/O error.
+        #[source]
+        error: std::io::Error,
+    },
+    /// The file is not valid TOML.
+    #[error("{}: invalid TOML: {message}", .path.display())]
+    Syntax {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message, with line and column.
+        message: String,
+    },
+    /// A key that the configuration does not have.
+    #[error("{origin}: unknown key \"{key}\"{}", suggestion(.key))]
+    UnknownKey {
+        /// The key as written (`section.key`).
+        key: String,
+        /// Where it was written.
+        origin: Source,
+    },
+    /// A value of the wrong type.
+    #[error("{origin}: {key} must be {expected}, got {found}")]
+    WrongType {
+        /// The key (`section.key`).
+        key: String,
+        /// Where the value came from.
+        origin: Source,
+        /// What the key takes.
+        expected: &'static str,
+        /// What was given.
+        found: String,
+    },
+    /// A value of the right type that is not allowed.
+    #[error("{origin}: invalid {key}: {reason}")]
+    Invalid {
+        /// The key (`section.key`).
+        key: String,
+        /// Where the value came from.
+        origin: Source,
+        /// What is wrong and what is accepted.
+        reason: String,
+    },
+}
+
+/// One line of the effective configuration, as `status` shows it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ConfigEntry {
+    /// `section.key`.
+    pub key: String,
+    /// The value for display, derived defaults filled in and secrets masked.
+    pub value: String,
+    /// Where the value came from.
+    pub source: Source,
+}
+
+/// The configuration together with the origin of each value.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoadedConfig {
+    /// The effective values.
+    pub config: Config,
+    /// Origin of every key (`section.key`), defaults included.
+    pub sources: BTreeMap<String, Source>,
+    /// The configuration file that was read, if any.
+    pub file: Option<PathBuf>,
+}
+
+impl LoadedConfig {
+    /// Loads defaults, then the file (`explicit_file`, else `PIPELINE_CONFIG`,
+    /// else `./pipeline.toml` when present), then the environment read through
+    /// `env`, then `flags` as `(section.key, value, flag name)` in order.
+    pub fn load(
+        explicit_file: Option<&Path>,
+        env: &dyn Fn(&str) -> Option<String>,
+        flags: &[(&str, String, &str)],
+    ) -> Result<LoadedConfig, ConfigError> {
+        let env = |name: &str| env(name).filter(|v| !v.is_empty());
+        let home = env("HOME").map(PathBuf::from);
+        let mut loaded = LoadedConfig {
+            config: Config::defaults(default_data_dir(&env)),
+            sources: KEYS
+                .iter()
+                .map(|k| (k.key.to_string(), Source::Default))
+                .collect(),
+            file: None,
+        };
+
+        if let Some((path, origin)) = find_file(explicit_file, &env) {
+            let text = std::fs::read_to_string(&path).map_err(|error| ConfigError::Read {
+                path: path.clone(),
+                origin,
+                error,
+            })?;
+            loaded.apply_file(&path, &text, home.as_deref())?;
+            loaded.file = Some(path);
+        }
+
+        for spec in KEYS {
+            // Aliases first, so the long name wins when both are set.
+            let names = ALIASES
+                .iter()
+                .filter(|(_, key)| *key == spec.key)
+                .map(|(alias, _)| alias.to_string())
+                .chain(std::iter::once(env_var_name(spec.key)));
+            for name in names {
+                if let Some(text) = env(&name) {
+                    let origin = Source::Env(name);
+                    let value = parse_text(spec, &text, &origin, home.as_deref())?;
+                    loaded.set(spec, value, origin)?;
+                }
+            }
+        }
+
+        for (key, text, flag) in flags {
+            let origin = Source::Flag(flag.to_string());
+            let spec = lookup(key).ok_or_else(|| ConfigError::UnknownKey {
+                key: key.to_string(),
+                origin: origin.clone(),
+            })?;
+            let value = parse_text(spec, text, &origin, home.as_deref())?;
+            loaded.set(spec, value, origin)?;
+        }
+
+        loaded.validate()?;
+        Ok(loaded)
+    }
+
+    /// [`LoadedConfig::load`] with the process environment.
+    pub fn from_process_env(
+        explicit_file: Option<&Path>,
+        flags: &[(&str, String, &str)],
+    ) -> Result<LoadedConfig, ConfigError> {
+        Self::load(explicit_file, &|name| std::env::var(name).ok(), flags)
+    }
+
+    /// Every key with its display value (secrets masked) and origin, in the
+    /// order the sections are documented.
+    pub fn entries(&self) -> Vec<ConfigEntry> {
+        KEYS.iter()
+            .map(|spec| ConfigEntry {
+                key: spec.key.to_string(),
+                value: display(spec, &masked(spec, get(&self.config, spec.key))),
+                source: self.source(spec.key),
+            })
+            .collect()
+    }
+
+    /// Where the value of `key` (`section.key`) came from.
+    pub fn source(&self, key: &str) -> Source {
+        self.sources.get(key).cloned().unwrap_or(Source::Default)
+    }
+
+    fn set(&mut self, spec: &KeySpec, value: Parsed, origin: Source) -> Result<(), ConfigError> {
+        apply(&mut self.config, spec.key, value).map_err(|reason| ConfigError::Invalid {
+            key: spec.key.to_string(),
+            origin: origin.clone(),
+            reason,
+        })?;
+        self.sources.insert(spec.key.to_string(), origin);
+        Ok(())
+    }
+
+    fn apply_file(
+        &mut self,
+        path: &Path,
+        text: &str,
+        home: Option<&Path>,
+    ) -> Result<(), ConfigError> {
+        let origin = Source::File(path.to_path_buf());
+        let table: toml::Table = toml::from_str(text).map_err(|e| ConfigError::Syntax {
+            path: path.to_path_buf(),
+            message: e.to_string().trim_end().to_string(),
+        })?;
+        // Relative paths in the file mean relative to the file, so that a
+        // config works the same from whatever directory the command runs in.
+        let base = path.parent().unwrap_or(Path::new(""));
+        for (section, body) in &table {
+            let toml::Value::Table(body) = body else {
+                if SECTIONS.contains(&section.as_str()) {
+                    return Err(ConfigError::WrongType {
+                        key: section.clone(),
+                        origin,
+                        expected: "a table ([section])",
+                        found: describe_toml(body),
+                    });
+                }
+                return Err(ConfigError::UnknownKey {
+                    key: section.clone(),
+                    origin,
+                });
+            };
+            for (name, raw) in body {
+                let key = format!("{section}.{name}");
+                let spec = lookup(&key).ok_or_else(|| ConfigError::UnknownKey {
+                    key: key.clone(),
+                    origin: origin.clone(),
+                })?;
+                let mut value = parse_toml(spec, raw, &origin, home)?;
+                if let Parsed::Path(Some(p)) = &mut value {
+                    if p.is_relative() {
+                        *p = base.join(&*p);
+                    }
+                }
+                self.set(spec, value, origin.clone())?;
+            }
+        }
+        Ok(())
+    }
+
+    fn invalid(&self, key: &str, reason: impl Into<String>) -> ConfigError {
+        ConfigError::Invalid {
+            key: key.to_string(),
+            origin: self.source(key),
+            reason: reason.into(),
+        }
+    }
+
+    /// Checks the rules between values, once all layers are applied, so that
+    /// e.g. a file's retry_max may be raised by the environment.
+    fn validate(&self) -> Result<(), ConfigError> {
+        let c = &self.config;
+        let at_least_one = [
+            (
+                "database.max_connections",
+                c.database.max_connections as u64,
+            ),
+            ("model.beam_size", c.model.beam_size as u64),
+            ("processing.max_attempts", c.processing.max_attempts as u64),
+            ("processing.job_timeout_secs", c.processing.job_timeout_secs),
+            ("processing.lease_secs", c.processing.lease_secs),
+            ("processing.heartbeat_secs", c.processing.heartbeat_secs),
+            ("processing.concurrency", c.processing.concurrency as u64),
+            ("webhooks.timeout_secs", c.webhooks.timeout_secs),
+            ("server.max_upload_bytes", c.server.max_upload_bytes),
+        ];
+        for (key, value) in at_least_one {
+            if value == 0 {
+                return Err(self.invalid(key, "must be at least 1"));
+            }
+        }
+        if c.processing.heartbeat_secs >= c.processing.lease_secs {
+            return Err(self.invalid(
+                "processing.heartbeat_secs",
+                format!(
+                    "{} s must be shorter than processing.lease_secs ({} s), or leases expire between heartbeats",
+                    c.processing.heartbeat_secs, c.processing.lease_secs
+                ),
+            ));
+        }
+        if c.processing.retry_base_secs > c.processing.retry_max_secs {
+            return Err(self.invalid(
+                "processing.retry_base_secs",
+                format!(
+                    "{} s is longer than processing.retry_max_secs ({} s)",
+                    c.processing.retry_base_secs, c.processing.retry_max_secs
+                ),
+            ));
+        }
+        for (key, value) in [
+            ("broker.queue", &c.broker.queue),
+            ("model.name", &c.model.name),
+            ("server.bind", &c.server.bind),
+        ] {
+            if value.trim().is_empty() {
+                return Err(self.invalid(key, "must not be empty"));
+            }
+        }
+        if let Some(url) = &c.database.url {
+            check_scheme(url, &["sqlite", "postgres", "postgresql"])
+                .map_err(|r| self.invalid("database.url", r))?;
+        }
+        if let Some(url) = &c.broker.url {
+            check_scheme(url, &["amqp", "amqps", "pyamqp", "redis", "rediss"])
+                .map_err(|r| self.invalid("broker.url", r))?;
+        }
+        if let Some(url) = &c.storage.url {
+            check_scheme(url, &["s3", "http", "https"])
+                .map_err(|r| self.invalid("storage.url", r))?;
+        }
+        for url in &c.webhooks.urls {
+            check_scheme(url, &["http", "https"]).map_err(|r| self.invalid("webhooks.urls", r))?;
+        }
+        if !DEVICES.contains(&c.model.device.as_str()) {
+            return Err(self.invalid(
+                "model.device",
+                format!(
+                    "\"{}\" is not one of: {}",
+                    c.model.device,
+                    DEVICES.join(", ")
+                ),
+            ));
+        }
+        if !COMPUTE_TYPES.contains(&c.model.compute_type.as_str()) {
+            return Err(self.invalid(
+                "model.compute_type",
+                format!(
+                    "\"{}\" is not one of: {}",
+                    c.model.compute_type,
+                    COMPUTE_TYPES.join(", ")
+                ),
+            ));
+        }
+        // The name becomes a directory under models/ when no path is given,
+        // so it must not climb out of it.
+        let name_ok =
+            c.model.name.split('/').all(|part| {
+                !part.is_empty() && part != "." && part != ".." && !part.contains('\\')
+            });
+        if !name_ok {
+            return Err(self.invalid(
+                "model.name",
+                format!(
+                    "\"{}\" is neither a short name (tiny.en) nor a repo id (Systran/faster-whisper-base)",
+                    c.model.name
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The names of `PIPELINE_*` variables among `names` that the configuration
+/// does not read, so a command can warn about a likely typo.
+pub fn unrecognized_env_vars<I>(names: I) -> Vec<String>
+where
+    I: IntoIterator<Item = String>,
+{
+    names
+        .into_iter()
+        .filter(|n| n.starts_with(ENV_PREFIX) && n != CONFIG_ENV)
+        .filter(|n| {
+            !KEYS.iter().any(|k| env_var_name(k.key) == *n)
+                && !ALIASES.iter().any(|(alias, _)| alias == n)
+        })
+        .collect()
+}
+
+/// The environment variable that sets `key` (`processing.max_attempts` →
+/// `PIPELINE_PROCESSING_MAX_ATTEMPTS`).
+pub fn env_var_name(key: &str) -> String {
+    format!("{ENV_PREFIX}{}", key.replace('.', "_").to_ascii_uppercase())
+}
+
+/// Every configuration key (`section.key`), in documentation order.
+pub fn keys() -> impl Iterator<Item = &'static str> {
+    KEYS.iter().map(|k| k.key)
+}
+
+/// Replaces the password of a URL (`postgres://user:secret@host/db` →
+/// `postgres://user:****@host/db`) and secret-looking query parameters.
+pub fn mask_url(url: &str) -> String {
+    let Some(scheme_end) = url.find("://") else {
+        return url.to_string();
+    };
+    let rest_start = scheme_end + 3;
+    let rest = &url[rest_start..];
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let authority = &rest[..authority_end];
+    let mut out = String::with_capacity(url.len());
+    out.push_str(&url[..rest_start]);
+    match authority.rfind('@') {
+        Some(at) => {
+            let userinfo = &authority[..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => {
+                    out.push_str(user);
+                    out.push(':');
+                    out.push_str(MASK);
+                }
+                None => out.push_str(userinfo),
+            }
+            out.push_str(&authority[at..]);
+        }
+        None => out.push_str(authority),
+    }
+    let tail = &rest[authority_end..];
+    match tail.split_once('?') {
+        Some((path, query)) => {
+            let (query, fragment) = match query.split_once('#') {
+                Some((q, f)) => (q, Some(f)),
+                None => (query, None),
+            };
+            out.push_str(path);
+            out.push('?');
+            let params: Vec<String> = query
+                .split('&')
+                .map(|param| match param.split_once('=') {
+                    Some((name, _)) if is_secret_param(name) => format!("{name}={MASK}"),
+                    _ => param.to_string(),
+                })
+                .collect();
+            out.push_str(&params.join("&"));
+            if let Some(f) = fragment {
+                out.push('#');
+                out.push_str(f);
+            }
+        }
+        None => out.push_str(tail),
+    }
+    out
+}
+
+fn is_secret_param(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    ["password", "passwd", "secret", "token", "api_key", "apikey"]
+        .iter()
+        .any(|s| name.contains(s))
+}
+
+const SECTIONS: &[&str] = &[
+    "database",
+    "broker",
+    "storage",
+    "model",
+    "processing",
+    "webhooks",
+    "server",
+];
+
+const DEVICES: &[&str] = &["cpu", "cuda", "auto"];
+
+/// What CTranslate2 accepts as `compute_type`.
+const COMPUTE_TYPES: &[&str] = &[
+    "default",
+    "auto",
+    "int8",
+    "int8_float32",
+    "int8_float16",
+    "int8_bfloat16",
+    "int16",
+    "float16",
+    "bfloat16",
+    "float32",
+];
+
+/// Short environment variables that the design promises every command honours.
+const ALIASES: &[(&str, &str)] = &[
+    ("PIPELINE_DATA_DIR", "storage.data_dir"),
+    ("PIPELINE_RESULT_BACKEND", "broker.result_backend"),
+    ("PIPELINE_MODEL", "model.path"),
+    // PIPELINE_DATABASE_URL and PIPELINE_BROKER_URL are already the long names.
+];
+
+/// The type of a key, which decides how text and TOML values are parsed.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Kind {
+    Text,
+    OptText,
+    Path,
+    OptPath,
+    UInt,
+    Float,
+    Bool,
+    List,
+    Formats,
+    Bytes,
+}
+
+impl Kind {
+    fn expected(self) -> &'static str {
+        match self {
+            Kind::Text | Kind::OptText => "a string",
+            Kind::Path | Kind::OptPath => "a path (string)",
+            Kind::UInt => "a non-negative integer",
+            Kind::Float => "a non-negative number",
+            Kind::Bool => "a boolean (true or false)",
+            Kind::List => "a list of strings",
+            Kind::Formats => "a list of output formats (txt, srt, vtt, json, tsv)",
+            Kind::Bytes => "a size in bytes (an integer, or a string such as \"512MiB\")",
+        }
+    }
+}
+
+/// How a value is shown by `entries()` and `masked_json()`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Secrecy {
+    Public,
+    /// A URL (or list of URLs) whose password is masked.
+    Url,
+    /// Masked whole.
+    Whole,
+}
+
+struct KeySpec {
+    key: &'static str,
+    kind: Kind,
+    secrecy: Secrecy,
+    /// What an unset optional value means, shown instead of nothing.
+    unset: &'static str,
+}
+
+const fn spec(key: &'static str, kind: Kind) -> KeySpec {
+    KeySpec {
+        key,
+        kind,
+        secrecy: Secrecy::Public,
+        unset: "none",
+    }
+}
+
+const fn opt(key: &'static str, kind: Kind, secrecy: Secrecy, unset: &'static str) -> KeySpec {
+    KeySpec {
+        key,
+        kind,
+        secrecy,
+        unset,
+    }
+}
+
+const KEYS: &[KeySpec] = &[
+    opt("database.url", Kind::OptText, Secrecy::Url, "none"),
+    spec("database.max_connections", Kind::UInt),
+    opt(
+        "broker.url",
+        Kind::OptText,
+        Secrecy::Url,
+        "none (embedded queue)",
+    ),
+    opt("broker.result_backend", Kind::OptText, Secrecy::Url, "none"),
+    spec("broker.queue", Kind::Text),
+    spec("broker.connect_timeout_secs", Kind::UInt),
+    spec("storage.data_dir", Kind::Path),
+    opt("storage.output_dir", Kind::OptPath, Secrecy::Public, "none"),
+    opt(
+        "storage.url",
+        Kind::OptText,
+        Secrecy::Url,
+        "none (local directory)",
+    ),
+    opt("model.path", Kind::OptPath, Secrecy::Public, "none"),
+    spec("model.name", Kind::Text),
+    spec("model.device", Kind::Text),
+    spec("model.compute_type", Kind::Text),
+    spec("model.beam_size", Kind::UInt),
+    spec("model.threads", Kind::UInt),
+    opt(
+        "model.language",
+        Kind::OptText,
+        Secrecy::Public,
+        "none (detect)",
+    ),
+    spec("model.word_timestamps", Kind::Bool),
+    spec("model.vad_filter", Kind::Bool),
+    spec("processing.max_attempts", Kind::UInt),
+    spec("processing.retry_base_secs", Kind::Float),
+    spec("processing.retry_max_secs", Kind::Float),
+    spec("processing.job_timeout_secs", Kind::UInt),
+    spec("processing.lease_secs", Kind::UInt),
+    spec("processing.heartbeat_secs", Kind::UInt),
+    spec("processing.concurrency", Kind::UInt),
+    spec("processing.formats", Kind::Formats),
+    opt("webhooks.urls", Kind::List, Secrecy::Url, "none"),
+    opt(
+        "webhooks.secret",
+        Kind::OptText,
+        Secrecy::Whole,
+        "none (unsigned)",
+    ),
+    spec("webhooks.timeout_secs", Kind::UInt),
+    spec("server.bind", Kind::Text),
+    spec("server.auth", Kind::Bool),
+    spec("server.max_upload_bytes", Kind::Bytes),
+];
+
+fn lookup(key: &str) -> Option<&'static KeySpec> {
+    KEYS.iter().find(|k| k.key == key)
+}
+
+/// A value parsed according to its key's [`Kind`]; `Path` and `Text` carry
+/// `None` for the optional kinds.
+#[derive(Debug, Clone, PartialEq)]
+enum Parsed {
+    Text(Option<String>),
+    Path(Option<PathBuf>),
+    UInt(u64),
+    Float(f64),
+    Bool(bool),
+    List(Vec<String>),
+    Formats(Vec<OutputFormat>),
+}
+
+/// ` (did you mean "x"?)` when a known key is close to the unknown one.
+fn suggestion(unknown: &str) -> String {
+    let best = KEYS
+        .iter()
+        .map(|k| (edit_distance(unknown, k.key), k.key))
+        .min_by_key(|(d, _)| *d);
+    match best {
+        Some((d, key)) if d <= 3 => format!(" (did you mean \"{key}\"?)"),
+        _ => String::new(),
+    }
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let cost = usize::from(ca != *cb);
+            cur[j + 1] = (prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+/// `$XDG_DATA_HOME/pipeline-manager`, else `$HOME/.local/share/pipeline-manager`,
+/// else a folder in the working directory when neither is set (a bare
+/// container), which is still a usable place rather than an error.
+fn default_data_dir(env: &dyn Fn(&str) -> Option<String>) -> PathBuf {
+    // The XDG spec says relative values are invalid and must be ignored.
+    if let Some(xdg) = env("XDG_DATA_HOME").map(PathBuf::from) {
+        if xdg.is_absolute() {
+            return xdg.join("pipeline-manager");
+        }
+    }
+    match env("HOME") {
+        Some(home) => PathBuf::from(home).join(".local/share/pipeline-manager"),
+        None => PathBuf::from(".pipeline-manager"),
+    }
+}
+
+/// The configuration file to read and who named it.
+fn find_file(
+    explicit: Option<&Path>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Option<(PathBuf, String)> {
+    if let Some(path) = explicit {
+        return Some((path.to_path_buf(), "--config".to_string()));
+    }
+    if let Some(path) = env(CONFIG_ENV) {
+        return Some((PathBuf::from(path), CONFIG_ENV.to_string()));
+    }
+    let local = PathBuf::from(CONFIG_FILE_NAME);
+    local
+        .is_file()
+        .then(|| (local, "the working directory".to_string()))
+}
+
+fn expand_home(text: &str, home: Option<&Path>) -> PathBuf {
+    match (text.strip_prefix('~'), home) {
+        (Some(""), Some(home)) => home.to_path_buf(),
+        (Some(rest), Some(home)) if rest.starts_with('/') => home.join(&rest[1..]),
+        _ => PathBuf::from(text),
+    }
+}
+
+fn describe_toml(value: &toml::Value) -> String {
+    match value {
+        toml::Value::String(s) => format!("string \"{s}\""),
+        toml::Value::Integer(i) => format!("integer {i}"),
+        toml::Value::Float(f) => format!("float {f}"),
+        toml::Value::Boolean(b) => format!("boolean {b}"),
+        toml::Value::Datetime(d) => format!("datetime {d}"),
+        toml::Value::Array(_) => "an array".to_string(),
+        toml::Value::Table(_) => "a table".to_string(),
+    }
+}
+
+fn parse_toml(
+    spec: &KeySpec,
+    raw: &toml::Value,
+    origin: &Source,
+    home: Option<&Path>,
+) -> Result<Parsed, ConfigError> {
+    let wrong = || ConfigError::WrongType {
+        key: spec.key.to_string(),
+        origin: origin.clone(),
+        expected: spec.kind.expected(),
+        found: describe_toml(raw),
+    };
+    let strings = |items: &Vec<toml::Value>| -> Result<Vec<String>, ConfigError> {
+        items
+            .iter()
+            .map(|v| v.as_str().map(str::to_string).ok_or_else(wrong))
+            .collect()
+    };
+    match (spec.kind, raw) {
+        (Kind::Text | Kind::OptText | Kind::Path | Kind::OptPath, toml::Value::String(s)) => {
+            parse_text(spec, s, origin, home)
+        }
+        (Kind::UInt, toml::Value::Integer(i)) => {
+            u64::try_from(*i).map(Parsed::UInt).map_err(|_| wrong())
+        }
+        (Kind::Bytes, toml::Value::Integer(i)) => {
+            u64::try_from(*i).map(Parsed::UInt).map_err(|_| wrong())
+        }
+        (Kind::Bytes, toml::Value::String(s)) => parse_text(spec, s, origin, home),
+        // TOML distinguishes 2 from 2.0; a person writing seconds does not.
+        (Kind::Float, toml::Value::Integer(i)) if *i >= 0 => Ok(Parsed::Float(*i as f64)),
+        (Kind::Float, toml::Value::Float(f)) if f.is_finite() && *f >= 0.0 => Ok(Parsed::Float(*f)),
+        (Kind::Bool, toml::Value::Boolean(b)) => Ok(Parsed::Bool(*b)),
+        (Kind::List, toml::Value::Array(items)) => strings(items).map(Parsed::List),
+        (Kind::Formats, toml::Value::Array(items)) => parse_formats(spec, strings(items)?, origin),
+        _ => Err(wrong()),
+    }
+}
+
+/// Parses a value given as text (environment, flags, or a TOML string).
+fn parse_text(
+    spec: &KeySpec,
+    text: &str,
+    origin: &Source,
+    home: Option<&Path>,
+) -> Result<Parsed, ConfigError> {
+    let wrong = || ConfigError::WrongType {
+        key: spec.key.to_string(),
+        origin: origin.clone(),
+        expected: spec.kind.expected(),
+        found: format!("\"{text}\""),
+    };
+    let trimmed = text.trim();
+    let list = || -> Vec<String> {
+        trimmed
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect()
+    };
+    match spec.kind {
+        Kind::Text => Ok(Parsed::Text(Some(text.to_string()))),
+        Kind::OptText => Ok(Parsed::Text(
+            (!trimmed.is_empty()).then(|| trimmed.to_string()),
+        )),
+        Kind::Path => Ok(Parsed::Path(Some(expand_home(trimmed, home)))),
+        Kind::OptPath => Ok(Parsed::Path(
+            (!trimmed.is_empty()).then(|| expand_home(trimmed, home)),
+        )),
+        Kind::UInt => trimmed
+            .parse::<u64>()
+            .map(Parsed::UInt)
+            .map_err(|_| wrong()),
+        Kind::Float => match trimmed.parse::<f64>() {
+            Ok(f) if f.is_finite() && f >= 0.0 => Ok(Parsed::Float(f)),
+            _ => Err(wrong()),
+        },
+        Kind::Bool => match trimmed.to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" | "on" => Ok(Parsed::Bool(true)),
+            "false" | "0" | "no" | "off" => Ok(Parsed::Bool(false)),
+            _ => Err(wrong()),
+        },
+        Kind::List => Ok(Parsed::List(list())),
+        Kind::Formats => parse_formats(spec, list(), origin),
+        Kind::Bytes => parse_bytes(trimmed).map(Parsed::UInt).ok_or_else(wrong),
+    }
+}
+
+fn parse_formats(
+    spec: &KeySpec,
+    names: Vec<String>,
+    origin: &Source,
+) -> Result<Parsed, ConfigError> {
+    let mut formats: Vec<OutputFormat> = Vec::new();
+    for name in names {
+        let format = name
+            .parse::<OutputFormat>()
+            .map_err(|e| ConfigError::Invalid {
+                key: spec.key.to_string(),
+                origin: origin.clone(),
+                reason: e.to_string(),
+            })?;
+        // Listing a format twice would write the same file twice.
+        if !formats.contains(&format) {
+            formats.push(format);
+        }
+    }
+    Ok(Parsed::Formats(formats))
+}
+
+/// `1048576`, `512MiB`, `2 GiB`, `1.5GB`; binary and decimal units.
+fn parse_bytes(text: &str) -> Option<u64> {
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let multiplier: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" => 1_000,
+        "kib" => 1 << 10,
+        "m" | "mb" => 1_000_000,
+        "mib" => 1 << 20,
+        "g" | "gb" => 1_000_000_000,
+        "gib" => 1 << 30,
+        "t" | "tb" => 1_000_000_000_000,
+        "tib" => 1 << 40,
+        _ => return None,
+    };
+    if let Ok(n) = number.parse::<u64>() {
+        return n.checked_mul(multiplier);
+    }
+    let n: f64 = number.parse().ok()?;
+    let bytes = (n * multiplier as f64).round();
+    (bytes.is_finite() && bytes >= 0.0 && bytes < u64::MAX as f64).then_some(bytes as u64)
+}
+
+fn check_scheme(url: &str, schemes: &[&str]) -> Result<(), String> {
+    let scheme = url.split_once(':').map(|(s, _)| s.to_ascii_lowercase());
+    match scheme {
+        Some(s) if schemes.contains(&s.as_str()) => Ok(()),
+        _ => Err(format!(
+            "\"{}\" must start with one of: {}",
+            mask_url(url),
+            schemes
+                .iter()
+                .map(|s| format!("{s}://"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )),
+    }
+}
+
+fn narrow<T: TryFrom<u64>>(value: u64) -> Result<T, String> {
+    T::try_from(value).map_err(|_| format!("{value} is too large"))
+}
+
+/// Stores a parsed value in its field; the error is the reason a value of the
+/// right type still does not fit.
+fn apply(c: &mut Config, key: &str, value: Parsed) -> Result<(), String> {
+    use Parsed as P;
+    match (key, value) {
+        ("database.url", P::Text(v)) => c.database.url = v,
+        ("database.max_connections", P::UInt(v)) => c.database.max_connections = narrow(v)?,
+        ("broker.url", P::Text(v)) => c.broker.url = v,
+        ("broker.result_backend", P::Text(v)) => c.broker.result_backend = v,
+        ("broker.queue", P::Text(Some(v))) => c.broker.queue = v,
+        ("broker.connect_timeout_secs", P::UInt(v)) => c.broker.connect_timeout_secs = v,
+        ("storage.data_dir", P::Path(Some(v))) => c.storage.data_dir = v,
+        ("storage.output_dir", P::Path(v)) => c.storage.output_dir = v,
+        ("storage.url", P::Text(v)) => c.storage.url = v,
+        ("model.path", P::Path(v)) => c.model.path = v,
+        ("model.name", P::Text(Some(v))) => c.model.name = v,
+        ("model.device", P::Text(Some(v))) => c.model.device = v.to_ascii_lowercase(),
+        ("model.compute_type", P::Text(Some(v))) => c.model.compute_type = v.to_ascii_lowercase(),
+        ("model.beam_size", P::UInt(v)) => c.model.beam_size = narrow(v)?,
+        ("model.threads", P::UInt(v)) => c.model.threads = narrow(v)?,
+        ("model.language", P::Text(v)) => c.model.language = v,
+        ("model.word_timestamps", P::Bool(v)) => c.model.word_timestamps = v,
+        ("model.vad_filter", P::Bool(v)) => c.model.vad_filter = v,
+        ("processing.max_attempts", P::UInt(v)) => c.processing.max_attempts = narrow(v)?,
+        ("processing.retry_base_secs", P::Float(v)) => c.processing.retry_base_secs = v,
+        ("processing.retry_max_secs", P::Float(v)) => c.processing.retry_max_secs = v,
+        ("processing.job_timeout_secs", P::UInt(v)) => c.processing.job_timeout_secs = v,
+        ("processing.lease_secs", P::UInt(v)) => c.processing.lease_secs = v,
+        ("processing.heartbeat_secs", P::UInt(v)) => c.processing.heartbeat_secs = v,
+        ("processing.concurrency", P::UInt(v)) => c.processing.concurrency = narrow(v)?,
+        ("processing.formats", P::Formats(v)) => c.processing.formats = v,
+        ("webhooks.urls", P::List(v)) => c.webhooks.urls = v,
+        ("webhooks.secret", P::Text(v)) => c.webhooks.secret = v,
+        ("webhooks.timeout_secs", P::UInt(v)) => c.webhooks.timeout_secs = v,
+        ("server.bind", P::Text(Some(v))) => c.server.bind = v,
+        ("server.auth", P::Bool(v)) => c.server.auth = v,
+        ("server.max_upload_bytes", P::UInt(v)) => c.server.max_upload_bytes = v,
+        // Only a mismatch between KEYS and this table gets here; the tests
+        // set every key through every layer to keep them in step.
+        (key, value) => return Err(format!("internal: no field for {key} = {value:?}")),
+    }
+    Ok(())
+}
+
+/// The effective value of a key as JSON, derived defaults filled in.
+fn get(c: &Config, key: &str) -> Json {
+    let path = |p: &Path| Json::String(p.display().to_string());
+    match key {
+        "database.url" => json!(c.database_url()),
+        "database.max_connections" => json!(c.database.max_connections),
+        "broker.url" => json!(c.broker.url),
+        "broker.result_backend" => json!(c.broker.result_backend),
+        "broker.queue" => json!(c.broker.queue),
+        "broker.connect_timeout_secs" => json!(c.broker.connect_timeout_secs),
+        "storage.data_dir" => path(&c.storage.data_dir),
+        "storage.output_dir" => path(&c.output_dir()),
+        "storage.url" => json!(c.storage.url),
+        "model.path" => path(&c.model_dir()),
+        "model.name" => json!(c.model.name),
+        "model.device" => json!(c.model.device),
+        "model.compute_type" => json!(c.model.compute_type),
+        "model.beam_size" => json!(c.model.beam_size),
+        "model.threads" => json!(c.model.threads),
+        "model.language" => json!(c.model.language),
+        "model.word_timestamps" => json!(c.model.word_timestamps),
+        "model.vad_filter" => json!(c.model.vad_filter),
+        "processing.max_attempts" => json!(c.processing.max_attempts),
+        "processing.retry_base_secs" => json!(c.processing.retry_base_secs),
+        "processing.retry_max_secs" => json!(c.processing.retry_max_secs),
+        "processing.job_timeout_secs" => json!(c.processing.job_timeout_secs),
+        "processing.lease_secs" => json!(c.processing.lease_secs),
+        "processing.heartbeat_secs" => json!(c.processing.heartbeat_secs),
+        "processing.concurrency" => json!(c.processing.concurrency),
+        "processing.formats" => json!(c.processing.formats),
+        "webhooks.urls" => json!(c.webhooks.urls),
+        "webhooks.secret" => json!(c.webhooks.secret),
+        "webhooks.timeout_secs" => json!(c.webhooks.timeout_secs),
+        "server.bind" => json!(c.server.bind),
+        "server.auth" => json!(c.server.auth),
+        "server.max_upload_bytes" => json!(c.server.max_upload_bytes),
+        _ => Json::Null,
+    }
+}
+
+fn masked(spec: &KeySpec, value: Json) -> Json {
+    match (spec.secrecy, value) {
+        (Secrecy::Public, v) | (_, v @ Json::Null) => v,
+        (Secrecy::Whole, _) => Json::String(MASK.to_string()),
+        (Secrecy::Url, Json::String(s)) => Json::String(mask_url(&s)),
+        (Secrecy::Url, Json::Array(items)) => Json::Array(
+            items
+                .into_iter()
+                .map(|v| match v {
+                    Json::String(s) => Json::String(mask_url(&s)),
+                    other => other,
+                })
+                .collect(),
+        ),
+        (Secrecy::Url, v) => v,
+    }
+}
+
+fn display(spec: &KeySpec, value: &Json) -> String {
+    match value {
+        Json::Null => spec.unset.to_string(),
+        Json::String(s) => s.clone(),
+        Json::Array(items) if items.is_empty() => spec.unset.to_string(),
+        Json::Array(items) => items
+            .iter()
+            .map(|v| match v {
+                Json::String(s) => s.clone(),
+                other => other.to_string(),
+            })
+            .collect::<Vec<_>>()
+            .join(", "),
+        other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// A scratch directory removed when dropped; std only, to keep core's
+    /// dev-dependencies empty.
+    struct Scratch(PathBuf);
+
+    impl Scratch {
+        fn new() -> Scratch {
+            static NEXT: AtomicUsize = AtomicUsize::new(0);
+            let dir = std::env::temp_dir().join(format!(
+                "pipeline-core-config-{}-{}",
+                std::process::id(),
+                NEXT.fetch_add(1, Ordering::Relaxed)
+            ));
+            std::fs::create_dir_all(&dir).expect("create scratch dir");
+            Scratch(dir)
+        }
+
+        fn file(&self, text: &str) -> PathBuf {
+            let path = self.0.join(CONFIG_FILE_NAME);
+            std::fs::write(&path, text).expect("write config");
+            path
+        }
+    }
+
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .chain([("HOME".to_string(), "/home/u".to_string())])
+            .collect();
+        move |name| map.get(name).cloned()
+    }
+
+    fn load(
+        file: Option<&Path>,
+        env: &[(&str, &str)],
+        flags: &[(&str, String, &str)],
+    ) -> Result<LoadedConfig, ConfigError> {
+        LoadedConfig::load(file, &env_of(env), flags)
+    }
+
+    #[test]
+    fn defaults_come_from_home_and_are_marked_default() {
+        let c = load(None, &[], &[]).expect("defaults load");
+        let data = PathBuf::from("/home/u/.local/share/pipeline-manager");
+        assert_eq!(c.config, Config::defaults(data.clone()));
+        assert_eq!(c.file, None);
+        assert!(c.sources.values().all(|s| *s == Source::Default));
+        assert_eq!(c.sources.len(), KEYS.len());
+        assert_eq!(
+            c.config.database_url(),
+            "sqlite:///home/u/.local/share/pipeline-manager/pipeline.db"
+        );
+        assert_eq!(c.config.model_dir(), data.join("models/tiny.en"));
+        assert_eq!(c.config.output_dir(), data.join("outputs"));
+        assert!(c.config.uses_embedded_queue());
+        assert_eq!(c.config.processing.formats, OutputFormat::ALL.to_vec());
+        assert_eq!(c.config.server.max_upload_bytes, 2 << 30);
+    }
+
+    #[test]
+    fn xdg_data_home_wins_over_home_when_absolute() {
+        let c = load(None, &[("XDG_DATA_HOME", "/xdg")], &[]).expect("load");
+        assert_eq!(
+            c.config.storage.data_dir,
+            Path::new("/xdg/pipeline-manager")
+        );
+        let c = load(None, &[("XDG_DATA_HOME", "relative")], &[]).expect("load");
+        assert_eq!(
+            c.config.storage.data_dir,
+            Path::new("/home/u/.local/share/pipeline-manager")
+        );
+    }
+
+    #[test]
+    fn layers_override_in_order_and_report_their_source() {
+        let dir = Scratch::new();
+        let file = dir.file(
+            "[processing]\nmax_attempts = 4\nconcurrency = 2\nretry_base_secs = 1\n\
+             [broker]\nqueue = \"from-file\"\n",
+        );
+        let c = load(
+            Some(&file),
+            &[
+                ("PIPELINE_PROCESSING_MAX_ATTEMPTS", "5"),
+                ("PIPELINE_BROKER_QUEUE", "from-env"),
+            ],
+            &[("processing.max_attempts", "6".to_string(), "--max-attempts")],
+        )
+        .expect("load");
+        assert_eq!(c.file.as_deref(), Some(file.as_path()));
+        // flag > env > file
+        assert_eq!(c.config.processing.max_attempts, 6);
+        assert_eq!(
+            c.source("processing.max_attempts"),
+            Source::Flag("--max-attempts".into())
+        );
+        // env > file
+        assert_eq!(c.config.broker.queue, "from-env");
+        assert_eq!(
+            c.source("broker.queue"),
+            Source::Env("PIPELINE_BROKER_QUEUE".into())
+        );
+        // file > default
+        assert_eq!(c.config.processing.concurrency, 2);
+        assert_eq!(
+            c.source("processing.concurrency"),
+            Source::File(file.clone())
+        );
+        assert_eq!(c.config.processing.retry_base_secs, 1.0);
+        // default
+        assert_eq!(c.config.processing.lease_secs, 60);
+        assert_eq!(c.source("processing.lease_secs"), Source::Default);
+
+        let entry = c
+            .entries()
+            .into_iter()
+            .find(|e| e.key == "processing.max_attempts")
+            .expect("entry");
+        assert_eq!(entry.value, "6");
+        assert_eq!(entry.source, Source::Flag("--max-attempts".into()));
+    }
+
+    #[test]
+    fn config_file_is_found_through_pipeline_config() {
+        let dir = Scratch::new();
+        let file = dir.file("[model]\nbeam_size = 2\n");
+        let env_path = file.display().to_string();
+        let c = load(None, &[(CONFIG_ENV, &env_path)], &[]).expect("load");
+        assert_eq!(c.file.as_deref(), Some(file.as_path()));
+        assert_eq!(c.config.model.beam_size, 2);
+        // --config wins over PIPELINE_CONFIG.
+        let other = Scratch::new();
+        let explicit = other.file("[model]\nbeam_size = 3\n");
+        let c = load(Some(&explicit), &[(CONFIG_ENV, &env_path)], &[]).expect("load");
+        assert_eq!(c.config.model.beam_size, 3);
+    }
+
+    #[test]
+    fn missing_explicit_file_is_an_error_naming_it() {
+        let err = load(Some(Path::new("/nonexistent/pipeline.toml")), &[], &[]).unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.starts_with("cannot read config file /nonexistent/pipeline.toml (from --config):"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn unknown_key_names_key_and_file() {
+        let dir = Scratch::new();
+        let file = dir.file("[processing]\nmax_attempt = 5\n");
+        let err = load(Some(&file), &[], &[]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "{}: unknown key \"processing.max_attempt\" (did you mean \"processing.max_attempts\"?)",
+                file.display()
+            )
+        );
+        let file = dir.file("[databse]\nurl = \"sqlite://x\"\n");
+        let err = load(Some(&file), &[], &[]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "{}: unknown key \"databse.url\" (did you mean \"database.url\"?)",
+                file.display()
+            )
+        );
+        let file = dir.file("colour = true\n");
+        let err = load(Some(&file), &[], &[]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!("{}: unknown key \"colour\"", file.display())
+        );
+    }
+
+    #[test]
+    fn file_relative_to_working_directory_is_named_as_found() {
+        let err = ConfigError::UnknownKey {
+            key: "processing.max_attempt".into(),
+            origin: Source::File(PathBuf::from("pipeline.toml")),
+        };
+        assert!(err
+            .to_string()
+            .starts_with("pipeline.toml: unknown key \"processing.max_attempt\""));
+    }
+
+    #[test]
+    fn wrong_types_name_key_source_and_expected_type() {
+        let dir = Scratch::new();
+        let file = dir.file("[processing]\nmax_attempts = \"five\"\n");
+        let err = load(Some(&file), &[], &[]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "{}: processing.max_attempts must be a non-negative integer, got string \"five\"",
+                file.display()
+            )
+        );
+        let file = dir.file("[server]\nauth = 1\n");
+        let err = load(Some(&file), &[], &[]).unwrap_err();
+        assert!(matches!(err, ConfigError::WrongType { ref key, .. } if key == "server.auth"));
+        let file = dir.file("[processing]\nlease_secs = -1\n");
+        assert!(load(Some(&file), &[], &[]).is_err());
+        let file = dir.file("processing = 3\n");
+        let err = load(Some(&file), &[], &[]).unwrap_err();
+        assert!(matches!(err, ConfigError::WrongType { ref key, .. } if key == "processing"));
+
+        let err = load(None, &[("PIPELINE_SERVER_AUTH", "maybe")], &[]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "environment variable PIPELINE_SERVER_AUTH: server.auth must be a boolean (true or false), got \"maybe\""
+        );
+        let err = load(None, &[("PIPELINE_PROCESSING_RETRY_MAX_SECS", "-3")], &[]).unwrap_err();
+        assert!(matches!(
+            err,
+            ConfigError::WrongType { ref key, origin: Source::Env(ref var), .. }
+                if key == "processing.retry_max_secs" && var == "PIPELINE_PROCESSING_RETRY_MAX_SECS"
+        ));
+        let err = load(
+            None,
+            &[],
+            &[(
+                "processing.concurrency",
+                "many".to_string(),
+                "--concurrency",
+            )],
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "flag --concurrency: processing.concurrency must be a non-negative integer, got \"many\""
+        );
+    }
+
+    #[test]
+    fn syntax_errors_name_the_file() {
+        let dir = Scratch::new();
+        let file = dir.file("[processing\n");
+        let err = load(Some(&file), &[], &[]).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with(&format!("{}: invalid TOML:", file.display())),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn unknown_flag_key_is_an_error() {
+        let err = load(
+            None,
+            &[],
+            &[("processing.workers", "2".into(), "--workers")],
+        )
+        .unwrap_err();
+        assert!(err
+            .to_string()
+            .starts_with("flag --workers: unknown key \"processing.workers\""));
+    }
+
+    #[test]
+    fn unknown_env_vars_are_ignored_and_reported_on_request() {
+        let c = load(None, &[("PIPELINE_PROCESING_MAX_ATTEMPTS", "9")], &[]).expect("load");
+        assert_eq!(c.config.processing.max_attempts, 3);
+        let unknown = unrecognized_env_vars(
+            [
+                "PIPELINE_PROCESING_MAX_ATTEMPTS",
+                "PIPELINE_DATA_DIR",
+                "PIPELINE_CONFIG",
+                "PIPELINE_SERVER_BIND",
+                "HOME",
+            ]
+            .map(String::from),
+        );
+        assert_eq!(unknown, vec!["PIPELINE_PROCESING_MAX_ATTEMPTS".to_string()]);
+    }
+
+    #[test]
+    fn short_aliases_set_their_keys_and_long_names_win() {
+        let c = load(
+            None,
+            &[
+                ("PIPELINE_DATA_DIR", "/srv/pm"),
+                ("PIPELINE_DATABASE_URL", "postgres://u:p@db/pm"),
+                ("PIPELINE_BROKER_URL", "amqp://guest:guest@mq//"),
+                ("PIPELINE_RESULT_BACKEND", "redis://r:6379/1"),
+                ("PIPELINE_MODEL", "/models/base"),
+            ],
+            &[],
+        )
+        .expect("load");
+        assert_eq!(c.config.storage.data_dir, Path::new("/srv/pm"));
+        assert_eq!(
+            c.source("storage.data_dir"),
+            Source::Env("PIPELINE_DATA_DIR".into())
+        );
+        assert_eq!(c.config.database_url(), "postgres://u:p@db/pm");
+        assert_eq!(
+            c.config.broker.url.as_deref(),
+            Some("amqp://guest:guest@mq//")
+        );
+        assert!(!c.config.uses_embedded_queue());
+        assert_eq!(
+            c.config.broker.result_backend.as_deref(),
+            Some("redis://r:6379/1")
+        );
+        assert_eq!(
+            c.source("broker.result_backend"),
+            Source::Env("PIPELINE_RESULT_BACKEND".into())
+        );
+        assert_eq!(c.config.model_dir(), Path::new("/models/base"));
+        assert_eq!(c.source("model.path"), Source::Env("PIPELINE_MODEL".into()));
+
+        let c = load(
+            None,
+            &[
+                ("PIPELINE_DATA_DIR", "/short"),
+                ("PIPELINE_STORAGE_DATA_DIR", "/long"),
+            ],
+            &[],
+        )
+        .expect("load");
+        assert_eq!(c.config.storage.data_dir, Path::new("/long"));
+        assert_eq!(
+            c.source("storage.data_dir"),
+            Source::Env("PIPELINE_STORAGE_DATA_DIR".into())
+        );
+    }
+
+    #[test]
+    fn derived_defaults_follow_data_dir() {
+        let dir = Scratch::new();
+        let file = dir.file("[storage]\ndata_dir = \"state\"\n");
+        let c = load(Some(&file), &[], &[]).expect("load");
+        // Relative paths in the file are relative to the file.
+        let data = dir.0.join("state");
+        assert_eq!(c.config.storage.data_dir, data);
+        assert_eq!(
+            c.config.database_url(),
+            format!("sqlite://{}", data.join("pipeline.db").display())
+        );
+        assert_eq!(c.config.model_dir(), data.join("models").join("tiny.en"));
+        assert_eq!(c.config.output_dir(), data.join("outputs"));
+
+        let c = load(
+            None,
+            &[
+                ("PIPELINE_DATA_DIR", "~/pm"),
+                ("PIPELINE_MODEL_NAME", "Systran/faster-whisper-base"),
+            ],
+            &[],
+        )
+        .expect("load");
+        assert_eq!(c.config.storage.data_dir, Path::new("/home/u/pm"));
+        assert_eq!(c.config.database_url(), "sqlite:///home/u/pm/pipeline.db");
+        assert_eq!(
+            c.config.model_dir(),
+            Path::new("/home/u/pm/models/Systran--faster-whisper-base")
+        );
+        // Derived values are shown as defaults; explicit ones override them.
+        let entries = c.entries();
+        let output = entries
+            .iter()
+            .find(|e| e.key == "storage.output_dir")
+            .expect("entry");
+        assert_eq!(output.value, "/home/u/pm/outputs");
+        assert_eq!(output.source, Source::Default);
+
+        let c = load(
+            None,
+            &[
+                ("PIPELINE_DATA_DIR", "/pm"),
+                ("PIPELINE_STORAGE_OUTPUT_DIR", "/out"),
+            ],
+            &[],
+        )
+        .expect("load");
+        assert_eq!(c.config.output_dir(), Path::new("/out"));
+    }
+
+    #[test]
+    fn lists_come_comma_separated_from_env() {
+        let c = load(
+            None,
+            &[
+                ("PIPELINE_PROCESSING_FORMATS", "srt, VTT,,srt"),
+                ("PIPELINE_WEBHOOKS_URLS", "https://a/hook, http://b/hook"),
+            ],
+            &[],
+        )
+        .expect("load");
+        assert_eq!(
+            c.config.processing.formats,
+            vec![OutputFormat::Srt, OutputFormat::Vtt]
+        );
+        assert_eq!(
+            c.config.webhooks.urls,
+            vec!["https://a/hook", "http://b/hook"]
+        );
+        let err = load(None, &[("PIPELINE_PROCESSING_FORMATS", "srt,docx")], &[]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "environment variable PIPELINE_PROCESSING_FORMATS: invalid processing.formats: \
+             unknown output format \"docx\" (expected one of: txt, srt, vtt, json, tsv)"
+        );
+    }
+
+    #[test]
+    fn empty_env_values_count_as_unset() {
+        let dir = Scratch::new();
+        let file = dir.file("[broker]\nurl = \"redis://r\"\n");
+        let c = load(Some(&file), &[("PIPELINE_BROKER_URL", "")], &[]).expect("load");
+        assert_eq!(c.config.broker.url.as_deref(), Some("redis://r"));
+        // A flag can still clear an optional value.
+        let c = load(
+            Some(&file),
+            &[],
+            &[("broker.url", String::new(), "--broker-url")],
+        )
+        .expect("load");
+        assert_eq!(c.config.broker.url, None);
+    }
+
+    #[test]
+    fn cross_key_rules_are_checked_after_all_layers() {
+        let err = load(None, &[("PIPELINE_PROCESSING_HEARTBEAT_SECS", "60")], &[]).unwrap_err();
+        assert!(matches!(
+            err,
+            ConfigError::Invalid { ref key, origin: Source::Env(_), .. } if key == "processing.heartbeat_secs"
+        ));
+        // A file's short lease is fine once the environment raises it.
+        let dir = Scratch::new();
+        let file = dir.file("[processing]\nlease_secs = 5\n");
+        assert!(load(Some(&file), &[], &[]).is_err());
+        load(
+            Some(&file),
+            &[("PIPELINE_PROCESSING_LEASE_SECS", "30")],
+            &[],
+        )
+        .expect("load");
+
+        for (var, value) in [
+            ("PIPELINE_PROCESSING_MAX_ATTEMPTS", "0"),
+            ("PIPELINE_PROCESSING_RETRY_BASE_SECS", "400"),
+            ("PIPELINE_DATABASE_URL", "mysql://x/y"),
+            ("PIPELINE_BROKER_URL", "kafka://x"),
+            ("PIPELINE_MODEL_DEVICE", "tpu"),
+            ("PIPELINE_MODEL_COMPUTE_TYPE", "int4"),
+            ("PIPELINE_MODEL_NAME", "../../etc"),
+            ("PIPELINE_WEBHOOKS_URLS", "ftp://x"),
+            ("PIPELINE_MODEL_BEAM_SIZE", "99999999999999999999"),
+        ] {
+            let err = load(None, &[(var, value)], &[]).expect_err(var);
+            assert!(err.to_string().contains(var), "{var}: {err}");
+        }
+        let err = load(
+            None,
+            &[("PIPELINE_DATABASE_URL", "mysql://root:pw@x/y")],
+            &[],
+        )
+        .unwrap_err();
+        assert!(!err.to_string().contains("pw"), "{err}");
+    }
+
+    #[test]
+    fn masks_passwords_in_urls() {
+        assert_eq!(
+            mask_url("postgres://user:secret@host/db"),
+            "postgres://user:****@host/db"
+        );
+        assert_eq!(
+            mask_url("redis://:hunter2@r:6379/0"),
+            "redis://:****@r:6379/0"
+        );
+        assert_eq!(mask_url("amqp://guest@mq//"), "amqp://guest@mq//");
+        assert_eq!(mask_url("sqlite:///var/pm.db"), "sqlite:///var/pm.db");
+        assert_eq!(
+            mask_url("postgres://h/db?user=u&password=pw&sslmode=require#x"),
+            "postgres://h/db?user=u&password=****&sslmode=require#x"
+        );
+        assert_eq!(
+            mask_url("https://hooks.example/x?token=abc"),
+            "https://hooks.example/x?token=****"
+        );
+        // An @ in the path is not a password.
+        assert_eq!(mask_url("https://h/a:b@c"), "https://h/a:b@c");
+        assert_eq!(mask_url("not a url"), "not a url");
+    }
+
+    #[test]
+    fn entries_and_debug_mask_secrets() {
+        let c = load(
+            None,
+            &[
+                ("PIPELINE_DATABASE_URL", "postgres://user:secret@host/db"),
+                ("PIPELINE_BROKER_URL", "amqp://guest:brokerpw@mq//"),
+                ("PIPELINE_WEBHOOKS_SECRET", "hmac-key"),
+                ("PIPELINE_WEBHOOKS_URLS", "https://u:hookpw@h/x"),
+            ],
+            &[],
+        )
+        .expect("load");
+        let entries = c.entries();
+        let value = |key: &str| {
+            entries
+                .iter()
+                .find(|e| e.key == key)
+                .map(|e| e.value.clone())
+                .expect(key)
+        };
+        assert_eq!(value("database.url"), "postgres://user:****@host/db");
+        assert_eq!(value("broker.url"), "amqp://guest:****@mq//");
+        assert_eq!(value("webhooks.secret"), "****");
+        assert_eq!(value("webhooks.urls"), "https://u:****@h/x");
+        assert_eq!(value("broker.result_backend"), "none");
+        let json = c.config.masked_json().to_string();
+        let debug = format!("{c:?}");
+        let listing = format!("{entries:?}");
+        for secret in ["secret@", "brokerpw", "hmac-key", "hookpw"] {
+            assert!(!json.contains(secret), "json leaks {secret}: {json}");
+            assert!(!debug.contains(secret), "debug leaks {secret}: {debug}");
+            assert!(!listing.contains(secret), "entries leak {secret}");
+        }
+        assert_eq!(
+            c.config.masked_json()["database"]["url"],
+            "postgres://user:****@host/db"
+        );
+        assert_eq!(c.config.masked_json()["processing"]["max_attempts"], 3);
+        // The real values are still there for the code that connects.
+        assert_eq!(c.config.database_url(), "postgres://user:secret@host/db");
+    }
+
+    /// A valid text value for every key, to set each one through each layer.
+    fn sample(key: &str) -> &'static str {
+        match lookup(key).map(|k| k.kind) {
+            _ if key == "database.url" => "postgres://u@h/db",
+            _ if key == "broker.url" => "redis://r",
+            _ if key == "storage.url" => "s3://bucket/prefix",
+            _ if key == "webhooks.urls" => "https://h/x",
+            _ if key == "model.device" => "cuda",
+            _ if key == "model.compute_type" => "float16",
+            _ if key == "processing.heartbeat_secs" => "7",
+            _ if key == "processing.retry_base_secs" => "1.5",
+            Some(Kind::Text | Kind::OptText) => "value",
+            Some(Kind::Path | Kind::OptPath) => "/some/path",
+            Some(Kind::UInt | Kind::Float) => "42",
+            // The opposite of every boolean default but server.auth's.
+            _ if key == "server.auth" => "false",
+            Some(Kind::Bool) => "true",
+            Some(Kind::List) => "a,b",
+            Some(Kind::Formats) => "json",
+            Some(Kind::Bytes) => "1MiB",
+            None => "",
+        }
+    }
+
+    #[test]
+    fn every_key_is_settable_from_env_file_and_flag() {
+        let defaults = load(None, &[], &[]).expect("defaults").entries();
+        for spec in KEYS {
+            let var = env_var_name(spec.key);
+            let c = load(None, &[(&var, sample(spec.key))], &[])
+                .unwrap_or_else(|e| panic!("{}: {e}", spec.key));
+            assert_eq!(c.source(spec.key), Source::Env(var.clone()), "{}", spec.key);
+            let changed = c.entries();
+            let before = defaults.iter().find(|e| e.key == spec.key).expect("entry");
+            let after = changed.iter().find(|e| e.key == spec.key).expect("entry");
+            assert_ne!(before.value, after.value, "{} did not change", spec.key);
+
+            let c = load(
+                None,
+                &[],
+                &[(spec.key, sample(spec.key).to_string(), "--x")],
+            )
+            .unwrap_or_else(|e| panic!("{}: {e}", spec.key));
+            assert_eq!(c.source(spec.key), Source::Flag("--x".into()));
+        }
+        // One file with every key in it.
+        let mut text = String::new();
+        for section in SECTIONS {
+            text.push_str(&format!("[{section}]\n"));
+            for spec in KEYS
+                .iter()
+                .filter(|k| k.key.starts_with(&format!("{section}.")))
+            {
+                let name = &spec.key[section.len() + 1..];
+                let value = match spec.kind {
+                    Kind::UInt | Kind::Float | Kind::Bool => sample(spec.key).to_string(),
+                    Kind::List | Kind::Formats => format!("[\"{}\"]", sample(spec.key)),
+                    _ => format!("\"{}\"", sample(spec.key)),
+                };
+                text.push_str(&format!("{name} = {value}\n"));
+            }
+        }
+        let dir = Scratch::new();
+        let file = dir.file(&text);
+        let c = load(Some(&file), &[], &[]).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        for spec in KEYS {
+            assert_eq!(
+                c.source(spec.key),
+                Source::File(file.clone()),
+                "{}",
+                spec.key
+            );
+        }
+    }
+
+    #[test]
+    fn sizes_accept_units() {
+        assert_eq!(parse_bytes("1024"), Some(1024));
+        assert_eq!(parse_bytes("512MiB"), Some(512 << 20));
+        assert_eq!(parse_bytes("2 GiB"), Some(2 << 30));
+        assert_eq!(parse_bytes("1.5kb"), Some(1500));
+        assert_eq!(parse_bytes("lots"), None);
+        assert_eq!(parse_bytes("99999999999TiB"), None);
+        let dir = Scratch::new();
+        let file = dir.file("[server]\nmax_upload_bytes = \"100MB\"\n");
+        let c = load(Some(&file), &[], &[]).expect("load");
+        assert_eq!(c.config.server.max_upload_bytes, 100_000_000);
+    }
+
+    #[test]
+    fn sources_serialize_with_kind_and_name() {
+        assert_eq!(
+            serde_json::to_value(Source::Env("PIPELINE_X".into())).expect("json"),
+            json!({"kind": "env", "name": "PIPELINE_X"})
+        );
+        assert_eq!(
+            serde_json::to_value(Source::Default).expect("json"),
+            json!({"kind": "default"})
+        );
+    }
+}
