@@ -1,0 +1,91 @@
+use std::path::Path;
+
+use crate::error::AudioError;
+use crate::source::Source;
+
+/// What a file holds, as recorded on an ingested audio file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AudioInfo {
+    /// The container: `wav`, `mp3`, `flac`, `ogg`, `m4a`, `mp4`, `aac`.
+    pub container: String,
+    /// The codec's short name: `pcm_s16le`, `mp3`, `flac`, `vorbis`, `aac`, ...
+    pub codec: String,
+    /// Length in seconds: from the header when it states one, else counted by decoding.
+    pub duration_seconds: f64,
+    /// The decoded sample rate in Hz.
+    pub sample_rate: u32,
+    /// The decoded channel count.
+    pub channels: u16,
+}
+
+/// Reads what a file holds, decoding at least one packet to prove it is audio.
+pub fn probe(path: &Path) -> Result<AudioInfo, AudioError> {
+    let mut src = Source::open(path)?;
+    let codec = src.codec_name().to_string();
+    let container = src.container.to_string();
+    let header_duration = match src.edit {
+        Some(edit) => edit
+            .duration_seconds
+            .or_else(|| header_duration(&src).map(|d| (d - edit.skip_seconds).max(0.0))),
+        None => header_duration(&src),
+    };
+
+    // The decoded buffer is the truth for rate and channels: HE-AAC, for one,
+    // states half its output rate in the container.
+    let (sample_rate, channels, mut frames) = match src.next()? {
+        Some(buf) => (
+            buf.spec().rate,
+            buf.spec().channels.count(),
+            buf.frames() as u64,
+        ),
+        // `next` only returns None after decoding something, so this is a
+        // stream whose only packets were emptied by gapless trimming.
+        None => {
+            return Err(AudioError::Undecodable {
+                file: src.file.clone(),
+                reason: "the audio track holds no samples".to_string(),
+            })
+        }
+    };
+    if sample_rate == 0 || channels == 0 {
+        return Err(AudioError::Unsupported {
+            file: src.file.clone(),
+            reason: format!("invalid stream: {sample_rate} Hz, {channels} channels"),
+        });
+    }
+
+    let duration_seconds = match header_duration {
+        Some(d) => d,
+        None => {
+            // Counting frames only; nothing is kept, so memory stays flat.
+            while let Some(buf) = src.next()? {
+                frames += buf.frames() as u64;
+            }
+            let seconds = frames as f64 / f64::from(sample_rate);
+            seconds - src.edit.map_or(0.0, |e| e.skip_seconds.min(seconds))
+        }
+    };
+
+    Ok(AudioInfo {
+        container,
+        codec,
+        duration_seconds,
+        sample_rate,
+        channels: u16::try_from(channels).unwrap_or(u16::MAX),
+    })
+}
+
+/// The duration the container states, if it states a plausible one.
+fn header_duration(src: &Source) -> Option<f64> {
+    let params = src.params();
+    let n_frames = params.n_frames?;
+    let seconds = match (params.time_base, params.sample_rate) {
+        (Some(tb), _) => {
+            let t = tb.calc_time(n_frames);
+            t.seconds as f64 + t.frac
+        }
+        (None, Some(rate)) if rate > 0 => n_frames as f64 / f64::from(rate),
+        _ => return None,
+    };
+    (seconds.is_finite() && seconds > 0.0).then_some(seconds)
+}

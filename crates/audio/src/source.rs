@@ -1,0 +1,286 @@
+//! One opened file: the symphonia format reader and decoder for its audio
+//! track, and the rules for what counts as the end, a skippable fault, or a
+//! failure.
+
+use std::fs::File;
+use std::io::{self, Read};
+use std::path::Path;
+
+use symphonia::core::audio::AudioBufferRef;
+use symphonia::core::codecs::{Decoder as CodecDecoder, DecoderOptions, CODEC_TYPE_NULL};
+use symphonia::core::errors::Error as SymError;
+use symphonia::core::formats::{FormatOptions, FormatReader};
+use symphonia::core::io::MediaSourceStream;
+use symphonia::core::meta::MetadataOptions;
+use symphonia::core::probe::Hint;
+
+use crate::error::{display_name, AudioError};
+use crate::mp4edit::{read_edit, Edit};
+
+/// A format reader that keeps failing without reaching the end is stuck on
+/// damage it cannot get past; past this many faults in a row we stop.
+const MAX_CONSECUTIVE_FORMAT_ERRORS: u32 = 64;
+
+pub(crate) struct Source {
+    pub(crate) file: String,
+    pub(crate) container: &'static str,
+    format: Box<dyn FormatReader>,
+    decoder: Box<dyn CodecDecoder>,
+    track_id: u32,
+    /// The decoder's most recent complaint, reported if nothing ever decodes.
+    last_error: Option<String>,
+    /// Packets that decoded; zero at the end means the file is not audio.
+    pub(crate) decoded_packets: u64,
+    /// Packets skipped as damaged.
+    pub(crate) skipped_packets: u64,
+    /// The MP4 edit list (encoder priming to drop), which symphonia does not apply.
+    pub(crate) edit: Option<Edit>,
+    ended: bool,
+}
+
+impl Source {
+    pub(crate) fn open(path: &Path) -> Result<Self, AudioError> {
+        let file = display_name(path);
+        let mut f = File::open(path).map_err(|e| AudioError::from_io(path, e))?;
+        let meta = f.metadata().map_err(|e| AudioError::from_io(path, e))?;
+        if !meta.is_file() {
+            return Err(AudioError::NotAFile { file });
+        }
+        if meta.len() == 0 {
+            return Err(AudioError::Empty { file });
+        }
+
+        let mut head = [0u8; 12];
+        let n = read_up_to(&mut f, &mut head).map_err(|e| AudioError::from_io(path, e))?;
+        let sniffed = sniff_container(&head[..n]);
+        // The probe reads from the start again; symphonia wants the whole stream.
+        let f = File::open(path).map_err(|e| AudioError::from_io(path, e))?;
+
+        let mut hint = Hint::new();
+        if let Some(ext) = path.extension().and_then(|e| e.to_str()) {
+            hint.with_extension(ext);
+        }
+        let mss = MediaSourceStream::new(Box::new(f), Default::default());
+        let format_opts = FormatOptions {
+            // Trims encoder delay and padding, so mp3/aac lengths match the source.
+            enable_gapless: true,
+            ..Default::default()
+        };
+        let probed = symphonia::default::get_probe()
+            .format(&hint, mss, &format_opts, &MetadataOptions::default())
+            .map_err(|e| open_error(&file, e))?;
+        let format = probed.format;
+
+        let track = format
+            .default_track()
+            .filter(|t| t.codec_params.codec != CODEC_TYPE_NULL)
+            .or_else(|| {
+                format
+                    .tracks()
+                    .iter()
+                    .find(|t| t.codec_params.codec != CODEC_TYPE_NULL)
+            })
+            .ok_or_else(|| AudioError::NoAudioTrack { file: file.clone() })?;
+        let track_id = track.id;
+        let codec = track.codec_params.codec;
+        let decoder = symphonia::default::get_codecs()
+            .make(&track.codec_params, &DecoderOptions::default())
+            .map_err(|e| match e {
+                SymError::Unsupported(_) => AudioError::Unsupported {
+                    file: file.clone(),
+                    reason: format!("unsupported codec {}", codec_name_of(codec)),
+                },
+                other => open_error(&file, other),
+            })?;
+
+        let container = sniffed.unwrap_or_else(|| container_from_codec(codec_name_of(codec)));
+        let edit = matches!(container, "m4a" | "mp4")
+            .then(|| read_edit(path))
+            .flatten();
+        Ok(Source {
+            edit,
+            file,
+            container,
+            format,
+            decoder,
+            track_id,
+            last_error: None,
+            decoded_packets: 0,
+            skipped_packets: 0,
+            ended: false,
+        })
+    }
+
+    /// The codec parameters of the chosen track, as the container states them.
+    pub(crate) fn params(&self) -> &symphonia::core::codecs::CodecParameters {
+        self.decoder.codec_params()
+    }
+
+    /// The codec's short name (`pcm_s16le`, `mp3`, `aac`, ...).
+    pub(crate) fn codec_name(&self) -> &'static str {
+        codec_name_of(self.params().codec)
+    }
+
+    /// Decodes the next good packet of the track; `Ok(None)` at the end.
+    ///
+    /// Damaged packets are skipped like a player would; a file that reaches
+    /// its end without one good packet is an error.
+    pub(crate) fn next(&mut self) -> Result<Option<AudioBufferRef<'_>>, AudioError> {
+        if !self.advance()? {
+            return Ok(None);
+        }
+        Ok(Some(self.decoder.last_decoded()))
+    }
+
+    fn advance(&mut self) -> Result<bool, AudioError> {
+        let mut format_errors = 0u32;
+        while !self.ended {
+            let packet = match self.format.next_packet() {
+                Ok(p) => p,
+                Err(SymError::IoError(e)) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                    // symphonia's way of saying "end of stream", also for a truncated file.
+                    self.ended = true;
+                    break;
+                }
+                Err(SymError::IoError(e)) if is_os_error(&e) => {
+                    return Err(AudioError::Io {
+                        file: self.file.clone(),
+                        source: e,
+                    })
+                }
+                // A chained stream changing its parameters: we have no way to
+                // continue with the same decoder, so the first stream is the audio.
+                Err(SymError::ResetRequired) => {
+                    self.ended = true;
+                    break;
+                }
+                Err(e) => {
+                    self.last_error = Some(e.to_string());
+                    format_errors += 1;
+                    if format_errors >= MAX_CONSECUTIVE_FORMAT_ERRORS {
+                        self.ended = true;
+                        break;
+                    }
+                    continue;
+                }
+            };
+            format_errors = 0;
+            if packet.track_id() != self.track_id {
+                continue;
+            }
+            match self.decoder.decode(&packet) {
+                Ok(buf) if buf.frames() > 0 => {
+                    self.decoded_packets += 1;
+                    return Ok(true);
+                }
+                // Gapless trimming can leave a packet with nothing in it.
+                Ok(_) => {
+                    self.decoded_packets += 1;
+                }
+                Err(SymError::IoError(e)) if is_os_error(&e) => {
+                    return Err(AudioError::Io {
+                        file: self.file.clone(),
+                        source: e,
+                    })
+                }
+                Err(e) => {
+                    self.skipped_packets += 1;
+                    self.last_error = Some(e.to_string());
+                }
+            }
+        }
+        if self.decoded_packets == 0 {
+            return Err(AudioError::Undecodable {
+                file: self.file.clone(),
+                reason: self
+                    .last_error
+                    .clone()
+                    .map(|e| format!("every packet failed to decode: {e}"))
+                    .unwrap_or_else(|| "the audio track holds no packets".to_string()),
+            });
+        }
+        Ok(false)
+    }
+}
+
+/// An error from the operating system, as opposed to symphonia's parsers
+/// reporting damaged data through `io::Error` ("unexpected end of bitstream").
+fn is_os_error(e: &io::Error) -> bool {
+    e.raw_os_error().is_some() || e.kind() == io::ErrorKind::Interrupted
+}
+
+fn read_up_to(f: &mut File, buf: &mut [u8]) -> io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match f.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
+/// Maps symphonia's refusal to open a file to words a user understands.
+fn open_error(file: &str, e: SymError) -> AudioError {
+    let file = file.to_string();
+    match e {
+        SymError::IoError(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+            AudioError::Unsupported {
+                file,
+                reason: "unrecognized format".to_string(),
+            }
+        }
+        SymError::IoError(source) => AudioError::Io { file, source },
+        SymError::Unsupported(what) if what.contains("probe") => AudioError::Unsupported {
+            file,
+            reason: "unrecognized format".to_string(),
+        },
+        SymError::Unsupported(what) => AudioError::Unsupported {
+            file,
+            reason: format!("unsupported feature: {what}"),
+        },
+        SymError::DecodeError(what) => AudioError::Unsupported {
+            file,
+            reason: format!("damaged or invalid header: {what}"),
+        },
+        SymError::LimitError(what) => AudioError::Unsupported {
+            file,
+            reason: format!("exceeds a decoder limit: {what}"),
+        },
+        other => AudioError::Unsupported {
+            file,
+            reason: other.to_string(),
+        },
+    }
+}
+
+/// The container from its magic bytes, where they are unambiguous.
+fn sniff_container(head: &[u8]) -> Option<&'static str> {
+    match head {
+        [b'R', b'I', b'F', b'F', _, _, _, _, b'W', b'A', b'V', b'E', ..] => Some("wav"),
+        [b'f', b'L', b'a', b'C', ..] => Some("flac"),
+        [b'O', b'g', b'g', b'S', ..] => Some("ogg"),
+        [_, _, _, _, b'f', b't', b'y', b'p', b'M', b'4', ..] => Some("m4a"),
+        [_, _, _, _, b'f', b't', b'y', b'p', ..] => Some("mp4"),
+        _ => None,
+    }
+}
+
+/// For elementary streams (and ID3-tagged ones) the codec names the container.
+fn container_from_codec(codec: &'static str) -> &'static str {
+    match codec {
+        "mp1" | "mp2" | "mp3" => "mp3",
+        "aac" => "aac",
+        "flac" => "flac",
+        _ => "unknown",
+    }
+}
+
+fn codec_name_of(codec: symphonia::core::codecs::CodecType) -> &'static str {
+    symphonia::default::get_codecs()
+        .get_codec(codec)
+        .map(|d| d.short_name)
+        .unwrap_or("unknown")
+}
