@@ -99,7 +99,8 @@ pub fn split_segments_by_timestamps(
             // Drop the unfinished segment and resume at the last timestamp.
             let last_position = tokens
                 .get(last.wrapping_sub(1))
-                .map_or(0, |t| t.saturating_sub(timestamp_begin)) as usize;
+                .map_or(0, |t| t.saturating_sub(timestamp_begin))
+                as usize;
             next_seek += last_position * INPUT_STRIDE;
         }
     } else {
@@ -381,9 +382,7 @@ pub fn assign_words(
             }
             // Prefer the segment's timestamps over an overlong first/last word.
             if segment.start < words[0].end && segment.start - 0.5 > words[0].start {
-                words[0].start = (words[0].end - median_duration)
-                    .min(segment.start)
-                    .max(0.0);
+                words[0].start = (words[0].end - median_duration).min(segment.start).max(0.0);
             } else {
                 segment.start = words[0].start;
             }
@@ -462,7 +461,8 @@ mod tests {
     fn split_on_consecutive_timestamps_seeks_to_last_pair() {
         // <0.00> a b <1.00><1.00> c <2.00><2.00> d   (unfinished last segment)
         let tokens = [TS, 1, 2, TS + 50, TS + 50, 3, TS + 100, TS + 100, 4];
-        let (segs, seek, single) = split_segments_by_timestamps(&tokens, TS, 10.0, 3000, 30.0, 1000);
+        let (segs, seek, single) =
+            split_segments_by_timestamps(&tokens, TS, 10.0, 3000, 30.0, 1000);
         assert!(!single);
         assert_eq!(segs.len(), 2);
         assert_eq!((segs[0].start, segs[0].end), (10.0, 11.0));
@@ -513,7 +513,13 @@ mod tests {
             end: 0.0,
             probability: 1.0,
         };
-        let mut a = vec![w(" \"", 1), w("Hello", 2), w(",", 3), w(" world", 4), w(".", 5)];
+        let mut a = vec![
+            w(" \"", 1),
+            w("Hello", 2),
+            w(",", 3),
+            w(" world", 4),
+            w(".", 5),
+        ];
         merge_punctuations(&mut a, PREPEND_PUNCTUATIONS, APPEND_PUNCTUATIONS);
         let words: Vec<&str> = a.iter().map(|w| w.word.as_str()).collect();
         assert_eq!(words, vec!["", " \"Hello,", "", " world.", ""]);
@@ -522,7 +528,8 @@ mod tests {
 
     #[test]
     fn repetition_of_the_prompt_is_detected() {
-        let prompt = "The old lighthouse keeper climbed the stairs every evening to light the lamp.";
+        let prompt =
+            "The old lighthouse keeper climbed the stairs every evening to light the lamp.";
         assert!(looks_repeated(
             " the old lighthouse keeper climbed the stairs every evening to light",
             prompt

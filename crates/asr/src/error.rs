@@ -23,7 +23,11 @@ pub enum AsrError {
     Unavailable { url: String, message: String },
     /// A remote endpoint refused the request.
     #[error("transcription endpoint {url} refused the request ({status}): {message}")]
-    Rejected { url: String, status: u16, message: String },
+    Rejected {
+        url: String,
+        status: u16,
+        message: String,
+    },
     /// The observer asked to stop.
     #[error("transcription cancelled")]
     Cancelled,

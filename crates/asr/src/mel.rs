@@ -237,10 +237,11 @@ mod tests {
         let n_frames = samples.len() / HOP_LENGTH;
         let mid = n_frames / 2;
         let column: Vec<f32> = (0..80).map(|m| feats[m * n_frames + mid]).collect();
-        let (peak, _) = column
-            .iter()
-            .enumerate()
-            .fold((0, f32::MIN), |a, (i, v)| if *v > a.1 { (i, *v) } else { a });
+        let (peak, _) =
+            column.iter().enumerate().fold(
+                (0, f32::MIN),
+                |a, (i, v)| if *v > a.1 { (i, *v) } else { a },
+            );
         // 1 kHz is mel 15 in the Slaney scale: the centre of filter 25 or 26 of 80.
         assert!((24..=27).contains(&peak), "peak at {peak}");
         let max = feats.iter().cloned().fold(f32::MIN, f32::max);

@@ -5,7 +5,12 @@ use std::path::Path;
 use crate::AsrError;
 
 /// Files a faster-whisper model directory must hold.
-pub const MODEL_FILES: [&str; 4] = ["config.json", "model.bin", "tokenizer.json", "vocabulary.txt"];
+pub const MODEL_FILES: [&str; 4] = [
+    "config.json",
+    "model.bin",
+    "tokenizer.json",
+    "vocabulary.txt",
+];
 
 /// Checks that `dir` is a faster-whisper model directory.
 pub fn check_model_dir(dir: &Path) -> Result<(), AsrError> {

@@ -19,8 +19,8 @@ pub const LANGUAGE_CODES: &[&str] = &[
     "hr", "bg", "lt", "la", "mi", "ml", "cy", "sk", "te", "fa", "lv", "bn", "sr", "az", "sl", "kn",
     "et", "mk", "br", "eu", "is", "hy", "ne", "mn", "bs", "kk", "sq", "sw", "gl", "mr", "pa", "si",
     "km", "sn", "yo", "so", "af", "oc", "ka", "be", "tg", "sd", "gu", "am", "yi", "lo", "uz", "fo",
-    "ht", "ps", "tk", "nn", "mt", "sa", "lb", "my", "bo", "tl", "mg", "as", "tt", "haw", "ln", "ha",
-    "ba", "jw", "su", "yue",
+    "ht", "ps", "tk", "nn", "mt", "sa", "lb", "my", "bo", "tl", "mg", "as", "tt", "haw", "ln",
+    "ha", "ba", "jw", "su", "yue",
 ];
 
 /// Python's `string.punctuation`.
@@ -114,7 +114,10 @@ impl Tokenizer {
                     .split_once(' ')
                     .map(|(a, b)| (a.to_string(), b.to_string())),
                 serde_json::Value::Array(parts) => match parts.as_slice() {
-                    [a, b] => a.as_str().zip(b.as_str()).map(|(a, b)| (a.into(), b.into())),
+                    [a, b] => a
+                        .as_str()
+                        .zip(b.as_str())
+                        .map(|(a, b)| (a.into(), b.into())),
                     _ => None,
                 },
                 _ => None,
@@ -519,7 +522,11 @@ mod tests {
             "<|transcribe|>",
             "<|startoflm|>",
             "<|startofprev|>",
-            if multilingual { "<|nospeech|>" } else { "<|nocaptions|>" },
+            if multilingual {
+                "<|nospeech|>"
+            } else {
+                "<|nocaptions|>"
+            },
             "<|notimestamps|>",
             "<|0.00|>",
         ] {

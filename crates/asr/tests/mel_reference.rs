@@ -64,7 +64,10 @@ fn reference(python: &Path, samples: &[f32], n_mels: usize) -> Vec<f32> {
         .arg(n_mels.to_string())
         .status()
         .expect("run the venv's python");
-    assert!(status.success(), "faster-whisper's feature extractor failed");
+    assert!(
+        status.success(),
+        "faster-whisper's feature extractor failed"
+    );
     std::fs::read(&output)
         .expect("read reference")
         .chunks_exact(4)
@@ -79,7 +82,9 @@ fn features_match_faster_whisper() {
             !under_ci(),
             "CI: the Python venv is missing; run scripts/setup-python.sh"
         );
-        eprintln!("SKIPPED: no venv at .venv; run scripts/setup-python.sh to compare with faster-whisper");
+        eprintln!(
+            "SKIPPED: no venv at .venv; run scripts/setup-python.sh to compare with faster-whisper"
+        );
         return;
     };
     for (n_mels, len) in [(80, 16_000 * 7 + 123), (128, 16_000 * 12)] {
@@ -100,7 +105,10 @@ fn features_match_faster_whisper() {
                 .zip(&theirs)
                 .map(|(a, b)| (a - b).abs())
                 .fold(0.0f32, f32::max);
-            eprintln!("{n_mels} mels, {} frames: max abs diff {max_diff:e}", ours.len() / n_mels);
+            eprintln!(
+                "{n_mels} mels, {} frames: max abs diff {max_diff:e}",
+                ours.len() / n_mels
+            );
             assert!(max_diff < 1e-3, "max abs diff {max_diff} for {n_mels} mels");
         }
     }

@@ -94,7 +94,11 @@ fn number_words(token: &str, out: &mut Vec<String>) {
     let start = out.len();
     match integer.parse::<u64>() {
         Ok(n) if integer.len() <= 15 => spell(n, out),
-        _ => out.extend(integer.chars().map(|d| ONES[(d as u8 - b'0') as usize].to_string())),
+        _ => out.extend(
+            integer
+                .chars()
+                .map(|d| ONES[(d as u8 - b'0') as usize].to_string()),
+        ),
     }
     if let Some(fraction) = fraction.filter(|f| !f.is_empty()) {
         out.push("point".to_string());
@@ -123,7 +127,7 @@ fn spell(n: u64, out: &mut Vec<String>) {
     }
     if n < 100 {
         out.push(TENS[(n / 10) as usize].to_string());
-        if n % 10 != 0 {
+        if !n.is_multiple_of(10) {
             out.push(ONES[(n % 10) as usize].to_string());
         }
         return;
@@ -131,7 +135,7 @@ fn spell(n: u64, out: &mut Vec<String>) {
     if n < 1000 {
         out.push(ONES[(n / 100) as usize].to_string());
         out.push("hundred".to_string());
-        if n % 100 != 0 {
+        if !n.is_multiple_of(100) {
             spell(n % 100, out);
         }
         return;
@@ -145,7 +149,7 @@ fn spell(n: u64, out: &mut Vec<String>) {
         if n >= scale {
             spell(n / scale, out);
             out.push(name.to_string());
-            if n % scale != 0 {
+            if !n.is_multiple_of(scale) {
                 spell(n % scale, out);
             }
             return;
@@ -207,10 +211,7 @@ mod tests {
             0.0
         );
         assert_eq!(
-            word_error_rate(
-                "one thousand two hundred and five people",
-                "1,205 people"
-            ),
+            word_error_rate("one thousand two hundred and five people", "1,205 people"),
             1.0 / 7.0
         );
         assert_eq!(word_error_rate("the twenty first day", "the 21st day"), 0.0);
