@@ -1,7 +1,7 @@
 //! Layered configuration: defaults < `pipeline.toml` < `PIPELINE_*` environment
 //! variables < command-line flags, remembering where every value came from.
 //!
-//! Every key is described once in [`KEYS`]; the file walker, the environment
+//! Every key is described once in the `KEYS` table; the file walker, the environment
 //! lookup, the flag overrides and `entries()` all go through that table, so a
 //! key added there is reachable from every layer at once.
 
