@@ -1,7 +1,7 @@
 //! Ingest, audio file queries, transcripts and rendered results.
 
 use chrono::Utc;
-use pipeline_core::{AudioFile, AudioStatus, JobStatus, ProcessingJob, Transcript};
+use pipeline_core::{AudioFile, AudioStatus, JobError, JobStatus, ProcessingJob, Transcript};
 use serde_json::Value;
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
@@ -49,9 +49,36 @@ impl Store {
         audio: &NewAudio,
         jobs: &[NewJob],
     ) -> Result<(AudioFile, Vec<ProcessingJob>), StoreError> {
+        self.insert_audio(audio, jobs, None).await
+    }
+
+    /// Records a file that was refused at ingest (not decodable audio): its
+    /// jobs are created FAILED with the reason, so the refusal is tracked
+    /// like any other outcome.
+    pub async fn ingest_rejected(
+        &self,
+        audio: &NewAudio,
+        jobs: &[NewJob],
+        reason: &JobError,
+    ) -> Result<(AudioFile, Vec<ProcessingJob>), StoreError> {
+        self.insert_audio(audio, jobs, Some(reason)).await
+    }
+
+    async fn insert_audio(
+        &self,
+        audio: &NewAudio,
+        jobs: &[NewJob],
+        rejection: Option<&JobError>,
+    ) -> Result<(AudioFile, Vec<ProcessingJob>), StoreError> {
         let now = ts(Utc::now());
         let mut tx = self.pool.begin().await?;
-        let statuses: Vec<JobStatus> = jobs.iter().map(NewJob::initial_status).collect();
+        let statuses: Vec<JobStatus> = jobs
+            .iter()
+            .map(|j| match rejection {
+                Some(_) => JobStatus::Failed,
+                None => j.initial_status(),
+            })
+            .collect();
         let status = AudioStatus::derive(statuses.iter().copied());
         sqlx::query(
             "INSERT INTO audio_files (id, original_name, sha256, size_bytes, container, codec, \
@@ -79,10 +106,15 @@ impl Store {
         for (job, status) in jobs.iter().zip(statuses) {
             let id = job.id.unwrap_or_else(Uuid::new_v4);
             let task_id = job.task_id.clone().unwrap_or_else(|| id.to_string());
+            let error = rejection.map(|reason| match job.job_type.depends_on() {
+                None => reason.clone(),
+                Some(first) => JobError::permanent(format!("{first} failed")),
+            });
             let row = sqlx::query(&format!(
                 "INSERT INTO processing_jobs (id, audio_id, job_type, status, progress, task_id, \
-                 attempt, max_attempts, available_at, cancel_requested, created_at) \
-                 VALUES ($1, $2, $3, $4, 0, $5, 0, $6, $7, 0, $7) RETURNING {JOB_COLUMNS}"
+                 attempt, max_attempts, available_at, cancel_requested, error_kind, error_message, \
+                 created_at, completed_at) \
+                 VALUES ($1, $2, $3, $4, 0, $5, 0, $6, $7, 0, $8, $9, $7, $10) RETURNING {JOB_COLUMNS}"
             ))
             .bind(id.to_string())
             .bind(audio.id.to_string())
@@ -91,11 +123,15 @@ impl Store {
             .bind(&task_id)
             .bind(i64::from(job.max_attempts))
             .bind(&now)
+            .bind(error.as_ref().map(|e| e.kind.as_str()))
+            .bind(error.as_ref().map(|e| e.message.clone()))
+            .bind(rejection.map(|_| now.clone()))
             .fetch_one(&mut *tx)
             .await?;
             let created_job = rows::job(&row)?;
-            let message = match status {
-                JobStatus::Pending => format!(
+            let message = match (&error, status) {
+                (Some(error), _) => format!("rejected at ingest: {}", error.message),
+                (None, JobStatus::Pending) => format!(
                     "created; waiting for {}",
                     job.job_type
                         .depends_on()

@@ -1,0 +1,254 @@
+//! Turning a file on disk into a tracked AudioFile with its jobs.
+
+use pipeline_asr::{DecodeOptions, Task};
+use pipeline_core::render::OutputFormat;
+use pipeline_core::{AudioFile, JobError, JobType, ProcessingJob};
+use pipeline_store::{NewAudio, NewJob, Store, StoreError};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+use uuid::Uuid;
+
+use crate::storage::LocalStorage;
+
+/// The options a file is submitted with; stored with it and replayed on retry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ProcessOptions {
+    /// Name of the model, recorded so that a different model is not deduplicated.
+    pub model: String,
+    pub language: Option<String>,
+    pub task: Task,
+    pub beam_size: usize,
+    pub word_timestamps: bool,
+    pub vad_filter: bool,
+    pub formats: Vec<OutputFormat>,
+    /// Where outputs go; `None` means `<output_dir>/<audio_id>`.
+    pub output_dir: Option<PathBuf>,
+}
+
+impl Default for ProcessOptions {
+    fn default() -> Self {
+        Self {
+            model: "tiny.en".into(),
+            language: None,
+            task: Task::Transcribe,
+            beam_size: 5,
+            word_timestamps: false,
+            vad_filter: false,
+            formats: OutputFormat::ALL.to_vec(),
+            output_dir: None,
+        }
+    }
+}
+
+impl ProcessOptions {
+    /// The engine's options for these settings.
+    pub fn decode_options(&self) -> DecodeOptions {
+        DecodeOptions {
+            language: self.language.clone(),
+            task: self.task,
+            beam_size: self.beam_size.max(1),
+            word_timestamps: self.word_timestamps,
+            vad_filter: self.vad_filter,
+            ..DecodeOptions::default()
+        }
+    }
+
+    /// A digest of everything that changes the result: the same content
+    /// with the same key may reuse a finished transcript.
+    pub fn settings_key(&self) -> String {
+        let relevant = serde_json::json!({
+            "model": self.model,
+            "language": self.language,
+            "task": self.task,
+            "beam_size": self.beam_size,
+            "word_timestamps": self.word_timestamps,
+            "vad_filter": self.vad_filter,
+            "formats": self.formats,
+            "output_dir": self.output_dir,
+        });
+        hex(&Sha256::digest(relevant.to_string().as_bytes()))
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Why a file could not be ingested at all.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    /// The path does not exist, is not a file, or cannot be read.
+    #[error("{path}: {message}")]
+    Unreadable { path: PathBuf, message: String },
+    /// The file could not be copied into storage.
+    #[error("{path}: cannot store a copy in {storage}: {message}")]
+    Storage {
+        path: PathBuf,
+        storage: PathBuf,
+        message: String,
+    },
+    /// The database refused or could not be reached.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl IngestError {
+    /// Whether the fault is the input's (exit code 2) rather than a service's.
+    pub fn is_bad_input(&self) -> bool {
+        matches!(self, IngestError::Unreadable { .. })
+    }
+}
+
+/// What happened to one submitted file.
+#[derive(Debug, Clone)]
+pub struct Ingested {
+    pub audio: AudioFile,
+    pub jobs: Vec<ProcessingJob>,
+    /// A finished result for the same content and settings was reused.
+    pub deduplicated: bool,
+    /// The file was recorded but refused: its jobs are FAILED with this reason.
+    pub rejected: Option<String>,
+}
+
+/// Probes, hashes and stores a file, then records it with its jobs in one
+/// transaction. Content that is not decodable audio is recorded with FAILED
+/// jobs that say why, so that the refusal is visible like any other outcome.
+pub async fn ingest_file(
+    store: &Store,
+    storage: &LocalStorage,
+    path: &Path,
+    options: &ProcessOptions,
+    max_attempts: u32,
+    force: bool,
+) -> Result<Ingested, IngestError> {
+    let unreadable = |message: String| IngestError::Unreadable {
+        path: path.to_path_buf(),
+        message,
+    };
+    let metadata = std::fs::metadata(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => unreadable("no such file".into()),
+        _ => unreadable(e.to_string()),
+    })?;
+    if !metadata.is_file() {
+        return Err(unreadable("not a regular file".into()));
+    }
+    let owned = path.to_path_buf();
+    let (hash, probed) = tokio::task::spawn_blocking(move || {
+        (
+            pipeline_audio::sha256_file(&owned),
+            pipeline_audio::probe(&owned),
+        )
+    })
+    .await
+    .map_err(|e| unreadable(format!("probe stopped: {e}")))?;
+    let (sha256, size_bytes) = hash.map_err(|e| unreadable(e.to_string()))?;
+    let settings_key = options.settings_key();
+    if !force {
+        if let Some(done) = store.find_completed_duplicate(&sha256, &settings_key).await? {
+            let jobs = store.jobs_for_audio(done.id).await?;
+            return Ok(Ingested {
+                audio: done,
+                jobs,
+                deduplicated: true,
+                rejected: None,
+            });
+        }
+    }
+    let original_name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| path.display().to_string());
+    let extension = path.extension().and_then(|e| e.to_str()).unwrap_or("");
+    let storage_key = LocalStorage::key_for(&sha256, extension);
+    storage
+        .put_file(&storage_key, path)
+        .map_err(|e| IngestError::Storage {
+            path: path.to_path_buf(),
+            storage: storage.path(""),
+            message: e.to_string(),
+        })?;
+    let (info, rejected) = match probed {
+        Ok(info) => (Some(info), None),
+        Err(e) => (None, Some(e.to_string())),
+    };
+    let new_audio = NewAudio {
+        id: Uuid::new_v4(),
+        original_name,
+        sha256,
+        size_bytes,
+        container: info.as_ref().map_or("unknown".into(), |i| i.container.clone()),
+        codec: info.as_ref().map_or("unknown".into(), |i| i.codec.clone()),
+        duration_seconds: info.as_ref().map_or(0.0, |i| i.duration_seconds),
+        sample_rate: info.as_ref().map_or(0, |i| i.sample_rate),
+        channels: info.as_ref().map_or(0, |i| i.channels),
+        storage_key,
+        options: serde_json::to_value(options).unwrap_or_default(),
+        settings_key,
+    };
+    let jobs: Vec<NewJob> = JobType::ALL
+        .iter()
+        .map(|t| NewJob::new(*t, max_attempts.max(1)))
+        .collect();
+    let (audio, jobs) = match &rejected {
+        None => store.ingest(&new_audio, &jobs).await?,
+        Some(reason) => {
+            store
+                .ingest_rejected(&new_audio, &jobs, &JobError::permanent(reason.clone()))
+                .await?
+        }
+    };
+    Ok(Ingested {
+        audio,
+        jobs,
+        deduplicated: false,
+        rejected,
+    })
+}
+
+/// The audio files under `path`: the file itself, or a folder's audio files
+/// (by extension, sorted, not recursive into hidden folders).
+pub fn expand_inputs(paths: &[PathBuf]) -> Vec<PathBuf> {
+    const AUDIO: [&str; 10] = [
+        "wav", "mp3", "flac", "ogg", "oga", "m4a", "mp4", "aac", "opus", "webm",
+    ];
+    let mut files = Vec::new();
+    for path in paths {
+        if path.is_dir() {
+            let mut found: Vec<PathBuf> = walk(path)
+                .into_iter()
+                .filter(|p| {
+                    p.extension()
+                        .and_then(|e| e.to_str())
+                        .is_some_and(|e| AUDIO.contains(&e.to_ascii_lowercase().as_str()))
+                })
+                .collect();
+            found.sort();
+            files.extend(found);
+        } else {
+            files.push(path.clone());
+        }
+    }
+    files
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let hidden = entry.file_name().to_string_lossy().starts_with('.');
+        if hidden {
+            continue;
+        }
+        if path.is_dir() {
+            out.extend(walk(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}

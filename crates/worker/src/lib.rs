@@ -1,0 +1,14 @@
+//! The worker: ingest of files, and the stages that run a file's jobs
+//! (TRANSCRIPTION, then PROCESSING) from the embedded queue, with leases,
+//! heartbeats, progress, retries with backoff, timeouts and graceful shutdown.
+
+pub mod ingest;
+pub mod retry;
+mod runner;
+mod stages;
+pub mod storage;
+
+pub use ingest::{expand_inputs, ingest_file, IngestError, Ingested, ProcessOptions};
+pub use runner::{EngineLoader, RunUntil, Shutdown, Worker, WorkerSettings};
+pub use stages::output_paths;
+pub use storage::LocalStorage;

@@ -1,0 +1,405 @@
+//! The worker loop: claim, run with a renewed lease, record the outcome.
+
+use chrono::Utc;
+use pipeline_asr::{AsrError, Transcriber};
+use pipeline_core::{JobError, ProcessingJob};
+use pipeline_store::{Heartbeat, Store, StoreError, WorkerInfo};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::{Notify, OnceCell};
+use uuid::Uuid;
+
+use crate::retry::backoff;
+use crate::stages::{self, StageError};
+use crate::storage::LocalStorage;
+
+/// Loads the speech engine; called once, on the first transcription.
+pub type EngineLoader = Arc<dyn Fn() -> Result<Arc<dyn Transcriber>, AsrError> + Send + Sync>;
+
+/// How a worker runs its jobs.
+#[derive(Debug, Clone)]
+pub struct WorkerSettings {
+    /// Unique id of this worker (`host:pid:random`).
+    pub id: String,
+    /// Jobs run at once.
+    pub concurrency: usize,
+    /// How long a claim holds without renewal.
+    pub lease: Duration,
+    /// How often presence is written for `status`.
+    pub heartbeat: Duration,
+    /// A job running longer is stopped and counted as a failed attempt.
+    pub job_timeout: Duration,
+    pub retry_base: Duration,
+    pub retry_max: Duration,
+    /// Outputs of a file go to `<output_dir>/<audio_id>/` unless the file's options say otherwise.
+    pub output_dir: PathBuf,
+    /// Root of the local storage.
+    pub data_dir: PathBuf,
+    /// Wait between claims when the queue is empty.
+    pub poll_interval: Duration,
+}
+
+/// A stop request shared by the signal handler and every running job.
+#[derive(Clone, Default)]
+pub struct Shutdown {
+    inner: Arc<(AtomicBool, Notify)>,
+}
+
+impl Shutdown {
+    /// Asks the worker to stop claiming and hand back what it runs.
+    pub fn trigger(&self) {
+        self.inner.0.store(true, Ordering::SeqCst);
+        self.inner.1.notify_waiters();
+    }
+
+    /// Whether a stop was requested.
+    pub fn is_triggered(&self) -> bool {
+        self.inner.0.load(Ordering::SeqCst)
+    }
+
+    /// Sleeps for `duration` or until a stop is requested.
+    async fn sleep(&self, duration: Duration) {
+        let notified = self.inner.1.notified();
+        if self.is_triggered() {
+            return;
+        }
+        let _ = tokio::time::timeout(duration, notified).await;
+    }
+}
+
+/// When [`Worker::run`] returns.
+#[derive(Debug, Clone)]
+pub enum RunUntil {
+    /// At shutdown (SIGINT/SIGTERM).
+    Shutdown,
+    /// When every one of these files has reached a final status (or at shutdown).
+    Finished(Vec<Uuid>),
+}
+
+/// A worker process's job runner.
+pub struct Worker {
+    pub(crate) store: Store,
+    pub(crate) storage: LocalStorage,
+    pub(crate) settings: WorkerSettings,
+    engine: OnceCell<Arc<dyn Transcriber>>,
+    loader: EngineLoader,
+    shutdown: Shutdown,
+    running: Mutex<Vec<Uuid>>,
+    started_at: chrono::DateTime<Utc>,
+}
+
+/// What a running job's stage can see: its progress, and whether to stop.
+pub(crate) struct JobControl {
+    progress_bits: AtomicU64,
+    pub(crate) cancel_requested: AtomicBool,
+    pub(crate) lease_lost: AtomicBool,
+    pub(crate) shutdown: Shutdown,
+    pub(crate) deadline: Instant,
+}
+
+/// Why a stage stopped before its end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Interruption {
+    LeaseLost,
+    Cancelled,
+    Shutdown,
+    TimedOut,
+}
+
+impl JobControl {
+    /// Records progress (0-100); it never goes back.
+    pub(crate) fn set_progress(&self, percent: f64) {
+        let value = percent.clamp(0.0, 100.0);
+        let _ = self
+            .progress_bits
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |old| {
+                (value > f64::from_bits(old)).then_some(value.to_bits())
+            });
+    }
+
+    fn progress(&self) -> f64 {
+        f64::from_bits(self.progress_bits.load(Ordering::SeqCst))
+    }
+
+    /// The reason to stop now, if any, most serious first.
+    pub(crate) fn interruption(&self) -> Option<Interruption> {
+        if self.lease_lost.load(Ordering::SeqCst) {
+            Some(Interruption::LeaseLost)
+        } else if self.cancel_requested.load(Ordering::SeqCst) {
+            Some(Interruption::Cancelled)
+        } else if self.shutdown.is_triggered() {
+            Some(Interruption::Shutdown)
+        } else if Instant::now() >= self.deadline {
+            Some(Interruption::TimedOut)
+        } else {
+            None
+        }
+    }
+}
+
+impl Worker {
+    /// A worker over `store`, loading the engine with `loader` when first needed.
+    pub fn new(store: Store, settings: WorkerSettings, loader: EngineLoader) -> Self {
+        Self {
+            storage: LocalStorage::new(&settings.data_dir),
+            store,
+            settings,
+            engine: OnceCell::new(),
+            loader,
+            shutdown: Shutdown::default(),
+            running: Mutex::new(Vec::new()),
+            started_at: Utc::now(),
+        }
+    }
+
+    /// The handle that stops this worker.
+    pub fn shutdown_handle(&self) -> Shutdown {
+        self.shutdown.clone()
+    }
+
+    /// Loads the engine now (so that the first job does not wait for it).
+    pub async fn engine(&self) -> Result<Arc<dyn Transcriber>, AsrError> {
+        self.engine
+            .get_or_try_init(|| async {
+                let loader = self.loader.clone();
+                tokio::task::spawn_blocking(move || loader())
+                    .await
+                    .map_err(|e| AsrError::Backend(format!("model loading stopped: {e}")))?
+            })
+            .await
+            .cloned()
+    }
+
+    /// Works the queue until `until` is met; jobs still running at shutdown
+    /// are handed back, never left RUNNING.
+    pub async fn run(self: Arc<Self>, until: RunUntil) -> Result<(), StoreError> {
+        let stop = Shutdown::default();
+        let mut tasks = tokio::task::JoinSet::new();
+        for _ in 0..self.settings.concurrency.max(1) {
+            let worker = self.clone();
+            let stop = stop.clone();
+            tasks.spawn(async move { worker.slot(stop).await });
+        }
+        let presence = {
+            let worker = self.clone();
+            let stop = stop.clone();
+            tokio::spawn(async move { worker.announce(stop).await })
+        };
+        if let RunUntil::Finished(ids) = &until {
+            let worker = self.clone();
+            let stop = stop.clone();
+            let ids = ids.clone();
+            tasks.spawn(async move {
+                worker.watch_files(&ids, &stop).await;
+                Ok(())
+            });
+        }
+        {
+            let stop = stop.clone();
+            let shutdown = self.shutdown.clone();
+            tasks.spawn(async move {
+                while !shutdown.is_triggered() && !stop.is_triggered() {
+                    shutdown.sleep(Duration::from_millis(250)).await;
+                }
+                stop.trigger();
+                Ok(())
+            });
+        }
+        let mut first_error = None;
+        while let Some(result) = tasks.join_next().await {
+            if let Ok(Err(e)) = result {
+                stop.trigger();
+                first_error.get_or_insert(e);
+            }
+        }
+        presence.abort();
+        let _ = self.store.worker_gone(&self.settings.id).await;
+        first_error.map_or(Ok(()), Err)
+    }
+
+    async fn watch_files(&self, ids: &[Uuid], stop: &Shutdown) {
+        while !stop.is_triggered() {
+            let mut all_final = true;
+            for id in ids {
+                match self.store.audio(*id).await {
+                    Ok(audio) if audio.status.is_final() => {}
+                    Ok(_) => all_final = false,
+                    // A deleted file will not finish; a database blip is
+                    // retried on the next round.
+                    Err(StoreError::NotFound { .. }) => {}
+                    Err(_) => all_final = false,
+                }
+            }
+            if all_final {
+                stop.trigger();
+                return;
+            }
+            stop.sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    async fn announce(&self, stop: Shutdown) {
+        let host = hostname();
+        while !stop.is_triggered() {
+            let current_jobs = self.running.lock().map(|r| r.clone()).unwrap_or_default();
+            let info = WorkerInfo {
+                id: self.settings.id.clone(),
+                host: host.clone(),
+                pid: std::process::id(),
+                concurrency: u32::try_from(self.settings.concurrency).unwrap_or(u32::MAX),
+                current_jobs,
+                started_at: self.started_at,
+                last_seen: Utc::now(),
+            };
+            let _ = self.store.worker_seen(&info).await;
+            stop.sleep(self.settings.heartbeat.min(Duration::from_secs(10)))
+                .await;
+        }
+    }
+
+    async fn slot(&self, stop: Shutdown) -> Result<(), StoreError> {
+        let mut failures = 0u32;
+        while !stop.is_triggered() {
+            match self.store.claim(&self.settings.id, &[], self.settings.lease).await {
+                Ok(Some(job)) => {
+                    failures = 0;
+                    self.execute(job).await;
+                }
+                Ok(None) => stop.sleep(self.settings.poll_interval).await,
+                Err(e) if e.is_retryable() && failures < 20 => {
+                    failures += 1;
+                    stop.sleep(backoff(failures, Duration::from_millis(200), Duration::from_secs(5)))
+                        .await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    async fn execute(&self, job: ProcessingJob) {
+        if let Ok(mut running) = self.running.lock() {
+            running.push(job.id);
+        }
+        let control = Arc::new(JobControl {
+            progress_bits: AtomicU64::new(job.progress.to_bits()),
+            cancel_requested: AtomicBool::new(job.cancel_requested),
+            lease_lost: AtomicBool::new(false),
+            shutdown: self.shutdown.clone(),
+            deadline: Instant::now() + self.settings.job_timeout,
+        });
+        let beating = Arc::new(AtomicBool::new(true));
+        let heartbeat = {
+            let store = self.store.clone();
+            let control = control.clone();
+            let beating = beating.clone();
+            let worker = self.settings.id.clone();
+            let lease = self.settings.lease;
+            let job = job.clone();
+            tokio::spawn(async move {
+                // About one write a second: progress stays live for
+                // `jobs --follow` and the lease is renewed well before it ends.
+                let mut last_written = f64::NAN;
+                let mut last_renewal = Instant::now();
+                while beating.load(Ordering::SeqCst) {
+                    tokio::time::sleep(Duration::from_millis(1000)).await;
+                    let progress = control.progress();
+                    let due = last_renewal.elapsed() >= lease / 4;
+                    if progress == last_written && !due {
+                        continue;
+                    }
+                    match store.heartbeat(job.id, &worker, job.attempt, Some(progress), lease).await {
+                        Ok(Heartbeat::Held { cancel_requested }) => {
+                            last_written = progress;
+                            last_renewal = Instant::now();
+                            if cancel_requested {
+                                control.cancel_requested.store(true, Ordering::SeqCst);
+                            }
+                        }
+                        Ok(Heartbeat::Lost) => {
+                            control.lease_lost.store(true, Ordering::SeqCst);
+                            return;
+                        }
+                        Err(_) => {}
+                    }
+                }
+            })
+        };
+        let outcome = stages::run(self, &job, &control).await;
+        beating.store(false, Ordering::SeqCst);
+        heartbeat.abort();
+        self.record(&job, outcome).await;
+        if let Ok(mut running) = self.running.lock() {
+            running.retain(|id| *id != job.id);
+        }
+    }
+
+    /// Writes a job's outcome, retrying database blips: if it cannot be
+    /// written at all, the lease expires and another worker runs the job.
+    async fn record(&self, job: &ProcessingJob, outcome: Result<String, StageError>) {
+        let worker = self.settings.id.as_str();
+        for round in 1..=5u32 {
+            let result = match &outcome {
+                Ok(message) => self
+                    .store
+                    .complete(job.id, job.audio_id, worker, job.attempt, message)
+                    .await
+                    .map(|_| ()),
+                Err(StageError::Interrupted(Interruption::LeaseLost)) => Ok(()),
+                Err(StageError::Interrupted(Interruption::Cancelled)) => self
+                    .store
+                    .cancel_running(job.id, job.audio_id, worker, job.attempt)
+                    .await
+                    .map(|_| ()),
+                Err(StageError::Interrupted(Interruption::Shutdown)) => self
+                    .store
+                    .release(job.id, job.audio_id, worker, job.attempt, "handed back: worker shutting down")
+                    .await
+                    .map(|_| ()),
+                Err(StageError::Interrupted(Interruption::TimedOut)) => {
+                    let error = JobError::retryable(format!(
+                        "timed out after {} s",
+                        self.settings.job_timeout.as_secs()
+                    ));
+                    self.fail(job, &error).await
+                }
+                Err(StageError::Failed(error)) => self.fail(job, error).await,
+            };
+            match result {
+                Ok(()) => return,
+                // Someone else owns the job now (lease expired, reclaimed).
+                Err(StoreError::Conflict { .. }) => return,
+                Err(e) if e.is_retryable() => {
+                    tokio::time::sleep(backoff(round, Duration::from_millis(200), Duration::from_secs(3)))
+                        .await;
+                }
+                Err(_) => return,
+            }
+        }
+    }
+
+    async fn fail(&self, job: &ProcessingJob, error: &JobError) -> Result<(), StoreError> {
+        let retry_at = (error.kind == pipeline_core::ErrorKind::Retryable
+            && job.attempt < job.max_attempts)
+            .then(|| {
+                let wait = backoff(job.attempt, self.settings.retry_base, self.settings.retry_max);
+                Utc::now() + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::seconds(1))
+            });
+        self.store
+            .fail(job.id, job.audio_id, &self.settings.id, job.attempt, error, retry_at)
+            .await
+            .map(|_| ())
+    }
+}
+
+/// This machine's name, for worker ids and `status`.
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "localhost".to_string())
+}

@@ -1,0 +1,260 @@
+//! The work of each job type.
+
+use pipeline_asr::{AsrError, AudioSource, TranscribeObserver};
+use pipeline_audio::{AudioError, Decoder};
+use pipeline_core::render::{self, OutputFormat};
+use pipeline_core::{AudioFile, JobError, JobType, ProcessingJob};
+use pipeline_store::{AudioResults, StoreError};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::ingest::ProcessOptions;
+use crate::runner::{Interruption, JobControl, Worker};
+use crate::storage::write_atomically;
+
+/// How a stage ended when it did not succeed.
+#[derive(Debug)]
+pub(crate) enum StageError {
+    /// Stopped from outside: cancel, shutdown, timeout, or lost lease.
+    Interrupted(Interruption),
+    /// Failed with an error whose kind decides whether to retry.
+    Failed(JobError),
+}
+
+impl From<StoreError> for StageError {
+    fn from(e: StoreError) -> Self {
+        StageError::Failed(if e.is_retryable() {
+            JobError::retryable(e.to_string())
+        } else {
+            JobError::permanent(e.to_string())
+        })
+    }
+}
+
+/// Runs the stage of `job`; the message describes what was done.
+pub(crate) async fn run(
+    worker: &Worker,
+    job: &ProcessingJob,
+    control: &Arc<JobControl>,
+) -> Result<String, StageError> {
+    let audio = worker.store.audio(job.audio_id).await?;
+    let options: ProcessOptions = serde_json::from_value(audio.options.clone()).map_err(|e| {
+        StageError::Failed(JobError::permanent(format!(
+            "stored options of {} are unreadable: {e}",
+            audio.id
+        )))
+    })?;
+    match job.job_type {
+        JobType::Transcription => transcribe(worker, &audio, &options, control).await,
+        JobType::Processing => render_outputs(worker, &audio, &options, control).await,
+    }
+}
+
+async fn transcribe(
+    worker: &Worker,
+    audio: &AudioFile,
+    options: &ProcessOptions,
+    control: &Arc<JobControl>,
+) -> Result<String, StageError> {
+    let engine = worker.engine().await.map_err(asr_failure)?;
+    let path = worker.storage.path(&audio.storage_key);
+    let name = audio.original_name.clone();
+    let decode = options.decode_options();
+    let control_for_engine = control.clone();
+    let started = Instant::now();
+    let transcript = tokio::task::spawn_blocking(move || {
+        let decoder = Decoder::open(&path).map_err(|e| audio_failure(&name, &e))?;
+        let mut source = DecoderSource { decoder, name };
+        let mut observer = ControlObserver {
+            control: control_for_engine,
+        };
+        engine.transcribe(&mut source, &decode, &mut observer)
+    })
+    .await
+    .map_err(|e| StageError::Failed(JobError::retryable(format!("transcription stopped: {e}"))))?;
+    let mut transcript = match transcript {
+        Ok(t) => t,
+        Err(AsrError::Cancelled) => {
+            return Err(StageError::Interrupted(
+                control.interruption().unwrap_or(Interruption::Cancelled),
+            ))
+        }
+        Err(e) => return Err(asr_failure(e)),
+    };
+    if let Some(reason) = control.interruption() {
+        // The lease may have been lost while the last window decoded.
+        if reason == Interruption::LeaseLost {
+            return Err(StageError::Interrupted(reason));
+        }
+    }
+    if transcript.duration <= 0.0 {
+        transcript.duration = audio.duration_seconds;
+    }
+    worker.store.save_transcript(audio.id, &transcript).await?;
+    Ok(format!(
+        "transcribed {:.1} s of audio in {:.1} s ({} segments, language {})",
+        transcript.duration,
+        started.elapsed().as_secs_f64(),
+        transcript.segments.len(),
+        transcript.language
+    ))
+}
+
+async fn render_outputs(
+    worker: &Worker,
+    audio: &AudioFile,
+    options: &ProcessOptions,
+    control: &Arc<JobControl>,
+) -> Result<String, StageError> {
+    let transcript = worker.store.transcript(audio.id).await?.ok_or_else(|| {
+        StageError::Failed(JobError::permanent(format!(
+            "no transcript stored for {}",
+            audio.id
+        )))
+    })?;
+    let dir = options
+        .output_dir
+        .clone()
+        .unwrap_or_else(|| worker.settings.output_dir.join(audio.id.to_string()));
+    let formats = if options.formats.is_empty() {
+        OutputFormat::ALL.to_vec()
+    } else {
+        options.formats.clone()
+    };
+    let mut outputs = BTreeMap::new();
+    for (i, (format, path)) in output_paths(&dir, &audio.original_name, &formats)
+        .into_iter()
+        .enumerate()
+    {
+        if let Some(reason) = control.interruption() {
+            if reason != Interruption::TimedOut {
+                return Err(StageError::Interrupted(reason));
+            }
+        }
+        write_atomically(&path, render::render(&transcript, format).as_bytes()).map_err(|e| {
+            StageError::Failed(JobError::retryable(format!(
+                "cannot write {}: {e}",
+                path.display()
+            )))
+        })?;
+        outputs.insert(format.extension().to_string(), path.display().to_string());
+        control.set_progress(100.0 * (i + 1) as f64 / formats.len() as f64);
+    }
+    let stats = render::stats(&transcript);
+    worker
+        .store
+        .save_results(
+            audio.id,
+            &AudioResults {
+                outputs,
+                words: stats.words,
+                speech_seconds: stats.speech_seconds,
+                words_per_minute: stats.words_per_minute,
+            },
+        )
+        .await?;
+    Ok(format!(
+        "wrote {} to {} ({} words, {:.1} s of speech, {:.0} words per minute)",
+        formats
+            .iter()
+            .map(|f| f.extension())
+            .collect::<Vec<_>>()
+            .join(", "),
+        dir.display(),
+        stats.words,
+        stats.speech_seconds,
+        stats.words_per_minute
+    ))
+}
+
+/// Where each format of a file's outputs is written.
+pub fn output_paths(
+    dir: &Path,
+    original_name: &str,
+    formats: &[OutputFormat],
+) -> Vec<(OutputFormat, PathBuf)> {
+    let stem = Path::new(original_name)
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    // Only the name's safe characters: it came from a user.
+    let stem: String = stem
+        .chars()
+        .map(|c| {
+            if c.is_alphanumeric() || matches!(c, '-' | '_' | '.') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let stem = if stem.trim_matches('.').is_empty() {
+        "transcript".to_string()
+    } else {
+        stem
+    };
+    formats
+        .iter()
+        .map(|f| (*f, dir.join(format!("{stem}.{}", f.extension()))))
+        .collect()
+}
+
+fn audio_failure(name: &str, e: &AudioError) -> AsrError {
+    let message = e.to_string();
+    AsrError::Audio {
+        message: if message.contains(name) {
+            message
+        } else {
+            format!("{name}: {message}")
+        },
+        retryable: e.is_retryable(),
+    }
+}
+
+fn asr_failure(e: AsrError) -> StageError {
+    StageError::Failed(if e.is_retryable() {
+        JobError::retryable(e.to_string())
+    } else {
+        JobError::permanent(e.to_string())
+    })
+}
+
+/// The decoder as the engine's sample stream.
+struct DecoderSource {
+    decoder: Decoder,
+    name: String,
+}
+
+impl AudioSource for DecoderSource {
+    fn read(&mut self, buf: &mut [f32]) -> Result<usize, AsrError> {
+        self.decoder
+            .read(buf)
+            .map_err(|e| audio_failure(&self.name, &e))
+    }
+
+    fn duration_hint(&self) -> Option<f64> {
+        let duration = self.decoder.info().duration_seconds;
+        (duration > 0.0).then_some(duration)
+    }
+}
+
+/// Forwards the engine's progress to the job and its stop conditions back.
+struct ControlObserver {
+    control: Arc<JobControl>,
+}
+
+impl TranscribeObserver for ControlObserver {
+    fn on_progress(&mut self, done_seconds: f64, total_seconds: f64) {
+        if total_seconds > 0.0 {
+            // 99 at most until the transcript is stored: 100 means done.
+            self.control
+                .set_progress((100.0 * done_seconds / total_seconds).min(99.0));
+        }
+    }
+
+    fn is_cancelled(&self) -> bool {
+        self.control.interruption().is_some()
+    }
+}
