@@ -4,11 +4,10 @@
 //! the default; and a client for an OpenAI-compatible
 //! `/v1/audio/transcriptions` endpoint, for users with a GPU server.
 
-// Only the CTranslate2 engine reads audio windows; the module keeps its tests.
-#[cfg_attr(not(feature = "ctranslate2"), allow(dead_code))]
 mod buffer;
 pub mod decode;
 mod error;
+pub mod longform;
 pub mod mel;
 mod model;
 mod options;

@@ -481,6 +481,48 @@ fn pre_tokenize(text: &str) -> Vec<&str> {
     pieces
 }
 
+/// A small tokenizer shaped like Whisper's for tests: the 256 byte tokens
+/// (id = byte), a few merges, then the special tokens in the real order.
+#[cfg(test)]
+pub(crate) fn synthetic(multilingual: bool) -> Tokenizer {
+    // A vocabulary shaped like Whisper's: bytes, a few merges, then the
+    // special tokens in the order the real models have them.
+    let mut vocab: Vec<String> = bytes_to_unicode().iter().map(|c| c.to_string()).collect();
+    vocab.extend(["Ġh", "Ġhi", "he", "hel"].map(String::from));
+    let eot = vocab.len();
+    vocab.push("<|endoftext|>".into());
+    vocab.push("<|startoftranscript|>".into());
+    let langs: &[&str] = if multilingual { &["en", "de"] } else { &["en"] };
+    for l in langs {
+        vocab.push(format!("<|{l}|>"));
+    }
+    for t in [
+        "<|translate|>",
+        "<|transcribe|>",
+        "<|startoflm|>",
+        "<|startofprev|>",
+        if multilingual {
+            "<|nospeech|>"
+        } else {
+            "<|nocaptions|>"
+        },
+        "<|notimestamps|>",
+        "<|0.00|>",
+    ] {
+        vocab.push(t.into());
+    }
+    let added: Vec<serde_json::Value> = vocab[eot..]
+        .iter()
+        .enumerate()
+        .map(|(i, c)| serde_json::json!({"id": eot + i, "content": c, "special": true}))
+        .collect();
+    let json = serde_json::json!({
+        "model": {"merges": ["Ġ h", "Ġh i", ["h", "e"], "he l"]},
+        "added_tokens": added,
+    });
+    Tokenizer::from_parts(&vocab.join("\n"), &json.to_string()).expect("synthetic tokenizer")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -503,45 +545,6 @@ mod tests {
         assert_eq!(t[b' ' as usize], 'Ġ');
         assert_eq!(t[b'\n' as usize], 'Ċ');
         assert_eq!(t[b'A' as usize], 'A');
-    }
-
-    fn synthetic(multilingual: bool) -> Tokenizer {
-        // A vocabulary shaped like Whisper's: bytes, a few merges, then the
-        // special tokens in the order the real models have them.
-        let mut vocab: Vec<String> = bytes_to_unicode().iter().map(|c| c.to_string()).collect();
-        vocab.extend(["Ġh", "Ġhi", "he", "hel"].map(String::from));
-        let eot = vocab.len();
-        vocab.push("<|endoftext|>".into());
-        vocab.push("<|startoftranscript|>".into());
-        let langs: &[&str] = if multilingual { &["en", "de"] } else { &["en"] };
-        for l in langs {
-            vocab.push(format!("<|{l}|>"));
-        }
-        for t in [
-            "<|translate|>",
-            "<|transcribe|>",
-            "<|startoflm|>",
-            "<|startofprev|>",
-            if multilingual {
-                "<|nospeech|>"
-            } else {
-                "<|nocaptions|>"
-            },
-            "<|notimestamps|>",
-            "<|0.00|>",
-        ] {
-            vocab.push(t.into());
-        }
-        let added: Vec<serde_json::Value> = vocab[eot..]
-            .iter()
-            .enumerate()
-            .map(|(i, c)| serde_json::json!({"id": eot + i, "content": c, "special": true}))
-            .collect();
-        let json = serde_json::json!({
-            "model": {"merges": ["Ġ h", "Ġh i", ["h", "e"], "he l"]},
-            "added_tokens": added,
-        });
-        Tokenizer::from_parts(&vocab.join("\n"), &json.to_string()).expect("synthetic tokenizer")
     }
 
     #[test]

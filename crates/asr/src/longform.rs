@@ -1,0 +1,871 @@
+//! Long-form decoding as faster-whisper's `generate_segments` does it:
+//! sequential 30 s windows read from a stream, seeking on timestamps, the
+//! previous text as prompt, temperature fallback, a no-speech gate, word
+//! timestamps, and a guard against the model copying its prompt. Written
+//! against [`WhisperBackend`] so that it is tested without a model.
+
+use crate::buffer::SampleWindow;
+use crate::decode::{
+    assign_words, avg_logprob, build_prompt, compression_ratio, last_end, looks_repeated,
+    split_segments_by_timestamps, suppressed_tokens, word_timings, RawSegment, FRAMES_PER_SECOND,
+    MAX_LENGTH, TIME_PRECISION,
+};
+use crate::mel::{MelFrontEnd, HOP_LENGTH, SAMPLE_RATE, WINDOW_FRAMES, WINDOW_SAMPLES};
+use crate::tokenizer::{TokenId, Tokenizer};
+use crate::vad::SilenceSkipper;
+use crate::{AsrError, AudioSource, DecodeOptions, Segment, TranscribeObserver, Transcript, Word};
+
+/// Median filter width of the alignment heads' attention, as faster-whisper uses.
+pub const MEDIAN_FILTER_WIDTH: i64 = 7;
+
+/// Decoding settings of one `generate` call (CTranslate2's `WhisperOptions`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct GenerateOptions {
+    /// Beam width; 1 with sampling.
+    pub beam_size: usize,
+    /// Beam search patience factor.
+    pub patience: f32,
+    /// Exponent of the length normalization of scores.
+    pub length_penalty: f32,
+    /// Penalty on tokens already generated.
+    pub repetition_penalty: f32,
+    /// Forbidden repeated n-gram size (0: off).
+    pub no_repeat_ngram_size: usize,
+    /// Longest prompt plus output, in tokens.
+    pub max_length: usize,
+    /// Sample from the top K (0: the whole distribution, 1: greedy).
+    pub sampling_topk: usize,
+    /// Sampling temperature.
+    pub sampling_temperature: f32,
+    /// Hypotheses returned, best first.
+    pub num_hypotheses: usize,
+    /// Latest first timestamp, in timestamp steps.
+    pub max_initial_timestamp_index: usize,
+    /// Forbid a blank first token.
+    pub suppress_blank: bool,
+    /// Token ids never generated.
+    pub suppress_tokens: Vec<i32>,
+}
+
+/// What one `generate` call returned for the best hypothesis.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Generation {
+    /// Generated tokens, without the prompt or the end token.
+    pub tokens: Vec<TokenId>,
+    /// Length-normalized log probability.
+    pub score: f32,
+    /// Probability of the no-speech token at the first step.
+    pub no_speech_prob: f32,
+}
+
+/// The alignment of text tokens with encoder frames.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Alignment {
+    /// (text token index, encoder frame index) along the DTW path.
+    pub pairs: Vec<(i64, i64)>,
+    /// Probability of each text token.
+    pub text_token_probs: Vec<f32>,
+}
+
+/// The model operations long-form decoding needs.
+pub trait WhisperBackend {
+    /// The encoder's output for one window, reused by every decoding pass.
+    type Encoded;
+
+    /// Whether the model knows languages besides English.
+    fn is_multilingual(&self) -> bool;
+
+    /// Runs the encoder on `[n_mels][3000]` features.
+    fn encode(&self, features: &mut [f32], n_mels: usize) -> Result<Self::Encoded, AsrError>;
+
+    /// The most likely language code and its probability.
+    fn detect_language(&self, encoded: &Self::Encoded) -> Result<(String, f32), AsrError>;
+
+    /// Decodes from `prompt`.
+    fn generate(
+        &self,
+        encoded: &Self::Encoded,
+        prompt: &[TokenId],
+        options: &GenerateOptions,
+    ) -> Result<Generation, AsrError>;
+
+    /// Aligns `text_tokens` (after `start_sequence`) with the first `num_frames` mel frames.
+    fn align(
+        &self,
+        encoded: &Self::Encoded,
+        start_sequence: &[TokenId],
+        text_tokens: &[TokenId],
+        num_frames: usize,
+    ) -> Result<Alignment, AsrError>;
+}
+
+/// What one decoding pass of a window produced.
+#[derive(Debug, Clone)]
+struct Decoded {
+    tokens: Vec<TokenId>,
+    avg_logprob: f32,
+    no_speech_prob: f32,
+    temperature: f32,
+    compression_ratio: f32,
+}
+
+/// Transcribes a whole stream with `backend`.
+pub fn transcribe_stream<B: WhisperBackend>(
+    backend: &B,
+    tokenizer: &Tokenizer,
+    front_end: &MelFrontEnd,
+    model_name: &str,
+    audio: &mut dyn AudioSource,
+    options: &DecodeOptions,
+    observer: &mut dyn TranscribeObserver,
+) -> Result<Transcript, AsrError> {
+    LongForm {
+        backend,
+        tokenizer,
+        front_end,
+        options,
+        suppress: suppressed_tokens(tokenizer, &options.suppress_tokens),
+    }
+    .run(model_name, audio, observer)
+}
+
+struct LongForm<'a, B> {
+    backend: &'a B,
+    tokenizer: &'a Tokenizer,
+    front_end: &'a MelFrontEnd,
+    options: &'a DecodeOptions,
+    suppress: Vec<i32>,
+}
+
+impl<B: WhisperBackend> LongForm<'_, B> {
+    /// Decodes a window at each temperature in turn until the result passes
+    /// the compression-ratio and log-probability thresholds.
+    fn generate_with_fallback(
+        &self,
+        encoded: &B::Encoded,
+        prompt: &[TokenId],
+    ) -> Result<Decoded, AsrError> {
+        let options = self.options;
+        let max_initial_timestamp_index = (f64::from(options.max_initial_timestamp)
+            / TIME_PRECISION)
+            .round()
+            .max(0.0) as usize;
+        let temperatures: &[f32] = if options.temperatures.is_empty() {
+            &[0.0]
+        } else {
+            &options.temperatures
+        };
+        let mut all: Vec<Decoded> = Vec::new();
+        let mut below_cr: Vec<Decoded> = Vec::new();
+        let mut last_temperature = 0.0;
+        for &temperature in temperatures {
+            last_temperature = temperature;
+            let sampling = temperature > 0.0;
+            let generate_options = GenerateOptions {
+                beam_size: if sampling {
+                    1
+                } else {
+                    options.beam_size.max(1)
+                },
+                patience: options.patience,
+                length_penalty: options.length_penalty,
+                repetition_penalty: options.repetition_penalty,
+                no_repeat_ngram_size: options.no_repeat_ngram_size,
+                max_length: MAX_LENGTH,
+                sampling_topk: if sampling { 0 } else { 1 },
+                sampling_temperature: if sampling { temperature } else { 1.0 },
+                num_hypotheses: if sampling { options.best_of.max(1) } else { 1 },
+                max_initial_timestamp_index,
+                suppress_blank: options.suppress_blank,
+                suppress_tokens: self.suppress.clone(),
+            };
+            let generation = self.backend.generate(encoded, prompt, &generate_options)?;
+            let avg = avg_logprob(
+                generation.score,
+                generation.tokens.len(),
+                options.length_penalty,
+            );
+            let text = self.tokenizer.decode(&generation.tokens);
+            let decoded = Decoded {
+                compression_ratio: compression_ratio(text.trim()),
+                tokens: generation.tokens,
+                avg_logprob: avg,
+                no_speech_prob: generation.no_speech_prob,
+                temperature,
+            };
+            let mut needs_fallback = false;
+            if let Some(threshold) = options.compression_ratio_threshold {
+                if decoded.compression_ratio > threshold {
+                    needs_fallback = true;
+                } else {
+                    below_cr.push(decoded.clone());
+                }
+            }
+            if let Some(threshold) = options.log_prob_threshold {
+                if decoded.avg_logprob < threshold {
+                    needs_fallback = true;
+                }
+            }
+            // A silent window: the no-speech gate drops it, retrying is useless.
+            if let (Some(ns), Some(lp)) = (options.no_speech_threshold, options.log_prob_threshold)
+            {
+                if decoded.no_speech_prob > ns && decoded.avg_logprob < lp {
+                    needs_fallback = false;
+                }
+            }
+            if !needs_fallback {
+                return Ok(decoded);
+            }
+            all.push(decoded);
+        }
+        let pool = if below_cr.is_empty() { all } else { below_cr };
+        let mut best = pool
+            .into_iter()
+            .max_by(|a, b| a.avg_logprob.total_cmp(&b.avg_logprob))
+            .ok_or_else(|| AsrError::Backend("no decoding result".into()))?;
+        // The last temperature tried decides whether the prompt is reset.
+        best.temperature = last_temperature;
+        Ok(best)
+    }
+
+    /// Word timings of a window's segments through the backend's alignment.
+    fn add_word_timestamps(
+        &self,
+        segments: &mut [RawSegment],
+        encoded: &B::Encoded,
+        sot_sequence: &[TokenId],
+        language: &str,
+        num_frames: usize,
+        last_speech_timestamp: f64,
+    ) -> Result<f64, AsrError> {
+        let eot = self.tokenizer.special().eot;
+        let text_tokens: Vec<TokenId> = segments
+            .iter()
+            .flat_map(|s| s.tokens.iter().copied().filter(|t| *t < eot))
+            .collect();
+        if text_tokens.is_empty() {
+            return Ok(last_speech_timestamp);
+        }
+        let alignment = self
+            .backend
+            .align(encoded, sot_sequence, &text_tokens, num_frames)?;
+        let timings = word_timings(
+            self.tokenizer,
+            language,
+            &text_tokens,
+            &alignment.pairs,
+            &alignment.text_token_probs,
+        );
+        Ok(assign_words(segments, timings, eot, last_speech_timestamp))
+    }
+
+    fn run(
+        &self,
+        model_name: &str,
+        audio: &mut dyn AudioSource,
+        observer: &mut dyn TranscribeObserver,
+    ) -> Result<Transcript, AsrError> {
+        let options = self.options;
+        let tokenizer = self.tokenizer;
+        if options.beam_size == 0 || options.best_of == 0 {
+            return Err(AsrError::InvalidOption(
+                "beam_size and best_of must be at least 1".into(),
+            ));
+        }
+        let multilingual = self.backend.is_multilingual();
+        let timestamp_begin = tokenizer.special().timestamp_begin;
+        let (mut language, mut language_probability) = match (&options.language, multilingual) {
+            // English-only models write English whatever they are told.
+            (_, false) => (Some("en".to_string()), 1.0),
+            (Some(code), true) => {
+                let code = code.trim().to_ascii_lowercase();
+                if tokenizer.language_token(&code).is_none() {
+                    return Err(AsrError::InvalidOption(format!(
+                        "unknown language code {code:?}"
+                    )));
+                }
+                (Some(code), 1.0)
+            }
+            (None, true) => (None, 0.0),
+        };
+        let mut all_tokens: Vec<TokenId> = Vec::new();
+        if let Some(initial) = options.initial_prompt.as_deref() {
+            let initial = initial.trim();
+            if !initial.is_empty() {
+                all_tokens.extend(tokenizer.encode(&format!(" {initial}")));
+            }
+        }
+        let mut prompt_reset_since = 0usize;
+        let mut last_speech_timestamp = 0.0f64;
+        let mut segments: Vec<Segment> = Vec::new();
+        let mut window = SampleWindow::new(audio);
+        let hint = window.duration_hint().filter(|d| d.is_finite() && *d > 0.0);
+        let mut reported = 0.0f64;
+        let skipper = options.vad_filter.then(SilenceSkipper::default);
+
+        // Seek in mel frames (10 ms) in the original timeline.
+        let mut seek = 0usize;
+        loop {
+            if observer.is_cancelled() {
+                return Err(AsrError::Cancelled);
+            }
+            let start_sample = seek * HOP_LENGTH;
+            window.discard_before(start_sample);
+            window.fill_to(start_sample + WINDOW_SAMPLES)?;
+            let content_frames = if window.at_eof() {
+                window.samples_read() / HOP_LENGTH
+            } else {
+                usize::MAX
+            };
+            if seek >= content_frames {
+                break;
+            }
+            if let Some(skipper) = &skipper {
+                let held = window.slice(start_sample, start_sample + WINDOW_SAMPLES);
+                let skip_frames = skipper.leading_silence_frames(held);
+                if skip_frames > 0 {
+                    seek = (seek + skip_frames).min(content_frames);
+                    reported = report(observer, seek, content_frames, hint, reported);
+                    continue;
+                }
+            }
+            let segment_size = WINDOW_FRAMES.min(content_frames - seek);
+            let segment_duration = segment_size as f64 / FRAMES_PER_SECOND;
+            let time_offset = seek as f64 / FRAMES_PER_SECOND;
+            let mut features = self.front_end.window_features(
+                window.slice(start_sample, start_sample + segment_size * HOP_LENGTH),
+            );
+            let encoded = self
+                .backend
+                .encode(&mut features, self.front_end.n_mels())?;
+
+            let language_code = match &language {
+                Some(code) => code.clone(),
+                None => {
+                    let (code, probability) = self.backend.detect_language(&encoded)?;
+                    language_probability = probability;
+                    language = Some(code.clone());
+                    code
+                }
+            };
+            let sot_sequence =
+                tokenizer.sot_sequence(multilingual, &language_code, options.task)?;
+            let previous = &all_tokens[prompt_reset_since.min(all_tokens.len())..];
+            let prompt = build_prompt(
+                tokenizer,
+                &sot_sequence,
+                previous,
+                options.without_timestamps,
+            );
+            let mut decoded = self.generate_with_fallback(&encoded, &prompt)?;
+            let mut reset_prompt = false;
+            if !previous.is_empty()
+                && looks_repeated(
+                    &tokenizer.decode(&decoded.tokens),
+                    &tokenizer.decode(previous),
+                )
+            {
+                // Conditioned on its previous text, the model sometimes writes
+                // that text again instead of what was said: decode the window
+                // once more without it, and stop conditioning on it.
+                let bare = build_prompt(tokenizer, &sot_sequence, &[], options.without_timestamps);
+                decoded = self.generate_with_fallback(&encoded, &bare)?;
+                reset_prompt = true;
+            }
+
+            if let Some(threshold) = options.no_speech_threshold {
+                let mut skip = decoded.no_speech_prob > threshold;
+                if let Some(lp) = options.log_prob_threshold {
+                    if decoded.avg_logprob > lp {
+                        skip = false;
+                    }
+                }
+                if skip {
+                    seek += segment_size;
+                    reported = report(observer, seek, content_frames, hint, reported);
+                    continue;
+                }
+            }
+
+            let previous_seek = seek;
+            let (mut current, next_seek, single_timestamp_ending) = split_segments_by_timestamps(
+                &decoded.tokens,
+                timestamp_begin,
+                time_offset,
+                segment_size,
+                segment_duration,
+                seek,
+            );
+            seek = next_seek;
+            if options.word_timestamps {
+                last_speech_timestamp = self.add_word_timestamps(
+                    &mut current,
+                    &encoded,
+                    &sot_sequence,
+                    &language_code,
+                    segment_size,
+                    last_speech_timestamp,
+                )?;
+                if !single_timestamp_ending {
+                    if let Some(end) = last_end(&current) {
+                        if end > time_offset {
+                            seek = (end * FRAMES_PER_SECOND).round() as usize;
+                        }
+                    }
+                }
+            }
+            // A window must always move the seek forward, or a degenerate
+            // decoding (a lone <|0.00|> pair) would repeat it forever.
+            if seek <= previous_seek {
+                seek = previous_seek + segment_size;
+            }
+
+            let window_end = time_offset + segment_duration;
+            for raw in current {
+                let text = tokenizer.decode(&raw.tokens);
+                if raw.start == raw.end || text.trim().is_empty() {
+                    continue;
+                }
+                all_tokens.extend_from_slice(&raw.tokens);
+                let floor = segments.last().map_or(0.0, |s: &Segment| s.start);
+                let segment =
+                    finish_segment(segments.len(), &raw, text, &decoded, floor, window_end);
+                observer.on_segment(&segment);
+                segments.push(segment);
+            }
+            if reset_prompt
+                || !options.condition_on_previous_text
+                || decoded.temperature > options.prompt_reset_on_temperature
+            {
+                prompt_reset_since = all_tokens.len();
+            }
+            reported = report(observer, seek, content_frames, hint, reported);
+        }
+        debug_assert!(window.peak_len() <= WINDOW_SAMPLES + SAMPLE_RATE);
+        let duration = window.samples_read() as f64 / SAMPLE_RATE as f64;
+        observer.on_progress(duration, duration);
+        Ok(Transcript {
+            language: language.unwrap_or_else(|| "en".to_string()),
+            language_probability,
+            duration,
+            model: model_name.to_string(),
+            segments,
+        })
+    }
+}
+
+/// Reports progress in seconds, never backwards; returns what was reported.
+fn report(
+    observer: &mut dyn TranscribeObserver,
+    seek: usize,
+    content_frames: usize,
+    hint: Option<f64>,
+    reported: f64,
+) -> f64 {
+    let done = (seek.min(content_frames) as f64 / FRAMES_PER_SECOND).max(reported);
+    let known_total =
+        (content_frames != usize::MAX).then(|| content_frames as f64 / FRAMES_PER_SECOND);
+    let total = known_total.or(hint).unwrap_or(done).max(done);
+    observer.on_progress(done, total);
+    done
+}
+
+/// Turns a raw segment into the transcript's form, keeping times ordered and
+/// inside the audio: starts never go back, nothing ends after the window's audio.
+fn finish_segment(
+    id: usize,
+    raw: &RawSegment,
+    text: String,
+    decoded: &Decoded,
+    floor: f64,
+    window_end: f64,
+) -> Segment {
+    let start = raw.start.max(floor).min(window_end);
+    let end = raw.end.max(start).min(window_end);
+    let mut previous_end = start;
+    let words = raw
+        .words
+        .iter()
+        .map(|w| {
+            let w_start = w.start.max(previous_end).min(end);
+            let w_end = w.end.max(w_start).min(end);
+            previous_end = w_end;
+            Word {
+                start: w_start,
+                end: w_end,
+                word: w.word.clone(),
+                probability: w.probability,
+            }
+        })
+        .collect();
+    Segment {
+        id: u32::try_from(id).unwrap_or(u32::MAX),
+        start,
+        end,
+        text,
+        avg_logprob: decoded.avg_logprob,
+        no_speech_prob: decoded.no_speech_prob,
+        compression_ratio: decoded.compression_ratio,
+        temperature: decoded.temperature,
+        words,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::RefCell;
+
+    use super::*;
+    use crate::tokenizer::synthetic;
+
+    type Respond = dyn Fn(usize, &[TokenId], &GenerateOptions) -> Generation;
+
+    /// A model that answers from a script: `respond(window, prompt, options)`.
+    struct Fake<'a> {
+        tokenizer: &'a Tokenizer,
+        respond: Box<Respond>,
+        windows: RefCell<usize>,
+        calls: RefCell<Vec<(usize, Vec<TokenId>, GenerateOptions)>>,
+    }
+
+    impl<'a> Fake<'a> {
+        fn new(tokenizer: &'a Tokenizer, respond: Box<Respond>) -> Self {
+            Self {
+                tokenizer,
+                respond,
+                windows: RefCell::new(0),
+                calls: RefCell::new(Vec::new()),
+            }
+        }
+    }
+
+    impl WhisperBackend for Fake<'_> {
+        type Encoded = usize;
+        fn is_multilingual(&self) -> bool {
+            false
+        }
+        fn encode(&self, features: &mut [f32], n_mels: usize) -> Result<usize, AsrError> {
+            assert_eq!(features.len(), n_mels * WINDOW_FRAMES);
+            let mut w = self.windows.borrow_mut();
+            *w += 1;
+            Ok(*w - 1)
+        }
+        fn detect_language(&self, _: &usize) -> Result<(String, f32), AsrError> {
+            Ok(("en".into(), 1.0))
+        }
+        fn generate(
+            &self,
+            window: &usize,
+            prompt: &[TokenId],
+            options: &GenerateOptions,
+        ) -> Result<Generation, AsrError> {
+            self.calls
+                .borrow_mut()
+                .push((*window, prompt.to_vec(), options.clone()));
+            Ok((self.respond)(*window, prompt, options))
+        }
+        fn align(
+            &self,
+            _: &usize,
+            _: &[TokenId],
+            text_tokens: &[TokenId],
+            _: usize,
+        ) -> Result<Alignment, AsrError> {
+            // One encoder frame (20 ms) per token, plus the end token.
+            let pairs = (0..=text_tokens.len() as i64)
+                .map(|i| (i, 10 * i))
+                .collect();
+            let _ = self.tokenizer;
+            Ok(Alignment {
+                pairs,
+                text_token_probs: vec![0.9; text_tokens.len()],
+            })
+        }
+    }
+
+    struct Samples(Vec<f32>, usize);
+
+    impl AudioSource for Samples {
+        fn read(&mut self, buf: &mut [f32]) -> Result<usize, AsrError> {
+            let n = buf.len().min(self.0.len() - self.1);
+            buf[..n].copy_from_slice(&self.0[self.1..self.1 + n]);
+            self.1 += n;
+            Ok(n)
+        }
+        fn duration_hint(&self) -> Option<f64> {
+            Some(self.0.len() as f64 / 16_000.0)
+        }
+    }
+
+    #[derive(Default)]
+    struct Log {
+        progress: Vec<(f64, f64)>,
+        segments: usize,
+        cancel: bool,
+    }
+
+    impl TranscribeObserver for Log {
+        fn on_progress(&mut self, done: f64, total: f64) {
+            self.progress.push((done, total));
+        }
+        fn on_segment(&mut self, _: &Segment) {
+            self.segments += 1;
+        }
+        fn is_cancelled(&self) -> bool {
+            self.cancel
+        }
+    }
+
+    fn speech(seconds: usize) -> Vec<f32> {
+        (0..seconds * 16_000)
+            .map(|i| (i as f32 * 0.05).sin() * 0.3)
+            .collect()
+    }
+
+    fn run(
+        fake: &Fake,
+        tokenizer: &Tokenizer,
+        samples: Vec<f32>,
+        options: &DecodeOptions,
+        log: &mut Log,
+    ) -> Result<Transcript, AsrError> {
+        let front_end = MelFrontEnd::new(80);
+        let mut source = Samples(samples, 0);
+        transcribe_stream(
+            fake,
+            tokenizer,
+            &front_end,
+            "fake",
+            &mut source,
+            options,
+            log,
+        )
+    }
+
+    fn text(tokenizer: &Tokenizer, s: &str) -> Vec<TokenId> {
+        tokenizer.encode(s)
+    }
+
+    fn good(tokens: Vec<TokenId>) -> Generation {
+        Generation {
+            tokens,
+            score: -0.1,
+            no_speech_prob: 0.01,
+        }
+    }
+
+    #[test]
+    fn windows_seek_on_timestamps_in_the_original_timeline() {
+        let tok = synthetic(false);
+        let ts = tok.special().timestamp_begin;
+        let hello = text(&tok, " hello");
+        let world = text(&tok, " world");
+        let (h, w) = (hello.clone(), world.clone());
+        // Every window: <0.00> hello <5.00><5.00> world <10.00> and an
+        // unfinished segment, so the next window starts 10 s later.
+        let fake = Fake::new(
+            &tok,
+            Box::new(move |_, _, _| {
+                let mut t = vec![ts];
+                t.extend(&h);
+                t.extend([ts + 250, ts + 250]);
+                t.extend(&w);
+                t.extend([ts + 500, ts + 500]);
+                t.extend(&h);
+                good(t)
+            }),
+        );
+        let mut log = Log::default();
+        let t = run(&fake, &tok, speech(25), &DecodeOptions::default(), &mut log).unwrap();
+        let times: Vec<(f64, f64)> = t.segments.iter().map(|s| (s.start, s.end)).collect();
+        // Windows at 0 s, 10 s, 20 s (5 s of audio: clipped to it).
+        assert_eq!(
+            times,
+            vec![
+                (0.0, 5.0),
+                (5.0, 10.0),
+                (10.0, 15.0),
+                (15.0, 20.0),
+                (20.0, 25.0),
+                (25.0, 25.0)
+            ]
+        );
+        assert_eq!(t.segments[0].text, " hello");
+        assert_eq!(log.segments, 6);
+        assert_eq!(t.duration, 25.0);
+        // The second window is prompted with the first one's tokens.
+        let calls = fake.calls.borrow();
+        assert_eq!(calls[0].1, vec![tok.special().sot]);
+        assert_eq!(calls[1].1[0], tok.special().sot_prev);
+        assert_eq!(calls[1].1.last(), Some(&tok.special().sot));
+        // Progress is monotonic and ends at the total.
+        assert!(log.progress.windows(2).all(|p| p[0].0 <= p[1].0));
+        assert_eq!(log.progress.last(), Some(&(25.0, 25.0)));
+    }
+
+    #[test]
+    fn silent_windows_give_no_segments_and_no_fallback() {
+        let tok = synthetic(false);
+        let fake = Fake::new(
+            &tok,
+            Box::new(|_, _, _| Generation {
+                tokens: vec![],
+                score: -3.0,
+                no_speech_prob: 0.95,
+            }),
+        );
+        let mut log = Log::default();
+        let t = run(&fake, &tok, speech(45), &DecodeOptions::default(), &mut log).unwrap();
+        assert!(t.segments.is_empty());
+        assert_eq!(fake.calls.borrow().len(), 2, "one pass per window");
+        assert_eq!(log.progress.last(), Some(&(45.0, 45.0)));
+    }
+
+    #[test]
+    fn low_log_probability_falls_back_to_sampling() {
+        let tok = synthetic(false);
+        let ts = tok.special().timestamp_begin;
+        let hi = text(&tok, " hi");
+        let fake = Fake::new(
+            &tok,
+            Box::new(move |_, _, o| {
+                let mut t = vec![ts];
+                t.extend(&hi);
+                t.push(ts + 100);
+                Generation {
+                    tokens: t,
+                    score: if o.sampling_temperature < 0.3 && o.sampling_topk == 0 {
+                        -0.2
+                    } else {
+                        -3.0
+                    },
+                    no_speech_prob: 0.0,
+                }
+            }),
+        );
+        let mut log = Log::default();
+        let t = run(&fake, &tok, speech(10), &DecodeOptions::default(), &mut log).unwrap();
+        assert_eq!(t.segments.len(), 1);
+        assert_eq!(t.segments[0].temperature, 0.2);
+        let calls = fake.calls.borrow();
+        assert_eq!(calls.len(), 2);
+        assert_eq!(calls[0].2.beam_size, 5);
+        let sampled = &calls[1].2;
+        assert_eq!(
+            (
+                sampled.beam_size,
+                sampled.num_hypotheses,
+                sampled.sampling_topk
+            ),
+            (1, 5, 0)
+        );
+    }
+
+    #[test]
+    fn a_copied_prompt_is_decoded_again_without_it() {
+        let tok = synthetic(false);
+        let ts = tok.special().timestamp_begin;
+        let sot_prev = tok.special().sot_prev;
+        let first = text(
+            &tok,
+            " the old keeper climbed the stairs to light the lamp again",
+        );
+        let second = text(&tok, " a small boat drifted toward the shore");
+        let (a, b) = (first.clone(), second.clone());
+        let fake = Fake::new(
+            &tok,
+            Box::new(move |window, prompt, _| {
+                // Window 1 with a prompt repeats window 0; without, it hears new words.
+                let body = if window == 0 || prompt[0] == sot_prev {
+                    &a
+                } else {
+                    &b
+                };
+                let mut t = vec![ts];
+                t.extend(body);
+                t.push(ts + 1500);
+                good(t)
+            }),
+        );
+        let mut log = Log::default();
+        let t = run(&fake, &tok, speech(60), &DecodeOptions::default(), &mut log).unwrap();
+        let texts: Vec<&str> = t.segments.iter().map(|s| s.text.as_str()).collect();
+        assert_eq!(texts, vec![tok.decode(&first), tok.decode(&second)]);
+        let calls = fake.calls.borrow();
+        assert_eq!(calls.len(), 3, "window 1 decoded twice");
+        assert_eq!(calls[2].1, vec![tok.special().sot]);
+    }
+
+    #[test]
+    fn cancelling_stops_before_any_work() {
+        let tok = synthetic(false);
+        let fake = Fake::new(&tok, Box::new(|_, _, _| good(vec![])));
+        let mut log = Log {
+            cancel: true,
+            ..Log::default()
+        };
+        let err = run(&fake, &tok, speech(10), &DecodeOptions::default(), &mut log).unwrap_err();
+        assert!(matches!(err, AsrError::Cancelled));
+        assert_eq!(*fake.windows.borrow(), 0);
+    }
+
+    #[test]
+    fn vad_filter_skips_leading_silence_keeping_times() {
+        let tok = synthetic(false);
+        let ts = tok.special().timestamp_begin;
+        let hi = text(&tok, " hi");
+        let fake = Fake::new(
+            &tok,
+            Box::new(move |_, _, _| {
+                let mut t = vec![ts + 25];
+                t.extend(&hi);
+                t.push(ts + 100);
+                good(t)
+            }),
+        );
+        let mut samples = vec![0.0; 20 * 16_000];
+        samples.extend(speech(5));
+        let options = DecodeOptions {
+            vad_filter: true,
+            ..DecodeOptions::default()
+        };
+        let mut log = Log::default();
+        let t = run(&fake, &tok, samples, &options, &mut log).unwrap();
+        assert_eq!(t.segments.len(), 1);
+        // The window (and a segment without a timestamp pair) starts 0.4 s
+        // before the speech at 20 s.
+        assert!(
+            (t.segments[0].start - 19.6).abs() < 1e-9,
+            "{:?}",
+            t.segments
+        );
+        assert_eq!(*fake.windows.borrow(), 1);
+    }
+
+    #[test]
+    fn word_timestamps_fill_segments() {
+        let tok = synthetic(false);
+        let ts = tok.special().timestamp_begin;
+        let words = text(&tok, " hi hello hi.");
+        let fake = Fake::new(
+            &tok,
+            Box::new(move |_, _, _| {
+                let mut t = vec![ts];
+                t.extend(&words);
+                t.push(ts + 100);
+                good(t)
+            }),
+        );
+        let options = DecodeOptions {
+            word_timestamps: true,
+            ..DecodeOptions::default()
+        };
+        let mut log = Log::default();
+        let t = run(&fake, &tok, speech(3), &options, &mut log).unwrap();
+        let s = &t.segments[0];
+        let spelled: Vec<&str> = s.words.iter().map(|w| w.word.as_str()).collect();
+        assert_eq!(spelled, vec![" hi", " hello", " hi."]);
+        assert!(s.words.windows(2).all(|w| w[0].end <= w[1].start));
+        assert!(s.words.iter().all(|w| w.start >= s.start && w.end <= s.end));
+    }
+}
