@@ -13,11 +13,15 @@ mod model;
 mod options;
 pub mod tokenizer;
 pub mod vad;
+#[cfg(feature = "ctranslate2")]
+mod whisper;
 
 pub use error::AsrError;
 pub use model::{check_model_dir, MODEL_FILES};
 pub use options::{DecodeOptions, EngineOptions, Task};
 pub use pipeline_core::{Segment, Transcript, Word};
+#[cfg(feature = "ctranslate2")]
+pub use whisper::{parse_compute_type, WhisperEngine};
 
 /// Sample rate every engine expects, in Hz.
 pub const SAMPLE_RATE: u32 = 16_000;

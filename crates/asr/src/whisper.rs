@@ -1,0 +1,315 @@
+//! Whisper on CTranslate2 through the low-level `ct2rs::sys::Whisper`
+//! binding; the decoding itself is in [`crate::longform`].
+
+use std::path::{Path, PathBuf};
+
+use ct2rs::sys::{ComputeType, Config, Device, StorageView, Whisper, WhisperOptions};
+
+use crate::longform::{
+    transcribe_stream, Alignment, GenerateOptions, Generation, WhisperBackend, MEDIAN_FILTER_WIDTH,
+};
+use crate::mel::{MelFrontEnd, WINDOW_FRAMES};
+use crate::model::check_model_dir;
+use crate::tokenizer::{TokenId, Tokenizer};
+use crate::{
+    AsrError, AudioSource, DecodeOptions, EngineOptions, TranscribeObserver, Transcriber,
+    Transcript,
+};
+
+/// A Whisper model loaded once and shared by a worker's threads.
+pub struct WhisperEngine {
+    model: Whisper,
+    tokenizer: Tokenizer,
+    front_end: MelFrontEnd,
+    multilingual: bool,
+    name: String,
+    dir: PathBuf,
+}
+
+impl std::fmt::Debug for WhisperEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WhisperEngine")
+            .field("dir", &self.dir)
+            .field("multilingual", &self.multilingual)
+            .field("n_mels", &self.front_end.n_mels())
+            .finish()
+    }
+}
+
+/// Parses a CTranslate2 compute type name.
+pub fn parse_compute_type(name: &str) -> Result<ComputeType, AsrError> {
+    Ok(match name.trim().to_ascii_lowercase().as_str() {
+        "default" => ComputeType::DEFAULT,
+        "auto" => ComputeType::AUTO,
+        "float32" => ComputeType::FLOAT32,
+        "int8" => ComputeType::INT8,
+        "int8_float32" => ComputeType::INT8_FLOAT32,
+        "int8_float16" => ComputeType::INT8_FLOAT16,
+        "int8_bfloat16" => ComputeType::INT8_BFLOAT16,
+        "int16" => ComputeType::INT16,
+        "float16" => ComputeType::FLOAT16,
+        "bfloat16" => ComputeType::BFLOAT16,
+        other => {
+            return Err(AsrError::InvalidOption(format!(
+                "unknown compute type {other:?} (use int8, int8_float32, float32, int16, \
+                 float16, bfloat16, int8_float16, int8_bfloat16, auto or default)"
+            )))
+        }
+    })
+}
+
+impl WhisperEngine {
+    /// Loads a faster-whisper model directory (config.json, model.bin,
+    /// tokenizer.json, vocabulary.txt).
+    pub fn load(dir: &Path, options: &EngineOptions) -> Result<Self, AsrError> {
+        check_model_dir(dir)?;
+        let tokenizer = Tokenizer::from_dir(dir)?;
+        let compute_type = parse_compute_type(&options.compute_type)?;
+        let threads = if options.threads == 0 {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        } else {
+            options.threads
+        };
+        let config = Config {
+            device: Device::CPU,
+            compute_type,
+            // CTranslate2 makes one replica per entry; on a CPU they share device 0.
+            device_indices: vec![0; options.replicas.max(1)],
+            num_threads_per_replica: threads,
+            ..Config::default()
+        };
+        let model = Whisper::new(dir, config).map_err(|e| AsrError::InvalidModel {
+            path: dir.to_path_buf(),
+            reason: format!("CTranslate2 could not load it: {e}"),
+        })?;
+        let n_mels = model.n_mels();
+        if n_mels == 0 {
+            return Err(AsrError::InvalidModel {
+                path: dir.to_path_buf(),
+                reason: "the model reports 0 mel bins".to_string(),
+            });
+        }
+        let multilingual = model.is_multilingual();
+        let name = dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| dir.display().to_string());
+        Ok(Self {
+            model,
+            tokenizer,
+            front_end: MelFrontEnd::new(n_mels),
+            multilingual,
+            name,
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    /// Whether the model knows languages other than English.
+    pub fn is_multilingual(&self) -> bool {
+        self.multilingual
+    }
+
+    /// The model's tokenizer.
+    pub fn tokenizer(&self) -> &Tokenizer {
+        &self.tokenizer
+    }
+
+    /// The directory the model was loaded from.
+    pub fn model_dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Mel bins the model expects.
+    pub fn n_mels(&self) -> usize {
+        self.front_end.n_mels()
+    }
+}
+
+fn backend_error(e: impl std::fmt::Display) -> AsrError {
+    AsrError::Backend(e.to_string())
+}
+
+/// The CTranslate2 model as long-form decoding sees it.
+struct Ct2Backend<'a> {
+    model: &'a Whisper,
+    tokenizer: &'a Tokenizer,
+}
+
+impl WhisperBackend for Ct2Backend<'_> {
+    type Encoded = StorageView<'static>;
+
+    fn is_multilingual(&self) -> bool {
+        self.model.is_multilingual()
+    }
+
+    fn encode(&self, features: &mut [f32], n_mels: usize) -> Result<Self::Encoded, AsrError> {
+        let shape = [1, n_mels, WINDOW_FRAMES];
+        let view = StorageView::new(&shape, features, Device::CPU).map_err(backend_error)?;
+        self.model.encode(&view, false).map_err(backend_error)
+    }
+
+    fn detect_language(&self, encoded: &Self::Encoded) -> Result<(String, f32), AsrError> {
+        let results = self.model.detect_language(encoded).map_err(backend_error)?;
+        let best = results
+            .into_iter()
+            .next()
+            .and_then(|r| r.into_iter().next())
+            .ok_or_else(|| AsrError::Backend("language detection returned nothing".into()))?;
+        let (token, probability) = detection_parts(&best);
+        let code = token
+            .strip_prefix("<|")
+            .and_then(|t| t.strip_suffix("|>"))
+            .unwrap_or(&token)
+            .to_string();
+        Ok((code, probability))
+    }
+
+    fn generate(
+        &self,
+        encoded: &Self::Encoded,
+        prompt: &[TokenId],
+        options: &GenerateOptions,
+    ) -> Result<Generation, AsrError> {
+        let prompt: Vec<&str> = prompt
+            .iter()
+            .map(|id| {
+                self.tokenizer.token(*id).ok_or_else(|| {
+                    AsrError::Backend(format!("token id {id} outside the vocabulary"))
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        let whisper_options = WhisperOptions {
+            beam_size: options.beam_size,
+            patience: options.patience,
+            length_penalty: options.length_penalty,
+            repetition_penalty: options.repetition_penalty,
+            no_repeat_ngram_size: options.no_repeat_ngram_size,
+            max_length: options.max_length,
+            sampling_topk: options.sampling_topk,
+            sampling_temperature: options.sampling_temperature,
+            num_hypotheses: options.num_hypotheses,
+            return_scores: true,
+            return_logits_vocab: false,
+            return_no_speech_prob: true,
+            max_initial_timestamp_index: options.max_initial_timestamp_index,
+            suppress_blank: options.suppress_blank,
+            suppress_tokens: options.suppress_tokens.clone(),
+        };
+        let result = self
+            .model
+            .generate(encoded, &[prompt], &whisper_options)
+            .map_err(backend_error)?
+            .into_iter()
+            .next()
+            .ok_or_else(|| AsrError::Backend("generation returned no result".into()))?;
+        let tokens = result
+            .sequences_ids
+            .first()
+            .map(|seq| {
+                seq.iter()
+                    .filter_map(|t| TokenId::try_from(*t).ok())
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok(Generation {
+            tokens,
+            score: result.scores.first().copied().unwrap_or(f32::NEG_INFINITY),
+            no_speech_prob: result.no_speech_prob,
+        })
+    }
+
+    fn align(
+        &self,
+        encoded: &Self::Encoded,
+        start_sequence: &[TokenId],
+        text_tokens: &[TokenId],
+        num_frames: usize,
+    ) -> Result<Alignment, AsrError> {
+        let start: Vec<usize> = start_sequence.iter().map(|t| *t as usize).collect();
+        let text: Vec<usize> = text_tokens.iter().map(|t| *t as usize).collect();
+        let results = self
+            .model
+            .align(encoded, &start, &[text], &[num_frames], MEDIAN_FILTER_WIDTH)
+            .map_err(backend_error)?;
+        Ok(results
+            .into_iter()
+            .next()
+            .map(|r| Alignment {
+                pairs: r
+                    .alignments
+                    .iter()
+                    .map(|a| (a.token_x, a.frame_x))
+                    .collect(),
+                text_token_probs: r.text_token_probs,
+            })
+            .unwrap_or_default())
+    }
+}
+
+/// The (token, probability) of a language detection result. The binding's
+/// fields are private, so they are read from its `Debug` form, which cxx
+/// generates from the struct definition.
+fn detection_parts(result: &ct2rs::sys::DetectionResult) -> (String, f32) {
+    let debug = format!("{result:?}");
+    let language = debug
+        .split("language: \"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap_or("en")
+        .to_string();
+    let probability = debug
+        .split("probability: ")
+        .nth(1)
+        .and_then(|rest| rest.trim_end_matches(['}', ' ']).parse().ok())
+        .unwrap_or(0.0);
+    (language, probability)
+}
+
+impl Transcriber for WhisperEngine {
+    fn model_name(&self) -> &str {
+        &self.name
+    }
+
+    fn transcribe(
+        &self,
+        audio: &mut dyn AudioSource,
+        options: &DecodeOptions,
+        observer: &mut dyn TranscribeObserver,
+    ) -> Result<Transcript, AsrError> {
+        let backend = Ct2Backend {
+            model: &self.model,
+            tokenizer: &self.tokenizer,
+        };
+        transcribe_stream(
+            &backend,
+            &self.tokenizer,
+            &self.front_end,
+            &self.name,
+            audio,
+            options,
+            observer,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compute_types_parse() {
+        assert_eq!(parse_compute_type("int8").ok(), Some(ComputeType::INT8));
+        assert_eq!(
+            parse_compute_type("INT8_FLOAT32").ok(),
+            Some(ComputeType::INT8_FLOAT32)
+        );
+        assert_eq!(
+            parse_compute_type("float32").ok(),
+            Some(ComputeType::FLOAT32)
+        );
+        assert!(matches!(
+            parse_compute_type("int4"),
+            Err(AsrError::InvalidOption(_))
+        ));
+    }
+}
