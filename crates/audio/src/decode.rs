@@ -53,6 +53,8 @@ struct Resampling {
     out_buf: Vec<Vec<f32>>,
     /// Leading output frames that are filter delay, not signal.
     skip: usize,
+    /// Zero frames still to put before the output, where the resampler starts early.
+    pad: usize,
     /// Output frames produced after the delay was skipped.
     produced: u64,
 }
@@ -201,13 +203,17 @@ impl Resampling {
             rate,
             reason: e.to_string(),
         };
-        let gcd = gcd(rate as usize, TARGET_SAMPLE_RATE as usize);
-        let inner: Box<dyn VecResampler<f32>> = if rate as usize / gcd <= MAX_FFT_BLOCK {
+        let min_block = rate as usize / gcd(rate as usize, TARGET_SAMPLE_RATE as usize);
+        let inner: Box<dyn VecResampler<f32>> = if min_block <= MAX_FFT_BLOCK {
+            // The FFT length is the smallest block times a count we choose; a
+            // power of two keeps it free of large prime factors, which would
+            // make the FFT several times slower (48 kHz: 3 x 1366 = 3 x 2 x 683).
+            let blocks = CHUNK_FRAMES.div_ceil(min_block).next_power_of_two();
             Box::new(
                 FftFixedInOut::<f32>::new(
                     rate as usize,
                     TARGET_SAMPLE_RATE as usize,
-                    CHUNK_FRAMES,
+                    min_block * blocks,
                     1,
                 )
                 .map_err(err)?,
@@ -233,10 +239,21 @@ impl Resampling {
                 .map_err(err)?,
             )
         };
+        // The FFT resampler's output starts `output_delay` frames late. The
+        // sinc one already starts its read position half a filter back, and
+        // its first output lands one output period after time zero (measured
+        // against ffmpeg; see the odd-sample-rate test): one zero frame
+        // puts it back in place.
+        let (skip, pad) = if min_block <= MAX_FFT_BLOCK {
+            (inner.output_delay(), 0)
+        } else {
+            (0, 1)
+        };
         let in_buf = vec![Vec::with_capacity(inner.input_frames_max())];
         let out_buf = vec![vec![0.0; inner.output_frames_max()]];
         Ok(Resampling {
-            skip: inner.output_delay(),
+            skip,
+            pad,
             inner,
             in_buf,
             out_buf,
@@ -303,6 +320,11 @@ impl Resampling {
 
     /// Moves `written` output frames to `ready`, minus the leading delay and anything past `limit`.
     fn emit(&mut self, written: usize, ready: &mut VecDeque<f32>, limit: u64) {
+        if self.pad > 0 && written > 0 {
+            ready.extend(std::iter::repeat_n(0.0, self.pad));
+            self.produced += self.pad as u64;
+            self.pad = 0;
+        }
         let out = &self.out_buf[0][..written];
         let skip = self.skip.min(out.len());
         self.skip -= skip;

@@ -188,6 +188,42 @@ fn input_of_an_exact_number_of_resampler_chunks_ends_cleanly() {
     assert_eq!(decode_all(&path, 4096).len(), 32_000);
 }
 
+#[test]
+fn odd_sample_rate_uses_the_sinc_resampler_and_stays_aligned() {
+    // 44 101 Hz shares no factor with 16 kHz, so the FFT resampler would need
+    // a 44 101-point block; the sinc resampler takes over.
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("odd-rate.wav");
+    let ok = Command::new("ffmpeg")
+        .args(["-nostdin", "-v", "error", "-i"])
+        .arg(fixtures().join("speech.wav"))
+        .args(["-ar", "44101", "-c:a", "pcm_s16le"])
+        .arg(&path)
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "ffmpeg could not resample");
+    assert_eq!(probe(&path).unwrap().sample_rate, 44101);
+    let ours = decode_all(&path, 8192);
+    let theirs = ffmpeg_16k(&path);
+    let (c, lag) = best_correlation(&ours, &theirs, 16);
+    eprintln!(
+        "44101 Hz: correlation {c:.5} at lag {lag}; {} vs {} samples",
+        ours.len(),
+        theirs.len()
+    );
+    assert!(
+        c > 0.95 && lag.abs() <= 2,
+        "correlation {c:.4} at lag {lag}"
+    );
+    assert!(
+        ours.len().abs_diff(theirs.len()) <= 16,
+        "{} vs ffmpeg {}",
+        ours.len(),
+        theirs.len()
+    );
+}
+
 fn expect_err(path: &Path) -> AudioError {
     let probed = probe(path).expect_err("probe should fail");
     let opened = match Decoder::open(path) {
