@@ -51,7 +51,7 @@ impl Store {
         } else {
             return Err(StoreError::UnsupportedUrl(url.to_string()));
         };
-        let display = mask_password(url);
+        let display = pipeline_core::config::mask_url(url);
         let unreachable = |e: sqlx::Error| StoreError::Unreachable {
             url: display.clone(),
             message: e.to_string(),
@@ -184,38 +184,9 @@ fn sqlite_path(url: &str) -> String {
     rest.split('?').next().unwrap_or(rest).to_string()
 }
 
-/// Replaces the password of a URL with `****`.
-pub fn mask_password(url: &str) -> String {
-    let Some(scheme_end) = url.find("://") else {
-        return url.to_string();
-    };
-    let rest = &url[scheme_end + 3..];
-    let authority_end = rest.find('/').unwrap_or(rest.len());
-    let authority = &rest[..authority_end];
-    match (authority.rfind('@'), authority.find(':')) {
-        (Some(at), Some(colon)) if colon < at => format!(
-            "{}{}:****{}",
-            &url[..scheme_end + 3],
-            &authority[..colon],
-            &rest[at..]
-        ),
-        _ => url.to_string(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn masks_passwords_only() {
-        assert_eq!(
-            mask_password("postgres://bob:secret@db:5432/x"),
-            "postgres://bob:****@db:5432/x"
-        );
-        assert_eq!(mask_password("postgres://bob@db/x"), "postgres://bob@db/x");
-        assert_eq!(mask_password("sqlite:///tmp/a.db"), "sqlite:///tmp/a.db");
-    }
 
     #[test]
     fn finds_the_sqlite_path() {

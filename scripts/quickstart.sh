@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# The quick start: installs what is missing (Debian packages, the Whisper
+# model), builds pipeline-manager, synthesizes a spoken sample and runs it
+# through the tracked pipeline on the embedded default (SQLite, embedded
+# queue, local model), then shows the job report and the transcript.
+# Idempotent; the second run rebuilds nothing.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/pipeline-manager/target}"
+
+scripts/install-deps.sh
+scripts/install-model.sh
+cargo build --bin pipeline-manager
+bin="$CARGO_TARGET_DIR/debug/pipeline-manager"
+
+sample_dir="$root/fixtures/generated"
+sample="$sample_dir/quickstart.mp3"
+if [ ! -s "$sample" ]; then
+  mkdir -p "$sample_dir"
+  espeak-ng -s 150 -w "$sample_dir/quickstart.wav" \
+    "Welcome to the audio pipeline. Every step of this transcription is a tracked job. \
+You can watch its progress, retry it, or cancel it, and the transcript is written as text, \
+subtitles and JSON."
+  ffmpeg -loglevel error -y -i "$sample_dir/quickstart.wav" -ar 44100 -ac 2 "$sample.partial.mp3"
+  mv "$sample.partial.mp3" "$sample"
+fi
+
+"$bin" process "$sample"
+# Submitting the same content again finds the finished result (deduplicated)
+# and tells us its id without creating anything.
+id=$("$bin" process --detach --json "$sample" | python3 -c 'import json,sys; print(json.load(sys.stdin)["files"][0]["audio_id"])')
+echo
+"$bin" jobs "$id"
+echo
+echo "=== Transcript ($id) ==="
+"$bin" transcript "$id" --format txt

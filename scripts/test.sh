@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Runs every test: installs what the tests need (Debian packages, the model,
+# the Python reference environment, the audio fixtures), starts PostgreSQL
+# if it is down, then runs the whole workspace's tests with nextest.
+# Idempotent; the C++ speech engine is built once into a stable target dir.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/pipeline-manager/target}"
+
+scripts/install-deps.sh --services
+scripts/install-model.sh
+scripts/setup-python.sh
+scripts/make-fixtures.sh
+command -v cargo-nextest >/dev/null 2>&1 || cargo install --locked cargo-nextest
+cargo nextest run --workspace --no-fail-fast "$@"
