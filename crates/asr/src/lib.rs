@@ -6,6 +6,7 @@
 
 mod buffer;
 pub mod decode;
+pub mod hub;
 mod error;
 pub mod longform;
 pub mod mel;
