@@ -23,6 +23,8 @@ pub struct MelFrontEnd {
     n_mels: usize,
     /// `[n_mels][N_FFT / 2 + 1]`, row-major, in f32 as faster-whisper keeps it.
     filters: Vec<f32>,
+    /// Per mel bin, the FFT bins where its triangle is non-zero.
+    ranges: Vec<(usize, usize)>,
     window: Vec<f64>,
     fft: Arc<dyn RealToComplex<f64>>,
 }
@@ -47,9 +49,20 @@ impl MelFrontEnd {
                 f64::from(w as f32)
             })
             .collect();
+        let filters = slaney_mel_filters(SAMPLE_RATE as f64, N_FFT, n_mels);
+        let n_bins = N_FFT / 2 + 1;
+        let ranges = filters
+            .chunks(n_bins)
+            .map(|row| {
+                let first = row.iter().position(|w| *w != 0.0).unwrap_or(0);
+                let last = row.iter().rposition(|w| *w != 0.0).map_or(0, |i| i + 1);
+                (first, last.max(first))
+            })
+            .collect();
         Self {
             n_mels,
-            filters: slaney_mel_filters(SAMPLE_RATE as f64, N_FFT, n_mels),
+            filters,
+            ranges,
             window,
             fft: planner.plan_fft_forward(N_FFT),
         }
@@ -104,12 +117,11 @@ impl MelFrontEnd {
                 let im = f64::from(c.im as f32);
                 *p = f64::from((re * re + im * im) as f32);
             }
-            for mel in 0..self.n_mels {
-                let row = &self.filters[mel * n_bins..(mel + 1) * n_bins];
+            for (mel, &(lo, hi)) in self.ranges.iter().enumerate() {
+                let row = &self.filters[mel * n_bins + lo..mel * n_bins + hi];
                 let energy: f64 = row
                     .iter()
-                    .zip(&power)
-                    .filter(|(w, _)| **w != 0.0)
+                    .zip(&power[lo..hi])
                     .map(|(w, p)| f64::from(*w) * p)
                     .sum();
                 let value = energy.max(1e-10).log10() as f32;
