@@ -66,9 +66,15 @@ impl Source {
             enable_gapless: true,
             ..Default::default()
         };
-        let probed = symphonia::default::get_probe()
-            .format(&hint, mss, &format_opts, &MetadataOptions::default())
-            .map_err(|e| open_error(&file, e))?;
+        let probed = guard(|| {
+            symphonia::default::get_probe().format(
+                &hint,
+                mss,
+                &format_opts,
+                &MetadataOptions::default(),
+            )
+        })
+        .map_err(|e| open_error(&file, e))?;
         let format = probed.format;
 
         let track = format
@@ -135,7 +141,7 @@ impl Source {
     fn advance(&mut self) -> Result<bool, AudioError> {
         let mut format_errors = 0u32;
         while !self.ended {
-            let packet = match self.format.next_packet() {
+            let packet = match guard(|| self.format.next_packet()) {
                 Ok(p) => p,
                 Err(SymError::IoError(e)) if e.kind() == io::ErrorKind::UnexpectedEof => {
                     // symphonia's way of saying "end of stream", also for a truncated file.
@@ -154,6 +160,12 @@ impl Source {
                     self.ended = true;
                     break;
                 }
+                Err(SymError::DecodeError(PANICKED)) => {
+                    // A reader that crashed cannot be trusted to go on.
+                    self.last_error = Some(PANICKED.to_string());
+                    self.ended = true;
+                    break;
+                }
                 Err(e) => {
                     self.last_error = Some(e.to_string());
                     format_errors += 1;
@@ -168,8 +180,14 @@ impl Source {
             if packet.track_id() != self.track_id {
                 continue;
             }
-            match self.decoder.decode(&packet) {
-                Ok(buf) if buf.frames() > 0 => {
+            let decoder = &mut self.decoder;
+            let decoded = guard(|| decoder.decode(&packet).map(|buf| buf.frames()));
+            if matches!(&decoded, Err(SymError::DecodeError(PANICKED))) {
+                // Whatever state the decoder was left in is suspect.
+                self.decoder.reset();
+            }
+            match decoded {
+                Ok(frames) if frames > 0 => {
                     self.decoded_packets += 1;
                     return Ok(true);
                 }
@@ -201,6 +219,17 @@ impl Source {
         }
         Ok(false)
     }
+}
+
+/// What a panic inside symphonia becomes.
+const PANICKED: &str = "the decoder crashed on malformed data";
+
+/// Runs a symphonia call, turning a panic into an error: symphonia has had
+/// panics on malformed input (index arithmetic in its parsers), and one bad
+/// upload must not take down a worker.
+fn guard<T>(f: impl FnOnce() -> Result<T, SymError>) -> Result<T, SymError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
+        .unwrap_or(Err(SymError::DecodeError(PANICKED)))
 }
 
 /// An error from the operating system, as opposed to symphonia's parsers
