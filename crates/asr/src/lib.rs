@@ -6,8 +6,8 @@
 
 mod buffer;
 pub mod decode;
-pub mod hub;
 mod error;
+pub mod hub;
 pub mod longform;
 pub mod mel;
 mod model;
@@ -69,4 +69,25 @@ pub trait Transcriber: Send + Sync {
         options: &DecodeOptions,
         observer: &mut dyn TranscribeObserver,
     ) -> Result<Transcript, AsrError>;
+}
+
+/// Loads the Whisper engine (CTranslate2) for a faster-whisper model
+/// directory, for callers that only need the [`Transcriber`].
+pub fn load_whisper(
+    dir: &std::path::Path,
+    options: &EngineOptions,
+) -> Result<std::sync::Arc<dyn Transcriber>, AsrError> {
+    #[cfg(feature = "ctranslate2")]
+    {
+        WhisperEngine::load(dir, options)
+            .map(|engine| std::sync::Arc::new(engine) as std::sync::Arc<dyn Transcriber>)
+    }
+    #[cfg(not(feature = "ctranslate2"))]
+    {
+        let _ = options;
+        Err(AsrError::InvalidModel {
+            path: dir.to_path_buf(),
+            reason: "this build has no CTranslate2 engine (feature `ctranslate2` is off)".into(),
+        })
+    }
 }

@@ -368,10 +368,14 @@ pub(crate) async fn refresh_audio_status(
     let mut statuses = Vec::with_capacity(rows.len());
     for row in &rows {
         let status: String = row.try_get("status")?;
-        statuses.push(status.parse::<JobStatus>().map_err(|e| StoreError::Corrupt {
-            table: "processing_jobs",
-            message: e.to_string(),
-        })?);
+        statuses.push(
+            status
+                .parse::<JobStatus>()
+                .map_err(|e| StoreError::Corrupt {
+                    table: "processing_jobs",
+                    message: e.to_string(),
+                })?,
+        );
     }
     let status = AudioStatus::derive(statuses);
     sqlx::query("UPDATE audio_files SET status = $1, updated_at = $2 WHERE id = $3")

@@ -15,7 +15,10 @@ pub enum StoreError {
     Query(#[from] sqlx::Error),
     /// A stored value could not be read back.
     #[error("corrupt row in {table}: {message}")]
-    Corrupt { table: &'static str, message: String },
+    Corrupt {
+        table: &'static str,
+        message: String,
+    },
     /// The audio file or job does not exist.
     #[error("no {what} with id {id}")]
     NotFound { what: &'static str, id: Uuid },
@@ -32,13 +35,15 @@ impl StoreError {
     pub fn is_retryable(&self) -> bool {
         match self {
             StoreError::Unreachable { .. } => true,
-            StoreError::Query(e) => matches!(
-                e,
-                sqlx::Error::Io(_)
-                    | sqlx::Error::PoolTimedOut
-                    | sqlx::Error::PoolClosed
-                    | sqlx::Error::WorkerCrashed
-            ) || is_busy(e),
+            StoreError::Query(e) => {
+                matches!(
+                    e,
+                    sqlx::Error::Io(_)
+                        | sqlx::Error::PoolTimedOut
+                        | sqlx::Error::PoolClosed
+                        | sqlx::Error::WorkerCrashed
+                ) || is_busy(e)
+            }
             _ => false,
         }
     }

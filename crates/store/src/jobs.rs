@@ -161,7 +161,10 @@ fn held_by<'a>(
     let job = jobs
         .iter()
         .find(|j| j.id == job_id)
-        .ok_or(StoreError::NotFound { what: "job", id: job_id })?;
+        .ok_or(StoreError::NotFound {
+            what: "job",
+            id: job_id,
+        })?;
     if job.status != JobStatus::Running
         || job.worker.as_deref() != Some(worker)
         || job.attempt != attempt
@@ -277,14 +280,16 @@ impl Store {
             };
             let id: String = row.try_get("id")?;
             let from: String = row.try_get("status")?;
-            let from: JobStatus = from.parse().map_err(|e: pipeline_core::model::ParseEnumError| {
-                StoreError::Corrupt {
-                    table: "processing_jobs",
-                    message: e.to_string(),
-                }
-            })?;
+            let from: JobStatus =
+                from.parse()
+                    .map_err(
+                        |e: pipeline_core::model::ParseEnumError| StoreError::Corrupt {
+                            table: "processing_jobs",
+                            message: e.to_string(),
+                        },
+                    )?;
             let claimed = sqlx::query(&format!(
-                "UPDATE processing_jobs SET status = 'RUNNING', attempt = attempt + 1, \
+                "UPDATE processing_jobs SET status = 'RUNNING', attempt = attempt + 1, progress = 0, \
                  worker = $1, heartbeat_at = $2, lease_expires_at = $3, started_at = $2, \
                  completed_at = NULL WHERE id = $4 AND status = $5 RETURNING {JOB_COLUMNS}"
             ))
@@ -306,8 +311,15 @@ impl Store {
             } else {
                 "claimed".to_string()
             };
-            insert_event(&mut tx, &job, Some(from), JobStatus::Running, Some(worker), &message)
-                .await?;
+            insert_event(
+                &mut tx,
+                &job,
+                Some(from),
+                JobStatus::Running,
+                Some(worker),
+                &message,
+            )
+            .await?;
             refresh_audio_status(&mut tx, job.audio_id).await?;
             tx.commit().await?;
             return Ok(Some(job));
@@ -335,13 +347,13 @@ impl Store {
                     table: "processing_jobs",
                     message: e.to_string(),
                 })?;
-            let audio_id: Uuid = row
-                .try_get::<String, _>("audio_id")?
-                .parse()
-                .map_err(|e: uuid::Error| StoreError::Corrupt {
-                    table: "processing_jobs",
-                    message: e.to_string(),
-                })?;
+            let audio_id: Uuid =
+                row.try_get::<String, _>("audio_id")?
+                    .parse()
+                    .map_err(|e: uuid::Error| StoreError::Corrupt {
+                        table: "processing_jobs",
+                        message: e.to_string(),
+                    })?;
             let mut tx = self.pool.begin().await?;
             let jobs = lock_jobs(&mut tx, audio_id).await?;
             let Some(old) = jobs.iter().find(|j| j.id == id) else {
@@ -541,7 +553,8 @@ impl Store {
         let mut tx = self.pool.begin().await?;
         let jobs = lock_jobs(&mut tx, audio_id).await?;
         let mut changed = Vec::new();
-        let first_type = only_job.and_then(|id| jobs.iter().find(|j| j.id == id).map(|j| j.job_type));
+        let first_type =
+            only_job.and_then(|id| jobs.iter().find(|j| j.id == id).map(|j| j.job_type));
         if only_job.is_some() && first_type.is_none() {
             return Err(StoreError::NotFound {
                 what: "job",
@@ -611,7 +624,11 @@ impl Store {
                     .depends_on()
                     .is_none_or(|d| completed.get(&d).copied().unwrap_or(true));
             let mut new = old.clone();
-            new.status = if ready { JobStatus::Queued } else { JobStatus::Pending };
+            new.status = if ready {
+                JobStatus::Queued
+            } else {
+                JobStatus::Pending
+            };
             new.attempt = 0;
             new.progress = 0.0;
             new.error = None;
@@ -630,11 +647,9 @@ impl Store {
 
     /// Number of jobs in each status.
     pub async fn queue_depth(&self) -> Result<BTreeMap<String, u64>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT status, COUNT(*) AS n FROM processing_jobs GROUP BY status",
-        )
-        .fetch_all(&self.pool)
-        .await?;
+        let rows = sqlx::query("SELECT status, COUNT(*) AS n FROM processing_jobs GROUP BY status")
+            .fetch_all(&self.pool)
+            .await?;
         let mut depth: BTreeMap<String, u64> = JobStatus::ALL
             .iter()
             .map(|s| (s.as_str().to_string(), 0))

@@ -70,7 +70,11 @@ fn uuid(table: &'static str, column: &str, row: &AnyRow) -> Result<Uuid, StoreEr
     parse(table, column, &value)
 }
 
-fn unsigned<T: TryFrom<i64>>(row: &AnyRow, table: &'static str, column: &str) -> Result<T, StoreError> {
+fn unsigned<T: TryFrom<i64>>(
+    row: &AnyRow,
+    table: &'static str,
+    column: &str,
+) -> Result<T, StoreError> {
     let value: i64 = get(row, table, column)?;
     T::try_from(value).map_err(|_| corrupt(table, format!("column {column}: {value} out of range")))
 }

@@ -80,7 +80,8 @@ impl Store {
                     host: row.try_get("host")?,
                     pid: u32::try_from(row.try_get::<i64, _>("pid")?).unwrap_or(0),
                     concurrency: u32::try_from(row.try_get::<i64, _>("concurrency")?).unwrap_or(0),
-                    current_jobs: serde_json::from_str(&jobs).map_err(|e| corrupt(e.to_string()))?,
+                    current_jobs: serde_json::from_str(&jobs)
+                        .map_err(|e| corrupt(e.to_string()))?,
                     started_at: time(row.try_get("started_at")?)?,
                     last_seen: time(row.try_get("last_seen")?)?,
                 })

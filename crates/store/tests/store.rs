@@ -70,28 +70,72 @@ fn pipeline_jobs() -> Vec<NewJob> {
 #[tokio::test]
 async fn a_file_moves_through_both_stages_with_an_audit_trail() {
     for (store, _dir) in stores().await {
-        let (audio, jobs) = store.ingest(&new_audio("a1"), &pipeline_jobs()).await.unwrap();
+        let (audio, jobs) = store
+            .ingest(&new_audio("a1"), &pipeline_jobs())
+            .await
+            .unwrap();
         assert_eq!(audio.status, AudioStatus::Queued);
         assert_eq!(jobs.len(), 2);
         assert_eq!(jobs[0].status, JobStatus::Queued);
         assert_eq!(jobs[1].status, JobStatus::Pending);
         assert_eq!(store.schema_version().await.unwrap(), 1);
 
-        let t = store.claim("w1", &[], LEASE).await.unwrap().expect("transcription claimable");
-        assert_eq!((t.job_type, t.status, t.attempt), (JobType::Transcription, JobStatus::Running, 1));
-        assert!(store.claim("w2", &[], LEASE).await.unwrap().is_none(), "PROCESSING waits");
-        assert_eq!(store.audio(audio.id).await.unwrap().status, AudioStatus::Processing);
+        let t = store
+            .claim("w1", &[], LEASE)
+            .await
+            .unwrap()
+            .expect("transcription claimable");
+        assert_eq!(
+            (t.job_type, t.status, t.attempt),
+            (JobType::Transcription, JobStatus::Running, 1)
+        );
+        assert!(
+            store.claim("w2", &[], LEASE).await.unwrap().is_none(),
+            "PROCESSING waits"
+        );
+        assert_eq!(
+            store.audio(audio.id).await.unwrap().status,
+            AudioStatus::Processing
+        );
 
-        let beat = store.heartbeat(t.id, "w1", 1, Some(40.0), LEASE).await.unwrap();
-        assert_eq!(beat, Heartbeat::Held { cancel_requested: false });
-        store.heartbeat(t.id, "w1", 1, Some(20.0), LEASE).await.unwrap();
-        assert_eq!(store.job(t.id).await.unwrap().progress, 40.0, "progress never goes back");
+        let beat = store
+            .heartbeat(t.id, "w1", 1, Some(40.0), LEASE)
+            .await
+            .unwrap();
+        assert_eq!(
+            beat,
+            Heartbeat::Held {
+                cancel_requested: false
+            }
+        );
+        store
+            .heartbeat(t.id, "w1", 1, Some(20.0), LEASE)
+            .await
+            .unwrap();
+        assert_eq!(
+            store.job(t.id).await.unwrap().progress,
+            40.0,
+            "progress never goes back"
+        );
 
-        store.complete(t.id, audio.id, "w1", 1, "transcribed").await.unwrap();
-        let p = store.claim("w2", &[], LEASE).await.unwrap().expect("processing queued");
+        store
+            .complete(t.id, audio.id, "w1", 1, "transcribed")
+            .await
+            .unwrap();
+        let p = store
+            .claim("w2", &[], LEASE)
+            .await
+            .unwrap()
+            .expect("processing queued");
         assert_eq!(p.job_type, JobType::Processing);
-        store.complete(p.id, audio.id, "w2", 1, "rendered").await.unwrap();
-        assert_eq!(store.audio(audio.id).await.unwrap().status, AudioStatus::Completed);
+        store
+            .complete(p.id, audio.id, "w2", 1, "rendered")
+            .await
+            .unwrap();
+        assert_eq!(
+            store.audio(audio.id).await.unwrap().status,
+            AudioStatus::Completed
+        );
 
         let trail: Vec<(Option<JobStatus>, JobStatus)> = store
             .events_for_job(p.id)
@@ -109,7 +153,10 @@ async fn a_file_moves_through_both_stages_with_an_audit_trail() {
                 (Some(JobStatus::Running), JobStatus::Completed),
             ]
         );
-        let dup = store.find_completed_duplicate("a1", "settings").await.unwrap();
+        let dup = store
+            .find_completed_duplicate("a1", "settings")
+            .await
+            .unwrap();
         assert_eq!(dup.map(|a| a.id), Some(audio.id));
     }
 }
@@ -117,25 +164,53 @@ async fn a_file_moves_through_both_stages_with_an_audit_trail() {
 #[tokio::test]
 async fn retryable_failures_come_back_and_permanent_ones_fail_the_file() {
     for (store, _dir) in stores().await {
-        let (audio, _) = store.ingest(&new_audio("b1"), &pipeline_jobs()).await.unwrap();
+        let (audio, _) = store
+            .ingest(&new_audio("b1"), &pipeline_jobs())
+            .await
+            .unwrap();
         let t = store.claim("w1", &[], LEASE).await.unwrap().unwrap();
         let retry_at = chrono::Utc::now() - chrono::Duration::seconds(1);
         let failed = store
-            .fail(t.id, audio.id, "w1", 1, &JobError::retryable("broker blip"), Some(retry_at))
+            .fail(
+                t.id,
+                audio.id,
+                "w1",
+                1,
+                &JobError::retryable("broker blip"),
+                Some(retry_at),
+            )
             .await
             .unwrap();
         assert_eq!(failed.status, JobStatus::Retrying);
-        let again = store.claim("w2", &[], LEASE).await.unwrap().expect("claimable after backoff");
+        let again = store
+            .claim("w2", &[], LEASE)
+            .await
+            .unwrap()
+            .expect("claimable after backoff");
         assert_eq!((again.id, again.attempt), (t.id, 2));
         store
-            .fail(t.id, audio.id, "w2", 2, &JobError::permanent("undecodable audio"), None)
+            .fail(
+                t.id,
+                audio.id,
+                "w2",
+                2,
+                &JobError::permanent("undecodable audio"),
+                None,
+            )
             .await
             .unwrap();
         let jobs = store.jobs_for_audio(audio.id).await.unwrap();
         assert_eq!(jobs[0].status, JobStatus::Failed);
         assert_eq!(jobs[0].error.as_ref().unwrap().message, "undecodable audio");
-        assert_eq!(jobs[1].status, JobStatus::Failed, "the dependent job fails too");
-        assert_eq!(store.audio(audio.id).await.unwrap().status, AudioStatus::Failed);
+        assert_eq!(
+            jobs[1].status,
+            JobStatus::Failed,
+            "the dependent job fails too"
+        );
+        assert_eq!(
+            store.audio(audio.id).await.unwrap().status,
+            AudioStatus::Failed
+        );
 
         let retried = store.retry(audio.id, None).await.unwrap();
         assert_eq!(retried.len(), 2);
@@ -149,11 +224,25 @@ async fn retryable_failures_come_back_and_permanent_ones_fail_the_file() {
 #[tokio::test]
 async fn an_expired_lease_hands_the_job_to_another_worker() {
     for (store, _dir) in stores().await {
-        let (audio, _) = store.ingest(&new_audio("c1"), &pipeline_jobs()).await.unwrap();
-        let t = store.claim("dead", &[], Duration::from_millis(1)).await.unwrap().unwrap();
+        let (audio, _) = store
+            .ingest(&new_audio("c1"), &pipeline_jobs())
+            .await
+            .unwrap();
+        let t = store
+            .claim("dead", &[], Duration::from_millis(1))
+            .await
+            .unwrap()
+            .unwrap();
         tokio::time::sleep(Duration::from_millis(20)).await;
-        let t2 = store.claim("alive", &[], LEASE).await.unwrap().expect("reclaimed");
-        assert_eq!((t2.id, t2.attempt, t2.worker.as_deref()), (t.id, 2, Some("alive")));
+        let t2 = store
+            .claim("alive", &[], LEASE)
+            .await
+            .unwrap()
+            .expect("reclaimed");
+        assert_eq!(
+            (t2.id, t2.attempt, t2.worker.as_deref()),
+            (t.id, 2, Some("alive"))
+        );
         assert_eq!(
             store.heartbeat(t.id, "dead", 1, None, LEASE).await.unwrap(),
             Heartbeat::Lost
@@ -167,14 +256,20 @@ async fn an_expired_lease_hands_the_job_to_another_worker() {
             .into_iter()
             .map(|e| e.message)
             .collect();
-        assert!(messages.iter().any(|m| m.contains("lease of dead expired")), "{messages:?}");
+        assert!(
+            messages.iter().any(|m| m.contains("lease of dead expired")),
+            "{messages:?}"
+        );
     }
 }
 
 #[tokio::test]
 async fn cancel_stops_waiting_jobs_at_once_and_running_ones_at_their_next_beat() {
     for (store, _dir) in stores().await {
-        let (audio, _) = store.ingest(&new_audio("d1"), &pipeline_jobs()).await.unwrap();
+        let (audio, _) = store
+            .ingest(&new_audio("d1"), &pipeline_jobs())
+            .await
+            .unwrap();
         let t = store.claim("w1", &[], LEASE).await.unwrap().unwrap();
         let changed = store.cancel(audio.id, None).await.unwrap();
         assert_eq!(changed.len(), 2);
@@ -183,11 +278,19 @@ async fn cancel_stops_waiting_jobs_at_once_and_running_ones_at_their_next_beat()
         assert!(jobs[0].cancel_requested);
         assert_eq!(jobs[1].status, JobStatus::Cancelled);
         assert_eq!(
-            store.heartbeat(t.id, "w1", 1, Some(10.0), LEASE).await.unwrap(),
-            Heartbeat::Held { cancel_requested: true }
+            store
+                .heartbeat(t.id, "w1", 1, Some(10.0), LEASE)
+                .await
+                .unwrap(),
+            Heartbeat::Held {
+                cancel_requested: true
+            }
         );
         store.cancel_running(t.id, audio.id, "w1", 1).await.unwrap();
-        assert_eq!(store.audio(audio.id).await.unwrap().status, AudioStatus::Cancelled);
+        assert_eq!(
+            store.audio(audio.id).await.unwrap().status,
+            AudioStatus::Cancelled
+        );
         assert!(store.claim("w1", &[], LEASE).await.unwrap().is_none());
     }
 }
@@ -195,9 +298,15 @@ async fn cancel_stops_waiting_jobs_at_once_and_running_ones_at_their_next_beat()
 #[tokio::test]
 async fn a_released_job_does_not_use_up_an_attempt() {
     for (store, _dir) in stores().await {
-        let (audio, _) = store.ingest(&new_audio("e1"), &pipeline_jobs()).await.unwrap();
+        let (audio, _) = store
+            .ingest(&new_audio("e1"), &pipeline_jobs())
+            .await
+            .unwrap();
         let t = store.claim("w1", &[], LEASE).await.unwrap().unwrap();
-        let released = store.release(t.id, audio.id, "w1", 1, "worker stopping").await.unwrap();
+        let released = store
+            .release(t.id, audio.id, "w1", 1, "worker stopping")
+            .await
+            .unwrap();
         assert_eq!((released.status, released.attempt), (JobStatus::Queued, 0));
         let again = store.claim("w2", &[], LEASE).await.unwrap().unwrap();
         assert_eq!(again.attempt, 1);

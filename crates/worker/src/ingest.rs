@@ -146,7 +146,10 @@ pub async fn ingest_file(
     let (sha256, size_bytes) = hash.map_err(|e| unreadable(e.to_string()))?;
     let settings_key = options.settings_key();
     if !force {
-        if let Some(done) = store.find_completed_duplicate(&sha256, &settings_key).await? {
+        if let Some(done) = store
+            .find_completed_duplicate(&sha256, &settings_key)
+            .await?
+        {
             let jobs = store.jobs_for_audio(done.id).await?;
             return Ok(Ingested {
                 audio: done,
@@ -178,7 +181,9 @@ pub async fn ingest_file(
         original_name,
         sha256,
         size_bytes,
-        container: info.as_ref().map_or("unknown".into(), |i| i.container.clone()),
+        container: info
+            .as_ref()
+            .map_or("unknown".into(), |i| i.container.clone()),
         codec: info.as_ref().map_or("unknown".into(), |i| i.codec.clone()),
         duration_seconds: info.as_ref().map_or(0.0, |i| i.duration_seconds),
         sample_rate: info.as_ref().map_or(0, |i| i.sample_rate),

@@ -9,6 +9,6 @@ mod stages;
 pub mod storage;
 
 pub use ingest::{expand_inputs, ingest_file, IngestError, Ingested, ProcessOptions};
-pub use runner::{EngineLoader, RunUntil, Shutdown, Worker, WorkerSettings};
+pub use runner::{hostname, EngineLoader, RunUntil, Shutdown, Worker, WorkerSettings};
 pub use stages::output_paths;
 pub use storage::LocalStorage;

@@ -29,7 +29,10 @@ mod tests {
         let max = Duration::from_secs(60);
         for _ in 0..100 {
             let first = backoff(1, base, max);
-            assert!(first >= Duration::from_secs(1) && first <= base, "{first:?}");
+            assert!(
+                first >= Duration::from_secs(1) && first <= base,
+                "{first:?}"
+            );
             let third = backoff(3, base, max);
             assert!(third >= Duration::from_secs(4) && third <= Duration::from_secs(8));
             assert!(backoff(20, base, max) <= max);

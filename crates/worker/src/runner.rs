@@ -262,7 +262,11 @@ impl Worker {
     async fn slot(&self, stop: Shutdown) -> Result<(), StoreError> {
         let mut failures = 0u32;
         while !stop.is_triggered() {
-            match self.store.claim(&self.settings.id, &[], self.settings.lease).await {
+            match self
+                .store
+                .claim(&self.settings.id, &[], self.settings.lease)
+                .await
+            {
                 Ok(Some(job)) => {
                     failures = 0;
                     self.execute(job).await;
@@ -270,8 +274,12 @@ impl Worker {
                 Ok(None) => stop.sleep(self.settings.poll_interval).await,
                 Err(e) if e.is_retryable() && failures < 20 => {
                     failures += 1;
-                    stop.sleep(backoff(failures, Duration::from_millis(200), Duration::from_secs(5)))
-                        .await;
+                    stop.sleep(backoff(
+                        failures,
+                        Duration::from_millis(200),
+                        Duration::from_secs(5),
+                    ))
+                    .await;
                 }
                 Err(e) => return Err(e),
             }
@@ -310,7 +318,10 @@ impl Worker {
                     if progress == last_written && !due {
                         continue;
                     }
-                    match store.heartbeat(job.id, &worker, job.attempt, Some(progress), lease).await {
+                    match store
+                        .heartbeat(job.id, &worker, job.attempt, Some(progress), lease)
+                        .await
+                    {
                         Ok(Heartbeat::Held { cancel_requested }) => {
                             last_written = progress;
                             last_renewal = Instant::now();
@@ -355,7 +366,13 @@ impl Worker {
                     .map(|_| ()),
                 Err(StageError::Interrupted(Interruption::Shutdown)) => self
                     .store
-                    .release(job.id, job.audio_id, worker, job.attempt, "handed back: worker shutting down")
+                    .release(
+                        job.id,
+                        job.audio_id,
+                        worker,
+                        job.attempt,
+                        "handed back: worker shutting down",
+                    )
                     .await
                     .map(|_| ()),
                 Err(StageError::Interrupted(Interruption::TimedOut)) => {
@@ -372,8 +389,12 @@ impl Worker {
                 // Someone else owns the job now (lease expired, reclaimed).
                 Err(StoreError::Conflict { .. }) => return,
                 Err(e) if e.is_retryable() => {
-                    tokio::time::sleep(backoff(round, Duration::from_millis(200), Duration::from_secs(3)))
-                        .await;
+                    tokio::time::sleep(backoff(
+                        round,
+                        Duration::from_millis(200),
+                        Duration::from_secs(3),
+                    ))
+                    .await;
                 }
                 Err(_) => return,
             }
@@ -384,11 +405,23 @@ impl Worker {
         let retry_at = (error.kind == pipeline_core::ErrorKind::Retryable
             && job.attempt < job.max_attempts)
             .then(|| {
-                let wait = backoff(job.attempt, self.settings.retry_base, self.settings.retry_max);
-                Utc::now() + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::seconds(1))
+                let wait = backoff(
+                    job.attempt,
+                    self.settings.retry_base,
+                    self.settings.retry_max,
+                );
+                Utc::now()
+                    + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::seconds(1))
             });
         self.store
-            .fail(job.id, job.audio_id, &self.settings.id, job.attempt, error, retry_at)
+            .fail(
+                job.id,
+                job.audio_id,
+                &self.settings.id,
+                job.attempt,
+                error,
+                retry_at,
+            )
             .await
             .map(|_| ())
     }

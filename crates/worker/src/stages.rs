@@ -202,13 +202,16 @@ pub fn output_paths(
 }
 
 fn audio_failure(name: &str, e: &AudioError) -> AsrError {
+    // The decoder names the storage path (a content hash); users know the
+    // file by the name they submitted.
     let message = e.to_string();
+    let message = if e.file().is_empty() {
+        format!("{name}: {message}")
+    } else {
+        message.replacen(e.file(), name, 1)
+    };
     AsrError::Audio {
-        message: if message.contains(name) {
-            message
-        } else {
-            format!("{name}: {message}")
-        },
+        message,
         retryable: e.is_retryable(),
     }
 }

@@ -1,0 +1,258 @@
+//! Commands that read or nudge tracked files: check-status, jobs,
+//! list-recent, transcript, retry, cancel.
+
+use anyhow::Result;
+use pipeline_core::render::{self, OutputFormat};
+use pipeline_core::{AudioStatus, JobStatus};
+use pipeline_store::{Store, StoreError};
+use serde_json::json;
+use std::io::{IsTerminal, Write};
+use std::time::Duration;
+use uuid::Uuid;
+
+use crate::app::{exit, failure, parse_id, store_failure, App};
+use crate::style::seed_time;
+use crate::views;
+
+/// `check-status ID`.
+pub async fn check_status(app: &App, id: &str) -> Result<u8> {
+    let id = parse_id(id)?;
+    let store = app.store().await?;
+    let audio = store.audio(id).await.map_err(store_failure)?;
+    let jobs = store.jobs_for_audio(id).await.map_err(store_failure)?;
+    let results = store.results(id).await.map_err(store_failure)?;
+    if app.json {
+        let mut doc = views::audio_json(&audio);
+        doc["jobs"] = jobs.iter().map(views::job_json).collect();
+        doc["outputs"] = json!(results
+            .as_ref()
+            .map(|r| r.outputs.clone())
+            .unwrap_or_default());
+        doc["stats"] = match &results {
+            Some(r) => {
+                json!({"words": r.words, "speech_seconds": r.speech_seconds, "words_per_minute": r.words_per_minute})
+            }
+            None => serde_json::Value::Null,
+        };
+        app.print_json(&doc);
+    } else {
+        print!(
+            "{}",
+            views::status_text(&app.style, &audio, &jobs, results.as_ref())
+        );
+    }
+    Ok(0)
+}
+
+/// `jobs ID [--follow] [--events]`.
+pub async fn jobs(app: &App, id: &str, follow: bool, events: bool) -> Result<u8> {
+    let id = parse_id(id)?;
+    let store = app.store().await?;
+    store.audio(id).await.map_err(store_failure)?;
+    let redraw = follow && !app.json && std::io::stdout().is_terminal();
+    let mut last = String::new();
+    loop {
+        let jobs = store.jobs_for_audio(id).await.map_err(store_failure)?;
+        let finished = jobs.iter().all(|j| j.status.is_final());
+        if !follow || finished || !app.json {
+            let text = if app.json {
+                serde_json::to_string_pretty(&views::jobs_json(id, &jobs))?
+            } else {
+                let mut text = views::jobs_text(&app.style, id, &jobs);
+                if events {
+                    text.push_str(&events_text(&store, &jobs).await?);
+                }
+                text
+            };
+            if text != last {
+                if redraw {
+                    // Clear the screen and home the cursor, then draw anew.
+                    print!("\x1b[2J\x1b[H");
+                } else if !last.is_empty() {
+                    println!();
+                }
+                print!("{text}");
+                if app.json {
+                    println!();
+                }
+                std::io::stdout().flush()?;
+                last = text;
+            }
+        }
+        if !follow || finished {
+            return Ok(if jobs.iter().any(|j| j.status == JobStatus::Failed) {
+                exit::JOB_FAILED
+            } else {
+                0
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+async fn events_text(store: &Store, jobs: &[pipeline_core::ProcessingJob]) -> Result<String> {
+    let mut out = String::from("\n=== Audit Trail ===\n");
+    for job in jobs {
+        for event in store.events_for_job(job.id).await.map_err(store_failure)? {
+            out.push_str(&format!(
+                "{} {} {} -> {} (attempt {}{}) {}\n",
+                seed_time(event.at),
+                job.job_type,
+                event.from_status.map_or("-".to_string(), |s| s.to_string()),
+                event.to_status,
+                event.attempt,
+                event
+                    .worker
+                    .as_deref()
+                    .map(|w| format!(", {w}"))
+                    .unwrap_or_default(),
+                event.message
+            ));
+        }
+    }
+    Ok(out)
+}
+
+/// `list-recent [--limit N] [--status S]`.
+pub async fn list_recent(app: &App, limit: u32, status: Option<&str>) -> Result<u8> {
+    let status = status
+        .map(|s| s.parse::<AudioStatus>())
+        .transpose()
+        .map_err(|e| failure(exit::BAD_INPUT, e.to_string()))?;
+    let store = app.store().await?;
+    let files = store
+        .list_recent(limit, status)
+        .await
+        .map_err(store_failure)?;
+    if app.json {
+        app.print_json(&json!({"files": files.iter().map(views::audio_json).collect::<Vec<_>>()}));
+        return Ok(0);
+    }
+    if files.is_empty() {
+        println!("No files processed yet.");
+        return Ok(0);
+    }
+    println!("=== Recent Files ===");
+    for audio in &files {
+        let line = format!(
+            "{}  {:<10}  {}  {:>7.1} s  {}",
+            audio.id,
+            audio.status,
+            seed_time(audio.created_at),
+            audio.duration_seconds,
+            audio.original_name
+        );
+        let status = match audio.status {
+            AudioStatus::Completed => JobStatus::Completed,
+            AudioStatus::Failed | AudioStatus::Cancelled => JobStatus::Failed,
+            _ => JobStatus::Running,
+        };
+        println!("{}", app.style.job(status, &line));
+    }
+    Ok(0)
+}
+
+/// `transcript ID --format F`.
+pub async fn transcript(app: &App, id: &str, format: &str) -> Result<u8> {
+    let id = parse_id(id)?;
+    let format: OutputFormat = format
+        .parse()
+        .map_err(|e: render::ParseFormatError| failure(exit::BAD_INPUT, e.to_string()))?;
+    let store = app.store().await?;
+    let audio = store.audio(id).await.map_err(store_failure)?;
+    let Some(transcript) = store.transcript(id).await.map_err(store_failure)? else {
+        return Err(failure(
+            exit::JOB_FAILED,
+            format!(
+                "{} ({}) has no transcript yet: its status is {}; see `pipeline-manager jobs {id}`",
+                id, audio.original_name, audio.status
+            ),
+        ));
+    };
+    let text = render::render(&transcript, format);
+    if app.json && format != OutputFormat::Json {
+        app.print_json(&json!({"audio_id": id, "format": format.extension(), "content": text}));
+    } else {
+        print!("{text}");
+    }
+    Ok(0)
+}
+
+/// Finds the file an id names: an audio id, or the id of one of its jobs.
+async fn resolve(store: &Store, id: Uuid) -> Result<(Uuid, Option<Uuid>)> {
+    match store.audio(id).await {
+        Ok(audio) => Ok((audio.id, None)),
+        Err(StoreError::NotFound { .. }) => match store.job(id).await {
+            Ok(job) => Ok((job.audio_id, Some(job.id))),
+            Err(StoreError::NotFound { .. }) => Err(failure(
+                exit::BAD_INPUT,
+                format!("no audio file or job with id {id}"),
+            )),
+            Err(e) => Err(store_failure(e)),
+        },
+        Err(e) => Err(store_failure(e)),
+    }
+}
+
+/// `retry ID`.
+pub async fn retry(app: &App, id: &str) -> Result<u8> {
+    let id = parse_id(id)?;
+    let store = app.store().await?;
+    let (audio_id, job) = resolve(&store, id).await?;
+    let changed = store.retry(audio_id, job).await.map_err(store_failure)?;
+    report_changes(
+        app,
+        audio_id,
+        &changed,
+        "retried",
+        "Nothing to retry: no job failed or was cancelled",
+    )
+}
+
+/// `cancel ID`.
+pub async fn cancel(app: &App, id: &str) -> Result<u8> {
+    let id = parse_id(id)?;
+    let store = app.store().await?;
+    let (audio_id, job) = resolve(&store, id).await?;
+    let changed = store.cancel(audio_id, job).await.map_err(store_failure)?;
+    report_changes(
+        app,
+        audio_id,
+        &changed,
+        "cancelled",
+        "Nothing to cancel: every job has ended",
+    )
+}
+
+fn report_changes(
+    app: &App,
+    audio_id: Uuid,
+    changed: &[pipeline_core::ProcessingJob],
+    verb: &str,
+    nothing: &str,
+) -> Result<u8> {
+    if app.json {
+        app.print_json(&json!({
+            "audio_id": audio_id,
+            "jobs": changed.iter().map(views::job_json).collect::<Vec<_>>(),
+        }));
+        return Ok(0);
+    }
+    if changed.is_empty() {
+        println!("{nothing}.");
+        return Ok(0);
+    }
+    for job in changed {
+        let what = if job.status == JobStatus::Running && job.cancel_requested {
+            format!(
+                "{} {}: cancel requested; it stops at its next progress point",
+                job.job_type, job.id
+            )
+        } else {
+            format!("{} {} {verb}: now {}", job.job_type, job.id, job.status)
+        };
+        println!("{}", app.style.ok(&what));
+    }
+    println!("You can monitor jobs with: pipeline-manager jobs {audio_id}");
+    Ok(0)
+}

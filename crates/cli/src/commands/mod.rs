@@ -1,0 +1,84 @@
+//! One module per group of commands.
+
+pub mod inspect;
+pub mod process;
+pub mod status;
+pub mod transcribe;
+pub mod worker;
+
+use anyhow::Result;
+use pipeline_asr::EngineOptions;
+use pipeline_core::config::Config;
+use pipeline_worker::{EngineLoader, WorkerSettings};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::app::App;
+use crate::{Cli, Command};
+
+/// Runs the command; the result is the exit code.
+pub async fn run(cli: Cli) -> Result<u8> {
+    let app = App::load(&cli)?;
+    match cli.command {
+        Command::Process(args) => process::run(&app, args).await,
+        Command::CheckStatus { audio_id } => inspect::check_status(&app, &audio_id).await,
+        Command::Jobs {
+            audio_id,
+            follow,
+            events,
+        } => inspect::jobs(&app, &audio_id, follow, events).await,
+        Command::Status => status::run(&app).await,
+        Command::ListRecent { limit, status } => {
+            inspect::list_recent(&app, limit, status.as_deref()).await
+        }
+        Command::Transcript { audio_id, format } => {
+            inspect::transcript(&app, &audio_id, &format).await
+        }
+        Command::Retry { id } => inspect::retry(&app, &id).await,
+        Command::Cancel { id } => inspect::cancel(&app, &id).await,
+        Command::Worker { concurrency } => worker::run(&app, concurrency).await,
+        Command::Transcribe(args) => transcribe::run(&app, args).await,
+        Command::Model { action: None } => status::model(&app).await,
+        Command::Model {
+            action: Some(crate::ModelAction::Download { repo_id, revision }),
+        } => status::download_model(&app, &repo_id, &revision).await,
+    }
+}
+
+/// The engine options the configuration asks for.
+pub fn engine_options(config: &Config) -> EngineOptions {
+    EngineOptions {
+        compute_type: config.model.compute_type.clone(),
+        threads: config.model.threads,
+        ..EngineOptions::default()
+    }
+}
+
+/// Loads the configured Whisper model when a worker first needs it.
+pub fn engine_loader(config: &Config) -> EngineLoader {
+    let dir = config.model_dir();
+    let options = engine_options(config);
+    Arc::new(move || pipeline_asr::load_whisper(&dir, &options))
+}
+
+/// A worker's settings from the configuration.
+pub fn worker_settings(config: &Config, concurrency: Option<usize>) -> WorkerSettings {
+    let p = &config.processing;
+    WorkerSettings {
+        id: format!(
+            "{}:{}:{}",
+            pipeline_worker::hostname(),
+            std::process::id(),
+            &uuid::Uuid::new_v4().simple().to_string()[..6]
+        ),
+        concurrency: concurrency.unwrap_or(p.concurrency).max(1),
+        lease: p.lease(),
+        heartbeat: p.heartbeat(),
+        job_timeout: p.job_timeout(),
+        retry_base: Duration::from_secs_f64(p.retry_base_secs.max(0.0)),
+        retry_max: Duration::from_secs_f64(p.retry_max_secs.max(0.0)),
+        output_dir: config.output_dir(),
+        data_dir: config.storage.data_dir.clone(),
+        poll_interval: Duration::from_millis(250),
+    }
+}

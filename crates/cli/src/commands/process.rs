@@ -1,0 +1,337 @@
+//! `process`: ingest files, then (unless detached) work the queue until they are done.
+
+use anyhow::Result;
+use clap::Args;
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use pipeline_core::render::OutputFormat;
+use pipeline_core::{AudioStatus, JobStatus};
+use pipeline_worker::{expand_inputs, ingest_file, LocalStorage, ProcessOptions, RunUntil, Worker};
+use serde_json::json;
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use uuid::Uuid;
+
+use crate::app::{exit, failure, store_failure, App};
+use crate::commands::{engine_loader, worker_settings};
+use crate::views::Tally;
+
+/// Options of `process`.
+#[derive(Args, Debug)]
+pub struct ProcessArgs {
+    /// Audio files or folders of audio files.
+    #[arg(required = true, value_name = "FILE|DIR")]
+    pub inputs: Vec<PathBuf>,
+    /// Only enqueue: print how to follow each file and exit.
+    #[arg(long)]
+    pub detach: bool,
+    /// Process again even when the same content was already transcribed with the same settings.
+    #[arg(long)]
+    pub force: bool,
+    /// Where to write the outputs [default: <data_dir>/outputs/<audio_id>].
+    #[arg(long, value_name = "DIR")]
+    pub output_dir: Option<PathBuf>,
+    /// Output formats, comma-separated: txt, srt, vtt, json, tsv [default: processing.formats].
+    #[arg(long, value_delimiter = ',')]
+    pub formats: Vec<String>,
+    /// Language code (e.g. en); detected when not given (multilingual models).
+    #[arg(long)]
+    pub language: Option<String>,
+    /// Add word-level timestamps.
+    #[arg(long)]
+    pub word_timestamps: bool,
+    /// Beam width [default: model.beam_size].
+    #[arg(long)]
+    pub beam_size: Option<usize>,
+    /// Jobs run at once by the in-process worker [default: processing.concurrency].
+    #[arg(long)]
+    pub concurrency: Option<usize>,
+}
+
+/// The outcome of one input, as `process --json` prints it.
+struct FileOutcome {
+    path: PathBuf,
+    audio_id: Option<Uuid>,
+    deduplicated: bool,
+    error: Option<String>,
+}
+
+/// `process`.
+pub async fn run(app: &App, args: ProcessArgs) -> Result<u8> {
+    let config = app.config();
+    let formats: Vec<OutputFormat> = if args.formats.is_empty() {
+        config.processing.formats.clone()
+    } else {
+        args.formats
+            .iter()
+            .map(|f| f.parse())
+            .collect::<Result<_, _>>()
+            .map_err(|e: pipeline_core::render::ParseFormatError| {
+                failure(exit::BAD_INPUT, e.to_string())
+            })?
+    };
+    let output_dir = match &args.output_dir {
+        Some(dir) => Some(std::path::absolute(dir).unwrap_or_else(|_| dir.clone())),
+        None => None,
+    };
+    let options = ProcessOptions {
+        model: config.model.name.clone(),
+        language: args
+            .language
+            .clone()
+            .or_else(|| config.model.language.clone()),
+        beam_size: args.beam_size.unwrap_or(config.model.beam_size),
+        word_timestamps: args.word_timestamps || config.model.word_timestamps,
+        vad_filter: config.model.vad_filter,
+        formats,
+        output_dir,
+        ..ProcessOptions::default()
+    };
+    let store = app.store().await?;
+    let storage = LocalStorage::new(&config.storage.data_dir);
+    let inputs = expand_inputs(&args.inputs);
+    if inputs.is_empty() {
+        return Err(failure(
+            exit::BAD_INPUT,
+            format!(
+                "no audio files found in {}",
+                args.inputs
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        ));
+    }
+    let mut outcomes = Vec::new();
+    let mut bad_input = false;
+    for path in inputs {
+        match ingest_file(
+            &store,
+            &storage,
+            &path,
+            &options,
+            config.processing.max_attempts,
+            args.force,
+        )
+        .await
+        {
+            Ok(ingested) => {
+                if let Some(reason) = &ingested.rejected {
+                    bad_input = true;
+                    if !app.json {
+                        eprintln!("{}", app.style.fail(&format!("Refused: {reason}")));
+                        eprintln!(
+                            "   Recorded as FAILED: pipeline-manager jobs {}",
+                            ingested.audio.id
+                        );
+                    }
+                } else if !app.json {
+                    if ingested.deduplicated {
+                        println!(
+                            "{}",
+                            app.style.ok(&format!(
+                                "Already processed with the same settings: {} (use --force to process again)",
+                                ingested.audio.id
+                            ))
+                        );
+                    } else {
+                        println!(
+                            "{}",
+                            app.style.ok(&format!(
+                                "Successfully started processing: {}",
+                                ingested.audio.id
+                            ))
+                        );
+                    }
+                    println!(
+                        "You can check status with: pipeline-manager check-status {}",
+                        ingested.audio.id
+                    );
+                    println!(
+                        "You can monitor jobs with: pipeline-manager jobs {}",
+                        ingested.audio.id
+                    );
+                }
+                outcomes.push(FileOutcome {
+                    path,
+                    audio_id: Some(ingested.audio.id),
+                    deduplicated: ingested.deduplicated,
+                    error: ingested.rejected,
+                });
+            }
+            Err(e) => {
+                if !e.is_bad_input() {
+                    if let pipeline_worker::IngestError::Store(e) = e {
+                        return Err(store_failure(e));
+                    }
+                    return Err(failure(exit::JOB_FAILED, e.to_string()));
+                }
+                bad_input = true;
+                if !app.json {
+                    eprintln!("{}", app.style.fail(&e.to_string()));
+                }
+                outcomes.push(FileOutcome {
+                    path,
+                    audio_id: None,
+                    deduplicated: false,
+                    error: Some(e.to_string()),
+                });
+            }
+        }
+    }
+    let ids: Vec<Uuid> = outcomes.iter().filter_map(|o| o.audio_id).collect();
+    if !args.detach && !ids.is_empty() {
+        work_until_done(app, &store, &ids, args.concurrency).await?;
+    }
+    let mut any_failed = false;
+    let mut files = Vec::new();
+    for outcome in &outcomes {
+        let status = match outcome.audio_id {
+            Some(id) => Some(store.audio(id).await.map_err(store_failure)?.status),
+            None => None,
+        };
+        if matches!(status, Some(AudioStatus::Failed | AudioStatus::Cancelled))
+            && outcome.error.is_none()
+        {
+            any_failed = true;
+        }
+        files.push(json!({
+            "path": outcome.path.display().to_string(),
+            "audio_id": outcome.audio_id,
+            "status": status.map(|s| s.as_str()),
+            "deduplicated": outcome.deduplicated,
+            "error": outcome.error,
+        }));
+    }
+    if app.json {
+        app.print_json(&json!({"files": files}));
+    } else if !args.detach {
+        print_summary(app, &store, &outcomes).await?;
+    }
+    Ok(if bad_input {
+        exit::BAD_INPUT
+    } else if any_failed {
+        exit::JOB_FAILED
+    } else {
+        0
+    })
+}
+
+/// Runs an in-process worker until every file has ended, with a progress
+/// bar per file on a terminal. Ctrl-C hands running jobs back.
+async fn work_until_done(
+    app: &App,
+    store: &pipeline_store::Store,
+    ids: &[Uuid],
+    concurrency: Option<usize>,
+) -> Result<()> {
+    let config = app.config();
+    let worker = Arc::new(Worker::new(
+        store.clone(),
+        worker_settings(config, concurrency),
+        engine_loader(config),
+    ));
+    let shutdown = worker.shutdown_handle();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            shutdown.trigger();
+        }
+    });
+    let show_bars = !app.json && std::io::stderr().is_terminal();
+    let bars = show_bars.then(|| progress_bars(store, ids));
+    let run = tokio::spawn(worker.clone().run(RunUntil::Finished(ids.to_vec())));
+    if let Some(bars) = bars {
+        let (multi, bars) = bars.await;
+        while !run.is_finished() {
+            for (id, bar) in &bars {
+                if let Ok(jobs) = store.jobs_for_audio(*id).await {
+                    let total: f64 = jobs.iter().map(|j| j.progress).sum();
+                    let position = if jobs.is_empty() {
+                        0.0
+                    } else {
+                        total / jobs.len() as f64
+                    };
+                    bar.set_position(position as u64);
+                    let running = jobs
+                        .iter()
+                        .find(|j| matches!(j.status, JobStatus::Running | JobStatus::Retrying));
+                    let tally = Tally::of(&jobs);
+                    bar.set_message(match running {
+                        Some(job) => format!("{} {}", job.job_type, job.status),
+                        None => format!("{}/{} jobs done", tally.completed, tally.total),
+                    });
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        for (_, bar) in &bars {
+            bar.finish_and_clear();
+        }
+        let _ = multi.clear();
+    }
+    run.await
+        .map_err(|e| failure(exit::JOB_FAILED, format!("worker stopped: {e}")))?
+        .map_err(store_failure)?;
+    Ok(())
+}
+
+async fn progress_bars(
+    store: &pipeline_store::Store,
+    ids: &[Uuid],
+) -> (MultiProgress, Vec<(Uuid, ProgressBar)>) {
+    let multi = MultiProgress::new();
+    let style = ProgressStyle::with_template("{prefix:20!} [{bar:30}] {pos:>3}% {msg}")
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> ");
+    let mut bars = Vec::new();
+    for id in ids {
+        let name = store
+            .audio(*id)
+            .await
+            .map(|a| a.original_name)
+            .unwrap_or_else(|_| id.to_string());
+        let bar = multi.add(ProgressBar::new(100));
+        bar.set_style(style.clone());
+        bar.set_prefix(name);
+        bars.push((*id, bar));
+    }
+    (multi, bars)
+}
+
+async fn print_summary(
+    app: &App,
+    store: &pipeline_store::Store,
+    outcomes: &[FileOutcome],
+) -> Result<()> {
+    for outcome in outcomes {
+        let Some(id) = outcome.audio_id else { continue };
+        if outcome.error.is_some() {
+            continue;
+        }
+        let audio = store.audio(id).await.map_err(store_failure)?;
+        let jobs = store.jobs_for_audio(id).await.map_err(store_failure)?;
+        println!();
+        let line = format!("{} - {} ({id})", audio.original_name, audio.status);
+        match audio.status {
+            AudioStatus::Completed => println!("{}", app.style.ok(&line)),
+            _ => println!("{}", app.style.fail(&line)),
+        }
+        for job in &jobs {
+            if let Some(error) = &job.error {
+                println!("   {} error: {}", job.job_type, error.message);
+            }
+        }
+        if let Some(results) = store.results(id).await.map_err(store_failure)? {
+            println!(
+                "   {} words, {:.1} s of speech, {:.0} words per minute",
+                results.words, results.speech_seconds, results.words_per_minute
+            );
+            for (format, path) in &results.outputs {
+                println!("   {format}: {path}");
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,272 @@
+//! `status` and `model`: configuration and health of every part.
+
+use anyhow::Result;
+use pipeline_asr::check_model_dir;
+use pipeline_core::config::Source;
+use pipeline_store::Store;
+use serde_json::{json, Value};
+use std::time::Instant;
+
+use crate::app::{exit, App};
+use crate::commands::engine_options;
+
+/// `status`.
+pub async fn run(app: &App) -> Result<u8> {
+    let config = app.config();
+    let (database, store) = database_health(app).await;
+    let model = model_health(app, true).await;
+    let (queue, workers) = match &store {
+        Some(store) => {
+            let depth = store.queue_depth().await.ok();
+            let since = chrono::Utc::now() - chrono::Duration::seconds(60);
+            let workers = store.workers_since(since).await.unwrap_or_default();
+            (depth, workers)
+        }
+        None => (None, Vec::new()),
+    };
+    let entries = app.loaded.entries();
+    let doc = json!({
+        "config": {
+            "file": app.loaded.file.as_ref().map(|f| f.display().to_string()),
+            "entries": entries.iter().map(|e| json!({"key": e.key, "value": e.value, "source": e.source.to_string()})).collect::<Vec<_>>(),
+        },
+        "database": database,
+        "broker": {
+            "url": config.broker.url.as_deref().map(pipeline_core::config::mask_url),
+            "mode": if config.uses_embedded_queue() { "embedded" } else { "celery" },
+        },
+        "storage": {
+            "data_dir": config.storage.data_dir.display().to_string(),
+            "output_dir": config.output_dir().display().to_string(),
+        },
+        "model": model,
+        "queue": queue,
+        "workers": workers,
+    });
+    let reachable = doc["database"]["reachable"].as_bool().unwrap_or(false);
+    if app.json {
+        app.print_json(&doc);
+    } else {
+        print_status(app, &doc);
+    }
+    Ok(if reachable { 0 } else { exit::UNREACHABLE })
+}
+
+fn print_status(app: &App, doc: &Value) {
+    let style = &app.style;
+    println!("=== Pipeline Status ===");
+    match doc["config"]["file"].as_str() {
+        Some(file) => println!("Configuration file: {file}"),
+        None => println!("Configuration file: none (defaults, environment and flags)"),
+    }
+    for entry in doc["config"]["entries"].as_array().into_iter().flatten() {
+        println!(
+            "  {} = {}  ({})",
+            entry["key"].as_str().unwrap_or(""),
+            entry["value"].as_str().unwrap_or(""),
+            entry["source"].as_str().unwrap_or("")
+        );
+    }
+    let db = &doc["database"];
+    let db_line = if db["reachable"].as_bool().unwrap_or(false) {
+        style.ok(&format!(
+            "Database: {} ({}, schema version {}, {:.1} ms)",
+            db["url"].as_str().unwrap_or(""),
+            db["backend"].as_str().unwrap_or(""),
+            db["schema_version"],
+            db["latency_ms"].as_f64().unwrap_or(0.0)
+        ))
+    } else {
+        style.fail(&format!(
+            "Database: {} unreachable: {}",
+            db["url"].as_str().unwrap_or(""),
+            db["error"].as_str().unwrap_or("")
+        ))
+    };
+    println!("{db_line}");
+    match doc["broker"]["url"].as_str() {
+        Some(url) => println!("Broker: {url}"),
+        None => println!("Broker: embedded queue (the jobs table; no broker configured)"),
+    }
+    println!(
+        "Storage: {}",
+        doc["storage"]["data_dir"].as_str().unwrap_or("")
+    );
+    println!(
+        "Outputs: {}",
+        doc["storage"]["output_dir"].as_str().unwrap_or("")
+    );
+    let model = &doc["model"];
+    let model_line = format!(
+        "Model: {} ({})",
+        model["path"].as_str().unwrap_or(""),
+        model["source"].as_str().unwrap_or("")
+    );
+    if model["loads"].as_bool().unwrap_or(false) {
+        println!(
+            "{}",
+            style.ok(&format!(
+                "{model_line}: loads in {:.2} s ({})",
+                model["load_seconds"].as_f64().unwrap_or(0.0),
+                model["compute_type"].as_str().unwrap_or("")
+            ))
+        );
+    } else {
+        println!(
+            "{}",
+            style.fail(&format!(
+                "{model_line}: {}",
+                model["error"].as_str().unwrap_or("does not load")
+            ))
+        );
+    }
+    if let Some(queue) = doc["queue"].as_object() {
+        let depth: Vec<String> = pipeline_core::JobStatus::ALL
+            .iter()
+            .map(|s| {
+                format!(
+                    "{} {}",
+                    s,
+                    queue.get(s.as_str()).cloned().unwrap_or_default()
+                )
+            })
+            .collect();
+        println!("Queue: {}", depth.join(", "));
+    }
+    let workers = doc["workers"].as_array().cloned().unwrap_or_default();
+    if workers.is_empty() {
+        println!("Workers (last minute): none");
+    } else {
+        println!("Workers (last minute): {}", workers.len());
+        for w in &workers {
+            println!(
+                "  {} pid {} concurrency {} jobs {} last seen {}",
+                w["host"].as_str().unwrap_or(""),
+                w["pid"],
+                w["concurrency"],
+                w["current_jobs"].as_array().map_or(0, |j| j.len()),
+                w["last_seen"].as_str().unwrap_or("")
+            );
+        }
+    }
+}
+
+async fn database_health(app: &App) -> (Value, Option<Store>) {
+    let url = app.config().database_url();
+    let masked = pipeline_core::config::mask_url(&url);
+    let source = app.loaded.source("database.url").to_string();
+    match Store::connect(&url).await {
+        Ok(store) => {
+            let latency = store.ping().await.map(|d| d.as_secs_f64() * 1000.0).ok();
+            let version = store.schema_version().await.ok();
+            let backend = match store.backend() {
+                pipeline_store::Backend::Sqlite => "SQLite",
+                pipeline_store::Backend::Postgres => "PostgreSQL",
+            };
+            (
+                json!({"url": masked, "source": source, "reachable": true, "backend": backend,
+                       "schema_version": version, "latency_ms": latency, "error": null}),
+                Some(store),
+            )
+        }
+        Err(e) => (
+            json!({"url": masked, "source": source, "reachable": false, "backend": null,
+                   "schema_version": null, "latency_ms": null, "error": e.to_string()}),
+            None,
+        ),
+    }
+}
+
+async fn model_health(app: &App, try_load: bool) -> Value {
+    let config = app.config();
+    let dir = config.model_dir();
+    let source = match app.loaded.source("model.path") {
+        Source::Default => format!(
+            "model.name {:?} under the data directory ({})",
+            config.model.name,
+            app.loaded.source("model.name")
+        ),
+        other => other.to_string(),
+    };
+    if let Err(e) = check_model_dir(&dir) {
+        return json!({"path": dir.display().to_string(), "name": config.model.name, "source": source,
+                      "files_present": false, "loads": false, "error": e.to_string()});
+    }
+    if !try_load {
+        return json!({"path": dir.display().to_string(), "name": config.model.name, "source": source, "files_present": true});
+    }
+    let options = engine_options(config);
+    let load_dir = dir.clone();
+    let started = Instant::now();
+    let loaded =
+        tokio::task::spawn_blocking(move || pipeline_asr::load_whisper(&load_dir, &options)).await;
+    let seconds = started.elapsed().as_secs_f64();
+    match loaded {
+        Ok(Ok(engine)) => {
+            json!({"path": dir.display().to_string(), "name": config.model.name, "source": source,
+                                 "files_present": true, "loads": true, "load_seconds": seconds,
+                                 "engine": engine.model_name(), "compute_type": config.model.compute_type, "error": null})
+        }
+        Ok(Err(e)) => {
+            json!({"path": dir.display().to_string(), "name": config.model.name, "source": source,
+                             "files_present": true, "loads": false, "error": e.to_string()})
+        }
+        Err(e) => {
+            json!({"path": dir.display().to_string(), "source": source, "files_present": true,
+                         "loads": false, "error": e.to_string()})
+        }
+    }
+}
+
+/// `model`.
+pub async fn model(app: &App) -> Result<u8> {
+    let doc = model_health(app, false).await;
+    let present = doc["files_present"].as_bool().unwrap_or(false);
+    if app.json {
+        app.print_json(&doc);
+    } else {
+        println!("Model: {}", doc["name"].as_str().unwrap_or(""));
+        println!("Path: {}", doc["path"].as_str().unwrap_or(""));
+        println!("From: {}", doc["source"].as_str().unwrap_or(""));
+        if present {
+            println!("{}", app.style.ok("All model files present (config.json, model.bin, tokenizer.json, vocabulary.txt)"));
+        } else {
+            println!(
+                "{}",
+                app.style
+                    .fail(doc["error"].as_str().unwrap_or("model missing"))
+            );
+        }
+    }
+    Ok(if present { 0 } else { exit::BAD_INPUT })
+}
+
+/// `model download REPO_ID`.
+pub async fn download_model(app: &App, repo_id: &str, revision: &str) -> Result<u8> {
+    let models = app.config().storage.data_dir.join("models");
+    let dest = pipeline_asr::hub::local_dir(&models, repo_id);
+    let (repo, rev, target) = (repo_id.to_string(), revision.to_string(), dest.clone());
+    let result =
+        tokio::task::spawn_blocking(move || pipeline_asr::hub::download(&repo, &rev, &target))
+            .await?;
+    match result {
+        Ok(dir) => {
+            if app.json {
+                app.print_json(&json!({"repo_id": repo_id, "revision": revision, "path": dir.display().to_string()}));
+            } else {
+                println!(
+                    "{}",
+                    app.style
+                        .ok(&format!("Downloaded {repo_id} to {}", dir.display()))
+                );
+                println!(
+                    "Use it with: PIPELINE_MODEL={} (or model.name = {repo_id:?})",
+                    dir.display()
+                );
+            }
+            Ok(0)
+        }
+        Err(e) if e.is_retryable() => Err(crate::app::failure(exit::UNREACHABLE, e.to_string())),
+        Err(e) => Err(crate::app::failure(exit::BAD_INPUT, e.to_string())),
+    }
+}

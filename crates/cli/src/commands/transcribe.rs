@@ -1,0 +1,160 @@
+//! `transcribe`: the legacy one-shot mode, with no database and no queue.
+
+use anyhow::Result;
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use pipeline_asr::{AsrError, AudioSource, DecodeOptions, TranscribeObserver};
+use pipeline_audio::Decoder;
+use pipeline_core::render::{self, OutputFormat};
+use std::io::IsTerminal;
+use std::path::PathBuf;
+
+use crate::app::{exit, failure, App};
+use crate::commands::engine_options;
+
+/// Options of `transcribe`.
+#[derive(Args, Debug)]
+pub struct TranscribeArgs {
+    /// The audio file.
+    pub file: PathBuf,
+    /// Formats to produce, comma-separated: txt, srt, vtt, json, tsv [default: txt].
+    #[arg(long, value_delimiter = ',')]
+    pub format: Vec<String>,
+    /// Write `<name>.<format>` files here instead of printing.
+    #[arg(long, value_name = "DIR")]
+    pub output_dir: Option<PathBuf>,
+    /// Language code; detected when not given (multilingual models).
+    #[arg(long)]
+    pub language: Option<String>,
+    /// Add word-level timestamps.
+    #[arg(long)]
+    pub word_timestamps: bool,
+}
+
+/// `transcribe FILE`.
+pub async fn run(app: &App, args: TranscribeArgs) -> Result<u8> {
+    let config = app.config().clone();
+    let formats: Vec<OutputFormat> = if args.format.is_empty() {
+        vec![OutputFormat::Txt]
+    } else {
+        args.format
+            .iter()
+            .map(|f| f.parse())
+            .collect::<Result<_, _>>()
+            .map_err(|e: render::ParseFormatError| failure(exit::BAD_INPUT, e.to_string()))?
+    };
+    let decoder = Decoder::open(&args.file).map_err(|e| failure(exit::BAD_INPUT, e.to_string()))?;
+    let dir = config.model_dir();
+    let options = DecodeOptions {
+        language: args.language.clone().or(config.model.language.clone()),
+        beam_size: config.model.beam_size.max(1),
+        word_timestamps: args.word_timestamps || config.model.word_timestamps,
+        vad_filter: config.model.vad_filter,
+        ..DecodeOptions::default()
+    };
+    let engine_opts = engine_options(&config);
+    let show_bar = std::io::stderr().is_terminal() && !app.json;
+    let name = args.file.display().to_string();
+    let transcript = tokio::task::spawn_blocking(move || {
+        let engine = pipeline_asr::load_whisper(&dir, &engine_opts)?;
+        let bar = show_bar.then(|| {
+            let bar = ProgressBar::new(100);
+            bar.set_style(
+                ProgressStyle::with_template("[{bar:40}] {pos:>3}% {msg}")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar())
+                    .progress_chars("=> "),
+            );
+            bar
+        });
+        let mut source = Source { decoder, name };
+        let mut observer = Bar { bar: bar.clone() };
+        let result = engine.transcribe(&mut source, &options, &mut observer);
+        if let Some(bar) = bar {
+            bar.finish_and_clear();
+        }
+        result
+    })
+    .await?;
+    let transcript = transcript.map_err(|e| match e {
+        AsrError::Audio { .. } => failure(exit::BAD_INPUT, e.to_string()),
+        AsrError::ModelNotFound { .. } | AsrError::InvalidModel { .. } => failure(
+            exit::BAD_INPUT,
+            format!("{e}; run scripts/install-model.sh or set PIPELINE_MODEL"),
+        ),
+        other => failure(exit::JOB_FAILED, other.to_string()),
+    })?;
+    match &args.output_dir {
+        Some(dir) => {
+            let paths = pipeline_worker::output_paths(
+                dir,
+                &args
+                    .file
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+                &formats,
+            );
+            let mut written = serde_json::Map::new();
+            for (format, path) in paths {
+                pipeline_worker::storage::write_atomically(
+                    &path,
+                    render::render(&transcript, format).as_bytes(),
+                )
+                .map_err(|e| {
+                    failure(
+                        exit::JOB_FAILED,
+                        format!("cannot write {}: {e}", path.display()),
+                    )
+                })?;
+                written.insert(format.extension().into(), path.display().to_string().into());
+                if !app.json {
+                    println!("{}", app.style.ok(&format!("Wrote {}", path.display())));
+                }
+            }
+            if app.json {
+                app.print_json(&serde_json::json!({"file": args.file.display().to_string(), "outputs": written}));
+            }
+        }
+        None => {
+            for format in formats {
+                print!("{}", render::render(&transcript, format));
+            }
+        }
+    }
+    Ok(0)
+}
+
+struct Source {
+    decoder: Decoder,
+    name: String,
+}
+
+impl AudioSource for Source {
+    fn read(&mut self, buf: &mut [f32]) -> Result<usize, AsrError> {
+        self.decoder.read(buf).map_err(|e| AsrError::Audio {
+            message: if e.to_string().contains(&self.name) {
+                e.to_string()
+            } else {
+                format!("{}: {e}", self.name)
+            },
+            retryable: false,
+        })
+    }
+
+    fn duration_hint(&self) -> Option<f64> {
+        Some(self.decoder.info().duration_seconds).filter(|d| *d > 0.0)
+    }
+}
+
+struct Bar {
+    bar: Option<ProgressBar>,
+}
+
+impl TranscribeObserver for Bar {
+    fn on_progress(&mut self, done: f64, total: f64) {
+        if let (Some(bar), true) = (&self.bar, total > 0.0) {
+            bar.set_position((100.0 * done / total) as u64);
+            bar.set_message(format!("{done:.0}/{total:.0} s"));
+        }
+    }
+}

@@ -1,0 +1,147 @@
+//! `pipeline-manager`: transcribe audio with every step tracked as a job.
+
+mod app;
+mod commands;
+mod style;
+mod views;
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use crate::app::Failure;
+
+/// Audio transcription pipeline with tracked jobs.
+///
+/// Runs with no services by default (SQLite in the data directory, an
+/// embedded queue, a local Whisper model). Settings come from pipeline.toml,
+/// then PIPELINE_* environment variables, then flags.
+#[derive(Parser, Debug)]
+#[command(name = "pipeline-manager", version, propagate_version = true)]
+pub struct Cli {
+    /// Configuration file (default: $PIPELINE_CONFIG, then ./pipeline.toml).
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Print one JSON document on stdout and nothing else.
+    #[arg(long, global = true)]
+    json: bool,
+    /// Data directory (audio, database, models, outputs) [env: PIPELINE_DATA_DIR].
+    #[arg(long, global = true, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Database URL: sqlite://PATH or postgres://... [env: PIPELINE_DATABASE_URL].
+    #[arg(long, global = true, value_name = "URL")]
+    database_url: Option<String>,
+    /// Model directory in CTranslate2 format [env: PIPELINE_MODEL].
+    #[arg(long, global = true, value_name = "DIR")]
+    model: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Ingest audio files (or folders), track their jobs and transcribe them.
+    Process(commands::process::ProcessArgs),
+    /// Show a file with its jobs and outputs.
+    CheckStatus {
+        /// Audio id.
+        audio_id: String,
+    },
+    /// Show the progress of a file's jobs.
+    Jobs {
+        /// Audio id.
+        audio_id: String,
+        /// Redraw until every job has ended.
+        #[arg(long)]
+        follow: bool,
+        /// Also print each job's audit trail.
+        #[arg(long)]
+        events: bool,
+    },
+    /// Show the effective configuration and the health of every service.
+    Status,
+    /// List recently processed files, newest first.
+    ListRecent {
+        /// How many files to list.
+        #[arg(long, default_value_t = 10)]
+        limit: u32,
+        /// Only files in this status (QUEUED, PROCESSING, COMPLETED, FAILED, CANCELLED).
+        #[arg(long)]
+        status: Option<String>,
+    },
+    /// Print a file's transcript.
+    Transcript {
+        /// Audio id.
+        audio_id: String,
+        /// txt, srt, vtt, json or tsv.
+        #[arg(long, default_value = "txt")]
+        format: String,
+    },
+    /// Run a file's failed or cancelled jobs again (or one job and those after it).
+    Retry {
+        /// Audio id or job id.
+        id: String,
+    },
+    /// Cancel a file's unfinished jobs (or one job and those after it).
+    Cancel {
+        /// Audio id or job id.
+        id: String,
+    },
+    /// Work the queue until SIGINT or SIGTERM.
+    Worker {
+        /// Jobs run at once [default: processing.concurrency].
+        #[arg(long)]
+        concurrency: Option<usize>,
+    },
+    /// Transcribe a file directly: no database, no queue (legacy mode).
+    Transcribe(commands::transcribe::TranscribeArgs),
+    /// Show which model is used and from where, or download one.
+    Model {
+        #[command(subcommand)]
+        action: Option<ModelAction>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ModelAction {
+    /// Download a faster-whisper model from the Hugging Face Hub into the data directory.
+    Download {
+        /// Repo id, e.g. Systran/faster-whisper-base.
+        repo_id: String,
+        /// Branch, tag or commit.
+        #[arg(long, default_value = "main")]
+        revision: String,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let json = cli.json;
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(commands::run(cli)) {
+        Ok(code) => ExitCode::from(code),
+        Err(error) => {
+            let (code, message) = match error.downcast_ref::<Failure>() {
+                Some(failure) => (failure.code, failure.message.clone()),
+                None => (1, format!("{error:#}")),
+            };
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({"error": {"code": code, "message": message}})
+                );
+            }
+            eprintln!("error: {message}");
+            ExitCode::from(code)
+        }
+    }
+}

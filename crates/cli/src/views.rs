@@ -1,0 +1,219 @@
+//! How files and jobs look to people (the seed's layout) and to scripts (JSON).
+
+use pipeline_core::{AudioFile, JobStatus, ProcessingJob};
+use pipeline_store::AudioResults;
+use serde_json::{json, Value};
+
+use crate::style::{json_time, seed_time, Style};
+
+/// A job as `jobs --json` and `check-status --json` print it.
+pub fn job_json(job: &ProcessingJob) -> Value {
+    json!({
+        "id": job.id,
+        "job_type": job.job_type.as_str(),
+        "status": job.status.as_str(),
+        "progress": round1(job.progress),
+        "task_id": job.task_id,
+        "attempt": job.attempt,
+        "max_attempts": job.max_attempts,
+        "worker": job.worker,
+        "error": job.error.as_ref().map(|e| json!({"kind": e.kind.as_str(), "message": e.message})),
+        "cancel_requested": job.cancel_requested,
+        "created_at": json_time(job.created_at),
+        "started_at": job.started_at.map(json_time),
+        "completed_at": job.completed_at.map(json_time),
+    })
+}
+
+/// An audio file's fields for JSON output.
+pub fn audio_json(audio: &AudioFile) -> Value {
+    json!({
+        "id": audio.id,
+        "original_name": audio.original_name,
+        "sha256": audio.sha256,
+        "size_bytes": audio.size_bytes,
+        "container": audio.container,
+        "codec": audio.codec,
+        "duration_seconds": audio.duration_seconds,
+        "sample_rate": audio.sample_rate,
+        "channels": audio.channels,
+        "storage_key": audio.storage_key,
+        "status": audio.status.as_str(),
+        "options": audio.options,
+        "created_at": json_time(audio.created_at),
+        "updated_at": json_time(audio.updated_at),
+    })
+}
+
+/// Counts of a file's jobs.
+pub struct Tally {
+    pub total: usize,
+    pub completed: usize,
+    pub failed: usize,
+    pub cancelled: usize,
+}
+
+impl Tally {
+    /// Counts `jobs` by outcome.
+    pub fn of(jobs: &[ProcessingJob]) -> Self {
+        Self {
+            total: jobs.len(),
+            completed: jobs
+                .iter()
+                .filter(|j| j.status == JobStatus::Completed)
+                .count(),
+            failed: jobs
+                .iter()
+                .filter(|j| j.status == JobStatus::Failed)
+                .count(),
+            cancelled: jobs
+                .iter()
+                .filter(|j| j.status == JobStatus::Cancelled)
+                .count(),
+        }
+    }
+
+    /// Completed jobs as a percentage of all jobs.
+    pub fn percent(&self) -> f64 {
+        if self.total == 0 {
+            0.0
+        } else {
+            100.0 * self.completed as f64 / self.total as f64
+        }
+    }
+}
+
+/// `jobs --json`.
+pub fn jobs_json(audio_id: uuid::Uuid, jobs: &[ProcessingJob]) -> Value {
+    let tally = Tally::of(jobs);
+    json!({
+        "audio_id": audio_id,
+        "total_jobs": tally.total,
+        "completed": tally.completed,
+        "failed": tally.failed,
+        "cancelled": tally.cancelled,
+        "progress_percent": round1(tally.percent()),
+        "jobs": jobs.iter().map(job_json).collect::<Vec<_>>(),
+    })
+}
+
+/// The seed's `jobs` report.
+pub fn jobs_text(style: &Style, audio_id: uuid::Uuid, jobs: &[ProcessingJob]) -> String {
+    let tally = Tally::of(jobs);
+    let mut out = String::new();
+    out.push_str(&format!("=== Job Progress for {audio_id} ===\n"));
+    out.push_str(&format!("Total Jobs: {}\n", tally.total));
+    out.push_str(&format!("Completed: {}\n", tally.completed));
+    out.push_str(&format!("Failed: {}\n", tally.failed));
+    if tally.cancelled > 0 {
+        out.push_str(&format!("Cancelled: {}\n", tally.cancelled));
+    }
+    out.push_str(&format!(
+        "Progress: {}/{} ({:.1}%)\n",
+        tally.completed,
+        tally.total,
+        tally.percent()
+    ));
+    out.push_str("\n=== Job Details ===\n");
+    for (i, job) in jobs.iter().enumerate() {
+        if i > 0 {
+            out.push('\n');
+        }
+        out.push_str(&job_details(style, job));
+    }
+    out
+}
+
+/// One job's block of the seed's `jobs` report.
+pub fn job_details(style: &Style, job: &ProcessingJob) -> String {
+    let mut out = style.job(job.status, &format!("{} - {}", job.job_type, job.status));
+    out.push('\n');
+    out.push_str(&format!("   ID: {}\n", job.id));
+    if matches!(job.status, JobStatus::Running | JobStatus::Retrying) {
+        out.push_str(&format!("   Progress: {:.0}%\n", job.progress.floor()));
+    }
+    if job.attempt > 1 || job.status == JobStatus::Retrying {
+        out.push_str(&format!(
+            "   Attempt: {}/{}\n",
+            job.attempt, job.max_attempts
+        ));
+    }
+    if let Some(started) = job.started_at {
+        out.push_str(&format!("   Started: {}\n", seed_time(started)));
+    }
+    if let Some(completed) = job.completed_at {
+        let label = match job.status {
+            JobStatus::Completed => "Completed",
+            JobStatus::Failed => "Failed",
+            JobStatus::Cancelled => "Cancelled",
+            _ => "Ended",
+        };
+        out.push_str(&format!("   {label}: {}\n", seed_time(completed)));
+    }
+    if job.status == JobStatus::Retrying {
+        out.push_str(&format!(
+            "   Next attempt: {}\n",
+            seed_time(job.available_at)
+        ));
+    }
+    if job.cancel_requested && !job.status.is_final() {
+        out.push_str("   Cancel requested\n");
+    }
+    if let Some(error) = &job.error {
+        out.push_str(&format!("   Error: {}\n", error.message));
+    }
+    out
+}
+
+/// The `check-status` report.
+pub fn status_text(
+    style: &Style,
+    audio: &AudioFile,
+    jobs: &[ProcessingJob],
+    results: Option<&AudioResults>,
+) -> String {
+    let mut out = format!("=== Status for {} ===\n", audio.id);
+    out.push_str(&format!("File: {}\n", audio.original_name));
+    out.push_str(&format!("Status: {}\n", audio.status));
+    out.push_str(&format!(
+        "Audio: {} / {}, {:.1} s, {} Hz, {} channel(s), {} bytes\n",
+        audio.container,
+        audio.codec,
+        audio.duration_seconds,
+        audio.sample_rate,
+        audio.channels,
+        audio.size_bytes
+    ));
+    out.push_str(&format!("SHA-256: {}\n", audio.sha256));
+    out.push_str(&format!("Created: {}\n", seed_time(audio.created_at)));
+    out.push_str(&format!("Updated: {}\n", seed_time(audio.updated_at)));
+    let tally = Tally::of(jobs);
+    out.push_str(&format!(
+        "Progress: {}/{} ({:.1}%)\n",
+        tally.completed,
+        tally.total,
+        tally.percent()
+    ));
+    out.push_str("\n=== Job Details ===\n");
+    for (i, job) in jobs.iter().enumerate() {
+        if i > 0 {
+            out.push('\n');
+        }
+        out.push_str(&job_details(style, job));
+    }
+    if let Some(results) = results {
+        out.push_str("\n=== Outputs ===\n");
+        for (format, path) in &results.outputs {
+            out.push_str(&format!("{format}: {path}\n"));
+        }
+        out.push_str(&format!(
+            "Words: {}, speech: {:.1} s, {:.0} words per minute\n",
+            results.words, results.speech_seconds, results.words_per_minute
+        ));
+    }
+    out
+}
+
+fn round1(x: f64) -> f64 {
+    (x * 10.0).round() / 10.0
+}

@@ -1,0 +1,474 @@
+//! Shared by the end-to-end tests: the real `pipeline-manager` binary run in
+//! a private data directory per test, the real model, the generated fixtures.
+#![allow(dead_code)]
+
+use serde_json::Value;
+use std::fmt;
+use std::fs::File;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Once;
+use std::thread;
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_pipeline-manager");
+
+/// WER bound for tiny.en on the espeak-ng fixture. NOT YET MEASURED.
+pub const WER_BOUND: f64 = 0.35;
+
+/// Under CI a missing model or tool is a failure, not a skip.
+pub fn under_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0")
+}
+
+/// `PIPELINE_MODEL`, else the model scripts/install-model.sh installs.
+/// `None` outside CI when it is missing (the test then says SKIPPED).
+pub fn model_dir() -> Option<PathBuf> {
+    let dir = match std::env::var_os("PIPELINE_MODEL") {
+        Some(dir) if !dir.is_empty() => PathBuf::from(dir),
+        _ => PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
+            .join(".local/share/pipeline-manager/models/tiny.en"),
+    };
+    if dir.join("model.bin").is_file() {
+        return Some(dir);
+    }
+    assert!(
+        !under_ci(),
+        "CI: no model at {} (run scripts/install-model.sh)",
+        dir.display()
+    );
+    eprintln!(
+        "SKIPPED: no model at {}; run scripts/install-model.sh",
+        dir.display()
+    );
+    None
+}
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn make_fixtures(mode: &str) {
+    let status = Command::new("bash")
+        .arg(repo_root().join("scripts/make-fixtures.sh"))
+        .args((!mode.is_empty()).then_some(mode))
+        .stdout(Stdio::null())
+        .status()
+        .expect("bash runs");
+    assert!(status.success(), "scripts/make-fixtures.sh {mode} failed");
+}
+
+fn fixtures_dir() -> PathBuf {
+    std::env::var_os("FIXTURES_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("fixtures/generated"))
+}
+
+/// A small fixture by name, made on first use.
+pub fn fixture(name: &str) -> PathBuf {
+    static SMALL: Once = Once::new();
+    SMALL.call_once(|| make_fixtures(""));
+    let path = fixtures_dir().join(name);
+    assert!(path.exists(), "fixture {} missing", path.display());
+    path
+}
+
+/// A fixture that needs `make-fixtures.sh long` (long-1min.wav, long-10min.wav).
+pub fn long_fixture(name: &str) -> PathBuf {
+    static LONG: Once = Once::new();
+    LONG.call_once(|| make_fixtures("long"));
+    let path = fixtures_dir().join(name);
+    assert!(path.exists(), "fixture {} missing", path.display());
+    path
+}
+
+/// The text spoken in the speech fixtures.
+pub fn speech_reference() -> String {
+    std::fs::read_to_string(fixture("speech.txt")).expect("speech.txt")
+}
+
+/// What one run of the binary left behind.
+pub struct Out {
+    pub args: Vec<String>,
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+    pub seconds: f64,
+}
+
+impl fmt::Display for Out {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "`pipeline-manager {}` exited {:?} after {:.1} s\n--- stdout ---\n{}\n--- stderr ---\n{}",
+            self.args.join(" "),
+            self.code,
+            self.seconds,
+            self.stdout,
+            self.stderr
+        )
+    }
+}
+
+impl Out {
+    /// Panics (showing everything) unless the exit code is `code`.
+    pub fn expect_code(&self, code: i32) -> &Self {
+        assert_eq!(self.code, Some(code), "unexpected exit code:\n{self}");
+        self
+    }
+
+    /// stdout as the one JSON document `--json` promises.
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not one JSON document ({e}):\n{self}"))
+    }
+}
+
+/// A private data directory and environment for one test.
+pub struct Sandbox {
+    dir: tempfile::TempDir,
+    pub data: PathBuf,
+    model: Option<PathBuf>,
+    env: Vec<(String, String)>,
+}
+
+impl Sandbox {
+    /// A sandbox for commands that do not transcribe (the model path is set
+    /// anyway, so `status` finds it when it is installed).
+    pub fn new() -> Sandbox {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let data = dir.path().join("data");
+        std::fs::create_dir_all(&data).expect("data dir");
+        let model = std::env::var_os("PIPELINE_MODEL")
+            .filter(|d| !d.is_empty())
+            .map(PathBuf::from)
+            .or_else(|| {
+                std::env::var_os("HOME")
+                    .map(|h| PathBuf::from(h).join(".local/share/pipeline-manager/models/tiny.en"))
+            });
+        Sandbox {
+            dir,
+            data,
+            model,
+            env: Vec::new(),
+        }
+    }
+
+    /// A sandbox whose commands can transcribe; `None` (SKIPPED) without a model outside CI.
+    pub fn with_model() -> Option<Sandbox> {
+        let model = model_dir()?;
+        let mut sandbox = Sandbox::new();
+        sandbox.model = Some(model);
+        Some(sandbox)
+    }
+
+    /// Adds an environment variable to every command of this sandbox.
+    pub fn env(mut self, key: &str, value: &str) -> Sandbox {
+        self.env.push((key.to_string(), value.to_string()));
+        self
+    }
+
+    /// The sandbox's scratch directory (the working directory of its commands).
+    pub fn root(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// A command with only this sandbox's settings: no PIPELINE_* variable
+    /// of the caller leaks in, no pipeline.toml from the caller's directory
+    /// is found, and human output is plain unless a test asks otherwise.
+    pub fn command(&self, args: &[&str], extra_env: &[(&str, &str)]) -> Command {
+        let mut cmd = Command::new(BIN);
+        cmd.args(args).current_dir(self.dir.path());
+        for (key, _) in std::env::vars_os() {
+            let key = key.to_string_lossy().into_owned();
+            if key.starts_with("PIPELINE_")
+                || ["NO_COLOR", "CLICOLOR_FORCE", "CLICOLOR"].contains(&key.as_str())
+            {
+                cmd.env_remove(&key);
+            }
+        }
+        cmd.env("PIPELINE_DATA_DIR", &self.data);
+        if let Some(model) = &self.model {
+            cmd.env("PIPELINE_MODEL", model);
+        }
+        cmd.env("NO_COLOR", "1");
+        for (key, value) in &self.env {
+            cmd.env(key, value);
+        }
+        for (key, value) in extra_env {
+            if value.is_empty() {
+                cmd.env_remove(key);
+            } else {
+                cmd.env(key, value);
+            }
+        }
+        cmd
+    }
+
+    /// Runs the binary to its end (at most 300 s).
+    pub fn run(&self, args: &[&str]) -> Out {
+        self.run_env(args, &[])
+    }
+
+    /// Runs with extra environment; an empty value removes the variable.
+    pub fn run_env(&self, args: &[&str], extra_env: &[(&str, &str)]) -> Out {
+        run_to_end(
+            self.command(args, extra_env),
+            args,
+            Duration::from_secs(300),
+        )
+    }
+
+    /// `args --json` that must exit 0; its document.
+    pub fn json(&self, args: &[&str]) -> Value {
+        let mut all: Vec<&str> = args.to_vec();
+        all.push("--json");
+        let out = self.run(&all);
+        out.expect_code(0);
+        out.json()
+    }
+
+    /// `jobs ID --json`.
+    pub fn jobs(&self, id: &str) -> Value {
+        self.json(&["jobs", id])
+    }
+
+    /// One job of `jobs ID --json` by type.
+    pub fn job(&self, id: &str, job_type: &str) -> Value {
+        find_job(&self.jobs(id), job_type)
+    }
+
+    /// `check-status ID --json`.
+    pub fn check_status(&self, id: &str) -> Value {
+        self.json(&["check-status", id])
+    }
+
+    /// Starts `pipeline-manager worker` in the background; stopped on drop.
+    pub fn spawn_worker(&self, name: &str) -> WorkerProc {
+        let log = self.dir.path().join(format!("{name}.log"));
+        let mut cmd = self.command(&["worker"], &[]);
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::from(File::create(&log).expect("worker log")))
+            .stderr(Stdio::from(
+                File::options().append(true).open(&log).expect("worker log"),
+            ));
+        let child = cmd.spawn().expect("start the worker");
+        WorkerProc { child, log }
+    }
+}
+
+/// A `worker` child process; killed on drop if still running, so that a
+/// failed test leaves nothing behind.
+pub struct WorkerProc {
+    pub child: Child,
+    log: PathBuf,
+}
+
+impl WorkerProc {
+    /// What the worker printed so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn signal(&self, signal: libc::c_int) {
+        let pid = libc::pid_t::try_from(self.child.id()).expect("pid fits");
+        // SAFETY: kill(2) on our own child's pid; no memory is shared.
+        let rc = unsafe { libc::kill(pid, signal) };
+        assert_eq!(rc, 0, "kill({pid}, {signal}) failed");
+    }
+
+    /// Waits for the exit; `None` when it is still running after `timeout`.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for WorkerProc {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn run_to_end(mut cmd: Command, args: &[&str], timeout: Duration) -> Out {
+    let started = Instant::now();
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {BIN}: {e}"));
+    // Read both pipes while waiting, or a chatty child blocks on a full pipe.
+    let mut stdout = child.stdout.take().expect("stdout");
+    let mut stderr = child.stderr.take().expect("stderr");
+    let out_reader = thread::spawn(move || {
+        let mut s = Vec::new();
+        let _ = stdout.read_to_end(&mut s);
+        s
+    });
+    let err_reader = thread::spawn(move || {
+        let mut s = Vec::new();
+        let _ = stderr.read_to_end(&mut s);
+        s
+    });
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            break Some(status);
+        }
+        if started.elapsed() >= timeout {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        thread::sleep(Duration::from_millis(20));
+    };
+    let out = Out {
+        args: args.iter().map(|a| a.to_string()).collect(),
+        code: status.and_then(|s| s.code()),
+        stdout: String::from_utf8_lossy(&out_reader.join().unwrap_or_default()).into_owned(),
+        stderr: String::from_utf8_lossy(&err_reader.join().unwrap_or_default()).into_owned(),
+        seconds: started.elapsed().as_secs_f64(),
+    };
+    assert!(status.is_some(), "timed out after {timeout:?}:\n{out}");
+    out
+}
+
+/// Polls `probe` every 100 ms until it returns `Some`, for at most `timeout`.
+pub fn wait_for<T>(timeout: Duration, what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = probe() {
+            return value;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The job of `job_type` in a `jobs --json` or `check-status --json` document.
+pub fn find_job(doc: &Value, job_type: &str) -> Value {
+    doc["jobs"]
+        .as_array()
+        .and_then(|jobs| jobs.iter().find(|j| j["job_type"] == job_type))
+        .cloned()
+        .unwrap_or_else(|| panic!("no {job_type} job in {doc:#}"))
+}
+
+/// The uuid after `prefix` on the first line of `text` that has it.
+pub fn id_after(text: &str, prefix: &str) -> String {
+    let line = text
+        .lines()
+        .find_map(|l| {
+            l.split_once(prefix)
+                .map(|(_, rest)| rest.trim().to_string())
+        })
+        .unwrap_or_else(|| panic!("no line with {prefix:?} in:\n{text}"));
+    uuid::Uuid::parse_str(&line)
+        .unwrap_or_else(|_| panic!("{line:?} after {prefix:?} is not a uuid"));
+    line
+}
+
+/// A JSON timestamp as RFC 3339.
+pub fn time(value: &Value) -> chrono::DateTime<chrono::FixedOffset> {
+    let text = value
+        .as_str()
+        .unwrap_or_else(|| panic!("{value} is not a timestamp string"));
+    chrono::DateTime::parse_from_rfc3339(text)
+        .unwrap_or_else(|e| panic!("{text:?} is not RFC 3339: {e}"))
+}
+
+/// Checks an SRT file: numbered cues from 1, `HH:MM:SS,mmm --> HH:MM:SS,mmm`
+/// with start <= end, times not going back, non-empty text. Returns the cue count.
+pub fn check_srt(text: &str) -> usize {
+    check_cues(text, ',', true)
+}
+
+/// Checks a WebVTT file: the `WEBVTT` header, then cues as for SRT with
+/// `.` before the milliseconds and no numbers. Returns the cue count.
+pub fn check_vtt(text: &str) -> usize {
+    let body = text
+        .strip_prefix("WEBVTT\n\n")
+        .unwrap_or_else(|| panic!("no WEBVTT header:\n{text}"));
+    check_cues(body, '.', false)
+}
+
+fn check_cues(text: &str, separator: char, numbered: bool) -> usize {
+    let mut last_start = 0.0;
+    let mut count = 0;
+    for block in text.split("\n\n").filter(|b| !b.trim().is_empty()) {
+        let mut lines = block.lines();
+        if numbered {
+            let number = lines.next().unwrap_or_default();
+            assert_eq!(
+                number,
+                (count + 1).to_string(),
+                "cue number in block {block:?}"
+            );
+        }
+        let timing = lines.next().unwrap_or_default();
+        let (start, end) = timing
+            .split_once(" --> ")
+            .unwrap_or_else(|| panic!("no timing line in block {block:?}"));
+        let start = cue_time(start, separator);
+        let end = cue_time(end, separator);
+        assert!(start <= end, "cue ends before it starts: {timing}");
+        assert!(start >= last_start, "cues go back in time at {timing}");
+        last_start = start;
+        let cue_text: Vec<&str> = lines.collect();
+        assert!(
+            cue_text.iter().any(|l| !l.trim().is_empty()),
+            "cue without text: {block:?}"
+        );
+        count += 1;
+    }
+    assert!(
+        text.ends_with("\n\n") || count == 0,
+        "last cue not ended by a blank line"
+    );
+    count
+}
+
+fn cue_time(text: &str, separator: char) -> f64 {
+    let (hms, millis) = text
+        .split_once(separator)
+        .unwrap_or_else(|| bad_cue_time(text, separator));
+    let parts: Vec<&str> = hms.split(':').collect();
+    if parts.len() != 3 || millis.len() != 3 || parts.iter().any(|p| p.len() != 2) {
+        bad_cue_time(text, separator);
+    }
+    let n = |s: &str| -> f64 {
+        f64::from(
+            s.parse::<u32>()
+                .unwrap_or_else(|_| bad_cue_time(text, separator)),
+        )
+    };
+    let (h, m, s) = (n(parts[0]), n(parts[1]), n(parts[2]));
+    assert!(m < 60.0 && s < 60.0, "bad cue time {text:?}");
+    h * 3600.0 + m * 60.0 + s + n(millis) / 1000.0
+}
+
+fn bad_cue_time(text: &str, separator: char) -> ! {
+    panic!("bad cue time {text:?} (expected HH:MM:SS{separator}mmm)")
+}
+
+/// The WER of `hypothesis` against the speech fixtures' text.
+pub fn speech_wer(hypothesis: &str) -> f64 {
+    let wer = pipeline_core::wer::word_error_rate(&speech_reference(), hypothesis);
+    eprintln!("WER {wer:.3} for {hypothesis:?}");
+    wer
+}

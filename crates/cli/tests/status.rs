@@ -1,0 +1,174 @@
+//! `status`, an unreachable database, and configuration errors.
+
+mod common;
+
+use common::*;
+
+/// Nothing listens on port 1, so connecting fails at once.
+const DEAD_DB: &str = "postgres://nobody@127.0.0.1:1/none";
+
+#[test]
+fn status_reports_a_healthy_local_setup() {
+    let Some(sb) = Sandbox::with_model() else {
+        return;
+    };
+    let out = sb.run(&["status", "--json"]);
+    out.expect_code(0);
+    let doc = out.json();
+    let db = &doc["database"];
+    assert_eq!(db["reachable"], true, "{doc:#}");
+    assert_eq!(db["schema_version"], 1, "{doc:#}");
+    assert_eq!(db["backend"], "SQLite", "{doc:#}");
+    assert!(
+        db["url"]
+            .as_str()
+            .is_some_and(|u| u.contains(sb.data.to_str().unwrap_or("?"))),
+        "the default database lives in the data dir: {doc:#}"
+    );
+    assert_eq!(doc["model"]["loads"], true, "{doc:#}");
+    assert_eq!(doc["model"]["multilingual"], false, "tiny.en: {doc:#}");
+    let queue = doc["queue"]
+        .as_object()
+        .unwrap_or_else(|| panic!("queue is not an object: {doc:#}"));
+    for status in ["PENDING", "QUEUED", "RUNNING", "COMPLETED", "FAILED"] {
+        assert_eq!(
+            queue.get(status).and_then(|v| v.as_u64()),
+            Some(0),
+            "{doc:#}"
+        );
+    }
+    assert_eq!(doc["broker"]["mode"], "embedded", "{doc:#}");
+    assert!(doc["workers"].is_array(), "{doc:#}");
+    // Where each setting came from: the data dir from the environment.
+    let entries = doc["config"]["entries"].as_array().expect("config entries");
+    let data_dir = entries
+        .iter()
+        .find(|e| e["key"] == "storage.data_dir")
+        .unwrap_or_else(|| panic!("no storage.data_dir entry: {doc:#}"));
+    assert!(
+        data_dir["source"]
+            .as_str()
+            .is_some_and(|s| s.contains("PIPELINE_DATA_DIR")),
+        "{data_dir}"
+    );
+
+    let human = sb.run(&["status"]);
+    human.expect_code(0);
+    assert!(
+        human.stdout.starts_with("=== Pipeline Status ===\n"),
+        "{human}"
+    );
+    assert!(human.stdout.contains("schema version 1"), "{human}");
+}
+
+#[test]
+fn an_unreachable_database_is_exit_3_naming_the_url() {
+    let sb = Sandbox::new().env("PIPELINE_DATABASE_URL", DEAD_DB);
+    let id = "123e4567-e89b-12d3-a456-426614174000";
+    for args in [
+        vec!["status"],
+        vec!["status", "--json"],
+        vec!["jobs", id],
+        vec!["list-recent"],
+    ] {
+        let out = sb.run(&args);
+        out.expect_code(3);
+        assert!(
+            out.stderr.contains(DEAD_DB),
+            "stderr does not name the database URL:\n{out}"
+        );
+        assert!(
+            out.seconds < 30.0,
+            "took {:.1} s to give up:\n{out}",
+            out.seconds
+        );
+    }
+    let out = sb.run(&["status", "--json"]);
+    let doc = out.json();
+    assert_eq!(doc["database"]["reachable"], false, "{doc:#}");
+    assert_eq!(doc["database"]["url"], DEAD_DB, "{doc:#}");
+}
+
+#[test]
+fn an_unknown_config_key_is_exit_2_naming_it() {
+    let sb = Sandbox::new();
+    let config = sb.root().join("custom.toml");
+    std::fs::write(&config, "[processing]\nmax_attempt = 3\n").expect("write config");
+    let out = sb.run(&["--config", config.to_str().expect("utf-8"), "list-recent"]);
+    out.expect_code(2);
+    assert!(out.stderr.contains("processing.max_attempt"), "{out}");
+    assert!(
+        out.stderr.contains("custom.toml"),
+        "stderr does not name the file:\n{out}"
+    );
+
+    // The same file found in the working directory as pipeline.toml.
+    std::fs::write(
+        sb.root().join("pipeline.toml"),
+        "[processing]\nmax_attempt = 3\n",
+    )
+    .expect("write config");
+    let out = sb.run(&["list-recent"]);
+    out.expect_code(2);
+    assert!(out.stderr.contains("processing.max_attempt"), "{out}");
+}
+
+#[test]
+fn a_malformed_environment_variable_is_exit_2_naming_it() {
+    let sb = Sandbox::new();
+    let out = sb.run_env(
+        &["list-recent"],
+        &[("PIPELINE_PROCESSING_MAX_ATTEMPTS", "abc")],
+    );
+    out.expect_code(2);
+    assert!(
+        out.stderr.contains("PIPELINE_PROCESSING_MAX_ATTEMPTS"),
+        "{out}"
+    );
+    assert!(out.stderr.contains("abc"), "{out}");
+
+    let out = sb.run_env(
+        &["list-recent", "--json"],
+        &[("PIPELINE_PROCESSING_MAX_ATTEMPTS", "abc")],
+    );
+    out.expect_code(2);
+    let doc = out.json();
+    assert_eq!(doc["error"]["code"], 2, "{doc:#}");
+}
+
+#[test]
+fn a_config_file_sets_values_and_the_environment_overrides_it() {
+    let sb = Sandbox::new();
+    let config = sb.root().join("pipeline.toml");
+    std::fs::write(&config, "[processing]\nmax_attempts = 7\n").expect("write config");
+    let wav = fixture("speech.wav");
+    let out = sb.run(&[
+        "process",
+        "--detach",
+        "--json",
+        wav.to_str().expect("utf-8"),
+    ]);
+    out.expect_code(0);
+    let id = out.json()["files"][0]["audio_id"]
+        .as_str()
+        .expect("audio_id")
+        .to_string();
+    assert_eq!(sb.job(&id, "TRANSCRIPTION")["max_attempts"], 7);
+
+    let out = sb.run_env(
+        &[
+            "process",
+            "--detach",
+            "--force",
+            "--json",
+            wav.to_str().expect("utf-8"),
+        ],
+        &[("PIPELINE_PROCESSING_MAX_ATTEMPTS", "4")],
+    );
+    out.expect_code(0);
+    let id = out.json()["files"][0]["audio_id"]
+        .as_str()
+        .expect("audio_id")
+        .to_string();
+    assert_eq!(sb.job(&id, "TRANSCRIPTION")["max_attempts"], 4);
+}

@@ -1,0 +1,346 @@
+//! The queue seen from outside: `process --detach`, a separate `worker`
+//! process, cancel/retry, signals, timeouts, retries and expired leases.
+
+mod common;
+
+use common::*;
+use serde_json::Value;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+fn path(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
+
+/// Enqueues `files` with `process --detach`; their audio ids in order.
+fn detach<P: AsRef<Path>>(sb: &Sandbox, files: &[P]) -> Vec<String> {
+    let mut args = vec!["process", "--detach"];
+    args.extend(files.iter().map(|f| path(f.as_ref())));
+    let out = sb.run(&args);
+    out.expect_code(0);
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(lines.len(), 3 * files.len(), "three lines per file:\n{out}");
+    let mut ids = Vec::new();
+    for chunk in lines.chunks(3) {
+        let id = id_after(chunk[0], "Successfully started processing: ");
+        assert_eq!(
+            chunk,
+            [
+                format!("Successfully started processing: {id}"),
+                format!("You can check status with: pipeline-manager check-status {id}"),
+                format!("You can monitor jobs with: pipeline-manager jobs {id}"),
+            ],
+            "{out}"
+        );
+        ids.push(id);
+    }
+    ids
+}
+
+fn status_of(job: &Value) -> &str {
+    job["status"].as_str().unwrap_or("")
+}
+
+/// Polls `jobs --json` until the file's TRANSCRIPTION job is RUNNING.
+fn wait_running(sb: &Sandbox, id: &str, worker: &WorkerProc) -> Value {
+    wait_for(Duration::from_secs(120), "TRANSCRIPTION RUNNING", || {
+        let job = sb.job(id, "TRANSCRIPTION");
+        match status_of(&job) {
+            "RUNNING" => Some(job),
+            "QUEUED" => None,
+            other => panic!(
+                "TRANSCRIPTION went to {other} before it was seen RUNNING: {job:#}\nworker log:\n{}",
+                worker.log()
+            ),
+        }
+    })
+}
+
+/// Polls `check-status --json` until the file has a final status, which must be COMPLETED.
+fn wait_final(sb: &Sandbox, id: &str, timeout: Duration, worker: &WorkerProc) -> Value {
+    let doc = wait_for(timeout, "a final status", || {
+        let doc = sb.check_status(id);
+        let status = doc["status"].as_str().unwrap_or("");
+        matches!(status, "COMPLETED" | "FAILED" | "CANCELLED").then_some(doc)
+    });
+    assert_eq!(
+        doc["status"],
+        "COMPLETED",
+        "{doc:#}\nworker log:\n{}",
+        worker.log()
+    );
+    doc
+}
+
+/// The audit trail lines of `jobs ID --events`.
+fn audit_trail(sb: &Sandbox, id: &str) -> String {
+    let out = sb.run(&["jobs", id, "--events"]);
+    out.expect_code(0);
+    let (_, trail) = out
+        .stdout
+        .split_once("=== Audit Trail ===\n")
+        .unwrap_or_else(|| panic!("no audit trail:\n{out}"));
+    trail.to_string()
+}
+
+#[test]
+fn detached_files_are_queued_then_done_by_a_separate_worker() {
+    let Some(sb) = Sandbox::with_model() else {
+        return;
+    };
+    let wav = fixture("speech.wav");
+    let flac = fixture("speech.flac");
+    let ids = detach(&sb, &[wav, flac]);
+    assert_ne!(ids[0], ids[1]);
+
+    for id in &ids {
+        let jobs = sb.jobs(id);
+        assert_eq!(jobs["total_jobs"], 2, "{jobs:#}");
+        assert_eq!(jobs["completed"], 0, "{jobs:#}");
+        assert_eq!(jobs["progress_percent"].as_f64(), Some(0.0), "{jobs:#}");
+        let transcription = find_job(&jobs, "TRANSCRIPTION");
+        let processing = find_job(&jobs, "PROCESSING");
+        assert_eq!(status_of(&transcription), "QUEUED", "{jobs:#}");
+        assert_eq!(status_of(&processing), "PENDING", "{jobs:#}");
+        for job in [&transcription, &processing] {
+            assert_eq!(job["attempt"], 0, "{job:#}");
+            assert!(
+                job["started_at"].is_null() && job["worker"].is_null(),
+                "{job:#}"
+            );
+        }
+        assert_eq!(sb.check_status(id)["status"], "QUEUED");
+    }
+
+    let mut worker = sb.spawn_worker("worker");
+    let started = Instant::now();
+    for id in &ids {
+        wait_final(&sb, id, Duration::from_secs(180), &worker);
+    }
+    eprintln!(
+        "worker finished two files in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+
+    worker.signal(libc::SIGTERM);
+    let stopped = Instant::now();
+    let status = worker
+        .wait_exit(Duration::from_secs(20))
+        .unwrap_or_else(|| panic!("worker still running 20 s after SIGTERM:\n{}", worker.log()));
+    eprintln!(
+        "idle worker stopped {:.2} s after SIGTERM",
+        stopped.elapsed().as_secs_f64()
+    );
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "worker exit status {status}:\n{}",
+        worker.log()
+    );
+
+    for id in &ids {
+        let jobs = sb.jobs(id);
+        assert_eq!(jobs["completed"], 2, "{jobs:#}");
+        for job in jobs["jobs"].as_array().expect("jobs") {
+            assert_eq!(status_of(job), "COMPLETED", "{job:#}");
+            assert_eq!(job["attempt"], 1, "{job:#}");
+        }
+        let txt = sb.run(&["transcript", id, "--format", "txt"]);
+        txt.expect_code(0);
+        let wer = speech_wer(&txt.stdout);
+        assert!(wer < WER_BOUND, "WER {wer:.3}:\n{txt}");
+    }
+}
+
+#[test]
+fn cancel_then_retry_requeues_with_fresh_attempts() {
+    let sb = Sandbox::new();
+    let wav = fixture("speech.wav");
+    let id = detach(&sb, &[wav]).remove(0);
+
+    let out = sb.run(&["cancel", &id]);
+    out.expect_code(0);
+    let jobs = sb.jobs(&id);
+    for job in jobs["jobs"].as_array().expect("jobs") {
+        assert_eq!(status_of(job), "CANCELLED", "{jobs:#}");
+        assert!(job["completed_at"].is_string(), "{job:#}");
+    }
+    assert_eq!(jobs["completed"], 0, "{jobs:#}");
+    assert_eq!(sb.check_status(&id)["status"], "CANCELLED");
+    // Nothing left to cancel: says so, and is not an error.
+    sb.run(&["cancel", &id]).expect_code(0);
+
+    let out = sb.run(&["retry", &id]);
+    out.expect_code(0);
+    let jobs = sb.jobs(&id);
+    let transcription = find_job(&jobs, "TRANSCRIPTION");
+    let processing = find_job(&jobs, "PROCESSING");
+    assert_eq!(status_of(&transcription), "QUEUED", "{jobs:#}");
+    assert_eq!(status_of(&processing), "PENDING", "{jobs:#}");
+    for job in [&transcription, &processing] {
+        assert_eq!(job["attempt"], 0, "{job:#}");
+        assert!(
+            job["error"].is_null() && job["completed_at"].is_null(),
+            "{job:#}"
+        );
+    }
+    assert_eq!(sb.check_status(&id)["status"], "QUEUED");
+
+    // An unknown id is bad input, and says which id.
+    let unknown = "123e4567-e89b-12d3-a456-426614174000";
+    let out = sb.run(&["retry", unknown]);
+    out.expect_code(2);
+    assert!(out.stderr.contains(unknown), "{out}");
+}
+
+#[test]
+fn sigterm_hands_a_running_job_back_and_another_worker_finishes_it() {
+    let Some(sb) = Sandbox::with_model() else {
+        return;
+    };
+    let long = long_fixture("long-1min.wav");
+    let id = detach(&sb, &[long]).remove(0);
+
+    let mut first = sb.spawn_worker("first");
+    wait_running(&sb, &id, &first);
+    first.signal(libc::SIGTERM);
+    let signalled = Instant::now();
+    let status = first
+        .wait_exit(Duration::from_secs(20))
+        .unwrap_or_else(|| panic!("worker still running 20 s after SIGTERM:\n{}", first.log()));
+    eprintln!(
+        "busy worker stopped {:.2} s after SIGTERM",
+        signalled.elapsed().as_secs_f64()
+    );
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "exit status {status}:\n{}",
+        first.log()
+    );
+
+    let jobs = sb.jobs(&id);
+    let transcription = find_job(&jobs, "TRANSCRIPTION");
+    assert_eq!(
+        status_of(&transcription),
+        "QUEUED",
+        "{jobs:#}\nworker log:\n{}",
+        first.log()
+    );
+    assert_eq!(
+        transcription["attempt"], 0,
+        "a handed-back run must not use up an attempt: {jobs:#}"
+    );
+    assert!(transcription["worker"].is_null(), "{jobs:#}");
+    assert_eq!(
+        status_of(&find_job(&jobs, "PROCESSING")),
+        "PENDING",
+        "{jobs:#}"
+    );
+    let trail = audit_trail(&sb, &id);
+    assert!(
+        trail
+            .lines()
+            .any(|l| l.contains("TRANSCRIPTION RUNNING -> QUEUED") && l.contains("handed back")),
+        "no hand-back event in the audit trail:\n{trail}"
+    );
+
+    let second = sb.spawn_worker("second");
+    let doc = wait_final(&sb, &id, Duration::from_secs(300), &second);
+    let transcription = find_job(&doc, "TRANSCRIPTION");
+    assert_eq!(transcription["attempt"], 1, "{doc:#}");
+    assert_eq!(
+        status_of(&find_job(&doc, "PROCESSING")),
+        "COMPLETED",
+        "{doc:#}"
+    );
+}
+
+#[test]
+fn a_job_over_its_timeout_is_retried_then_fails() {
+    let Some(sb) = Sandbox::with_model() else {
+        return;
+    };
+    let sb = sb
+        .env("PIPELINE_PROCESSING_JOB_TIMEOUT_SECS", "1")
+        .env("PIPELINE_PROCESSING_MAX_ATTEMPTS", "2")
+        .env("PIPELINE_PROCESSING_RETRY_BASE_SECS", "0.1")
+        .env("PIPELINE_PROCESSING_RETRY_MAX_SECS", "0.2");
+    let long = long_fixture("long-1min.wav");
+
+    let out = sb.run(&["process", path(&long)]);
+    eprintln!("process with a 1 s timeout took {:.1} s", out.seconds);
+    out.expect_code(1);
+    let id = id_after(&out.stdout, "Successfully started processing: ");
+    assert!(
+        out.stdout.contains("timed out"),
+        "the summary does not say why:\n{out}"
+    );
+
+    let jobs = sb.jobs(&id);
+    let transcription = find_job(&jobs, "TRANSCRIPTION");
+    assert_eq!(status_of(&transcription), "FAILED", "{jobs:#}");
+    assert_eq!(transcription["attempt"], 2, "{jobs:#}");
+    assert_eq!(transcription["max_attempts"], 2, "{jobs:#}");
+    let message = transcription["error"]["message"].as_str().unwrap_or("");
+    assert!(message.contains("timed out"), "error {message:?}");
+    assert_eq!(
+        status_of(&find_job(&jobs, "PROCESSING")),
+        "FAILED",
+        "{jobs:#}"
+    );
+    assert_eq!(jobs["failed"], 2, "{jobs:#}");
+    assert_eq!(sb.check_status(&id)["status"], "FAILED");
+
+    let trail = audit_trail(&sb, &id);
+    assert!(
+        trail
+            .lines()
+            .any(|l| l.contains("RUNNING -> RETRYING (attempt 1")),
+        "first attempt was not retried:\n{trail}"
+    );
+    assert!(
+        trail
+            .lines()
+            .any(|l| l.contains("RUNNING -> FAILED (attempt 2")),
+        "second attempt did not fail for good:\n{trail}"
+    );
+}
+
+#[test]
+fn an_expired_lease_is_reclaimed_by_another_worker() {
+    let Some(sb) = Sandbox::with_model() else {
+        return;
+    };
+    let sb = sb
+        .env("PIPELINE_PROCESSING_LEASE_SECS", "3")
+        .env("PIPELINE_PROCESSING_HEARTBEAT_SECS", "1");
+    let long = long_fixture("long-1min.wav");
+    let id = detach(&sb, &[long]).remove(0);
+
+    let mut first = sb.spawn_worker("first");
+    let running = wait_running(&sb, &id, &first);
+    let holder = running["worker"].as_str().expect("worker id").to_string();
+    first.signal(libc::SIGKILL);
+    first
+        .wait_exit(Duration::from_secs(10))
+        .expect("SIGKILL ends the worker");
+    // Killed outright, it could not hand anything back.
+    assert_eq!(status_of(&sb.job(&id, "TRANSCRIPTION")), "RUNNING");
+
+    let second = sb.spawn_worker("second");
+    let doc = wait_final(&sb, &id, Duration::from_secs(300), &second);
+    let transcription = find_job(&doc, "TRANSCRIPTION");
+    assert_eq!(transcription["attempt"], 2, "{doc:#}");
+    assert_ne!(transcription["worker"], holder.as_str(), "{doc:#}");
+    let trail = audit_trail(&sb, &id);
+    assert!(
+        trail
+            .lines()
+            .any(|l| l.contains("TRANSCRIPTION RUNNING -> QUEUED")
+                && l.contains("lease")
+                && l.contains("expired")
+                && l.contains(&holder)),
+        "no expired-lease event naming {holder}:\n{trail}"
+    );
+}
