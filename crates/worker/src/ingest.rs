@@ -3,6 +3,7 @@
 use pipeline_asr::{DecodeOptions, Task};
 use pipeline_core::render::OutputFormat;
 use pipeline_core::{AudioFile, JobError, JobType, ProcessingJob};
+use pipeline_queue::{JobQueue, QueueError};
 use pipeline_store::{NewAudio, NewJob, Store, StoreError};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -92,6 +93,9 @@ pub enum IngestError {
     /// The database refused or could not be reached.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The jobs could not be handed to the queue.
+    #[error(transparent)]
+    Queue(#[from] QueueError),
 }
 
 impl IngestError {
@@ -117,6 +121,7 @@ pub struct Ingested {
 /// jobs that say why, so that the refusal is visible like any other outcome.
 pub async fn ingest_file(
     store: &Store,
+    queue: &dyn JobQueue,
     storage: &LocalStorage,
     path: &Path,
     options: &ProcessOptions,
@@ -204,6 +209,12 @@ pub async fn ingest_file(
                 .await?
         }
     };
+    let queued: Vec<ProcessingJob> = jobs
+        .iter()
+        .filter(|j| j.status == pipeline_core::JobStatus::Queued)
+        .cloned()
+        .collect();
+    queue.dispatch(&queued).await?;
     Ok(Ingested {
         audio,
         jobs,

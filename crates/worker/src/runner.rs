@@ -3,6 +3,7 @@
 use chrono::Utc;
 use pipeline_asr::{AsrError, Transcriber};
 use pipeline_core::{JobError, ProcessingJob};
+use pipeline_queue::JobQueue;
 use pipeline_store::{Heartbeat, Store, StoreError, WorkerInfo};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -81,6 +82,7 @@ pub enum RunUntil {
 /// A worker process's job runner.
 pub struct Worker {
     pub(crate) store: Store,
+    queue: Arc<dyn JobQueue>,
     pub(crate) storage: LocalStorage,
     pub(crate) settings: WorkerSettings,
     engine: OnceCell<Arc<dyn Transcriber>>,
@@ -140,9 +142,16 @@ impl JobControl {
 }
 
 impl Worker {
-    /// A worker over `store`, loading the engine with `loader` when first needed.
-    pub fn new(store: Store, settings: WorkerSettings, loader: EngineLoader) -> Self {
+    /// A worker taking jobs from `queue` and recording them in `store`,
+    /// loading the engine with `loader` when first needed.
+    pub fn new(
+        store: Store,
+        queue: Arc<dyn JobQueue>,
+        settings: WorkerSettings,
+        loader: EngineLoader,
+    ) -> Self {
         Self {
+            queue,
             storage: LocalStorage::new(&settings.data_dir),
             store,
             settings,
@@ -263,9 +272,10 @@ impl Worker {
         let mut failures = 0u32;
         while !stop.is_triggered() {
             match self
-                .store
+                .queue
                 .claim(&self.settings.id, &[], self.settings.lease)
                 .await
+                .map_err(pipeline_queue::QueueError::into_store_error)
             {
                 Ok(Some(job)) => {
                     failures = 0;

@@ -61,6 +61,11 @@ pub fn engine_loader(config: &Config) -> EngineLoader {
     Arc::new(move || pipeline_asr::load_whisper(&dir, &options))
 }
 
+/// The queue jobs travel through: the embedded one (the jobs table).
+pub fn queue(store: &pipeline_store::Store) -> Arc<dyn pipeline_queue::JobQueue> {
+    Arc::new(pipeline_queue::EmbeddedQueue::new(store.clone()))
+}
+
 /// A worker's settings from the configuration.
 pub fn worker_settings(config: &Config, concurrency: Option<usize>) -> WorkerSettings {
     let p = &config.processing;

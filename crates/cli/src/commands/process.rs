@@ -90,6 +90,7 @@ pub async fn run(app: &App, args: ProcessArgs) -> Result<u8> {
     };
     let store = app.store().await?;
     let storage = LocalStorage::new(&config.storage.data_dir);
+    let queue = super::queue(&store);
     let inputs = expand_inputs(&args.inputs);
     if inputs.is_empty() {
         return Err(failure(
@@ -109,6 +110,7 @@ pub async fn run(app: &App, args: ProcessArgs) -> Result<u8> {
     for path in inputs {
         match ingest_file(
             &store,
+            queue.as_ref(),
             &storage,
             &path,
             &options,
@@ -163,8 +165,12 @@ pub async fn run(app: &App, args: ProcessArgs) -> Result<u8> {
             }
             Err(e) => {
                 if !e.is_bad_input() {
-                    if let pipeline_worker::IngestError::Store(e) = e {
-                        return Err(store_failure(e));
+                    match e {
+                        pipeline_worker::IngestError::Store(e) => return Err(store_failure(e)),
+                        pipeline_worker::IngestError::Queue(e) => {
+                            return Err(store_failure(e.into_store_error()))
+                        }
+                        _ => {}
                     }
                     return Err(failure(exit::JOB_FAILED, e.to_string()));
                 }
@@ -230,6 +236,7 @@ async fn work_until_done(
     let config = app.config();
     let worker = Arc::new(Worker::new(
         store.clone(),
+        super::queue(store),
         worker_settings(config, concurrency),
         engine_loader(config),
     ));

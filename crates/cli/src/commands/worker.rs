@@ -14,7 +14,8 @@ pub async fn run(app: &App, concurrency: Option<usize>) -> Result<u8> {
     let settings = worker_settings(config, concurrency);
     let id = settings.id.clone();
     let concurrency = settings.concurrency;
-    let worker = Arc::new(Worker::new(store, settings, engine_loader(config)));
+    let queue = super::queue(&store);
+    let worker = Arc::new(Worker::new(store, queue, settings, engine_loader(config)));
     let shutdown = worker.shutdown_handle();
     tokio::spawn(async move {
         wait_for_signal().await;
