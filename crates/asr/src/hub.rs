@@ -39,8 +39,8 @@ pub fn download(repo_id: &str, revision: &str, dest: &Path) -> Result<PathBuf, A
             "{repo_id:?} is not a Hugging Face repo id (expected org/name, e.g. Systran/faster-whisper-base)"
         )));
     }
-    let endpoint = std::env::var("HF_ENDPOINT")
-        .unwrap_or_else(|_| "https://huggingface.co".to_string());
+    let endpoint =
+        std::env::var("HF_ENDPOINT").unwrap_or_else(|_| "https://huggingface.co".to_string());
     let token = std::env::var("HF_TOKEN").ok();
     fs::create_dir_all(dest).map_err(|e| io_error(dest, e))?;
     for file in REQUIRED {
@@ -92,9 +92,11 @@ fn fetch(
     })?;
     let partial = dest.join(format!("{file}.partial"));
     let mut out = fs::File::create(&partial).map_err(|e| io_error(&partial, e))?;
-    io::copy(&mut response.body_mut().as_reader(), &mut out).map_err(|e| AsrError::Unavailable {
-        url: url.clone(),
-        message: format!("download interrupted: {e}"),
+    io::copy(&mut response.body_mut().as_reader(), &mut out).map_err(|e| {
+        AsrError::Unavailable {
+            url: url.clone(),
+            message: format!("download interrupted: {e}"),
+        }
     })?;
     fs::rename(&partial, &target).map_err(|e| io_error(&target, e))
 }

@@ -60,7 +60,11 @@ impl FromStr for JobType {
         match s.to_ascii_uppercase().as_str() {
             "TRANSCRIPTION" => Ok(JobType::Transcription),
             "PROCESSING" => Ok(JobType::Processing),
-            _ => Err(ParseEnumError::new("job type", s, "TRANSCRIPTION, PROCESSING")),
+            _ => Err(ParseEnumError::new(
+                "job type",
+                s,
+                "TRANSCRIPTION, PROCESSING",
+            )),
         }
     }
 }
@@ -195,11 +199,7 @@ impl FromStr for ErrorKind {
         match s {
             "retryable" => Ok(ErrorKind::Retryable),
             "permanent" => Ok(ErrorKind::Permanent),
-            _ => Err(ParseEnumError::new(
-                "error kind",
-                s,
-                "retryable, permanent",
-            )),
+            _ => Err(ParseEnumError::new("error kind", s, "retryable, permanent")),
         }
     }
 }
@@ -328,7 +328,8 @@ mod tests {
         for t in JobType::ALL {
             assert_eq!(t.as_str().parse::<JobType>(), Ok(t));
         }
-        assert!("nope".parse::<AudioStatus>()
+        assert!("nope"
+            .parse::<AudioStatus>()
             .unwrap_err()
             .to_string()
             .contains("\"nope\""));
