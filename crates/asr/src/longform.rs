@@ -237,14 +237,14 @@ impl<B: WhisperBackend> LongForm<'_, B> {
         language: &str,
         num_frames: usize,
         last_speech_timestamp: f64,
-    ) -> Result<f64, AsrError> {
+    ) -> Result<(), AsrError> {
         let eot = self.tokenizer.special().eot;
         let text_tokens: Vec<TokenId> = segments
             .iter()
             .flat_map(|s| s.tokens.iter().copied().filter(|t| *t < eot))
             .collect();
         if text_tokens.is_empty() {
-            return Ok(last_speech_timestamp);
+            return Ok(());
         }
         let alignment = self
             .backend
@@ -256,7 +256,8 @@ impl<B: WhisperBackend> LongForm<'_, B> {
             &alignment.pairs,
             &alignment.text_token_probs,
         );
-        Ok(assign_words(segments, timings, eot, last_speech_timestamp))
+        assign_words(segments, timings, eot, last_speech_timestamp);
+        Ok(())
     }
 
     fn run(
@@ -398,7 +399,7 @@ impl<B: WhisperBackend> LongForm<'_, B> {
             );
             seek = next_seek;
             if options.word_timestamps {
-                last_speech_timestamp = self.add_word_timestamps(
+                self.add_word_timestamps(
                     &mut current,
                     &encoded,
                     &sot_sequence,
@@ -412,6 +413,9 @@ impl<B: WhisperBackend> LongForm<'_, B> {
                             seek = (end * FRAMES_PER_SECOND).round() as usize;
                         }
                     }
+                }
+                if let Some(end) = last_end(&current) {
+                    last_speech_timestamp = end;
                 }
             }
             // A window must always move the seek forward, or a degenerate
