@@ -11,6 +11,7 @@ pub mod hub;
 pub mod longform;
 pub mod mel;
 mod model;
+pub mod openai;
 mod options;
 pub mod tokenizer;
 pub mod vad;
