@@ -77,7 +77,7 @@ pub struct StorageConfig {
 }
 
 /// `[model]`: the speech recognition model.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Clone, PartialEq)]
 pub struct ModelConfig {
     /// Model directory (CTranslate2 format); `None` means `<data_dir>/models/<name>`.
     pub path: Option<PathBuf>,
@@ -97,6 +97,11 @@ pub struct ModelConfig {
     pub word_timestamps: bool,
     /// Whether to skip silence with voice activity detection before decoding.
     pub vad_filter: bool,
+    /// An OpenAI-compatible server (`http://gpu-box:8000`) that transcribes
+    /// instead of the local model; `None` runs the model here.
+    pub endpoint: Option<String>,
+    /// Bearer token for `endpoint`.
+    pub api_key: Option<String>,
 }
 
 /// `[processing]`: how jobs are run.
@@ -177,6 +182,24 @@ impl fmt::Debug for StorageConfig {
     }
 }
 
+impl fmt::Debug for ModelConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ModelConfig")
+            .field("path", &self.path)
+            .field("name", &self.name)
+            .field("device", &self.device)
+            .field("compute_type", &self.compute_type)
+            .field("beam_size", &self.beam_size)
+            .field("threads", &self.threads)
+            .field("language", &self.language)
+            .field("word_timestamps", &self.word_timestamps)
+            .field("vad_filter", &self.vad_filter)
+            .field("endpoint", &self.endpoint.as_deref().map(mask_url))
+            .field("api_key", &self.api_key.as_ref().map(|_| MASK))
+            .finish()
+    }
+}
+
 impl fmt::Debug for WebhooksConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let urls: Vec<String> = self.urls.iter().map(|u| mask_url(u)).collect();
@@ -217,6 +240,8 @@ impl Config {
                 language: None,
                 word_timestamps: false,
                 vad_filter: false,
+                endpoint: None,
+                api_key: None,
             },
             processing: ProcessingConfig {
                 max_attempts: 3,
@@ -899,6 +924,13 @@ const KEYS: &[KeySpec] = &[
     ),
     spec("model.word_timestamps", Kind::Bool),
     spec("model.vad_filter", Kind::Bool),
+    opt(
+        "model.endpoint",
+        Kind::OptText,
+        Secrecy::Url,
+        "none (run the model locally)",
+    ),
+    opt("model.api_key", Kind::OptText, Secrecy::Whole, "none"),
     spec("processing.max_attempts", Kind::UInt),
     spec("processing.retry_base_secs", Kind::Float),
     spec("processing.retry_max_secs", Kind::Float),
@@ -1196,6 +1228,8 @@ fn apply(c: &mut Config, key: &str, value: Parsed) -> Result<(), String> {
         ("model.language", P::Text(v)) => c.model.language = v,
         ("model.word_timestamps", P::Bool(v)) => c.model.word_timestamps = v,
         ("model.vad_filter", P::Bool(v)) => c.model.vad_filter = v,
+        ("model.endpoint", P::Text(v)) => c.model.endpoint = v,
+        ("model.api_key", P::Text(v)) => c.model.api_key = v,
         ("processing.max_attempts", P::UInt(v)) => c.processing.max_attempts = narrow(v)?,
         ("processing.retry_base_secs", P::Float(v)) => c.processing.retry_base_secs = v,
         ("processing.retry_max_secs", P::Float(v)) => c.processing.retry_max_secs = v,
@@ -1239,6 +1273,8 @@ fn get(c: &Config, key: &str) -> Json {
         "model.language" => json!(c.model.language),
         "model.word_timestamps" => json!(c.model.word_timestamps),
         "model.vad_filter" => json!(c.model.vad_filter),
+        "model.endpoint" => json!(c.model.endpoint),
+        "model.api_key" => json!(c.model.api_key),
         "processing.max_attempts" => json!(c.processing.max_attempts),
         "processing.retry_base_secs" => json!(c.processing.retry_base_secs),
         "processing.retry_max_secs" => json!(c.processing.retry_max_secs),

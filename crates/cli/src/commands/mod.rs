@@ -7,7 +7,8 @@ pub mod transcribe;
 pub mod worker;
 
 use anyhow::Result;
-use pipeline_asr::EngineOptions;
+use pipeline_asr::openai::{OpenAiEngine, OpenAiOptions};
+use pipeline_asr::{AsrError, EngineOptions, Transcriber};
 use pipeline_core::config::Config;
 use pipeline_worker::{EngineLoader, WorkerSettings};
 use std::sync::Arc;
@@ -54,11 +55,24 @@ pub fn engine_options(config: &Config) -> EngineOptions {
     }
 }
 
-/// Loads the configured Whisper model when a worker first needs it.
+/// The configured engine: the OpenAI-compatible endpoint when
+/// `model.endpoint` is set, else the local Whisper model.
+pub fn load_engine(config: &Config) -> Result<Arc<dyn Transcriber>, AsrError> {
+    match &config.model.endpoint {
+        Some(endpoint) => Ok(Arc::new(OpenAiEngine::new(OpenAiOptions {
+            base_url: endpoint.clone(),
+            model: config.model.name.clone(),
+            api_key: config.model.api_key.clone(),
+            timeout: config.processing.job_timeout(),
+        }))),
+        None => pipeline_asr::load_whisper(&config.model_dir(), &engine_options(config)),
+    }
+}
+
+/// Loads the configured engine when a worker first needs it.
 pub fn engine_loader(config: &Config) -> EngineLoader {
-    let dir = config.model_dir();
-    let options = engine_options(config);
-    Arc::new(move || pipeline_asr::load_whisper(&dir, &options))
+    let config = config.clone();
+    Arc::new(move || load_engine(&config))
 }
 
 /// The queue jobs travel through: the embedded one (the jobs table).

@@ -179,6 +179,12 @@ async fn database_health(app: &App) -> (Value, Option<Store>) {
 
 async fn model_health(app: &App, try_load: bool) -> Value {
     let config = app.config();
+    if let Some(endpoint) = &config.model.endpoint {
+        return json!({"path": null, "name": config.model.name, "engine": "openai-compatible",
+                      "endpoint": pipeline_core::config::mask_url(endpoint),
+                      "source": app.loaded.source("model.endpoint").to_string(),
+                      "files_present": true, "loads": true, "load_seconds": 0.0, "error": null});
+    }
     let dir = config.model_dir();
     let source = match app.loaded.source("model.path") {
         Source::Default => format!(

@@ -10,7 +10,7 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use crate::app::{exit, failure, App};
-use crate::commands::engine_options;
+use crate::commands::load_engine;
 
 /// Options of `transcribe`.
 #[derive(Args, Debug)]
@@ -44,7 +44,6 @@ pub async fn run(app: &App, args: TranscribeArgs) -> Result<u8> {
             .map_err(|e: render::ParseFormatError| failure(exit::BAD_INPUT, e.to_string()))?
     };
     let decoder = Decoder::open(&args.file).map_err(|e| failure(exit::BAD_INPUT, e.to_string()))?;
-    let dir = config.model_dir();
     let options = DecodeOptions {
         language: args.language.clone().or(config.model.language.clone()),
         beam_size: config.model.beam_size.max(1),
@@ -52,11 +51,10 @@ pub async fn run(app: &App, args: TranscribeArgs) -> Result<u8> {
         vad_filter: config.model.vad_filter,
         ..DecodeOptions::default()
     };
-    let engine_opts = engine_options(&config);
     let show_bar = std::io::stderr().is_terminal() && !app.json;
     let name = args.file.display().to_string();
     let transcript = tokio::task::spawn_blocking(move || {
-        let engine = pipeline_asr::load_whisper(&dir, &engine_opts)?;
+        let engine = load_engine(&config)?;
         let bar = show_bar.then(|| {
             let bar = ProgressBar::new(100);
             bar.set_style(
