@@ -71,10 +71,10 @@ pub async fn run(app: &App, args: ProcessArgs) -> Result<u8> {
                 failure(exit::BAD_INPUT, e.to_string())
             })?
     };
-    let output_dir = match &args.output_dir {
-        Some(dir) => Some(std::path::absolute(dir).unwrap_or_else(|_| dir.clone())),
-        None => None,
-    };
+    let output_dir = args
+        .output_dir
+        .as_ref()
+        .map(|dir| std::path::absolute(dir).unwrap_or_else(|_| dir.clone()));
     let options = ProcessOptions {
         model: config.model.name.clone(),
         language: args
