@@ -51,7 +51,7 @@ pub enum Command {
     Jobs {
         /// Audio id.
         audio_id: String,
-        /// Redraw until every job has ended.
+        /// Redraw until every job has ended; the exit code is then 1 if one failed.
         #[arg(long)]
         follow: bool,
         /// Also print each job's audit trail.

@@ -79,7 +79,12 @@ pub async fn jobs(app: &App, id: &str, follow: bool, events: bool) -> Result<u8>
                 last = text;
             }
         }
-        if !follow || finished {
+        if !follow {
+            return Ok(0);
+        }
+        if finished {
+            // Following is waiting for an outcome, so the outcome is the
+            // exit code, as with `process`.
             return Ok(if jobs.iter().any(|j| j.status == JobStatus::Failed) {
                 exit::JOB_FAILED
             } else {

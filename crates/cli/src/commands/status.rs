@@ -49,7 +49,16 @@ pub async fn run(app: &App) -> Result<u8> {
     } else {
         print_status(app, &doc);
     }
-    Ok(if reachable { 0 } else { exit::UNREACHABLE })
+    if reachable {
+        Ok(0)
+    } else {
+        eprintln!(
+            "error: database {} is unreachable: {}; check database.url (PIPELINE_DATABASE_URL) and that the server is running",
+            doc["database"]["url"].as_str().unwrap_or(""),
+            doc["database"]["error"].as_str().unwrap_or("")
+        );
+        Ok(exit::UNREACHABLE)
+    }
 }
 
 fn print_status(app: &App, doc: &Value) {
