@@ -19,9 +19,8 @@ sample="$sample_dir/quickstart.mp3"
 if [ ! -s "$sample" ]; then
   mkdir -p "$sample_dir"
   espeak-ng -s 150 -w "$sample_dir/quickstart.wav" \
-    "Welcome to the audio pipeline. Every step of this transcription is a tracked job. \
-You can watch its progress, retry it, or cancel it, and the transcript is written as text, \
-subtitles and JSON."
+    "Audio files go in, and transcripts come out. Every step in between is a tracked job \
+that you can watch, retry or cancel. The transcript is written as plain text, subtitles and JSON."
   ffmpeg -loglevel error -y -i "$sample_dir/quickstart.wav" -ar 44100 -ac 2 "$sample.partial.mp3"
   mv "$sample.partial.mp3" "$sample"
 fi
