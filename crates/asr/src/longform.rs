@@ -12,7 +12,7 @@ use crate::decode::{
 };
 use crate::mel::{MelFrontEnd, HOP_LENGTH, SAMPLE_RATE, WINDOW_FRAMES, WINDOW_SAMPLES};
 use crate::tokenizer::{TokenId, Tokenizer};
-use crate::vad::SilenceSkipper;
+use crate::vad::{self, SilenceSkipper};
 use crate::{AsrError, AudioSource, DecodeOptions, Segment, TranscribeObserver, Transcript, Word};
 
 /// Median filter width of the alignment heads' attention, as faster-whisper uses.
@@ -333,9 +333,13 @@ impl<B: WhisperBackend> LongForm<'_, B> {
             let segment_size = WINDOW_FRAMES.min(content_frames - seek);
             let segment_duration = segment_size as f64 / FRAMES_PER_SECOND;
             let time_offset = seek as f64 / FRAMES_PER_SECOND;
-            let mut features = self.front_end.window_features(
-                window.slice(start_sample, start_sample + segment_size * HOP_LENGTH),
-            );
+            let samples = window.slice(start_sample, start_sample + segment_size * HOP_LENGTH);
+            if vad::is_silent(samples) {
+                seek += segment_size;
+                reported = report(observer, seek, content_frames, hint, reported);
+                continue;
+            }
+            let mut features = self.front_end.window_features(samples);
             let encoded = self
                 .backend
                 .encode(&mut features, self.front_end.n_mels())?;
@@ -427,7 +431,9 @@ impl<B: WhisperBackend> LongForm<'_, B> {
             let window_end = time_offset + segment_duration;
             for raw in current {
                 let text = tokenizer.decode(&raw.tokens);
-                if raw.start == raw.end || text.trim().is_empty() {
+                // Beyond faster-whisper: a segment without a letter or digit
+                // (" . .", what noise decodes to) is never speech.
+                if raw.start == raw.end || !text.chars().any(char::is_alphanumeric) {
                     continue;
                 }
                 all_tokens.extend_from_slice(&raw.tokens);

@@ -7,6 +7,20 @@ use crate::mel::HOP_LENGTH;
 /// Samples per energy block (20 ms, two mel frames).
 const BLOCK: usize = 2 * HOP_LENGTH;
 
+/// RMS of the loudest 20 ms under which a window holds no audible sound
+/// (−60 dBFS). Whisper normalizes each window to its own peak, so on digital
+/// silence or a faint hiss it hallucinates ("You") with a confident score
+/// that the no-speech gate lets through; such windows are not decoded.
+pub const SILENCE_RMS: f32 = 0.001;
+
+/// Whether no 20 ms block of `samples` reaches [`SILENCE_RMS`].
+pub fn is_silent(samples: &[f32]) -> bool {
+    samples.chunks(BLOCK).all(|block| {
+        let energy: f32 = block.iter().map(|s| s * s).sum::<f32>() / block.len() as f32;
+        energy.sqrt() < SILENCE_RMS
+    })
+}
+
 /// Detects leading silence in a window of samples.
 #[derive(Debug, Clone)]
 pub struct SilenceSkipper {
@@ -56,6 +70,15 @@ impl SilenceSkipper {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn silence_is_below_minus_60_dbfs_everywhere() {
+        assert!(is_silent(&[0.0; 16_000]));
+        assert!(is_silent(&vec![0.0005; 16_000]));
+        let mut clip = vec![0.0f32; 16_000];
+        clip[8_000..8_320].iter_mut().for_each(|s| *s = 0.01);
+        assert!(!is_silent(&clip));
+    }
 
     #[test]
     fn skips_long_leading_silence_but_keeps_a_margin() {

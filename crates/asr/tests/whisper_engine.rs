@@ -15,9 +15,11 @@ use pipeline_asr::{
 };
 use pipeline_core::wer::{normalize, word_error_rate};
 
-/// WER bound for tiny.en on espeak-ng's voice. Measured: see the report
-/// printed by each test; the bound leaves a wide margin over the measurement
-/// because tiny.en is sensitive to the exact rounding of the int8 kernels.
+/// WER bound for tiny.en (int8) on espeak-ng's voice. Measured: 0.070 on the
+/// 31 s text, 0.093 on the 130 s one, 0.17 on the 21 s word-timestamp text
+/// (espeak's "hikers", "boat" come out as "high can", "road"). 0.25 leaves
+/// room for the int8 kernels' rounding on other CPUs while still failing on
+/// a broken front end or prompt, which gives WER near 1.
 const MAX_WER: f64 = 0.25;
 
 fn engine() -> Option<&'static WhisperEngine> {
@@ -25,7 +27,12 @@ fn engine() -> Option<&'static WhisperEngine> {
     ENGINE
         .get_or_init(|| {
             let dir = common::model_dir()?;
-            let options = EngineOptions::default();
+            // One thread: test runners run two tests at once on two cores,
+            // and oversubscribed OpenMP threads spin instead of working.
+            let options = EngineOptions {
+                threads: 1,
+                ..EngineOptions::default()
+            };
             Some(WhisperEngine::load(&dir, &options).expect("load the model"))
         })
         .as_ref()
@@ -197,19 +204,27 @@ fn long_speech_seeks_across_windows_with_bounded_reads() {
 fn silence_and_low_noise_give_no_segments() {
     let Some(engine) = engine() else { return };
     let zeros = vec![0.0f32; 30 * 16_000];
-    let mut state = 12345u32;
-    let noise: Vec<f32> = (0..30 * 16_000)
-        .map(|_| {
-            state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
-            (state as f32 / u32::MAX as f32 - 0.5) * 0.002
-        })
-        .collect();
-    for (name, samples) in [("zeros", zeros), ("noise", noise)] {
+    let noise = |amplitude: f32| -> Vec<f32> {
+        let mut state = 12345u32;
+        (0..30 * 16_000)
+            .map(|_| {
+                state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                (state as f32 / u32::MAX as f32 - 0.5) * 2.0 * amplitude
+            })
+            .collect()
+    };
+    // −65 dBFS hiss is below the silence guard.
+    for (name, samples) in [("zeros", zeros), ("low noise", noise(0.001))] {
         let (t, recorder, _) = transcribe(engine, samples, &DecodeOptions::default());
-        assert!(t.segments.is_empty(), "{name}: heard {:?}", t.text());
+        assert!(t.segments.is_empty(), "{name}: heard {:?}", t.segments);
         assert_eq!(t.duration, 30.0);
         check_transcript(&t, &recorder);
     }
+    // Louder hiss (−40 dBFS) is left to the model, which may still hallucinate
+    // a word with a confident score (a known Whisper weakness): only reported.
+    let (t, recorder, _) = transcribe(engine, noise(0.017), &DecodeOptions::default());
+    check_transcript(&t, &recorder);
+    eprintln!("hiss at -40 dBFS: heard {:?}", t.text());
 }
 
 #[test]

@@ -40,9 +40,9 @@ pub fn model_dir() -> Option<PathBuf> {
     None
 }
 
-fn tool_available(name: &str) -> bool {
+fn tool_available(name: &str, version_flag: &str) -> bool {
     let found = Command::new(name)
-        .arg("--version")
+        .arg(version_flag)
         .output()
         .is_ok_and(|o| o.status.success());
     assert!(found || !under_ci(), "CI: {name} is not installed");
@@ -52,7 +52,7 @@ fn tool_available(name: &str) -> bool {
 /// `text` spoken by espeak-ng, as 16 kHz mono f32 samples; `None` outside CI
 /// when espeak-ng or ffmpeg is missing.
 pub fn speak(text: &str) -> Option<Vec<f32>> {
-    if !tool_available("espeak-ng") || !tool_available("ffmpeg") {
+    if !tool_available("espeak-ng", "--version") || !tool_available("ffmpeg", "-version") {
         eprintln!("SKIPPED: espeak-ng and ffmpeg are needed to make speech");
         return None;
     }
