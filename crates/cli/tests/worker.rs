@@ -43,9 +43,13 @@ fn status_of(job: &Value) -> &str {
 
 /// Polls `jobs --json` until the file's TRANSCRIPTION job is RUNNING.
 fn wait_running(sb: &Sandbox, id: &str, worker: &WorkerProc) -> Value {
-    wait_for(Duration::from_secs(120), "TRANSCRIPTION RUNNING", || {
-        let job = sb.job(id, "TRANSCRIPTION");
-        match status_of(&job) {
+    wait_for(
+        Duration::from_secs(120),
+        Duration::from_millis(200),
+        "TRANSCRIPTION RUNNING",
+        || {
+            let job = sb.job(id, "TRANSCRIPTION");
+            match status_of(&job) {
             "RUNNING" => Some(job),
             "QUEUED" => None,
             other => panic!(
@@ -53,12 +57,13 @@ fn wait_running(sb: &Sandbox, id: &str, worker: &WorkerProc) -> Value {
                 worker.log()
             ),
         }
-    })
+        },
+    )
 }
 
 /// Polls `check-status --json` until the file has a final status, which must be COMPLETED.
 fn wait_final(sb: &Sandbox, id: &str, timeout: Duration, worker: &WorkerProc) -> Value {
-    let doc = wait_for(timeout, "a final status", || {
+    let doc = wait_for(timeout, Duration::from_secs(1), "a final status", || {
         let doc = sb.check_status(id);
         let status = doc["status"].as_str().unwrap_or("");
         matches!(status, "COMPLETED" | "FAILED" | "CANCELLED").then_some(doc)
@@ -246,7 +251,12 @@ fn sigterm_hands_a_running_job_back_and_another_worker_finishes_it() {
     );
 
     let second = sb.spawn_worker("second");
+    let started = Instant::now();
     let doc = wait_final(&sb, &id, Duration::from_secs(300), &second);
+    eprintln!(
+        "second worker finished long-1min.wav in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
     let transcription = find_job(&doc, "TRANSCRIPTION");
     assert_eq!(transcription["attempt"], 1, "{doc:#}");
     assert_eq!(
@@ -329,7 +339,12 @@ fn an_expired_lease_is_reclaimed_by_another_worker() {
     assert_eq!(status_of(&sb.job(&id, "TRANSCRIPTION")), "RUNNING");
 
     let second = sb.spawn_worker("second");
+    let started = Instant::now();
     let doc = wait_final(&sb, &id, Duration::from_secs(300), &second);
+    eprintln!(
+        "second worker finished long-1min.wav in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
     let transcription = find_job(&doc, "TRANSCRIPTION");
     assert_eq!(transcription["attempt"], 2, "{doc:#}");
     assert_ne!(transcription["worker"], holder.as_str(), "{doc:#}");

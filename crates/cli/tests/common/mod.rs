@@ -14,8 +14,11 @@ use std::time::{Duration, Instant};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_pipeline-manager");
 
-/// WER bound for tiny.en on the espeak-ng fixture. NOT YET MEASURED.
-pub const WER_BOUND: f64 = 0.35;
+/// Upper bound of the word error rate of tiny.en on the espeak-ng speech.
+/// Measured on x86-64 (2 cores): 0.085 (mp3) to 0.17 (ogg); the margin is
+/// for another CPU's rounding choosing other beams, while a broken decode
+/// path (wrong rate, dropped window, garbled tokens) lands far above it.
+pub const WER_BOUND: f64 = 0.25;
 
 /// Under CI a missing model or tool is a failure, not a skip.
 pub fn under_ci() -> bool {
@@ -345,8 +348,15 @@ fn run_to_end(mut cmd: Command, args: &[&str], timeout: Duration) -> Out {
     out
 }
 
-/// Polls `probe` every 100 ms until it returns `Some`, for at most `timeout`.
-pub fn wait_for<T>(timeout: Duration, what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
+/// Polls `probe` every `every` until it returns `Some`, for at most `timeout`.
+/// Each probe starts the binary, which costs CPU that the worker under test
+/// needs on a small machine: poll only as often as the event requires.
+pub fn wait_for<T>(
+    timeout: Duration,
+    every: Duration,
+    what: &str,
+    mut probe: impl FnMut() -> Option<T>,
+) -> T {
     let deadline = Instant::now() + timeout;
     loop {
         if let Some(value) = probe() {
@@ -356,7 +366,7 @@ pub fn wait_for<T>(timeout: Duration, what: &str, mut probe: impl FnMut() -> Opt
             Instant::now() < deadline,
             "timed out after {timeout:?} waiting for {what}"
         );
-        thread::sleep(Duration::from_millis(100));
+        thread::sleep(every);
     }
 }
 
