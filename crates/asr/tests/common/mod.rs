@@ -92,41 +92,9 @@ fn read_f32(path: &Path) -> Vec<f32> {
 }
 
 /// Sentences with plain words, spoken by espeak-ng in the tests.
-pub const SENTENCES: &[&str] = &[
-    "The quick brown fox jumps over the lazy dog near the river bank.",
-    "Every morning the baker opens his small shop before the sun comes up.",
-    "The children walked to school together and talked about the weekend.",
-    "A strong wind blew across the open field and bent the tall grass.",
-    "My sister bought a new bicycle and rode it around the park all afternoon.",
-    "The old library has thousands of books about history and science.",
-    "We cooked a large dinner for our friends and family on Sunday evening.",
-    "The train was late because of heavy snow on the mountain pass.",
-    "Please remember to close the windows before you leave the house.",
-    "The doctor told him to drink more water and get plenty of sleep.",
-    "Our neighbors planted apple trees in their garden last spring.",
-    "The museum will open a new exhibition about ancient ships next month.",
-    "She wrote a long letter to her grandmother who lives by the sea.",
-    "The farmer checked the fences and counted the sheep in the meadow.",
-    "Most students finished the exam early and went outside to play football.",
-    "The city council decided to build a new bridge over the harbor.",
-    "He found an old map in the attic and decided to follow it.",
-    "The concert in the square attracted a large and happy crowd.",
-    "Fresh bread and warm soup are perfect on a cold winter night.",
-    "The pilot announced that the plane would land in twenty minutes.",
-    "They painted the kitchen walls a bright shade of yellow.",
-    "A small boat drifted slowly toward the rocky shore at night.",
-    "The teacher asked everyone to read the first chapter by Friday.",
-    "Heavy rain flooded the streets and closed several roads downtown.",
-    "My uncle repairs old clocks in a workshop behind his house.",
-    "The hikers reached the top of the hill just before sunset.",
-    "Our team practiced every evening and finally won the championship.",
-    "The market sells fresh fish, vegetables and flowers every Saturday.",
-    "A young girl played the violin beautifully at the school concert.",
-    "The engineer explained how the new machine saves energy and time.",
-    "We watched the stars from the roof until it was very late.",
-    "The garden was full of butterflies and the smell of roses.",
-    "He forgot his umbrella and got completely wet on the way home.",
-    "The company hired twelve new workers to help with the busy season.",
-    "Birds were singing in the trees when we opened the front door.",
-    "The story ended with the hero returning safely to his village.",
-];
+pub static SENTENCES: std::sync::LazyLock<Vec<&'static str>> = std::sync::LazyLock::new(|| {
+    include_str!("../../../../fixtures/sentences.txt")
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .collect()
+});
