@@ -191,11 +191,19 @@ fn cancel_then_retry_requeues_with_fresh_attempts() {
     }
     assert_eq!(sb.check_status(&id)["status"], "QUEUED");
 
-    // An unknown id is bad input, and says which id.
+    // An unknown or malformed id is bad input, and says which id.
     let unknown = "123e4567-e89b-12d3-a456-426614174000";
-    let out = sb.run(&["retry", unknown]);
-    out.expect_code(2);
-    assert!(out.stderr.contains(unknown), "{out}");
+    for args in [
+        ["retry", unknown],
+        ["cancel", unknown],
+        ["jobs", unknown],
+        ["check-status", unknown],
+        ["jobs", "not-an-id"],
+    ] {
+        let out = sb.run(&args);
+        out.expect_code(2);
+        assert!(out.stderr.contains(args[1]), "{out}");
+    }
 }
 
 #[test]
