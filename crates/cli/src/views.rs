@@ -114,14 +114,14 @@ pub fn jobs_text(style: &Style, audio_id: uuid::Uuid, jobs: &[ProcessingJob]) ->
         tally.total,
         tally.percent()
     ));
-    out.push_str("\n=== Job Details ===\n");
-    for (i, job) in jobs.iter().enumerate() {
-        if i > 0 {
-            out.push('\n');
-        }
-        out.push_str(&job_details(style, job));
-    }
+    out.push_str(&job_details_section(style, jobs));
     out
+}
+
+/// The seed's `=== Job Details ===` section: one block per job.
+fn job_details_section(style: &Style, jobs: &[ProcessingJob]) -> String {
+    let blocks: Vec<String> = jobs.iter().map(|job| job_details(style, job)).collect();
+    format!("\n=== Job Details ===\n{}", blocks.join("\n"))
 }
 
 /// One job's block of the seed's `jobs` report.
@@ -194,13 +194,7 @@ pub fn status_text(
         tally.total,
         tally.percent()
     ));
-    out.push_str("\n=== Job Details ===\n");
-    for (i, job) in jobs.iter().enumerate() {
-        if i > 0 {
-            out.push('\n');
-        }
-        out.push_str(&job_details(style, job));
-    }
+    out.push_str(&job_details_section(style, jobs));
     if let Some(results) = results {
         out.push_str("\n=== Outputs ===\n");
         for (format, path) in &results.outputs {

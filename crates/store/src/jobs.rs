@@ -151,7 +151,15 @@ async fn write_transition(
     insert_event(tx, new, Some(old.status), new.status, worker, message).await
 }
 
-/// Ends the attempt of the lease holder, or says why it is not the holder.
+/// Which attempt of which job a worker says it holds.
+struct Held<'a> {
+    job_id: Uuid,
+    audio_id: Uuid,
+    worker: &'a str,
+    attempt: u32,
+}
+
+/// The job if `worker` holds `attempt` of it, or why it does not.
 fn held_by<'a>(
     jobs: &'a [ProcessingJob],
     job_id: Uuid,
@@ -427,6 +435,27 @@ impl Store {
         })
     }
 
+    /// Ends the attempt `worker` holds with the change `end` computes from
+    /// the job, in one transaction with its event, the jobs that wait on it
+    /// (moved to the status `end` names, if any) and the file's status.
+    async fn end_attempt(
+        &self,
+        held: Held<'_>,
+        end: impl FnOnce(&ProcessingJob) -> (ProcessingJob, String, Option<JobStatus>),
+    ) -> Result<ProcessingJob, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let jobs = lock_jobs(&mut tx, held.audio_id).await?;
+        let old = held_by(&jobs, held.job_id, held.worker, held.attempt)?;
+        let (new, message, dependents) = end(old);
+        write_transition(&mut tx, old, &new, Some(held.worker), &message).await?;
+        if let Some(to) = dependents {
+            settle_dependents(&mut tx, &jobs, old.job_type, to).await?;
+        }
+        refresh_audio_status(&mut tx, held.audio_id).await?;
+        tx.commit().await?;
+        Ok(new)
+    }
+
     /// Marks the holder's attempt COMPLETED and queues the jobs waiting on it.
     pub async fn complete(
         &self,
@@ -436,20 +465,22 @@ impl Store {
         attempt: u32,
         message: &str,
     ) -> Result<ProcessingJob, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        let jobs = lock_jobs(&mut tx, audio_id).await?;
-        let old = held_by(&jobs, job_id, worker, attempt)?;
-        let mut new = old.clone();
-        new.status = JobStatus::Completed;
-        new.progress = 100.0;
-        new.completed_at = Some(Utc::now());
-        new.lease_expires_at = None;
-        new.error = None;
-        write_transition(&mut tx, old, &new, Some(worker), message).await?;
-        settle_dependents(&mut tx, &jobs, old.job_type, JobStatus::Queued).await?;
-        refresh_audio_status(&mut tx, audio_id).await?;
-        tx.commit().await?;
-        Ok(new)
+        let held = Held {
+            job_id,
+            audio_id,
+            worker,
+            attempt,
+        };
+        self.end_attempt(held, |old| {
+            let mut new = old.clone();
+            new.status = JobStatus::Completed;
+            new.progress = 100.0;
+            new.completed_at = Some(Utc::now());
+            new.lease_expires_at = None;
+            new.error = None;
+            (new, message.to_string(), Some(JobStatus::Queued))
+        })
+        .await
     }
 
     /// Ends the holder's attempt with an error: RETRYING until `retry_at`
@@ -463,37 +494,37 @@ impl Store {
         error: &JobError,
         retry_at: Option<DateTime<Utc>>,
     ) -> Result<ProcessingJob, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        let jobs = lock_jobs(&mut tx, audio_id).await?;
-        let old = held_by(&jobs, job_id, worker, attempt)?;
-        let mut new = old.clone();
-        new.error = Some(error.clone());
-        new.lease_expires_at = None;
-        let message = match retry_at {
-            Some(at) => {
-                new.status = JobStatus::Retrying;
-                new.available_at = at;
-                format!(
-                    "attempt {} of {} failed: {}; retrying at {}",
-                    old.attempt,
-                    old.max_attempts,
-                    error.message,
-                    ts(at)
-                )
-            }
-            None => {
-                new.status = JobStatus::Failed;
-                new.completed_at = Some(Utc::now());
-                format!("failed: {error}")
-            }
+        let held = Held {
+            job_id,
+            audio_id,
+            worker,
+            attempt,
         };
-        write_transition(&mut tx, old, &new, Some(worker), &message).await?;
-        if new.status == JobStatus::Failed {
-            settle_dependents(&mut tx, &jobs, old.job_type, JobStatus::Failed).await?;
-        }
-        refresh_audio_status(&mut tx, audio_id).await?;
-        tx.commit().await?;
-        Ok(new)
+        self.end_attempt(held, |old| {
+            let mut new = old.clone();
+            new.error = Some(error.clone());
+            new.lease_expires_at = None;
+            match retry_at {
+                Some(at) => {
+                    new.status = JobStatus::Retrying;
+                    new.available_at = at;
+                    let message = format!(
+                        "attempt {} of {} failed: {}; retrying at {}",
+                        old.attempt,
+                        old.max_attempts,
+                        error.message,
+                        ts(at)
+                    );
+                    (new, message, None)
+                }
+                None => {
+                    new.status = JobStatus::Failed;
+                    new.completed_at = Some(Utc::now());
+                    (new, format!("failed: {error}"), Some(JobStatus::Failed))
+                }
+            }
+        })
+        .await
     }
 
     /// Hands a running job back to the queue (a worker shutting down): the
@@ -506,19 +537,22 @@ impl Store {
         attempt: u32,
         message: &str,
     ) -> Result<ProcessingJob, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        let jobs = lock_jobs(&mut tx, audio_id).await?;
-        let old = held_by(&jobs, job_id, worker, attempt)?;
-        let mut new = old.clone();
-        new.status = JobStatus::Queued;
-        new.attempt = old.attempt.saturating_sub(1);
-        new.worker = None;
-        new.lease_expires_at = None;
-        new.available_at = Utc::now();
-        write_transition(&mut tx, old, &new, Some(worker), message).await?;
-        refresh_audio_status(&mut tx, audio_id).await?;
-        tx.commit().await?;
-        Ok(new)
+        let held = Held {
+            job_id,
+            audio_id,
+            worker,
+            attempt,
+        };
+        self.end_attempt(held, |old| {
+            let mut new = old.clone();
+            new.status = JobStatus::Queued;
+            new.attempt = old.attempt.saturating_sub(1);
+            new.worker = None;
+            new.lease_expires_at = None;
+            new.available_at = Utc::now();
+            (new, message.to_string(), None)
+        })
+        .await
     }
 
     /// The holder stops a job whose cancellation was requested.
@@ -529,18 +563,21 @@ impl Store {
         worker: &str,
         attempt: u32,
     ) -> Result<ProcessingJob, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        let jobs = lock_jobs(&mut tx, audio_id).await?;
-        let old = held_by(&jobs, job_id, worker, attempt)?;
-        let mut new = old.clone();
-        new.status = JobStatus::Cancelled;
-        new.completed_at = Some(Utc::now());
-        new.lease_expires_at = None;
-        write_transition(&mut tx, old, &new, Some(worker), "cancelled while running").await?;
-        settle_dependents(&mut tx, &jobs, old.job_type, JobStatus::Cancelled).await?;
-        refresh_audio_status(&mut tx, audio_id).await?;
-        tx.commit().await?;
-        Ok(new)
+        let held = Held {
+            job_id,
+            audio_id,
+            worker,
+            attempt,
+        };
+        self.end_attempt(held, |old| {
+            let mut new = old.clone();
+            new.status = JobStatus::Cancelled;
+            new.completed_at = Some(Utc::now());
+            new.lease_expires_at = None;
+            let message = "cancelled while running".to_string();
+            (new, message, Some(JobStatus::Cancelled))
+        })
+        .await
     }
 
     /// Cancels a file's unfinished jobs (or one job and those waiting on

@@ -102,6 +102,25 @@ impl Store {
         } else {
             options
         };
+        // One plain connection first: a pool reports a refused connection
+        // only as a timeout, after waiting the whole acquire timeout.
+        match tokio::time::timeout(
+            Duration::from_secs(5),
+            <sqlx::AnyConnection as sqlx::Connection>::connect(&connect_url),
+        )
+        .await
+        {
+            Ok(Ok(conn)) => {
+                let _ = sqlx::Connection::close(conn).await;
+            }
+            Ok(Err(e)) => return Err(unreachable(e)),
+            Err(_) => {
+                return Err(StoreError::Unreachable {
+                    url: display.clone(),
+                    message: "no answer within 5 s".into(),
+                })
+            }
+        }
         let pool = options.connect(&connect_url).await.map_err(unreachable)?;
         let store = Store {
             pool,

@@ -53,9 +53,10 @@ pub async fn run(app: &App) -> Result<u8> {
         Ok(0)
     } else {
         eprintln!(
-            "error: database {} is unreachable: {}; check database.url (PIPELINE_DATABASE_URL) and that the server is running",
-            doc["database"]["url"].as_str().unwrap_or(""),
-            doc["database"]["error"].as_str().unwrap_or("")
+            "error: {}; check database.url (PIPELINE_DATABASE_URL) and that the server is running",
+            doc["database"]["error"]
+                .as_str()
+                .unwrap_or("database unreachable")
         );
         Ok(exit::UNREACHABLE)
     }
