@@ -12,7 +12,8 @@ pub const MODEL_FILES: [&str; 4] = [
     "vocabulary.txt",
 ];
 
-/// Checks that `dir` is a faster-whisper model directory.
+/// Checks that `dir` is a faster-whisper model directory; `vocabulary.json`
+/// (large-v3 and later) stands in for `vocabulary.txt`.
 pub fn check_model_dir(dir: &Path) -> Result<(), AsrError> {
     if !dir.is_dir() {
         return Err(AsrError::ModelNotFound {
@@ -24,7 +25,8 @@ pub fn check_model_dir(dir: &Path) -> Result<(), AsrError> {
     }
     for file in MODEL_FILES {
         let path = dir.join(file);
-        if !path.is_file() {
+        let stand_in = (file == "vocabulary.txt") && dir.join("vocabulary.json").is_file();
+        if !path.is_file() && !stand_in {
             return Err(AsrError::ModelNotFound {
                 path,
                 reason: format!(
@@ -47,5 +49,25 @@ mod tests {
         let err = check_model_dir(&dir).unwrap_err();
         assert!(matches!(err, AsrError::ModelNotFound { .. }));
         assert!(err.to_string().contains("pipeline-asr-no-such-model"));
+    }
+
+    #[test]
+    fn vocabulary_json_stands_in_for_vocabulary_txt() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        for file in [
+            "config.json",
+            "model.bin",
+            "tokenizer.json",
+            "vocabulary.json",
+        ] {
+            std::fs::write(dir.path().join(file), "[]").expect("write");
+        }
+        assert!(check_model_dir(dir.path()).is_ok());
+        std::fs::remove_file(dir.path().join("vocabulary.json")).expect("remove");
+        let err = check_model_dir(dir.path()).unwrap_err();
+        assert!(
+            err.to_string().contains("vocabulary.txt is missing"),
+            "{err}"
+        );
     }
 }

@@ -62,7 +62,8 @@ pub struct Tokenizer {
 }
 
 impl Tokenizer {
-    /// Reads `vocabulary.txt` and `tokenizer.json` from a model directory.
+    /// Reads the vocabulary (`vocabulary.txt` or `vocabulary.json`) and
+    /// `tokenizer.json` from a model directory.
     pub fn from_dir(dir: &Path) -> Result<Self, AsrError> {
         let read = |name: &str| -> Result<String, AsrError> {
             let path = dir.join(name);
@@ -80,7 +81,20 @@ impl Tokenizer {
                 }
             })
         };
-        let vocabulary = read("vocabulary.txt")?;
+        // Converted models ship vocabulary.txt (one token a line); newer
+        // ones (large-v3) ship vocabulary.json (a JSON array) instead.
+        let vocabulary =
+            if dir.join("vocabulary.txt").is_file() || !dir.join("vocabulary.json").is_file() {
+                read("vocabulary.txt")?
+            } else {
+                let json = read("vocabulary.json")?;
+                let tokens: Vec<String> =
+                    serde_json::from_str(&json).map_err(|e| AsrError::InvalidModel {
+                        path: dir.join("vocabulary.json"),
+                        reason: format!("not a JSON array of tokens: {e}"),
+                    })?;
+                tokens.join("\n")
+            };
         let tokenizer_json = read("tokenizer.json")?;
         Self::from_parts(&vocabulary, &tokenizer_json).map_err(|reason| AsrError::InvalidModel {
             path: dir.to_path_buf(),
