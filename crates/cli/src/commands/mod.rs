@@ -46,18 +46,26 @@ pub async fn run(cli: Cli) -> Result<u8> {
     }
 }
 
-/// The engine options the configuration asks for.
-pub fn engine_options(config: &Config) -> EngineOptions {
+/// The engine options the configuration asks for, for `jobs_at_once`
+/// transcriptions in parallel: one model replica per job, and the cores
+/// shared between them (oversubscribed CTranslate2 threads busy-wait and
+/// run several times slower).
+pub fn engine_options(config: &Config, jobs_at_once: usize) -> EngineOptions {
+    let jobs_at_once = jobs_at_once.max(1);
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     EngineOptions {
         compute_type: config.model.compute_type.clone(),
-        threads: config.model.threads,
-        ..EngineOptions::default()
+        threads: match config.model.threads {
+            0 => (cores / jobs_at_once).max(1),
+            n => n,
+        },
+        replicas: jobs_at_once,
     }
 }
 
 /// The configured engine: the OpenAI-compatible endpoint when
 /// `model.endpoint` is set, else the local Whisper model.
-pub fn load_engine(config: &Config) -> Result<Arc<dyn Transcriber>, AsrError> {
+pub fn load_engine(config: &Config, jobs_at_once: usize) -> Result<Arc<dyn Transcriber>, AsrError> {
     match &config.model.endpoint {
         Some(endpoint) => Ok(Arc::new(OpenAiEngine::new(OpenAiOptions {
             base_url: endpoint.clone(),
@@ -65,14 +73,16 @@ pub fn load_engine(config: &Config) -> Result<Arc<dyn Transcriber>, AsrError> {
             api_key: config.model.api_key.clone(),
             timeout: config.processing.job_timeout(),
         }))),
-        None => pipeline_asr::load_whisper(&config.model_dir(), &engine_options(config)),
+        None => {
+            pipeline_asr::load_whisper(&config.model_dir(), &engine_options(config, jobs_at_once))
+        }
     }
 }
 
 /// Loads the configured engine when a worker first needs it.
-pub fn engine_loader(config: &Config) -> EngineLoader {
+pub fn engine_loader(config: &Config, jobs_at_once: usize) -> EngineLoader {
     let config = config.clone();
-    Arc::new(move || load_engine(&config))
+    Arc::new(move || load_engine(&config, jobs_at_once))
 }
 
 /// The queue jobs travel through: the embedded one (the jobs table).

@@ -234,11 +234,13 @@ async fn work_until_done(
     concurrency: Option<usize>,
 ) -> Result<()> {
     let config = app.config();
+    let settings = worker_settings(config, concurrency);
+    let loader = engine_loader(config, settings.concurrency);
     let worker = Arc::new(Worker::new(
         store.clone(),
         super::queue(store),
-        worker_settings(config, concurrency),
-        engine_loader(config),
+        settings,
+        loader,
     ));
     let shutdown = worker.shutdown_handle();
     tokio::spawn(async move {

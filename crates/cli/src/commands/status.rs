@@ -211,7 +211,7 @@ async fn model_health(app: &App, try_load: bool) -> Value {
     if !try_load {
         return json!({"path": dir.display().to_string(), "name": config.model.name, "source": source, "files_present": true});
     }
-    let options = engine_options(config);
+    let options = engine_options(config, 1);
     let load_dir = dir.clone();
     let started = Instant::now();
     let loaded =

@@ -54,7 +54,7 @@ pub async fn run(app: &App, args: TranscribeArgs) -> Result<u8> {
     let show_bar = std::io::stderr().is_terminal() && !app.json;
     let name = args.file.display().to_string();
     let transcript = tokio::task::spawn_blocking(move || {
-        let engine = load_engine(&config)?;
+        let engine = load_engine(&config, 1)?;
         let bar = show_bar.then(|| {
             let bar = ProgressBar::new(100);
             bar.set_style(

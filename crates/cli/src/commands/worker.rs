@@ -15,7 +15,12 @@ pub async fn run(app: &App, concurrency: Option<usize>) -> Result<u8> {
     let id = settings.id.clone();
     let concurrency = settings.concurrency;
     let queue = super::queue(&store);
-    let worker = Arc::new(Worker::new(store, queue, settings, engine_loader(config)));
+    let worker = Arc::new(Worker::new(
+        store,
+        queue,
+        settings,
+        engine_loader(config, concurrency),
+    ));
     let shutdown = worker.shutdown_handle();
     tokio::spawn(async move {
         wait_for_signal().await;
