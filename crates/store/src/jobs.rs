@@ -151,12 +151,25 @@ async fn write_transition(
     insert_event(tx, new, Some(old.status), new.status, worker, message).await
 }
 
-/// Which attempt of which job a worker says it holds.
-struct Held<'a> {
-    job_id: Uuid,
-    audio_id: Uuid,
-    worker: &'a str,
-    attempt: u32,
+/// The claim a worker holds on one attempt of a job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    pub job_id: Uuid,
+    pub audio_id: Uuid,
+    pub worker: String,
+    pub attempt: u32,
+}
+
+impl Lease {
+    /// The lease of a job as [`Store::claim`] returned it.
+    pub fn of(job: &ProcessingJob) -> Lease {
+        Lease {
+            job_id: job.id,
+            audio_id: job.audio_id,
+            worker: job.worker.clone().unwrap_or_default(),
+            attempt: job.attempt,
+        }
+    }
 }
 
 /// The job if `worker` holds `attempt` of it, or why it does not.
@@ -406,9 +419,7 @@ impl Store {
     /// never lowered).
     pub async fn heartbeat(
         &self,
-        job_id: Uuid,
-        worker: &str,
-        attempt: u32,
+        held: &Lease,
         progress: Option<f64>,
         lease: Duration,
     ) -> Result<Heartbeat, StoreError> {
@@ -422,9 +433,9 @@ impl Store {
         .bind(ts(now))
         .bind(ts(lease_end(now, lease)))
         .bind(progress.unwrap_or(-1.0).clamp(-1.0, 100.0))
-        .bind(job_id.to_string())
-        .bind(worker)
-        .bind(i64::from(attempt))
+        .bind(held.job_id.to_string())
+        .bind(&held.worker)
+        .bind(i64::from(held.attempt))
         .fetch_optional(&self.pool)
         .await?;
         Ok(match row {
@@ -440,14 +451,14 @@ impl Store {
     /// (moved to the status `end` names, if any) and the file's status.
     async fn end_attempt(
         &self,
-        held: Held<'_>,
+        held: &Lease,
         end: impl FnOnce(&ProcessingJob) -> (ProcessingJob, String, Option<JobStatus>),
     ) -> Result<ProcessingJob, StoreError> {
         let mut tx = self.pool.begin().await?;
         let jobs = lock_jobs(&mut tx, held.audio_id).await?;
-        let old = held_by(&jobs, held.job_id, held.worker, held.attempt)?;
+        let old = held_by(&jobs, held.job_id, &held.worker, held.attempt)?;
         let (new, message, dependents) = end(old);
-        write_transition(&mut tx, old, &new, Some(held.worker), &message).await?;
+        write_transition(&mut tx, old, &new, Some(&held.worker), &message).await?;
         if let Some(to) = dependents {
             settle_dependents(&mut tx, &jobs, old.job_type, to).await?;
         }
@@ -457,20 +468,7 @@ impl Store {
     }
 
     /// Marks the holder's attempt COMPLETED and queues the jobs waiting on it.
-    pub async fn complete(
-        &self,
-        job_id: Uuid,
-        audio_id: Uuid,
-        worker: &str,
-        attempt: u32,
-        message: &str,
-    ) -> Result<ProcessingJob, StoreError> {
-        let held = Held {
-            job_id,
-            audio_id,
-            worker,
-            attempt,
-        };
+    pub async fn complete(&self, held: &Lease, message: &str) -> Result<ProcessingJob, StoreError> {
         self.end_attempt(held, |old| {
             let mut new = old.clone();
             new.status = JobStatus::Completed;
@@ -487,19 +485,10 @@ impl Store {
     /// when given, else FAILED (and the jobs waiting on it fail too).
     pub async fn fail(
         &self,
-        job_id: Uuid,
-        audio_id: Uuid,
-        worker: &str,
-        attempt: u32,
+        held: &Lease,
         error: &JobError,
         retry_at: Option<DateTime<Utc>>,
     ) -> Result<ProcessingJob, StoreError> {
-        let held = Held {
-            job_id,
-            audio_id,
-            worker,
-            attempt,
-        };
         self.end_attempt(held, |old| {
             let mut new = old.clone();
             new.error = Some(error.clone());
@@ -529,20 +518,7 @@ impl Store {
 
     /// Hands a running job back to the queue (a worker shutting down): the
     /// attempt is not counted.
-    pub async fn release(
-        &self,
-        job_id: Uuid,
-        audio_id: Uuid,
-        worker: &str,
-        attempt: u32,
-        message: &str,
-    ) -> Result<ProcessingJob, StoreError> {
-        let held = Held {
-            job_id,
-            audio_id,
-            worker,
-            attempt,
-        };
+    pub async fn release(&self, held: &Lease, message: &str) -> Result<ProcessingJob, StoreError> {
         self.end_attempt(held, |old| {
             let mut new = old.clone();
             new.status = JobStatus::Queued;
@@ -556,19 +532,7 @@ impl Store {
     }
 
     /// The holder stops a job whose cancellation was requested.
-    pub async fn cancel_running(
-        &self,
-        job_id: Uuid,
-        audio_id: Uuid,
-        worker: &str,
-        attempt: u32,
-    ) -> Result<ProcessingJob, StoreError> {
-        let held = Held {
-            job_id,
-            audio_id,
-            worker,
-            attempt,
-        };
+    pub async fn cancel_running(&self, held: &Lease) -> Result<ProcessingJob, StoreError> {
         self.end_attempt(held, |old| {
             let mut new = old.clone();
             new.status = JobStatus::Cancelled;

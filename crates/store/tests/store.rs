@@ -1,7 +1,7 @@
 //! The store's behaviour, run against SQLite and PostgreSQL alike.
 
 use pipeline_core::{AudioStatus, JobError, JobStatus, JobType};
-use pipeline_store::{Backend, Heartbeat, NewAudio, NewJob, Store, StoreError};
+use pipeline_store::{Backend, Heartbeat, Lease, NewAudio, NewJob, Store, StoreError};
 use std::collections::HashSet;
 use std::time::Duration;
 use uuid::Uuid;
@@ -99,7 +99,7 @@ async fn a_file_moves_through_both_stages_with_an_audit_trail() {
         );
 
         let beat = store
-            .heartbeat(t.id, "w1", 1, Some(40.0), LEASE)
+            .heartbeat(&Lease::of(&t), Some(40.0), LEASE)
             .await
             .unwrap();
         assert_eq!(
@@ -109,7 +109,7 @@ async fn a_file_moves_through_both_stages_with_an_audit_trail() {
             }
         );
         store
-            .heartbeat(t.id, "w1", 1, Some(20.0), LEASE)
+            .heartbeat(&Lease::of(&t), Some(20.0), LEASE)
             .await
             .unwrap();
         assert_eq!(
@@ -118,20 +118,14 @@ async fn a_file_moves_through_both_stages_with_an_audit_trail() {
             "progress never goes back"
         );
 
-        store
-            .complete(t.id, audio.id, "w1", 1, "transcribed")
-            .await
-            .unwrap();
+        store.complete(&Lease::of(&t), "transcribed").await.unwrap();
         let p = store
             .claim("w2", &[], LEASE)
             .await
             .unwrap()
             .expect("processing queued");
         assert_eq!(p.job_type, JobType::Processing);
-        store
-            .complete(p.id, audio.id, "w2", 1, "rendered")
-            .await
-            .unwrap();
+        store.complete(&Lease::of(&p), "rendered").await.unwrap();
         assert_eq!(
             store.audio(audio.id).await.unwrap().status,
             AudioStatus::Completed
@@ -172,10 +166,7 @@ async fn retryable_failures_come_back_and_permanent_ones_fail_the_file() {
         let retry_at = chrono::Utc::now() - chrono::Duration::seconds(1);
         let failed = store
             .fail(
-                t.id,
-                audio.id,
-                "w1",
-                1,
+                &Lease::of(&t),
                 &JobError::retryable("broker blip"),
                 Some(retry_at),
             )
@@ -190,10 +181,7 @@ async fn retryable_failures_come_back_and_permanent_ones_fail_the_file() {
         assert_eq!((again.id, again.attempt), (t.id, 2));
         store
             .fail(
-                t.id,
-                audio.id,
-                "w2",
-                2,
+                &Lease::of(&again),
                 &JobError::permanent("undecodable audio"),
                 None,
             )
@@ -224,7 +212,7 @@ async fn retryable_failures_come_back_and_permanent_ones_fail_the_file() {
 #[tokio::test]
 async fn an_expired_lease_hands_the_job_to_another_worker() {
     for (store, _dir) in stores().await {
-        let (audio, _) = store
+        store
             .ingest(&new_audio("c1"), &pipeline_jobs())
             .await
             .unwrap();
@@ -244,10 +232,10 @@ async fn an_expired_lease_hands_the_job_to_another_worker() {
             (t.id, 2, Some("alive"))
         );
         assert_eq!(
-            store.heartbeat(t.id, "dead", 1, None, LEASE).await.unwrap(),
+            store.heartbeat(&Lease::of(&t), None, LEASE).await.unwrap(),
             Heartbeat::Lost
         );
-        let late = store.complete(t.id, audio.id, "dead", 1, "late").await;
+        let late = store.complete(&Lease::of(&t), "late").await;
         assert!(matches!(late, Err(StoreError::Conflict { .. })), "{late:?}");
         let messages: Vec<String> = store
             .events_for_job(t.id)
@@ -279,14 +267,14 @@ async fn cancel_stops_waiting_jobs_at_once_and_running_ones_at_their_next_beat()
         assert_eq!(jobs[1].status, JobStatus::Cancelled);
         assert_eq!(
             store
-                .heartbeat(t.id, "w1", 1, Some(10.0), LEASE)
+                .heartbeat(&Lease::of(&t), Some(10.0), LEASE)
                 .await
                 .unwrap(),
             Heartbeat::Held {
                 cancel_requested: true
             }
         );
-        store.cancel_running(t.id, audio.id, "w1", 1).await.unwrap();
+        store.cancel_running(&Lease::of(&t)).await.unwrap();
         assert_eq!(
             store.audio(audio.id).await.unwrap().status,
             AudioStatus::Cancelled
@@ -298,13 +286,13 @@ async fn cancel_stops_waiting_jobs_at_once_and_running_ones_at_their_next_beat()
 #[tokio::test]
 async fn a_released_job_does_not_use_up_an_attempt() {
     for (store, _dir) in stores().await {
-        let (audio, _) = store
+        store
             .ingest(&new_audio("e1"), &pipeline_jobs())
             .await
             .unwrap();
         let t = store.claim("w1", &[], LEASE).await.unwrap().unwrap();
         let released = store
-            .release(t.id, audio.id, "w1", 1, "worker stopping")
+            .release(&Lease::of(&t), "worker stopping")
             .await
             .unwrap();
         assert_eq!((released.status, released.attempt), (JobStatus::Queued, 0));

@@ -4,7 +4,7 @@ use chrono::Utc;
 use pipeline_asr::{AsrError, Transcriber};
 use pipeline_core::{JobError, ProcessingJob};
 use pipeline_queue::JobQueue;
-use pipeline_store::{Heartbeat, Store, StoreError, WorkerInfo};
+use pipeline_store::{Heartbeat, Lease, Store, StoreError, WorkerInfo};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -313,9 +313,8 @@ impl Worker {
             let store = self.store.clone();
             let control = control.clone();
             let beating = beating.clone();
-            let worker = self.settings.id.clone();
+            let held = Lease::of(&job);
             let lease = self.settings.lease;
-            let job = job.clone();
             tokio::spawn(async move {
                 // About one write a second: progress stays live for
                 // `jobs --follow` and the lease is renewed well before it ends.
@@ -328,10 +327,7 @@ impl Worker {
                     if progress == last_written && !due {
                         continue;
                     }
-                    match store
-                        .heartbeat(job.id, &worker, job.attempt, Some(progress), lease)
-                        .await
-                    {
+                    match store.heartbeat(&held, Some(progress), lease).await {
                         Ok(Heartbeat::Held { cancel_requested }) => {
                             last_written = progress;
                             last_renewal = Instant::now();
@@ -351,7 +347,7 @@ impl Worker {
         let outcome = stages::run(self, &job, &control).await;
         beating.store(false, Ordering::SeqCst);
         heartbeat.abort();
-        self.record(&job, outcome).await;
+        self.record(&job, &Lease::of(&job), outcome).await;
         if let Ok(mut running) = self.running.lock() {
             running.retain(|id| *id != job.id);
         }
@@ -359,30 +355,17 @@ impl Worker {
 
     /// Writes a job's outcome, retrying database blips: if it cannot be
     /// written at all, the lease expires and another worker runs the job.
-    async fn record(&self, job: &ProcessingJob, outcome: Result<String, StageError>) {
-        let worker = self.settings.id.as_str();
+    async fn record(&self, job: &ProcessingJob, held: &Lease, outcome: Result<String, StageError>) {
         for round in 1..=5u32 {
             let result = match &outcome {
-                Ok(message) => self
-                    .store
-                    .complete(job.id, job.audio_id, worker, job.attempt, message)
-                    .await
-                    .map(|_| ()),
+                Ok(message) => self.store.complete(held, message).await.map(|_| ()),
                 Err(StageError::Interrupted(Interruption::LeaseLost)) => Ok(()),
-                Err(StageError::Interrupted(Interruption::Cancelled)) => self
-                    .store
-                    .cancel_running(job.id, job.audio_id, worker, job.attempt)
-                    .await
-                    .map(|_| ()),
+                Err(StageError::Interrupted(Interruption::Cancelled)) => {
+                    self.store.cancel_running(held).await.map(|_| ())
+                }
                 Err(StageError::Interrupted(Interruption::Shutdown)) => self
                     .store
-                    .release(
-                        job.id,
-                        job.audio_id,
-                        worker,
-                        job.attempt,
-                        "handed back: worker shutting down",
-                    )
+                    .release(held, "handed back: worker shutting down")
                     .await
                     .map(|_| ()),
                 Err(StageError::Interrupted(Interruption::TimedOut)) => {
@@ -390,9 +373,9 @@ impl Worker {
                         "timed out after {} s",
                         self.settings.job_timeout.as_secs()
                     ));
-                    self.fail(job, &error).await
+                    self.fail(job, held, &error).await
                 }
-                Err(StageError::Failed(error)) => self.fail(job, error).await,
+                Err(StageError::Failed(error)) => self.fail(job, held, error).await,
             };
             match result {
                 Ok(()) => return,
@@ -411,7 +394,12 @@ impl Worker {
         }
     }
 
-    async fn fail(&self, job: &ProcessingJob, error: &JobError) -> Result<(), StoreError> {
+    async fn fail(
+        &self,
+        job: &ProcessingJob,
+        held: &Lease,
+        error: &JobError,
+    ) -> Result<(), StoreError> {
         let retry_at = (error.kind == pipeline_core::ErrorKind::Retryable
             && job.attempt < job.max_attempts)
             .then(|| {
@@ -423,17 +411,7 @@ impl Worker {
                 Utc::now()
                     + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::seconds(1))
             });
-        self.store
-            .fail(
-                job.id,
-                job.audio_id,
-                &self.settings.id,
-                job.attempt,
-                error,
-                retry_at,
-            )
-            .await
-            .map(|_| ())
+        self.store.fail(held, error, retry_at).await.map(|_| ())
     }
 }
 
