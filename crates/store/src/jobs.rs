@@ -361,20 +361,8 @@ impl Store {
         .await?;
         let mut reclaimed = Vec::new();
         for row in rows {
-            let id: Uuid = row
-                .try_get::<String, _>("id")?
-                .parse()
-                .map_err(|e: uuid::Error| StoreError::Corrupt {
-                    table: "processing_jobs",
-                    message: e.to_string(),
-                })?;
-            let audio_id: Uuid =
-                row.try_get::<String, _>("audio_id")?
-                    .parse()
-                    .map_err(|e: uuid::Error| StoreError::Corrupt {
-                        table: "processing_jobs",
-                        message: e.to_string(),
-                    })?;
+            let id = rows::uuid("processing_jobs", "id", &row)?;
+            let audio_id = rows::uuid("processing_jobs", "audio_id", &row)?;
             let mut tx = self.pool.begin().await?;
             let jobs = lock_jobs(&mut tx, audio_id).await?;
             let Some(old) = jobs.iter().find(|j| j.id == id) else {

@@ -26,7 +26,7 @@ pub(crate) fn ts(at: DateTime<Utc>) -> String {
     at.to_rfc3339_opts(SecondsFormat::Micros, true)
 }
 
-fn corrupt(table: &'static str, message: impl Into<String>) -> StoreError {
+pub(crate) fn corrupt(table: &'static str, message: impl Into<String>) -> StoreError {
     StoreError::Corrupt {
         table,
         message: message.into(),
@@ -50,7 +50,11 @@ where
         .map_err(|e| corrupt(table, format!("column {column}: {e}")))
 }
 
-fn time(table: &'static str, column: &str, value: &str) -> Result<DateTime<Utc>, StoreError> {
+pub(crate) fn time(
+    table: &'static str,
+    column: &str,
+    value: &str,
+) -> Result<DateTime<Utc>, StoreError> {
     DateTime::parse_from_rfc3339(value)
         .map(|t| t.with_timezone(&Utc))
         .map_err(|e| corrupt(table, format!("column {column}: {e}")))
@@ -65,7 +69,7 @@ fn opt_time(
     value.map(|v| time(table, column, &v)).transpose()
 }
 
-fn uuid(table: &'static str, column: &str, row: &AnyRow) -> Result<Uuid, StoreError> {
+pub(crate) fn uuid(table: &'static str, column: &str, row: &AnyRow) -> Result<Uuid, StoreError> {
     let value: String = get(row, table, column)?;
     parse(table, column, &value)
 }

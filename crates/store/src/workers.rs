@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use sqlx::Row;
 use uuid::Uuid;
 
-use crate::rows::ts;
+use crate::rows::{corrupt, time, ts};
 use crate::{Store, StoreError};
 
 /// A worker process as it last reported itself.
@@ -63,15 +63,7 @@ impl Store {
         .bind(ts(since))
         .fetch_all(&self.pool)
         .await?;
-        let corrupt = |message: String| StoreError::Corrupt {
-            table: "workers",
-            message,
-        };
-        let time = |value: String| {
-            DateTime::parse_from_rfc3339(&value)
-                .map(|t| t.with_timezone(&Utc))
-                .map_err(|e| corrupt(e.to_string()))
-        };
+        const T: &str = "workers";
         rows.iter()
             .map(|row| {
                 let jobs: String = row.try_get("current_jobs")?;
@@ -81,9 +73,9 @@ impl Store {
                     pid: u32::try_from(row.try_get::<i64, _>("pid")?).unwrap_or(0),
                     concurrency: u32::try_from(row.try_get::<i64, _>("concurrency")?).unwrap_or(0),
                     current_jobs: serde_json::from_str(&jobs)
-                        .map_err(|e| corrupt(e.to_string()))?,
-                    started_at: time(row.try_get("started_at")?)?,
-                    last_seen: time(row.try_get("last_seen")?)?,
+                        .map_err(|e| corrupt(T, format!("column current_jobs: {e}")))?,
+                    started_at: time(T, "started_at", &row.try_get::<String, _>("started_at")?)?,
+                    last_seen: time(T, "last_seen", &row.try_get::<String, _>("last_seen")?)?,
                 })
             })
             .collect()

@@ -10,5 +10,5 @@ pub mod storage;
 
 pub use ingest::{expand_inputs, ingest_file, IngestError, Ingested, ProcessOptions};
 pub use runner::{hostname, EngineLoader, RunUntil, Shutdown, Worker, WorkerSettings};
-pub use stages::output_paths;
+pub use stages::{output_paths, DecoderSource};
 pub use storage::LocalStorage;

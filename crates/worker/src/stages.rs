@@ -65,8 +65,7 @@ async fn transcribe(
     let control_for_engine = control.clone();
     let started = Instant::now();
     let transcript = tokio::task::spawn_blocking(move || {
-        let decoder = Decoder::open(&path).map_err(|e| audio_failure(&name, &e))?;
-        let mut source = DecoderSource { decoder, name };
+        let mut source = DecoderSource::open(&path, &name)?;
         let mut observer = ControlObserver {
             control: control_for_engine,
         };
@@ -224,10 +223,22 @@ fn asr_failure(e: AsrError) -> StageError {
     })
 }
 
-/// The decoder as the engine's sample stream.
-struct DecoderSource {
+/// A decoded file as the engine's sample stream; errors name the file by
+/// `name` (what the user submitted) rather than by where it is stored.
+pub struct DecoderSource {
     decoder: Decoder,
     name: String,
+}
+
+impl DecoderSource {
+    /// Opens `path` for decoding.
+    pub fn open(path: &Path, name: &str) -> Result<Self, AsrError> {
+        let decoder = Decoder::open(path).map_err(|e| audio_failure(name, &e))?;
+        Ok(Self {
+            decoder,
+            name: name.to_string(),
+        })
+    }
 }
 
 impl AudioSource for DecoderSource {

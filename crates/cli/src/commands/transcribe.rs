@@ -3,9 +3,9 @@
 use anyhow::Result;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
-use pipeline_asr::{AsrError, AudioSource, DecodeOptions, TranscribeObserver};
-use pipeline_audio::Decoder;
+use pipeline_asr::{AsrError, DecodeOptions, TranscribeObserver};
 use pipeline_core::render::{self, OutputFormat};
+use pipeline_worker::DecoderSource;
 use std::io::IsTerminal;
 use std::path::PathBuf;
 
@@ -43,7 +43,9 @@ pub async fn run(app: &App, args: TranscribeArgs) -> Result<u8> {
             .collect::<Result<_, _>>()
             .map_err(|e: render::ParseFormatError| failure(exit::BAD_INPUT, e.to_string()))?
     };
-    let decoder = Decoder::open(&args.file).map_err(|e| failure(exit::BAD_INPUT, e.to_string()))?;
+    let name = args.file.display().to_string();
+    let mut source = DecoderSource::open(&args.file, &name)
+        .map_err(|e| failure(exit::BAD_INPUT, e.to_string()))?;
     let options = DecodeOptions {
         language: args.language.clone().or(config.model.language.clone()),
         beam_size: config.model.beam_size.max(1),
@@ -52,7 +54,6 @@ pub async fn run(app: &App, args: TranscribeArgs) -> Result<u8> {
         ..DecodeOptions::default()
     };
     let show_bar = std::io::stderr().is_terminal() && !app.json;
-    let name = args.file.display().to_string();
     let transcript = tokio::task::spawn_blocking(move || {
         let engine = load_engine(&config, 1)?;
         let bar = show_bar.then(|| {
@@ -64,7 +65,6 @@ pub async fn run(app: &App, args: TranscribeArgs) -> Result<u8> {
             );
             bar
         });
-        let mut source = Source { decoder, name };
         let mut observer = Bar { bar: bar.clone() };
         let result = engine.transcribe(&mut source, &options, &mut observer);
         if let Some(bar) = bar {
@@ -120,28 +120,6 @@ pub async fn run(app: &App, args: TranscribeArgs) -> Result<u8> {
         }
     }
     Ok(0)
-}
-
-struct Source {
-    decoder: Decoder,
-    name: String,
-}
-
-impl AudioSource for Source {
-    fn read(&mut self, buf: &mut [f32]) -> Result<usize, AsrError> {
-        self.decoder.read(buf).map_err(|e| AsrError::Audio {
-            message: if e.to_string().contains(&self.name) {
-                e.to_string()
-            } else {
-                format!("{}: {e}", self.name)
-            },
-            retryable: false,
-        })
-    }
-
-    fn duration_hint(&self) -> Option<f64> {
-        Some(self.decoder.info().duration_seconds).filter(|d| *d > 0.0)
-    }
 }
 
 struct Bar {
