@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Creates the Python environment the ASR tests compare against: numpy and
-# faster-whisper's source (its feature extractor is the reference front end).
+# Creates the Python environment the tests compare against: numpy and
+# faster-whisper's source (its feature extractor is the reference front end),
+# and Celery 5 with its Redis and AMQP clients (the interop peers).
 # --no-deps keeps av/ctranslate2/onnxruntime out; the tests load
 # feature_extractor.py by path, so faster-whisper's __init__ never runs.
 # Idempotent: an existing, complete venv is left as it is.
@@ -12,6 +13,8 @@ ready() {
   [ -x "$venv/bin/python" ] &&
     "$venv/bin/python" - <<'PY' 2>/dev/null
 import importlib.util, numpy, pathlib, sys
+import celery, redis, amqp
+assert celery.VERSION.major == 5
 spec = importlib.util.find_spec("faster_whisper")
 assert spec is not None and spec.submodule_search_locations
 path = pathlib.Path(list(spec.submodule_search_locations)[0]) / "feature_extractor.py"
@@ -26,5 +29,6 @@ fi
 "$venv/bin/python" -m pip install --quiet --upgrade pip
 "$venv/bin/python" -m pip install --quiet numpy
 "$venv/bin/python" -m pip install --quiet --no-deps faster-whisper
+"$venv/bin/python" -m pip install --quiet "celery[redis]>=5.3,<6"
 ready || { echo "python environment at $venv is incomplete after install" >&2; exit 1; }
 echo "python: $venv (installed)"

@@ -87,11 +87,14 @@ pub enum Command {
         /// Audio id or job id.
         id: String,
     },
-    /// Work the queue until SIGINT or SIGTERM.
+    /// Work the queue until SIGINT or SIGTERM (then running jobs are handed back).
     Worker {
         /// Jobs run at once [default: processing.concurrency].
         #[arg(long)]
         concurrency: Option<usize>,
+        /// Broker queues to read, comma-separated [default: broker.queue].
+        #[arg(long, value_delimiter = ',')]
+        queues: Vec<String>,
     },
     /// Transcribe a file directly: no database, no queue (legacy mode).
     Transcribe(commands::transcribe::TranscribeArgs),

@@ -25,6 +25,19 @@ pub fn job_json(job: &ProcessingJob) -> Value {
     })
 }
 
+/// One audit trail entry for JSON output.
+pub fn event_json(event: &pipeline_core::JobEvent) -> Value {
+    json!({
+        "job_id": event.job_id,
+        "at": json_time(event.at),
+        "from_status": event.from_status.map(|s| s.as_str()),
+        "to_status": event.to_status.as_str(),
+        "attempt": event.attempt,
+        "worker": event.worker,
+        "message": event.message,
+    })
+}
+
 /// An audio file's fields for JSON output.
 pub fn audio_json(audio: &AudioFile) -> Value {
     json!({

@@ -63,6 +63,9 @@ pub struct BrokerConfig {
     pub queue: String,
     /// How long to wait for the broker before falling back to the embedded queue.
     pub connect_timeout_secs: u64,
+    /// Redis: seconds a message may stay unacknowledged before it is
+    /// delivered again (kombu's `visibility_timeout`).
+    pub visibility_timeout_secs: u64,
 }
 
 /// `[storage]`: where files live.
@@ -168,6 +171,7 @@ impl fmt::Debug for BrokerConfig {
             )
             .field("queue", &self.queue)
             .field("connect_timeout_secs", &self.connect_timeout_secs)
+            .field("visibility_timeout_secs", &self.visibility_timeout_secs)
             .finish()
     }
 }
@@ -224,6 +228,7 @@ impl Config {
                 result_backend: None,
                 queue: "celery".to_string(),
                 connect_timeout_secs: 5,
+                visibility_timeout_secs: 3600,
             },
             storage: StorageConfig {
                 data_dir,
@@ -902,6 +907,7 @@ const KEYS: &[KeySpec] = &[
     opt("broker.result_backend", Kind::OptText, Secrecy::Url, "none"),
     spec("broker.queue", Kind::Text),
     spec("broker.connect_timeout_secs", Kind::UInt),
+    spec("broker.visibility_timeout_secs", Kind::UInt),
     spec("storage.data_dir", Kind::Path),
     opt("storage.output_dir", Kind::OptPath, Secrecy::Public, "none"),
     opt(
@@ -1216,6 +1222,7 @@ fn apply(c: &mut Config, key: &str, value: Parsed) -> Result<(), String> {
         ("broker.result_backend", P::Text(v)) => c.broker.result_backend = v,
         ("broker.queue", P::Text(Some(v))) => c.broker.queue = v,
         ("broker.connect_timeout_secs", P::UInt(v)) => c.broker.connect_timeout_secs = v,
+        ("broker.visibility_timeout_secs", P::UInt(v)) => c.broker.visibility_timeout_secs = v,
         ("storage.data_dir", P::Path(Some(v))) => c.storage.data_dir = v,
         ("storage.output_dir", P::Path(v)) => c.storage.output_dir = v,
         ("storage.url", P::Text(v)) => c.storage.url = v,
@@ -1261,6 +1268,7 @@ fn get(c: &Config, key: &str) -> Json {
         "broker.result_backend" => json!(c.broker.result_backend),
         "broker.queue" => json!(c.broker.queue),
         "broker.connect_timeout_secs" => json!(c.broker.connect_timeout_secs),
+        "broker.visibility_timeout_secs" => json!(c.broker.visibility_timeout_secs),
         "storage.data_dir" => path(&c.storage.data_dir),
         "storage.output_dir" => path(&c.output_dir()),
         "storage.url" => json!(c.storage.url),

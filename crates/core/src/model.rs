@@ -281,6 +281,14 @@ pub struct ProcessingJob {
     pub created_at: DateTime<Utc>,
     pub started_at: Option<DateTime<Utc>>,
     pub completed_at: Option<DateTime<Utc>>,
+    /// How the job reaches workers: `embedded` (the jobs table), `amqp` or
+    /// `redis` (a Celery broker).
+    #[serde(default = "embedded_transport")]
+    pub transport: String,
+}
+
+fn embedded_transport() -> String {
+    "embedded".to_string()
 }
 
 /// One entry of a job's append-only audit trail.

@@ -1,14 +1,25 @@
 //! How jobs reach workers. A [`JobQueue`] makes freshly created jobs
-//! available ([`JobQueue::dispatch`]) and hands the next one to a worker
-//! with a lease ([`JobQueue::claim`]).
+//! available ([`JobQueue::dispatch`]), hands the next piece of work to a
+//! worker ([`JobQueue::claim`]) and, once its outcome is committed,
+//! acknowledges the message that carried it ([`JobQueue::settle`]).
 //!
-//! The embedded queue is the jobs table itself: dispatch has nothing to
-//! send, and a claim is the store's leased `UPDATE … RETURNING` (with
-//! `FOR UPDATE SKIP LOCKED` on PostgreSQL), so several workers on several
-//! machines can share one PostgreSQL database with no broker at all.
+//! The database is the truth about every job; a broker only carries the
+//! news. The embedded queue is the jobs table itself ([`EmbeddedQueue`]).
+//! The Celery queue ([`BrokerQueue`]) sends one Celery protocol 2 message
+//! per job over RabbitMQ or Redis and claims the job in the database when
+//! its message arrives, so a message delivered twice never runs a job twice
+//! and a job whose message was lost is sent again.
+
+pub mod broker;
+pub mod celery;
+mod embedded;
+
+pub use broker::{BrokerQueue, BrokerSettings};
+pub use embedded::EmbeddedQueue;
 
 use pipeline_core::{JobType, ProcessingJob};
-use pipeline_store::{Store, StoreError};
+use pipeline_store::StoreError;
+use serde_json::{Map, Value};
 use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
@@ -22,6 +33,12 @@ pub enum QueueError {
     /// The store behind the queue failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The broker could not be reached or refused an operation.
+    #[error("broker {url}: {message}")]
+    Broker { url: String, message: String },
+    /// The broker URL names no transport we speak.
+    #[error("unsupported broker URL {url} (use amqp://... or redis://...)")]
+    UnsupportedUrl { url: String },
 }
 
 impl QueueError {
@@ -29,64 +46,99 @@ impl QueueError {
     pub fn is_retryable(&self) -> bool {
         match self {
             QueueError::Store(e) => e.is_retryable(),
+            QueueError::Broker { .. } => true,
+            QueueError::UnsupportedUrl { .. } => false,
         }
     }
 
-    /// The store error inside, for callers that map it to exit codes.
+    /// The store error inside, for callers that map it to exit codes; a
+    /// broker error reads as an unreachable service.
     pub fn into_store_error(self) -> StoreError {
         match self {
             QueueError::Store(e) => e,
+            QueueError::Broker { url, message } => StoreError::Unreachable { url, message },
+            other => StoreError::Unreachable {
+                url: String::new(),
+                message: other.to_string(),
+            },
         }
     }
+}
+
+/// What a worker is handed.
+#[derive(Debug, Clone)]
+pub enum Work {
+    /// A job, RUNNING under this worker's lease.
+    Job(ProcessingJob),
+    /// A `pipeline.ingest` task: audio to take in, from Celery clients.
+    Ingest(IngestTask),
+}
+
+/// A `pipeline.ingest` task as a Celery client sent it.
+#[derive(Debug, Clone)]
+pub struct IngestTask {
+    /// The Celery task id, for the result backend and the acknowledgement.
+    pub task_id: String,
+    /// `source` (a path or URL the worker can read) and `process`'s options.
+    pub kwargs: Map<String, Value>,
+}
+
+/// What to do with the message of finished work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Settle {
+    /// The outcome is committed: the message is done.
+    Ack,
+    /// The work was handed back unfinished: deliver the message again.
+    Requeue,
+}
+
+/// The result of a dispatch.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Dispatched {
+    /// Why the broker could not take the jobs, when they fell back to the
+    /// embedded queue (recorded in their audit trail).
+    pub fell_back: Option<String>,
+}
+
+/// Reachability of the queue's broker, for `status`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueueHealth {
+    /// `embedded`, `amqp` or `redis`.
+    pub transport: String,
+    /// Round trip to the broker; `None` for the embedded queue.
+    pub latency: Option<Duration>,
+    /// Messages waiting per broker queue.
+    pub depth: Vec<(String, u64)>,
 }
 
 /// A transport that carries jobs from producers to workers.
 pub trait JobQueue: Send + Sync {
-    /// Short name for `status` (`embedded`, `amqp`, `redis`).
+    /// Short name for `status` and the jobs' `transport` (`embedded`, `amqp`, `redis`).
     fn name(&self) -> &str;
 
-    /// Makes newly created QUEUED jobs available to workers.
-    fn dispatch<'a>(&'a self, jobs: &'a [ProcessingJob]) -> QueueFuture<'a, ()>;
+    /// Makes newly QUEUED (or RETRYING) jobs available to workers. When a
+    /// broker cannot take them they fall back to the embedded queue.
+    fn dispatch<'a>(&'a self, jobs: &'a [ProcessingJob]) -> QueueFuture<'a, Dispatched>;
 
-    /// The next runnable job of `job_types` (all when empty) for `worker`,
-    /// held under a lease of `lease`.
+    /// The next piece of work for `worker`, jobs held under a lease of
+    /// `lease`; `None` when there is none for now.
     fn claim<'a>(
         &'a self,
         worker: &'a str,
         job_types: &'a [JobType],
         lease: Duration,
-    ) -> QueueFuture<'a, Option<ProcessingJob>>;
-}
+    ) -> QueueFuture<'a, Option<Work>>;
 
-/// The jobs table as the queue.
-#[derive(Clone)]
-pub struct EmbeddedQueue {
-    store: Store,
-}
+    /// Acknowledges (or hands back) the message of work whose outcome is
+    /// recorded; `task_id` is the job's `task_id` or the ingest task's id.
+    fn settle<'a>(&'a self, task_id: &'a str, how: Settle) -> QueueFuture<'a, ()>;
 
-impl EmbeddedQueue {
-    /// A queue over `store`'s jobs table.
-    pub fn new(store: Store) -> Self {
-        Self { store }
-    }
-}
+    /// Whether the broker answers, how fast, and how much waits in it.
+    fn health(&self) -> QueueFuture<'_, QueueHealth>;
 
-impl JobQueue for EmbeddedQueue {
-    fn name(&self) -> &str {
-        "embedded"
-    }
-
-    fn dispatch<'a>(&'a self, _jobs: &'a [ProcessingJob]) -> QueueFuture<'a, ()> {
-        // Committed QUEUED rows are already visible to every worker's claim.
+    /// Hands back every message still held and stops receiving (a worker
+    /// shutting down).
+    fn close(&self) -> QueueFuture<'_, ()> {
         Box::pin(async { Ok(()) })
-    }
-
-    fn claim<'a>(
-        &'a self,
-        worker: &'a str,
-        job_types: &'a [JobType],
-        lease: Duration,
-    ) -> QueueFuture<'a, Option<ProcessingJob>> {
-        Box::pin(async move { Ok(self.store.claim(worker, job_types, lease).await?) })
     }
 }

@@ -113,8 +113,8 @@ impl Store {
             let row = sqlx::query(&format!(
                 "INSERT INTO processing_jobs (id, audio_id, job_type, status, progress, task_id, \
                  attempt, max_attempts, available_at, cancel_requested, error_kind, error_message, \
-                 created_at, completed_at) \
-                 VALUES ($1, $2, $3, $4, 0, $5, 0, $6, $7, 0, $8, $9, $7, $10) RETURNING {JOB_COLUMNS}"
+                 created_at, completed_at, transport) \
+                 VALUES ($1, $2, $3, $4, 0, $5, 0, $6, $7, 0, $8, $9, $7, $10, $11) RETURNING {JOB_COLUMNS}"
             ))
             .bind(id.to_string())
             .bind(audio.id.to_string())
@@ -126,6 +126,7 @@ impl Store {
             .bind(error.as_ref().map(|e| e.kind.as_str()))
             .bind(error.as_ref().map(|e| e.message.clone()))
             .bind(rejection.map(|_| now.clone()))
+            .bind(&job.transport)
             .fetch_one(&mut *tx)
             .await?;
             let created_job = rows::job(&row)?;

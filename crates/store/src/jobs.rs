@@ -20,6 +20,8 @@ pub struct NewJob {
     pub id: Option<Uuid>,
     /// The queue's message id; the job id when `None`.
     pub task_id: Option<String>,
+    /// The queue that carries it (`embedded`, `amqp`, `redis`).
+    pub transport: String,
 }
 
 impl NewJob {
@@ -30,6 +32,7 @@ impl NewJob {
             max_attempts,
             id: None,
             task_id: None,
+            transport: "embedded".to_string(),
         }
     }
 
@@ -41,6 +44,26 @@ impl NewJob {
             JobStatus::Queued
         }
     }
+}
+
+/// What became of a worker's attempt to claim one job whose message it received.
+#[derive(Debug, Clone, PartialEq)]
+pub enum JobClaim {
+    /// The job is now RUNNING for this worker.
+    Claimed(ProcessingJob),
+    /// Waiting for its backoff to end, at this instant.
+    NotYet(DateTime<Utc>),
+    /// Another worker holds it until this instant (unless it renews).
+    Busy {
+        holder: String,
+        until: DateTime<Utc>,
+    },
+    /// It waits for an earlier stage; that stage's end dispatches it again.
+    Waiting,
+    /// It has ended already (a duplicate delivery).
+    Finished(JobStatus),
+    /// No such job (its file was deleted).
+    Missing,
 }
 
 /// What a worker learns when it renews its lease.
@@ -246,8 +269,10 @@ impl Store {
         rows.iter().map(rows::event).collect()
     }
 
-    /// Claims the next runnable job for `worker` with a lease, first putting
-    /// back jobs whose holder stopped renewing its lease.
+    /// Claims the next runnable job of the embedded queue for `worker` with
+    /// a lease, first putting back jobs whose holder stopped renewing its
+    /// lease. Jobs carried by a broker are claimed by [`Store::claim_job`]
+    /// when their message arrives.
     pub async fn claim(
         &self,
         worker: &str,
@@ -272,7 +297,7 @@ impl Store {
             let candidate_sql = format!(
                 "SELECT id, status, attempt FROM processing_jobs \
                  WHERE status IN ('QUEUED', 'RETRYING') AND available_at <= $1 \
-                 AND job_type IN ({type_list}) ORDER BY available_at, created_at, id LIMIT 1{}",
+                 AND transport = 'embedded' AND job_type IN ({type_list}) ORDER BY available_at, created_at, id LIMIT 1{}",
                 if self.backend == Backend::Postgres {
                     " FOR UPDATE SKIP LOCKED"
                 } else {
@@ -309,39 +334,10 @@ impl Store {
                             message: e.to_string(),
                         },
                     )?;
-            let claimed = sqlx::query(&format!(
-                "UPDATE processing_jobs SET status = 'RUNNING', attempt = attempt + 1, progress = 0, \
-                 worker = $1, heartbeat_at = $2, lease_expires_at = $3, started_at = $2, \
-                 completed_at = NULL WHERE id = $4 AND status = $5 RETURNING {JOB_COLUMNS}"
-            ))
-            .bind(worker)
-            .bind(ts(now))
-            .bind(ts(lease_end(now, lease)))
-            .bind(&id)
-            .bind(from.as_str())
-            .fetch_optional(&mut *tx)
-            .await?;
-            let Some(claimed) = claimed else {
+            let Some(job) = take(&mut tx, &id, from, worker, lease).await? else {
                 tx.rollback().await?;
                 continue;
             };
-            let job = rows::job(&claimed)?;
-            from.transition(JobStatus::Running)?;
-            let message = if job.attempt > 1 {
-                format!("claimed (attempt {} of {})", job.attempt, job.max_attempts)
-            } else {
-                "claimed".to_string()
-            };
-            insert_event(
-                &mut tx,
-                &job,
-                Some(from),
-                JobStatus::Running,
-                Some(worker),
-                &message,
-            )
-            .await?;
-            refresh_audio_status(&mut tx, job.audio_id).await?;
             tx.commit().await?;
             return Ok(Some(job));
         }
@@ -349,8 +345,9 @@ impl Store {
     }
 
     /// Puts back (or fails, when out of attempts) running jobs whose lease
-    /// expired: their worker died or lost its connection.
-    pub async fn reclaim_expired(&self) -> Result<Vec<Uuid>, StoreError> {
+    /// expired: their worker died or lost its connection. Returns the jobs
+    /// as they are now, so that a broker queue can send their messages again.
+    pub async fn reclaim_expired(&self) -> Result<Vec<ProcessingJob>, StoreError> {
         let now = Utc::now();
         let rows = sqlx::query(
             "SELECT id, audio_id FROM processing_jobs \
@@ -398,9 +395,110 @@ impl Store {
             }
             refresh_audio_status(&mut tx, audio_id).await?;
             tx.commit().await?;
-            reclaimed.push(id);
+            reclaimed.push(new);
         }
         Ok(reclaimed)
+    }
+
+    /// Claims one job whose message a broker delivered, if it is runnable;
+    /// otherwise says why not, so the message can be held, dropped or acked.
+    pub async fn claim_job(
+        &self,
+        id: Uuid,
+        worker: &str,
+        lease: Duration,
+    ) -> Result<JobClaim, StoreError> {
+        self.reclaim_expired().await?;
+        for _ in 0..4 {
+            let job = match self.job(id).await {
+                Ok(job) => job,
+                Err(StoreError::NotFound { .. }) => return Ok(JobClaim::Missing),
+                Err(e) => return Err(e),
+            };
+            match job.status {
+                JobStatus::Queued | JobStatus::Retrying => {
+                    if job.available_at > Utc::now() {
+                        return Ok(JobClaim::NotYet(job.available_at));
+                    }
+                    let mut tx = self.pool.begin().await?;
+                    match take(&mut tx, &id.to_string(), job.status, worker, lease).await? {
+                        Some(claimed) => {
+                            tx.commit().await?;
+                            return Ok(JobClaim::Claimed(claimed));
+                        }
+                        // Someone moved it meanwhile: look again.
+                        None => tx.rollback().await?,
+                    }
+                }
+                JobStatus::Running => {
+                    return Ok(JobClaim::Busy {
+                        holder: job.worker.unwrap_or_default(),
+                        until: job.lease_expires_at.unwrap_or_else(Utc::now),
+                    })
+                }
+                JobStatus::Pending => return Ok(JobClaim::Waiting),
+                status => return Ok(JobClaim::Finished(status)),
+            }
+        }
+        Ok(JobClaim::Busy {
+            holder: "another worker".to_string(),
+            until: Utc::now(),
+        })
+    }
+
+    /// Adds a note to a job's audit trail without changing its status (a
+    /// duplicate delivery, a fallback to the embedded queue).
+    pub async fn note(
+        &self,
+        job_id: Uuid,
+        worker: Option<&str>,
+        message: &str,
+    ) -> Result<(), StoreError> {
+        let job = self.job(job_id).await?;
+        let mut tx = self.pool.begin().await?;
+        insert_event(&mut tx, &job, Some(job.status), job.status, worker, message).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Moves jobs whose broker could not take them to the embedded queue,
+    /// recording why in their audit trail.
+    pub async fn fall_back_to_embedded(
+        &self,
+        job_ids: &[Uuid],
+        reason: &str,
+    ) -> Result<(), StoreError> {
+        for id in job_ids {
+            let job = self.job(*id).await?;
+            let mut tx = self.pool.begin().await?;
+            sqlx::query("UPDATE processing_jobs SET transport = 'embedded' WHERE id = $1")
+                .bind(id.to_string())
+                .execute(&mut *tx)
+                .await?;
+            let message = format!(
+                "{} broker unavailable ({reason}); fell back to the embedded queue",
+                job.transport
+            );
+            insert_event(&mut tx, &job, Some(job.status), job.status, None, &message).await?;
+            tx.commit().await?;
+        }
+        Ok(())
+    }
+
+    /// Runnable or backing-off jobs carried by `transport`, oldest first: what
+    /// must be sent again when a broker lost its messages.
+    pub async fn waiting_on_transport(
+        &self,
+        transport: &str,
+    ) -> Result<Vec<ProcessingJob>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {JOB_COLUMNS} FROM processing_jobs WHERE status IN ('QUEUED', 'RETRYING') \
+             AND transport = $1 ORDER BY available_at, created_at, id"
+        ))
+        .bind(transport)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(rows::job).collect()
     }
 
     /// Renews the lease of a running job and records its progress (0-100,
@@ -650,6 +748,51 @@ impl Store {
         }
         Ok(depth)
     }
+}
+
+/// Moves job `id` from `from` (QUEUED or RETRYING) to RUNNING for `worker`
+/// with its event, unless someone else moved it first (`None`).
+async fn take(
+    tx: &mut Transaction<'_, Any>,
+    id: &str,
+    from: JobStatus,
+    worker: &str,
+    lease: Duration,
+) -> Result<Option<ProcessingJob>, StoreError> {
+    let now = Utc::now();
+    let claimed = sqlx::query(&format!(
+        "UPDATE processing_jobs SET status = 'RUNNING', attempt = attempt + 1, progress = 0, \
+         worker = $1, heartbeat_at = $2, lease_expires_at = $3, started_at = $2, \
+         completed_at = NULL WHERE id = $4 AND status = $5 RETURNING {JOB_COLUMNS}"
+    ))
+    .bind(worker)
+    .bind(ts(now))
+    .bind(ts(lease_end(now, lease)))
+    .bind(id)
+    .bind(from.as_str())
+    .fetch_optional(&mut **tx)
+    .await?;
+    let Some(claimed) = claimed else {
+        return Ok(None);
+    };
+    let job = rows::job(&claimed)?;
+    from.transition(JobStatus::Running)?;
+    let message = if job.attempt > 1 {
+        format!("claimed (attempt {} of {})", job.attempt, job.max_attempts)
+    } else {
+        "claimed".to_string()
+    };
+    insert_event(
+        tx,
+        &job,
+        Some(from),
+        JobStatus::Running,
+        Some(worker),
+        &message,
+    )
+    .await?;
+    refresh_audio_status(tx, job.audio_id).await?;
+    Ok(Some(job))
 }
 
 /// Moves the jobs that wait on `done_type` once it has ended: QUEUED when

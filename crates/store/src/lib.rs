@@ -16,7 +16,7 @@ mod workers;
 
 pub use audio::{AudioResults, NewAudio};
 pub use error::StoreError;
-pub use jobs::{Heartbeat, Lease, NewJob};
+pub use jobs::{Heartbeat, JobClaim, Lease, NewJob};
 pub use workers::WorkerInfo;
 
 use sqlx::any::{AnyPoolOptions, AnyRow};

@@ -14,7 +14,7 @@ use crate::StoreError;
 /// Columns of `processing_jobs` in the order [`job`] reads them.
 pub(crate) const JOB_COLUMNS: &str = "id, audio_id, job_type, status, progress, task_id, attempt, \
      max_attempts, worker, heartbeat_at, lease_expires_at, available_at, cancel_requested, \
-     error_kind, error_message, created_at, started_at, completed_at";
+     error_kind, error_message, created_at, started_at, completed_at, transport";
 
 /// Columns of `audio_files` in the order [`audio`] reads them.
 pub(crate) const AUDIO_COLUMNS: &str = "id, original_name, sha256, size_bytes, container, codec, \
@@ -116,6 +116,7 @@ pub(crate) fn job(row: &AnyRow) -> Result<ProcessingJob, StoreError> {
         created_at: time(T, "created_at", &get::<String>(row, T, "created_at")?)?,
         started_at: opt_time(row, T, "started_at")?,
         completed_at: opt_time(row, T, "completed_at")?,
+        transport: get(row, T, "transport")?,
     })
 }
 

@@ -114,6 +114,8 @@ pub struct Ingested {
     pub deduplicated: bool,
     /// The file was recorded but refused: its jobs are FAILED with this reason.
     pub rejected: Option<String>,
+    /// The broker could not take the jobs; they went to the embedded queue.
+    pub fell_back: Option<String>,
 }
 
 /// Probes, hashes and stores a file, then records it with its jobs in one
@@ -161,6 +163,7 @@ pub async fn ingest_file(
                 jobs,
                 deduplicated: true,
                 rejected: None,
+                fell_back: None,
             });
         }
     }
@@ -199,7 +202,10 @@ pub async fn ingest_file(
     };
     let jobs: Vec<NewJob> = JobType::ALL
         .iter()
-        .map(|t| NewJob::new(*t, max_attempts.max(1)))
+        .map(|t| NewJob {
+            transport: queue.name().to_string(),
+            ..NewJob::new(*t, max_attempts.max(1))
+        })
         .collect();
     let (audio, jobs) = match &rejected {
         None => store.ingest(&new_audio, &jobs).await?,
@@ -214,13 +220,54 @@ pub async fn ingest_file(
         .filter(|j| j.status == pipeline_core::JobStatus::Queued)
         .cloned()
         .collect();
-    queue.dispatch(&queued).await?;
+    let dispatched = queue.dispatch(&queued).await?;
     Ok(Ingested {
         audio,
         jobs,
         deduplicated: false,
         rejected,
+        fell_back: dispatched.fell_back,
     })
+}
+
+/// Runs a `pipeline.ingest` task from a Celery client: kwargs `source` (a
+/// path, or a `file://` URL, the worker can read), `force`, and any of
+/// [`ProcessOptions`]' fields.
+pub async fn ingest_task(
+    store: &Store,
+    queue: &dyn JobQueue,
+    storage: &LocalStorage,
+    kwargs: &serde_json::Map<String, serde_json::Value>,
+    defaults: &ProcessOptions,
+    max_attempts: u32,
+) -> Result<Ingested, IngestError> {
+    let source = kwargs
+        .get("source")
+        .and_then(|v| v.as_str())
+        .ok_or_else(|| IngestError::Unreadable {
+            path: PathBuf::from("(none)"),
+            message: "the task has no `source` keyword argument".into(),
+        })?;
+    let path = PathBuf::from(source.strip_prefix("file://").unwrap_or(source));
+    let mut merged = serde_json::to_value(defaults)
+        .ok()
+        .and_then(|v| v.as_object().cloned())
+        .unwrap_or_default();
+    for (key, value) in kwargs {
+        if !matches!(key.as_str(), "source" | "force") && merged.contains_key(key) {
+            merged.insert(key.clone(), value.clone());
+        }
+    }
+    let options: ProcessOptions = serde_json::from_value(serde_json::Value::Object(merged))
+        .map_err(|e| IngestError::Unreadable {
+            path: path.clone(),
+            message: format!("bad options: {e}"),
+        })?;
+    let force = kwargs
+        .get("force")
+        .and_then(|v| v.as_bool())
+        .unwrap_or(false);
+    ingest_file(store, queue, storage, &path, &options, max_attempts, force).await
 }
 
 /// The audio files under `path`: the file itself, or a folder's audio files

@@ -8,7 +8,7 @@ mod runner;
 mod stages;
 pub mod storage;
 
-pub use ingest::{expand_inputs, ingest_file, IngestError, Ingested, ProcessOptions};
+pub use ingest::{expand_inputs, ingest_file, ingest_task, IngestError, Ingested, ProcessOptions};
 pub use runner::{hostname, EngineLoader, RunUntil, Shutdown, Worker, WorkerSettings};
 pub use stages::{output_paths, DecoderSource};
 pub use storage::LocalStorage;

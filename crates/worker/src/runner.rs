@@ -3,7 +3,8 @@
 use chrono::Utc;
 use pipeline_asr::{AsrError, Transcriber};
 use pipeline_core::{JobError, ProcessingJob};
-use pipeline_queue::JobQueue;
+use pipeline_queue::celery::backend::{ResultBackend, TaskState};
+use pipeline_queue::{IngestTask, JobQueue, Settle, Work};
 use pipeline_store::{Heartbeat, Lease, Store, StoreError, WorkerInfo};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -40,6 +41,11 @@ pub struct WorkerSettings {
     pub data_dir: PathBuf,
     /// Wait between claims when the queue is empty.
     pub poll_interval: Duration,
+    /// Attempts of jobs created by `pipeline.ingest` tasks.
+    pub max_attempts: u32,
+    /// Options of files submitted by `pipeline.ingest` tasks, before the
+    /// task's own keyword arguments.
+    pub ingest_defaults: crate::ProcessOptions,
 }
 
 /// A stop request shared by the signal handler and every running job.
@@ -90,6 +96,7 @@ pub struct Worker {
     shutdown: Shutdown,
     running: Mutex<Vec<Uuid>>,
     started_at: chrono::DateTime<Utc>,
+    results: Option<Arc<ResultBackend>>,
 }
 
 /// What a running job's stage can see: its progress, and whether to stop.
@@ -160,6 +167,24 @@ impl Worker {
             shutdown: Shutdown::default(),
             running: Mutex::new(Vec::new()),
             started_at: Utc::now(),
+            results: None,
+        }
+    }
+
+    /// Also writes task states to a Celery result backend, where Python's
+    /// `AsyncResult` reads them.
+    pub fn with_result_backend(mut self, backend: Arc<ResultBackend>) -> Self {
+        self.results = Some(backend);
+        self
+    }
+
+    /// Records a task state in the result backend, if one is configured; a
+    /// backend that is down never stops the work.
+    async fn report(&self, task_id: &str, state: TaskState) {
+        if let Some(backend) = &self.results {
+            if let Err(e) = backend.store(task_id, &state).await {
+                eprintln!("pipeline-manager: result backend: {e}");
+            }
         }
     }
 
@@ -224,6 +249,7 @@ impl Worker {
             }
         }
         presence.abort();
+        let _ = self.queue.close().await;
         let _ = self.store.worker_gone(&self.settings.id).await;
         first_error.map_or(Ok(()), Err)
     }
@@ -277,9 +303,13 @@ impl Worker {
                 .await
                 .map_err(pipeline_queue::QueueError::into_store_error)
             {
-                Ok(Some(job)) => {
+                Ok(Some(Work::Job(job))) => {
                     failures = 0;
                     self.execute(job).await;
+                }
+                Ok(Some(Work::Ingest(task))) => {
+                    failures = 0;
+                    self.ingest(task).await;
                 }
                 Ok(None) => stop.sleep(self.settings.poll_interval).await,
                 Err(e) if e.is_retryable() && failures < 20 => {
@@ -308,8 +338,17 @@ impl Worker {
             shutdown: self.shutdown.clone(),
             deadline: Instant::now() + self.settings.job_timeout,
         });
+        self.report(
+            &job.task_id,
+            TaskState::Started {
+                worker: self.settings.id.clone(),
+            },
+        )
+        .await;
         let beating = Arc::new(AtomicBool::new(true));
         let heartbeat = {
+            let results = self.results.clone();
+            let task_id = job.task_id.clone();
             let store = self.store.clone();
             let control = control.clone();
             let beating = beating.clone();
@@ -329,6 +368,13 @@ impl Worker {
                     }
                     match store.heartbeat(&held, Some(progress), lease).await {
                         Ok(Heartbeat::Held { cancel_requested }) => {
+                            if progress != last_written {
+                                if let Some(backend) = &results {
+                                    let _ = backend
+                                        .store(&task_id, &TaskState::Progress { percent: progress })
+                                        .await;
+                                }
+                            }
                             last_written = progress;
                             last_renewal = Instant::now();
                             if cancel_requested {
@@ -347,17 +393,140 @@ impl Worker {
         let outcome = stages::run(self, &job, &control).await;
         beating.store(false, Ordering::SeqCst);
         heartbeat.abort();
-        self.record(&job, &Lease::of(&job), outcome).await;
+        let recorded = self.record(&job, &Lease::of(&job), &outcome).await;
+        self.announce_outcome(&job, &outcome, recorded).await;
         if let Ok(mut running) = self.running.lock() {
             running.retain(|id| *id != job.id);
         }
     }
 
+    /// After a job's outcome is committed: sends the jobs it released (the
+    /// next stage, or itself to retry), tells the result backend, and only
+    /// then acknowledges its message, so a crash in between loses nothing.
+    async fn announce_outcome(
+        &self,
+        job: &ProcessingJob,
+        outcome: &Result<String, StageError>,
+        recorded: bool,
+    ) {
+        let now = self.store.jobs_for_audio(job.audio_id).await.unwrap_or_default();
+        let released: Vec<ProcessingJob> = now
+            .iter()
+            .filter(|j| {
+                matches!(
+                    j.status,
+                    pipeline_core::JobStatus::Queued | pipeline_core::JobStatus::Retrying
+                ) && (j.id == job.id || j.job_type.depends_on() == Some(job.job_type))
+            })
+            .cloned()
+            .collect();
+        let handed_back = matches!(
+            outcome,
+            Err(StageError::Interrupted(Interruption::Shutdown))
+        );
+        if !released.is_empty() && !handed_back {
+            match self.queue.dispatch(&released).await {
+                Ok(d) => {
+                    if let Some(reason) = d.fell_back {
+                        eprintln!(
+                            "pipeline-manager: broker unavailable ({reason}); \
+                             next jobs fell back to the embedded queue"
+                        );
+                    }
+                }
+                Err(e) => eprintln!("pipeline-manager: could not dispatch the next jobs: {e}"),
+            }
+        }
+        if let Some(this) = now.iter().find(|j| j.id == job.id) {
+            let state = match (this.status, outcome) {
+                (pipeline_core::JobStatus::Completed, _) => Some(TaskState::Success(serde_json::json!({
+                    "audio_id": job.audio_id.to_string(),
+                    "job_id": job.id.to_string(),
+                    "job_type": job.job_type.as_str(),
+                    "status": "COMPLETED",
+                }))),
+                (pipeline_core::JobStatus::Retrying, _) => Some(TaskState::Retry {
+                    message: this.error.as_ref().map(|e| e.message.clone()).unwrap_or_default(),
+                }),
+                (pipeline_core::JobStatus::Failed, _) => Some(TaskState::Failure {
+                    message: this.error.as_ref().map(|e| e.message.clone()).unwrap_or_default(),
+                }),
+                (pipeline_core::JobStatus::Cancelled, _) => Some(TaskState::Revoked {
+                    message: "cancelled".into(),
+                }),
+                _ => None,
+            };
+            if let Some(state) = state {
+                self.report(&job.task_id, state).await;
+            }
+        }
+        let how = if handed_back || !recorded {
+            Settle::Requeue
+        } else {
+            Settle::Ack
+        };
+        if let Err(e) = self.queue.settle(&job.task_id, how).await {
+            eprintln!("pipeline-manager: could not settle task {}: {e}", job.task_id);
+        }
+    }
+
+    /// Runs a `pipeline.ingest` task: the file is taken in and its jobs
+    /// created and dispatched, as `process --detach` would.
+    async fn ingest(&self, task: IngestTask) {
+        self.report(
+            &task.task_id,
+            TaskState::Started {
+                worker: self.settings.id.clone(),
+            },
+        )
+        .await;
+        let outcome = crate::ingest::ingest_task(
+            &self.store,
+            self.queue.as_ref(),
+            &self.storage,
+            &task.kwargs,
+            &self.settings.ingest_defaults,
+            self.settings.max_attempts,
+        )
+        .await;
+        let state = match outcome {
+            Ok(ingested) => match &ingested.rejected {
+                None => TaskState::Success(serde_json::json!({
+                    "audio_id": ingested.audio.id.to_string(),
+                    "job_ids": ingested.jobs.iter().map(|j| j.id.to_string()).collect::<Vec<_>>(),
+                    "task_ids": ingested.jobs.iter().map(|j| j.task_id.clone()).collect::<Vec<_>>(),
+                    "deduplicated": ingested.deduplicated,
+                })),
+                Some(reason) => TaskState::Failure {
+                    message: format!(
+                        "{}: {reason} (recorded as FAILED audio {})",
+                        ingested.audio.original_name, ingested.audio.id
+                    ),
+                },
+            },
+            Err(e) => {
+                eprintln!("pipeline-manager: ingest task {}: {e}", task.task_id);
+                TaskState::Failure {
+                    message: e.to_string(),
+                }
+            }
+        };
+        self.report(&task.task_id, state).await;
+        if let Err(e) = self.queue.settle(&task.task_id, Settle::Ack).await {
+            eprintln!("pipeline-manager: could not settle task {}: {e}", task.task_id);
+        }
+    }
+
     /// Writes a job's outcome, retrying database blips: if it cannot be
-    /// written at all, the lease expires and another worker runs the job.
-    async fn record(&self, job: &ProcessingJob, held: &Lease, outcome: Result<String, StageError>) {
+    /// written at all (false), the lease expires and another worker runs the job.
+    async fn record(
+        &self,
+        job: &ProcessingJob,
+        held: &Lease,
+        outcome: &Result<String, StageError>,
+    ) -> bool {
         for round in 1..=5u32 {
-            let result = match &outcome {
+            let result = match outcome {
                 Ok(message) => self.store.complete(held, message).await.map(|_| ()),
                 Err(StageError::Interrupted(Interruption::LeaseLost)) => Ok(()),
                 Err(StageError::Interrupted(Interruption::Cancelled)) => {
@@ -378,9 +547,9 @@ impl Worker {
                 Err(StageError::Failed(error)) => self.fail(job, held, error).await,
             };
             match result {
-                Ok(()) => return,
+                Ok(()) => return true,
                 // Someone else owns the job now (lease expired, reclaimed).
-                Err(StoreError::Conflict { .. }) => return,
+                Err(StoreError::Conflict { .. }) => return true,
                 Err(e) if e.is_retryable() => {
                     tokio::time::sleep(backoff(
                         round,
@@ -389,9 +558,10 @@ impl Worker {
                     ))
                     .await;
                 }
-                Err(_) => return,
+                Err(_) => return false,
             }
         }
+        false
     }
 
     async fn fail(

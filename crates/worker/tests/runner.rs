@@ -147,6 +147,8 @@ async fn setup(steps: Vec<Step>, timeout: Duration, file: &str) -> Setup {
         output_dir: dir.path().join("outputs"),
         data_dir: dir.path().to_path_buf(),
         poll_interval: Duration::from_millis(20),
+        max_attempts: 3,
+        ingest_defaults: ProcessOptions::default(),
     };
     let worker = Arc::new(Worker::new(store.clone(), queue, settings, loader));
     Setup {

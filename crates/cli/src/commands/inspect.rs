@@ -56,7 +56,17 @@ pub async fn jobs(app: &App, id: &str, follow: bool, events: bool) -> Result<u8>
         let finished = jobs.iter().all(|j| j.status.is_final());
         if !follow || finished || !app.json {
             let text = if app.json {
-                serde_json::to_string_pretty(&views::jobs_json(id, &jobs))?
+                let mut doc = views::jobs_json(id, &jobs);
+                if events {
+                    let mut all = Vec::new();
+                    for job in &jobs {
+                        for event in store.events_for_job(job.id).await.map_err(store_failure)? {
+                            all.push(views::event_json(&event));
+                        }
+                    }
+                    doc["events"] = serde_json::Value::Array(all);
+                }
+                serde_json::to_string_pretty(&doc)?
             } else {
                 let mut text = views::jobs_text(&app.style, id, &jobs);
                 if events {
@@ -205,6 +215,20 @@ pub async fn retry(app: &App, id: &str) -> Result<u8> {
     let store = app.store().await?;
     let (audio_id, job) = resolve(&store, id).await?;
     let changed = store.retry(audio_id, job).await.map_err(store_failure)?;
+    // Jobs carried by a broker need their message again.
+    let queue = super::queue(app.config(), &store, &[])?;
+    let dispatched = queue
+        .dispatch(&changed)
+        .await
+        .map_err(|e| store_failure(e.into_store_error()))?;
+    if let Some(reason) = dispatched.fell_back {
+        eprintln!(
+            "{}",
+            app.style.fail(&format!(
+                "Warning: broker unavailable ({reason}); jobs fell back to the embedded queue"
+            ))
+        );
+    }
     report_changes(
         app,
         audio_id,

@@ -10,7 +10,7 @@ use anyhow::Result;
 use pipeline_asr::openai::{OpenAiEngine, OpenAiOptions};
 use pipeline_asr::{AsrError, EngineOptions, Transcriber};
 use pipeline_core::config::Config;
-use pipeline_worker::{EngineLoader, WorkerSettings};
+use pipeline_worker::{EngineLoader, ProcessOptions, WorkerSettings};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -37,7 +37,10 @@ pub async fn run(cli: Cli) -> Result<u8> {
         }
         Command::Retry { id } => inspect::retry(&app, &id).await,
         Command::Cancel { id } => inspect::cancel(&app, &id).await,
-        Command::Worker { concurrency } => worker::run(&app, concurrency).await,
+        Command::Worker {
+            concurrency,
+            queues,
+        } => worker::run(&app, concurrency, &queues).await,
         Command::Transcribe(args) => transcribe::run(&app, args).await,
         Command::Model { action: None } => status::model(&app).await,
         Command::Model {
@@ -85,9 +88,61 @@ pub fn engine_loader(config: &Config, jobs_at_once: usize) -> EngineLoader {
     Arc::new(move || load_engine(&config, jobs_at_once))
 }
 
-/// The queue jobs travel through: the embedded one (the jobs table).
-pub fn queue(store: &pipeline_store::Store) -> Arc<dyn pipeline_queue::JobQueue> {
-    Arc::new(pipeline_queue::EmbeddedQueue::new(store.clone()))
+/// The queue jobs travel through: the Celery broker when `broker.url` is
+/// set (reading `consume`, or `broker.queue` when empty), else the embedded
+/// one (the jobs table).
+pub fn queue(
+    config: &Config,
+    store: &pipeline_store::Store,
+    consume: &[String],
+) -> Result<Arc<dyn pipeline_queue::JobQueue>> {
+    let Some(url) = &config.broker.url else {
+        return Ok(Arc::new(pipeline_queue::EmbeddedQueue::new(store.clone())));
+    };
+    let settings = pipeline_queue::BrokerSettings {
+        url: url.clone(),
+        queue: config.broker.queue.clone(),
+        consume: consume.to_vec(),
+        connect_timeout: Duration::from_secs(config.broker.connect_timeout_secs.max(1)),
+        visibility_timeout: Duration::from_secs(config.broker.visibility_timeout_secs.max(1)),
+        prefetch: config.processing.concurrency.max(1) * 4,
+    };
+    pipeline_queue::BrokerQueue::new(store.clone(), settings)
+        .map(|q| Arc::new(q) as Arc<dyn pipeline_queue::JobQueue>)
+        .map_err(|e| crate::app::failure(crate::app::exit::BAD_INPUT, format!("broker.url: {e}")))
+}
+
+/// The Celery result backend, when `broker.result_backend` is set.
+pub fn result_backend(
+    config: &Config,
+) -> Result<Option<Arc<pipeline_queue::celery::backend::ResultBackend>>> {
+    let Some(url) = &config.broker.result_backend else {
+        return Ok(None);
+    };
+    pipeline_queue::celery::backend::ResultBackend::new(
+        url,
+        Duration::from_secs(config.broker.connect_timeout_secs.max(1)),
+    )
+    .map(|b| Some(Arc::new(b)))
+    .map_err(|e| {
+        crate::app::failure(
+            crate::app::exit::BAD_INPUT,
+            format!("broker.result_backend: {e}"),
+        )
+    })
+}
+
+/// The options files get unless the command line says otherwise.
+pub fn default_process_options(config: &Config) -> ProcessOptions {
+    ProcessOptions {
+        model: config.model.name.clone(),
+        language: config.model.language.clone(),
+        beam_size: config.model.beam_size,
+        word_timestamps: config.model.word_timestamps,
+        vad_filter: config.model.vad_filter,
+        formats: config.processing.formats.clone(),
+        ..ProcessOptions::default()
+    }
 }
 
 /// A worker's settings from the configuration.
@@ -109,5 +164,7 @@ pub fn worker_settings(config: &Config, concurrency: Option<usize>) -> WorkerSet
         output_dir: config.output_dir(),
         data_dir: config.storage.data_dir.clone(),
         poll_interval: Duration::from_millis(250),
+        max_attempts: p.max_attempts.max(1),
+        ingest_defaults: default_process_options(config),
     }
 }

@@ -75,22 +75,18 @@ pub async fn run(app: &App, args: ProcessArgs) -> Result<u8> {
         .output_dir
         .as_ref()
         .map(|dir| std::path::absolute(dir).unwrap_or_else(|_| dir.clone()));
+    let defaults = super::default_process_options(config);
     let options = ProcessOptions {
-        model: config.model.name.clone(),
-        language: args
-            .language
-            .clone()
-            .or_else(|| config.model.language.clone()),
-        beam_size: args.beam_size.unwrap_or(config.model.beam_size),
-        word_timestamps: args.word_timestamps || config.model.word_timestamps,
-        vad_filter: config.model.vad_filter,
+        language: args.language.clone().or(defaults.language.clone()),
+        beam_size: args.beam_size.unwrap_or(defaults.beam_size),
+        word_timestamps: args.word_timestamps || defaults.word_timestamps,
         formats,
         output_dir,
-        ..ProcessOptions::default()
+        ..defaults
     };
     let store = app.store().await?;
     let storage = LocalStorage::new(&config.storage.data_dir);
-    let queue = super::queue(&store);
+    let queue = super::queue(config, &store, &[])?;
     let inputs = expand_inputs(&args.inputs);
     if inputs.is_empty() {
         return Err(failure(
@@ -107,6 +103,7 @@ pub async fn run(app: &App, args: ProcessArgs) -> Result<u8> {
     }
     let mut outcomes = Vec::new();
     let mut bad_input = false;
+    let mut warned_fallback = false;
     for path in inputs {
         match ingest_file(
             &store,
@@ -120,6 +117,15 @@ pub async fn run(app: &App, args: ProcessArgs) -> Result<u8> {
         .await
         {
             Ok(ingested) => {
+                if let (Some(reason), false) = (&ingested.fell_back, warned_fallback) {
+                    warned_fallback = true;
+                    eprintln!(
+                        "{}",
+                        app.style.fail(&format!(
+                            "Warning: broker unavailable ({reason}); jobs fell back to the embedded queue"
+                        ))
+                    );
+                }
                 if let Some(reason) = &ingested.rejected {
                     bad_input = true;
                     if !app.json {
@@ -236,12 +242,11 @@ async fn work_until_done(
     let config = app.config();
     let settings = worker_settings(config, concurrency);
     let loader = engine_loader(config, settings.concurrency);
-    let worker = Arc::new(Worker::new(
-        store.clone(),
-        super::queue(store),
-        settings,
-        loader,
-    ));
+    let mut worker = Worker::new(store.clone(), super::queue(config, store, &[])?, settings, loader);
+    if let Some(backend) = super::result_backend(config)? {
+        worker = worker.with_result_backend(backend);
+    }
+    let worker = Arc::new(worker);
     let shutdown = worker.shutdown_handle();
     tokio::spawn(async move {
         if tokio::signal::ctrl_c().await.is_ok() {

@@ -24,6 +24,7 @@ pub async fn run(app: &App) -> Result<u8> {
         }
         None => (None, Vec::new()),
     };
+    let broker = broker_health(app, store.as_ref()).await;
     let entries = app.loaded.entries();
     let doc = json!({
         "config": {
@@ -31,10 +32,7 @@ pub async fn run(app: &App) -> Result<u8> {
             "entries": entries.iter().map(|e| json!({"key": e.key, "value": e.value, "source": e.source.to_string()})).collect::<Vec<_>>(),
         },
         "database": database,
-        "broker": {
-            "url": config.broker.url.as_deref().map(pipeline_core::config::mask_url),
-            "mode": if config.uses_embedded_queue() { "embedded" } else { "celery" },
-        },
+        "broker": broker,
         "storage": {
             "data_dir": config.storage.data_dir.display().to_string(),
             "output_dir": config.output_dir().display().to_string(),
@@ -59,6 +57,43 @@ pub async fn run(app: &App) -> Result<u8> {
                 .unwrap_or("database unreachable")
         );
         Ok(exit::UNREACHABLE)
+    }
+}
+
+/// Reachability, latency and queue depth of the configured broker.
+async fn broker_health(app: &App, store: Option<&Store>) -> Value {
+    let config = app.config();
+    let Some(url) = &config.broker.url else {
+        return json!({"url": null, "mode": "embedded", "reachable": null});
+    };
+    let masked = pipeline_core::config::mask_url(url);
+    let Some(store) = store else {
+        return json!({"url": masked, "mode": "celery", "reachable": null, "error": "database unreachable"});
+    };
+    let queue = match crate::commands::queue(config, store, &[]) {
+        Ok(queue) => queue,
+        Err(e) => return json!({"url": masked, "mode": "celery", "reachable": false, "error": e.to_string()}),
+    };
+    match queue.health().await {
+        Ok(health) => json!({
+            "url": masked,
+            "mode": "celery",
+            "transport": health.transport,
+            "reachable": true,
+            "latency_ms": health.latency.map(|l| l.as_secs_f64() * 1000.0),
+            "queues": health
+                .depth
+                .into_iter()
+                .map(|(name, n)| (name, json!(n)))
+                .collect::<serde_json::Map<String, Value>>(),
+        }),
+        Err(e) => json!({
+            "url": masked,
+            "mode": "celery",
+            "transport": queue.name(),
+            "reachable": false,
+            "error": e.to_string(),
+        }),
     }
 }
 
@@ -94,8 +129,32 @@ fn print_status(app: &App, doc: &Value) {
         ))
     };
     println!("{db_line}");
-    match doc["broker"]["url"].as_str() {
-        Some(url) => println!("Broker: {url}"),
+    let broker = &doc["broker"];
+    match broker["url"].as_str() {
+        Some(url) if broker["reachable"].as_bool().unwrap_or(false) => {
+            let depth: Vec<String> = broker["queues"]
+                .as_object()
+                .into_iter()
+                .flatten()
+                .map(|(name, n)| format!("{name}: {n} waiting"))
+                .collect();
+            println!(
+                "{}",
+                style.ok(&format!(
+                    "Broker: {url} ({}, {:.1} ms; {})",
+                    broker["transport"].as_str().unwrap_or(""),
+                    broker["latency_ms"].as_f64().unwrap_or(0.0),
+                    depth.join(", ")
+                ))
+            );
+        }
+        Some(url) => println!(
+            "{}",
+            style.fail(&format!(
+                "Broker: {url} unreachable: {} (new jobs fall back to the embedded queue)",
+                broker["error"].as_str().unwrap_or("")
+            ))
+        ),
         None => println!("Broker: embedded queue (the jobs table; no broker configured)"),
     }
     println!(

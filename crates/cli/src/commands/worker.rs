@@ -7,27 +7,39 @@ use std::sync::Arc;
 use crate::app::{store_failure, App};
 use crate::commands::{engine_loader, worker_settings};
 
-/// `worker [--concurrency N]`.
-pub async fn run(app: &App, concurrency: Option<usize>) -> Result<u8> {
+/// `worker [--concurrency N] [--queues a,b]`.
+pub async fn run(app: &App, concurrency: Option<usize>, queues: &[String]) -> Result<u8> {
     let config = app.config();
     let store = app.store().await?;
     let settings = worker_settings(config, concurrency);
     let id = settings.id.clone();
     let concurrency = settings.concurrency;
-    let queue = super::queue(&store);
-    let worker = Arc::new(Worker::new(
-        store,
-        queue,
-        settings,
-        engine_loader(config, concurrency),
-    ));
+    let queue = super::queue(config, &store, queues)?;
+    let transport = queue.name().to_string();
+    let mut worker = Worker::new(store, queue, settings, engine_loader(config, concurrency));
+    if let Some(backend) = super::result_backend(config)? {
+        worker = worker.with_result_backend(backend);
+    }
+    let worker = Arc::new(worker);
     let shutdown = worker.shutdown_handle();
     tokio::spawn(async move {
         wait_for_signal().await;
         shutdown.trigger();
     });
+    let source = match &config.broker.url {
+        Some(url) => format!(
+            "{transport} broker {} (queues {})",
+            pipeline_core::config::mask_url(url),
+            if queues.is_empty() {
+                config.broker.queue.clone()
+            } else {
+                queues.join(",")
+            }
+        ),
+        None => "embedded queue".to_string(),
+    };
     eprintln!(
-        "worker {id} started: concurrency {concurrency}, database {}, model {}",
+        "worker {id} started: concurrency {concurrency}, {source}, database {}, model {}",
         pipeline_core::config::mask_url(&config.database_url()),
         config.model_dir().display()
     );

@@ -482,3 +482,83 @@ pub fn speech_wer(hypothesis: &str) -> f64 {
     eprintln!("WER {wer:.3} for {hypothesis:?}");
     wer
 }
+
+pub fn path(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
+
+/// Enqueues `files` with `process --detach`; their audio ids in order.
+pub fn detach<P: AsRef<Path>>(sb: &Sandbox, files: &[P]) -> Vec<String> {
+    let mut args = vec!["process", "--detach"];
+    args.extend(files.iter().map(|f| path(f.as_ref())));
+    let out = sb.run(&args);
+    out.expect_code(0);
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(lines.len(), 3 * files.len(), "three lines per file:\n{out}");
+    let mut ids = Vec::new();
+    for chunk in lines.chunks(3) {
+        let id = id_after(chunk[0], "Successfully started processing: ");
+        assert_eq!(
+            chunk,
+            [
+                format!("Successfully started processing: {id}"),
+                format!("You can check status with: pipeline-manager check-status {id}"),
+                format!("You can monitor jobs with: pipeline-manager jobs {id}"),
+            ],
+            "{out}"
+        );
+        ids.push(id);
+    }
+    ids
+}
+
+pub fn status_of(job: &Value) -> &str {
+    job["status"].as_str().unwrap_or("")
+}
+
+/// Polls `jobs --json` until the file's TRANSCRIPTION job is RUNNING.
+pub fn wait_running(sb: &Sandbox, id: &str, worker: &WorkerProc) -> Value {
+    wait_for(
+        Duration::from_secs(120),
+        Duration::from_millis(200),
+        "TRANSCRIPTION RUNNING",
+        || {
+            let job = sb.job(id, "TRANSCRIPTION");
+            match status_of(&job) {
+            "RUNNING" => Some(job),
+            "QUEUED" => None,
+            other => panic!(
+                "TRANSCRIPTION went to {other} before it was seen RUNNING: {job:#}\nworker log:\n{}",
+                worker.log()
+            ),
+        }
+        },
+    )
+}
+
+/// Polls `check-status --json` until the file has a final status, which must be COMPLETED.
+pub fn wait_final(sb: &Sandbox, id: &str, timeout: Duration, worker: &WorkerProc) -> Value {
+    let doc = wait_for(timeout, Duration::from_secs(1), "a final status", || {
+        let doc = sb.check_status(id);
+        let status = doc["status"].as_str().unwrap_or("");
+        matches!(status, "COMPLETED" | "FAILED" | "CANCELLED").then_some(doc)
+    });
+    assert_eq!(
+        doc["status"],
+        "COMPLETED",
+        "{doc:#}\nworker log:\n{}",
+        worker.log()
+    );
+    doc
+}
+
+/// The audit trail lines of `jobs ID --events`.
+pub fn audit_trail(sb: &Sandbox, id: &str) -> String {
+    let out = sb.run(&["jobs", id, "--events"]);
+    out.expect_code(0);
+    let (_, trail) = out
+        .stdout
+        .split_once("=== Audit Trail ===\n")
+        .unwrap_or_else(|| panic!("no audit trail:\n{out}"));
+    trail.to_string()
+}

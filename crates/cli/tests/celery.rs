@@ -1,0 +1,480 @@
+//! Scale-out seen from outside: `pipeline-manager` workers on PostgreSQL and
+//! a Celery broker (Redis, RabbitMQ), next to the real Python `celery`
+//! package: Python submits through Celery and reads results with
+//! `AsyncResult`, a Python worker receives what we dispatch, a worker killed
+//! mid-transcription loses nothing, and a broker restart loses no job.
+//!
+//! Every test has its own queue name (and Redis database), so tests running
+//! side by side never take each other's messages. Tests that restart
+//! RabbitMQ run alone among the `amqp` tests (see .config/nextest.toml).
+
+mod common;
+
+use common::*;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// The venv scripts/setup-python.sh makes; `None` (SKIPPED) outside CI.
+fn python() -> Option<PathBuf> {
+    let python = repo_root().join(".venv/bin/python");
+    if python.is_file() {
+        return Some(python);
+    }
+    assert!(!under_ci(), "CI: no {} (run scripts/setup-python.sh)", python.display());
+    eprintln!("SKIPPED: no Python venv; run scripts/setup-python.sh");
+    None
+}
+
+fn peer_script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/py/celery_peer.py")
+}
+
+/// Runs the Python peer to its end; its stdout.
+fn peer(python: &Path, args: &[&str]) -> String {
+    let out = Command::new(python)
+        .arg(peer_script())
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("python runs");
+    assert!(
+        out.status.success(),
+        "celery_peer.py {args:?} failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// A background child killed on drop.
+struct Background(Child);
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Broker {
+    Redis,
+    Amqp,
+}
+
+fn unique(prefix: &str) -> String {
+    format!("{prefix}-{}", &uuid::Uuid::new_v4().simple().to_string()[..12])
+}
+
+impl Broker {
+    /// The broker URL; `redis_db` keeps Redis tests apart.
+    fn url(self, redis_db: u8) -> String {
+        match self {
+            Broker::Redis => format!("redis://127.0.0.1:6379/{redis_db}"),
+            Broker::Amqp => "amqp://guest:guest@127.0.0.1:5672/%2f".to_string(),
+        }
+    }
+}
+
+/// A fresh schema in the `test` database on the local PostgreSQL server.
+fn postgres_url() -> String {
+    let base = std::env::var("PIPELINE_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_string());
+    let schema = format!("pm_cli_{}", uuid::Uuid::new_v4().simple());
+    let status = Command::new("psql")
+        .args([base.as_str(), "-q", "-c", &format!("CREATE SCHEMA {schema}")])
+        .stdout(Stdio::null())
+        .status()
+        .expect("psql runs");
+    assert!(status.success(), "PostgreSQL at {base} is required");
+    format!("{base}?options=-c%20search_path%3D{schema}")
+}
+
+/// A sandbox on `broker` and PostgreSQL with its own queue; results go to
+/// Redis database `redis_db + 1`.
+fn scaled_sandbox(broker: Broker, redis_db: u8) -> Option<(Sandbox, String)> {
+    let sb = Sandbox::with_model()?;
+    let queue = unique("q");
+    let sb = sb
+        .env("PIPELINE_DATABASE_URL", &postgres_url())
+        .env("PIPELINE_BROKER_URL", &broker.url(redis_db))
+        .env("PIPELINE_BROKER_QUEUE", &queue)
+        .env(
+            "PIPELINE_RESULT_BACKEND",
+            &format!("redis://127.0.0.1:6379/{}", redis_db + 1),
+        );
+    Some((sb, queue))
+}
+
+/// (a) and (c): a Python client's `send_task("pipeline.ingest")` is run by
+/// a Rust worker to COMPLETED, and Python's `AsyncResult` reads SUCCESS for
+/// the ingest task and for the jobs.
+fn python_client_submits_through_celery(broker: Broker, redis_db: u8) {
+    let Some(python) = python() else { return };
+    let Some((sb, queue)) = scaled_sandbox(broker, redis_db) else {
+        return;
+    };
+    let backend = format!("redis://127.0.0.1:6379/{}", redis_db + 1);
+    let worker = sb.spawn_worker("rust-worker");
+    let speech = fixture("speech.wav");
+    let task_id = peer(
+        &python,
+        &["send-ingest", &broker.url(redis_db), &queue, path(&speech)],
+    );
+    let ingest: Value = serde_json::from_str(&peer(&python, &["result", &backend, &task_id, "120"]))
+        .expect("result JSON");
+    assert_eq!(ingest["state"], "SUCCESS", "{ingest:#}\nworker log:\n{}", worker.log());
+    let audio_id = ingest["result"]["audio_id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no audio_id in {ingest:#}"))
+        .to_string();
+    let doc = wait_final(&sb, &audio_id, Duration::from_secs(180), &worker);
+    let transcription = find_job(&doc, "TRANSCRIPTION");
+    let job_task = transcription["task_id"].as_str().expect("task id");
+    let job_result: Value = serde_json::from_str(&peer(&python, &["result", &backend, job_task, "30"]))
+        .expect("result JSON");
+    assert_eq!(job_result["state"], "SUCCESS", "{job_result:#}");
+    assert_eq!(job_result["result"]["job_type"], "TRANSCRIPTION");
+    assert_eq!(job_result["result"]["audio_id"], audio_id.as_str());
+    let txt = doc["outputs"]["txt"].as_str().expect("txt output");
+    let text = std::fs::read_to_string(txt).expect("transcript file");
+    assert!(speech_wer(&text) < WER_BOUND, "WER too high: {text}");
+}
+
+#[test]
+fn redis_python_client_submits_through_celery() {
+    python_client_submits_through_celery(Broker::Redis, 6);
+}
+
+#[test]
+fn amqp_python_client_submits_through_celery() {
+    python_client_submits_through_celery(Broker::Amqp, 8);
+}
+
+/// (b): what `process --detach` dispatches is received, with the same id
+/// and arguments, by a Python Celery worker registered for the task name.
+fn python_worker_receives_our_tasks(broker: Broker, redis_db: u8) {
+    let Some(python) = python() else { return };
+    let Some((sb, queue)) = scaled_sandbox(broker, redis_db) else {
+        return;
+    };
+    let received = sb.root().join("received.jsonl");
+    let _python_worker = Background(
+        Command::new(&python)
+            .arg(peer_script())
+            .args(["worker", &broker.url(redis_db), &queue, path(&received)])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("python worker starts"),
+    );
+    let id = detach(&sb, &[fixture("speech.wav")]).remove(0);
+    let job = sb.job(&id, "TRANSCRIPTION");
+    let line = wait_for(
+        Duration::from_secs(60),
+        Duration::from_millis(300),
+        "the Python worker to receive the task",
+        || {
+            std::fs::read_to_string(&received)
+                .ok()
+                .and_then(|t| t.lines().next().map(str::to_string))
+        },
+    );
+    let got: Value = serde_json::from_str(&line).expect("JSON line");
+    assert_eq!(got["task"], "pipeline.transcribe");
+    assert_eq!(got["id"], job["task_id"]);
+    assert_eq!(got["kwargs"]["job_id"], job["id"]);
+    assert_eq!(got["kwargs"]["audio_id"], id.as_str());
+}
+
+#[test]
+fn redis_python_worker_receives_our_tasks() {
+    python_worker_receives_our_tasks(Broker::Redis, 10);
+}
+
+#[test]
+fn amqp_python_worker_receives_our_tasks() {
+    python_worker_receives_our_tasks(Broker::Amqp, 10);
+}
+
+/// Two workers; the one running the job is killed with SIGKILL in the
+/// middle of the transcription. The other completes it: one COMPLETED
+/// transition, both attempts in the audit trail, one set of outputs.
+fn killed_worker_loses_nothing(broker: Broker, redis_db: u8) {
+    let Some((sb, _queue)) = scaled_sandbox(broker, redis_db) else {
+        return;
+    };
+    let sb = sb
+        .env("PIPELINE_PROCESSING_LEASE_SECS", "4")
+        .env("PIPELINE_PROCESSING_HEARTBEAT_SECS", "1")
+        .env("PIPELINE_BROKER_VISIBILITY_TIMEOUT_SECS", "6");
+    let id = detach(&sb, &[long_fixture("long-1min.wav")]).remove(0);
+    let mut first = sb.spawn_worker("first");
+    let running = wait_running(&sb, &id, &first);
+    let holder = running["worker"].as_str().expect("worker id").to_string();
+    let second = sb.spawn_worker("second");
+    first.signal(libc::SIGKILL);
+    first
+        .wait_exit(Duration::from_secs(10))
+        .expect("SIGKILL ends the worker");
+    let doc = wait_final(&sb, &id, Duration::from_secs(300), &second);
+    let transcription = find_job(&doc, "TRANSCRIPTION");
+    assert_eq!(transcription["attempt"], 2, "{doc:#}");
+    assert_ne!(transcription["worker"], holder.as_str(), "{doc:#}");
+    let events = sb.json(&["jobs", &id, "--events"]);
+    let trail: Vec<&Value> = events["events"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| e["job_id"] == transcription["id"])
+        .collect();
+    let completed = trail.iter().filter(|e| e["to_status"] == "COMPLETED").count();
+    assert_eq!(completed, 1, "one COMPLETED transition: {trail:#?}");
+    let claims = trail
+        .iter()
+        .filter(|e| e["to_status"] == "RUNNING" && e["from_status"] != "RUNNING")
+        .count();
+    assert_eq!(claims, 2, "both attempts in the audit trail: {trail:#?}");
+    for (format, file) in doc["outputs"].as_object().expect("outputs") {
+        assert!(
+            Path::new(file.as_str().unwrap_or("")).is_file(),
+            "{format} output missing"
+        );
+    }
+}
+
+#[test]
+fn redis_killed_worker_loses_nothing() {
+    killed_worker_loses_nothing(Broker::Redis, 12);
+}
+
+#[test]
+fn amqp_killed_worker_loses_nothing() {
+    killed_worker_loses_nothing(Broker::Amqp, 12);
+}
+
+/// Copies `source` under `count` names in a new folder of the sandbox.
+fn copies(sb: &Sandbox, source: &Path, count: usize) -> PathBuf {
+    let dir = sb.root().join("batch");
+    std::fs::create_dir_all(&dir).expect("batch dir");
+    for i in 0..count {
+        std::fs::copy(source, dir.join(format!("talk-{i:02}.wav"))).expect("copy");
+    }
+    dir
+}
+
+/// Waits for every file of `ids` to be COMPLETED.
+fn wait_all_completed(sb: &Sandbox, ids: &[String], worker: &WorkerProc) {
+    wait_for(
+        Duration::from_secs(400),
+        Duration::from_secs(2),
+        "every file COMPLETED",
+        || {
+            let doc = sb.json(&["list-recent", "--limit", "100"]);
+            let files = doc["files"].as_array().cloned().unwrap_or_default();
+            let done = ids
+                .iter()
+                .filter(|id| {
+                    files
+                        .iter()
+                        .any(|f| f["id"] == id.as_str() && f["status"] == "COMPLETED")
+                })
+                .count();
+            if let Some(bad) = files
+                .iter()
+                .find(|f| f["status"] == "FAILED" || f["status"] == "CANCELLED")
+            {
+                panic!("a file ended {bad:#}\nworker log:\n{}", worker.log());
+            }
+            (done == ids.len()).then_some(())
+        },
+    );
+}
+
+/// A private Redis server, stopped on drop: restarting it touches no other test.
+struct PrivateRedis {
+    port: u16,
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl PrivateRedis {
+    fn start() -> PrivateRedis {
+        let port = 20_000 + (std::process::id() % 10_000) as u16;
+        let mut redis = PrivateRedis {
+            port,
+            dir: tempfile::tempdir().expect("temp dir"),
+            child: None,
+        };
+        redis.up();
+        redis
+    }
+
+    fn up(&mut self) {
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", ""])
+            .args(["--appendonly", "no", "--dir"])
+            .arg(self.dir.path())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server starts");
+        self.child = Some(child);
+        wait_for(Duration::from_secs(10), Duration::from_millis(100), "redis up", || {
+            std::net::TcpStream::connect(("127.0.0.1", self.port)).ok()
+        });
+    }
+
+    fn down(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        self.down();
+    }
+}
+
+/// Starts RabbitMQ's application again even if the test fails.
+struct RabbitRestart;
+
+impl RabbitRestart {
+    fn ctl(args: &[&str]) {
+        let status = Command::new("rabbitmqctl")
+            .args(args)
+            .stdout(Stdio::null())
+            .status()
+            .expect("rabbitmqctl runs");
+        assert!(status.success(), "rabbitmqctl {args:?} failed");
+    }
+}
+
+impl Drop for RabbitRestart {
+    fn drop(&mut self) {
+        let _ = Command::new("rabbitmqctl")
+            .arg("start_app")
+            .stdout(Stdio::null())
+            .status();
+    }
+}
+
+/// The broker is stopped and started while a worker runs a batch of 20
+/// files: the worker reconnects and every file completes.
+fn broker_restart_loses_no_job(broker: Broker) {
+    let Some(sb) = Sandbox::with_model() else {
+        return;
+    };
+    let mut private_redis = matches!(broker, Broker::Redis).then(PrivateRedis::start);
+    let url = match &private_redis {
+        Some(redis) => format!("redis://127.0.0.1:{}/0", redis.port),
+        None => broker.url(0),
+    };
+    let sb = sb
+        .env("PIPELINE_DATABASE_URL", &postgres_url())
+        .env("PIPELINE_BROKER_URL", &url)
+        .env("PIPELINE_BROKER_QUEUE", &unique("restart"))
+        .env("PIPELINE_PROCESSING_CONCURRENCY", "2");
+    let batch = copies(&sb, &fixture("speech.wav"), 20);
+    let out = sb.run(&["process", "--detach", "--force", "--json", path(&batch)]);
+    out.expect_code(0);
+    let ids: Vec<String> = out.json()["files"]
+        .as_array()
+        .expect("files")
+        .iter()
+        .map(|f| f["audio_id"].as_str().expect("id").to_string())
+        .collect();
+    assert_eq!(ids.len(), 20);
+    let worker = sb.spawn_worker("worker");
+    // Let it get going, then take the broker away for a few seconds.
+    wait_for(Duration::from_secs(120), Duration::from_secs(1), "a first file done", || {
+        let doc = sb.json(&["list-recent", "--limit", "100"]);
+        doc["files"]
+            .as_array()
+            .is_some_and(|f| f.iter().any(|f| f["status"] == "COMPLETED"))
+            .then_some(())
+    });
+    let started = Instant::now();
+    let _rabbit = match (&mut private_redis, broker) {
+        (Some(redis), _) => {
+            redis.down();
+            std::thread::sleep(Duration::from_secs(3));
+            redis.up();
+            None
+        }
+        (None, _) => {
+            let guard = RabbitRestart;
+            RabbitRestart::ctl(&["stop_app"]);
+            std::thread::sleep(Duration::from_secs(3));
+            RabbitRestart::ctl(&["start_app"]);
+            Some(guard)
+        }
+    };
+    eprintln!("broker down and up again in {:.1} s", started.elapsed().as_secs_f64());
+    wait_all_completed(&sb, &ids, &worker);
+    let log = worker.log();
+    assert!(log.contains("lost the broker"), "the outage was seen:\n{log}");
+}
+
+#[test]
+fn redis_restart_loses_no_job() {
+    broker_restart_loses_no_job(Broker::Redis);
+}
+
+#[test]
+fn amqp_restart_loses_no_job() {
+    broker_restart_loses_no_job(Broker::Amqp);
+}
+
+/// A broker that does not answer: `process` warns once, the jobs run on the
+/// embedded queue, and the audit trail says why.
+#[test]
+fn unreachable_broker_falls_back_to_the_embedded_queue() {
+    let Some(sb) = Sandbox::with_model() else {
+        return;
+    };
+    let sb = sb
+        .env("PIPELINE_BROKER_URL", "redis://127.0.0.1:1/0")
+        .env("PIPELINE_BROKER_CONNECT_TIMEOUT_SECS", "2");
+    let speech = fixture("speech.wav");
+    let other = sb.root().join("other.wav");
+    std::fs::copy(&speech, &other).expect("copy");
+    let started = Instant::now();
+    let out = sb.run(&["process", "--force", path(&speech), path(&other)]);
+    out.expect_code(0);
+    assert!(started.elapsed() < Duration::from_secs(120));
+    assert_eq!(
+        out.stderr.matches("broker unavailable").count(),
+        1,
+        "warned once:\n{out}"
+    );
+    let id = id_after(&out.stdout, "Successfully started processing: ");
+    let trail = audit_trail(&sb, &id);
+    assert!(trail.contains("fell back to the embedded queue"), "{trail}");
+    let status = sb.run(&["status"]);
+    assert!(status.stdout.contains("unreachable"), "{status}");
+}
+
+/// `status` shows the broker's reachability, latency and queue depth.
+#[test]
+fn status_shows_the_broker_redis_and_amqp() {
+    for (broker, db) in [(Broker::Redis, 14), (Broker::Amqp, 14)] {
+        let sb = Sandbox::new()
+            .env("PIPELINE_BROKER_URL", &broker.url(db))
+            .env("PIPELINE_BROKER_QUEUE", &unique("status"));
+        let doc = sb.json(&["status"]);
+        assert_eq!(doc["broker"]["reachable"], true, "{broker:?}: {doc:#}");
+        assert!(doc["broker"]["latency_ms"].as_f64().is_some());
+        let queues = doc["broker"]["queues"].as_object().expect("queues");
+        assert_eq!(queues.values().next(), Some(&Value::from(0)));
+    }
+}

@@ -1,0 +1,619 @@
+//! The Celery queue: one protocol 2 message per job on RabbitMQ or Redis.
+//!
+//! A message is only news that a job can run; the job's row decides. When a
+//! message arrives the job is claimed in the database ([`Store::claim_job`]):
+//! a duplicate delivery of a finished job is acknowledged and noted, one
+//! whose job another worker holds is kept until that worker's lease ends
+//! (then the job is taken over, or found finished), and one whose job is
+//! backing off is kept until its time. A message is acknowledged only after
+//! the job's outcome is committed ([`JobQueue::settle`]). Jobs whose broker
+//! could not take them fall back to the embedded queue, which every
+//! Celery-mode worker also claims from.
+
+use chrono::{DateTime, Utc};
+use pipeline_core::{JobStatus, JobType, ProcessingJob};
+use pipeline_store::{JobClaim, Store};
+use serde_json::{json, Map};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+use uuid::Uuid;
+
+use crate::celery::amqp::{self, AmqpTransport};
+use crate::celery::message::TaskMessage;
+use crate::celery::redis::RedisTransport;
+use crate::celery::{INGEST_TASK, PROCESS_TASK, TRANSCRIBE_TASK};
+use crate::{
+    Dispatched, IngestTask, JobQueue, QueueError, QueueFuture, QueueHealth, Settle, Work,
+};
+
+/// Where and how a Celery queue connects.
+#[derive(Debug, Clone)]
+pub struct BrokerSettings {
+    /// `amqp://...` or `redis://...`.
+    pub url: String,
+    /// The queue jobs are sent to (`celery` unless configured).
+    pub queue: String,
+    /// The queues a worker reads (`worker --queues`); `[queue]` when empty.
+    pub consume: Vec<String>,
+    /// How long to wait for the broker before giving up (and falling back).
+    pub connect_timeout: Duration,
+    /// Redis: how long a message may stay unacknowledged before it is
+    /// delivered again (kombu's `visibility_timeout`).
+    pub visibility_timeout: Duration,
+    /// Messages a worker holds unacknowledged at most.
+    pub prefetch: usize,
+}
+
+enum Transport {
+    Amqp(AmqpTransport),
+    Redis(RedisTransport),
+}
+
+enum Receipt {
+    Amqp(lapin::acker::Acker),
+    Redis(String),
+}
+
+struct Delivery {
+    message: TaskMessage,
+    receipt: Receipt,
+    /// Whether this delivery's wait for another worker is already noted.
+    noted: bool,
+}
+
+struct Inner {
+    store: Store,
+    transport: Transport,
+    name: &'static str,
+    settings: BrokerSettings,
+    held: Mutex<HashMap<String, Vec<Receipt>>>,
+    deferred: Mutex<Vec<(DateTime<Utc>, Delivery)>>,
+    inbox: tokio::sync::Mutex<Option<mpsc::Receiver<Delivery>>>,
+    fetcher: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    last_sweep: Mutex<Option<Instant>>,
+    /// After a failed publish, until when to skip the broker (so a batch of
+    /// files does not wait for a dead broker once per file).
+    down_until: Mutex<Option<(Instant, String)>>,
+}
+
+/// Jobs as Celery messages on RabbitMQ or Redis, claimed in the database.
+pub struct BrokerQueue {
+    inner: Arc<Inner>,
+}
+
+impl Drop for BrokerQueue {
+    fn drop(&mut self) {
+        if let Ok(mut fetcher) = self.inner.fetcher.lock() {
+            if let Some(task) = fetcher.take() {
+                task.abort();
+            }
+        }
+    }
+}
+
+fn log(message: &str) {
+    eprintln!("pipeline-manager: {message}");
+}
+
+impl BrokerQueue {
+    /// A queue on the broker at `settings.url`; connects when first used.
+    pub fn new(store: Store, mut settings: BrokerSettings) -> Result<Self, QueueError> {
+        let url = settings.url.clone();
+        let (transport, name) = if url.starts_with("amqp://") || url.starts_with("amqps://") {
+            (
+                Transport::Amqp(AmqpTransport::new(&url, settings.connect_timeout)),
+                "amqp",
+            )
+        } else if url.starts_with("redis://") || url.starts_with("rediss://") {
+            (
+                Transport::Redis(RedisTransport::new(
+                    &url,
+                    settings.connect_timeout,
+                    settings.visibility_timeout,
+                )?),
+                "redis",
+            )
+        } else {
+            return Err(QueueError::UnsupportedUrl {
+                url: pipeline_core::config::mask_url(&url),
+            });
+        };
+        if settings.consume.is_empty() {
+            settings.consume = vec![settings.queue.clone()];
+        }
+        settings.prefetch = settings.prefetch.max(1);
+        Ok(Self {
+            inner: Arc::new(Inner {
+                store,
+                transport,
+                name,
+                settings,
+                held: Mutex::new(HashMap::new()),
+                deferred: Mutex::new(Vec::new()),
+                inbox: tokio::sync::Mutex::new(None),
+                fetcher: Mutex::new(None),
+                last_sweep: Mutex::new(None),
+                down_until: Mutex::new(None),
+            }),
+        })
+    }
+
+    /// Sends a task message (for tests and tools that submit work as a
+    /// Celery client would).
+    pub async fn send(&self, queue: &str, message: &TaskMessage) -> Result<(), QueueError> {
+        self.inner.publish(queue, message).await
+    }
+}
+
+impl Inner {
+    async fn publish(&self, queue: &str, message: &TaskMessage) -> Result<(), QueueError> {
+        match &self.transport {
+            Transport::Amqp(t) => t.publish(queue, message).await,
+            Transport::Redis(t) => t.publish(queue, message).await,
+        }
+    }
+
+    /// The message that tells workers `job` can run.
+    fn message_for(job: &ProcessingJob) -> TaskMessage {
+        let mut kwargs = Map::new();
+        kwargs.insert("audio_id".into(), json!(job.audio_id.to_string()));
+        kwargs.insert("job_id".into(), json!(job.id.to_string()));
+        let mut message = TaskMessage::new(job.job_type.task_name(), &job.task_id, kwargs);
+        if job.available_at > Utc::now() {
+            message.eta = Some(job.available_at);
+        }
+        message.retries = job.attempt;
+        message
+    }
+
+    async fn dispatch(&self, jobs: &[ProcessingJob]) -> Result<Dispatched, QueueError> {
+        let mut failure: Option<String> = self
+            .down_until
+            .lock()
+            .ok()
+            .and_then(|d| d.clone())
+            .filter(|(until, _)| Instant::now() < *until)
+            .map(|(_, reason)| reason);
+        let mut fell_back = Vec::new();
+        for job in jobs.iter().filter(|j| {
+            j.transport == self.name && matches!(j.status, JobStatus::Queued | JobStatus::Retrying)
+        }) {
+            if failure.is_none() {
+                match self
+                    .publish(&self.settings.queue, &Self::message_for(job))
+                    .await
+                {
+                    Ok(()) => continue,
+                    Err(e) => {
+                        if let Ok(mut down) = self.down_until.lock() {
+                            *down = Some((Instant::now() + Duration::from_secs(10), e.to_string()));
+                        }
+                        failure = Some(e.to_string());
+                    }
+                }
+            }
+            fell_back.push(job.id);
+        }
+        match failure {
+            Some(reason) => {
+                self.store.fall_back_to_embedded(&fell_back, &reason).await?;
+                Ok(Dispatched {
+                    fell_back: Some(reason),
+                })
+            }
+            None => Ok(Dispatched::default()),
+        }
+    }
+
+    /// Sends every waiting job of this transport again: the broker lost its
+    /// messages (a Redis restart without persistence). Duplicates are
+    /// harmless: the database decides who runs a job.
+    async fn redispatch_waiting(&self) -> Result<usize, QueueError> {
+        let waiting = self.store.waiting_on_transport(self.name).await?;
+        let count = waiting.len();
+        self.dispatch(&waiting).await?;
+        Ok(count)
+    }
+
+    /// Now and then: put back jobs whose worker died, and send their
+    /// messages again (the old one may be gone with the worker's connection).
+    async fn sweep(&self) -> Result<(), QueueError> {
+        {
+            let Ok(mut last) = self.last_sweep.lock() else {
+                return Ok(());
+            };
+            if last.is_some_and(|t| t.elapsed() < Duration::from_secs(2)) {
+                return Ok(());
+            }
+            *last = Some(Instant::now());
+        }
+        let reclaimed = self.store.reclaim_expired().await?;
+        if !reclaimed.is_empty() {
+            self.dispatch(&reclaimed).await?;
+        }
+        Ok(())
+    }
+
+    fn hold(&self, task_id: &str, receipt: Receipt) {
+        if let Ok(mut held) = self.held.lock() {
+            held.entry(task_id.to_string()).or_default().push(receipt);
+        }
+    }
+
+    fn defer(&self, until: DateTime<Utc>, delivery: Delivery) {
+        if let Ok(mut deferred) = self.deferred.lock() {
+            deferred.push((until, delivery));
+        }
+    }
+
+    fn next_ready(&self) -> Option<Delivery> {
+        let mut deferred = self.deferred.lock().ok()?;
+        let now = Utc::now();
+        let index = deferred.iter().position(|(at, _)| *at <= now)?;
+        Some(deferred.swap_remove(index).1)
+    }
+
+    async fn finish(&self, receipt: Receipt, how: Settle) {
+        match (&self.transport, receipt, how) {
+            (Transport::Amqp(_), Receipt::Amqp(acker), Settle::Ack) => {
+                amqp::ack(&acker).await;
+            }
+            (Transport::Amqp(_), Receipt::Amqp(acker), Settle::Requeue) => {
+                amqp::requeue(&acker).await;
+            }
+            (Transport::Redis(t), Receipt::Redis(tag), Settle::Ack) => {
+                if let Err(e) = t.ack(&tag).await {
+                    log(&format!("could not acknowledge message {tag}: {e}"));
+                }
+            }
+            (Transport::Redis(t), Receipt::Redis(tag), Settle::Requeue) => {
+                if let Err(e) = t.requeue(&tag).await {
+                    log(&format!("could not hand back message {tag}: {e}"));
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Turns a delivery into work, or settles or keeps it.
+    async fn handle(
+        &self,
+        mut delivery: Delivery,
+        worker: &str,
+        lease: Duration,
+    ) -> Result<Option<Work>, QueueError> {
+        let task = delivery.message.task.clone();
+        if task == INGEST_TASK {
+            let task_id = delivery.message.id.clone();
+            let kwargs = delivery.message.kwargs.clone();
+            self.hold(&task_id, delivery.receipt);
+            return Ok(Some(Work::Ingest(IngestTask { task_id, kwargs })));
+        }
+        if task != TRANSCRIBE_TASK && task != PROCESS_TASK {
+            log(&format!(
+                "discarded task {} ({task}): not a pipeline task",
+                delivery.message.id
+            ));
+            self.finish(delivery.receipt, Settle::Ack).await;
+            return Ok(None);
+        }
+        let job_id = delivery
+            .message
+            .kwargs
+            .get("job_id")
+            .and_then(|v| v.as_str())
+            .and_then(|s| Uuid::parse_str(s).ok());
+        let Some(job_id) = job_id else {
+            log(&format!(
+                "discarded task {} ({task}): no job_id in its kwargs",
+                delivery.message.id
+            ));
+            self.finish(delivery.receipt, Settle::Ack).await;
+            return Ok(None);
+        };
+        let claim = match self.store.claim_job(job_id, worker, lease).await {
+            Ok(claim) => claim,
+            Err(e) => {
+                // Keep the message and look again shortly.
+                self.defer(Utc::now() + chrono::Duration::seconds(1), delivery);
+                return Err(e.into());
+            }
+        };
+        let id = delivery.message.id.clone();
+        match claim {
+            JobClaim::Claimed(job) => {
+                self.hold(&job.task_id, delivery.receipt);
+                Ok(Some(Work::Job(job)))
+            }
+            JobClaim::NotYet(at) => {
+                self.defer(at, delivery);
+                Ok(None)
+            }
+            JobClaim::Busy { holder, until } => {
+                if !delivery.noted {
+                    delivery.noted = true;
+                    let _ = self
+                        .store
+                        .note(
+                            job_id,
+                            Some(worker),
+                            &format!(
+                                "task {id} delivered again while {holder} runs it; \
+                                 held until its lease ends"
+                            ),
+                        )
+                        .await;
+                }
+                let soon = Utc::now() + chrono::Duration::milliseconds(500);
+                self.defer(until.max(soon), delivery);
+                Ok(None)
+            }
+            JobClaim::Finished(status) => {
+                let message = match status {
+                    JobStatus::Cancelled => format!("task {id} discarded: the job was cancelled"),
+                    other => format!("duplicate delivery of task {id} ignored: job already {other}"),
+                };
+                let _ = self.store.note(job_id, Some(worker), &message).await;
+                self.finish(delivery.receipt, Settle::Ack).await;
+                Ok(None)
+            }
+            JobClaim::Waiting | JobClaim::Missing => {
+                self.finish(delivery.receipt, Settle::Ack).await;
+                Ok(None)
+            }
+        }
+    }
+
+    fn ensure_fetcher(self: &Arc<Self>) -> Result<(), QueueError> {
+        let Ok(mut fetcher) = self.fetcher.lock() else {
+            return Ok(());
+        };
+        if fetcher.is_some() {
+            return Ok(());
+        }
+        let (tx, rx) = mpsc::channel(self.settings.prefetch);
+        if let Ok(mut inbox) = self.inbox.try_lock() {
+            *inbox = Some(rx);
+        }
+        let inner = self.clone();
+        *fetcher = Some(tokio::spawn(async move { inner.fetch_forever(tx).await }));
+        Ok(())
+    }
+
+    /// Moves messages from the broker into the inbox, reconnecting with
+    /// backoff whenever the broker goes away.
+    async fn fetch_forever(self: Arc<Self>, tx: mpsc::Sender<Delivery>) {
+        let mut failures = 0u32;
+        loop {
+            let result = match &self.transport {
+                Transport::Redis(t) => self.fetch_redis(t, &tx, &mut failures).await,
+                Transport::Amqp(t) => self.fetch_amqp(t, &tx, &mut failures).await,
+            };
+            if tx.is_closed() {
+                return;
+            }
+            if let Err(e) = result {
+                if failures == 0 {
+                    log(&format!("lost the broker ({e}); reconnecting"));
+                }
+            }
+            failures = failures.saturating_add(1);
+            let wait = Duration::from_millis(100 * 2u64.pow(failures.min(6)));
+            tokio::time::sleep(wait.min(Duration::from_secs(5))).await;
+        }
+    }
+
+    /// Called once connected: says so after an outage.
+    fn connected(failures: &mut u32) {
+        if *failures > 0 {
+            log("reconnected to the broker");
+        }
+        *failures = 0;
+    }
+
+    async fn fetch_redis(
+        &self,
+        transport: &RedisTransport,
+        tx: &mpsc::Sender<Delivery>,
+        failures: &mut u32,
+    ) -> Result<(), QueueError> {
+        let mut conn = transport.connect().await?;
+        Self::connected(failures);
+        // Without persistence a restarted Redis has forgotten every message:
+        // the first worker to see the marker gone sends the waiting jobs again.
+        if transport
+            .claim_marker("pipeline:broker-alive", Duration::from_secs(10 * 365 * 86_400))
+            .await?
+        {
+            let sent = self.redispatch_waiting().await?;
+            if sent > 0 {
+                log(&format!("the broker had no record of {sent} waiting jobs; sent them again"));
+            }
+        }
+        let restore_every = (self.settings.visibility_timeout / 4)
+            .clamp(Duration::from_secs(1), Duration::from_secs(10));
+        let mut last_restore = Instant::now() - restore_every;
+        loop {
+            if last_restore.elapsed() >= restore_every {
+                last_restore = Instant::now();
+                transport.restore_visible().await?;
+            }
+            match transport
+                .fetch(&mut conn, &self.settings.consume, Duration::from_secs(1))
+                .await?
+            {
+                Some(Ok(d)) => {
+                    let delivery = Delivery {
+                        message: d.message,
+                        receipt: Receipt::Redis(d.tag),
+                        noted: false,
+                    };
+                    if let Err(returned) = tx.send(delivery).await {
+                        // The worker is gone: hand the message back.
+                        if let Receipt::Redis(tag) = returned.0.receipt {
+                            let _ = transport.requeue(&tag).await;
+                        }
+                        return Ok(());
+                    }
+                }
+                Some(Err(problem)) => log(&problem),
+                None => {}
+            }
+        }
+    }
+
+    async fn fetch_amqp(
+        &self,
+        transport: &AmqpTransport,
+        tx: &mpsc::Sender<Delivery>,
+        failures: &mut u32,
+    ) -> Result<(), QueueError> {
+        let prefetch = u16::try_from(self.settings.prefetch).unwrap_or(u16::MAX);
+        let mut consumer = transport.consume(&self.settings.consume, prefetch).await?;
+        Self::connected(failures);
+        loop {
+            match consumer.next(Duration::from_secs(1)).await {
+                Ok(Some(Ok(d))) => {
+                    let delivery = Delivery {
+                        message: d.message,
+                        receipt: Receipt::Amqp(d.acker),
+                        noted: false,
+                    };
+                    if tx.send(delivery).await.is_err() {
+                        return Ok(());
+                    }
+                }
+                Ok(Some(Err(problem))) => log(&problem),
+                Ok(None) => {}
+                Err(e) => {
+                    return Err(QueueError::Broker {
+                        url: pipeline_core::config::mask_url(&self.settings.url),
+                        message: e,
+                    })
+                }
+            }
+        }
+    }
+}
+
+impl JobQueue for BrokerQueue {
+    fn name(&self) -> &str {
+        self.inner.name
+    }
+
+    fn dispatch<'a>(&'a self, jobs: &'a [ProcessingJob]) -> QueueFuture<'a, Dispatched> {
+        Box::pin(self.inner.dispatch(jobs))
+    }
+
+    fn claim<'a>(
+        &'a self,
+        worker: &'a str,
+        job_types: &'a [JobType],
+        lease: Duration,
+    ) -> QueueFuture<'a, Option<Work>> {
+        Box::pin(async move {
+            let inner = &self.inner;
+            inner.ensure_fetcher()?;
+            inner.sweep().await?;
+            // Jobs that fell back to the embedded queue run here too.
+            if let Some(job) = inner.store.claim(worker, job_types, lease).await? {
+                return Ok(Some(Work::Job(job)));
+            }
+            let deadline = Instant::now() + Duration::from_millis(500);
+            loop {
+                if let Some(delivery) = inner.next_ready() {
+                    if let Some(work) = inner.handle(delivery, worker, lease).await? {
+                        return Ok(Some(work));
+                    }
+                    continue;
+                }
+                let remaining = deadline.saturating_duration_since(Instant::now());
+                if remaining.is_zero() {
+                    return Ok(None);
+                }
+                let received = {
+                    let mut inbox = inner.inbox.lock().await;
+                    match inbox.as_mut() {
+                        Some(rx) => {
+                            tokio::time::timeout(remaining.min(Duration::from_millis(100)), rx.recv())
+                                .await
+                        }
+                        None => return Ok(None),
+                    }
+                };
+                if let Ok(Some(delivery)) = received {
+                    if let Some(work) = inner.handle(delivery, worker, lease).await? {
+                        return Ok(Some(work));
+                    }
+                }
+            }
+        })
+    }
+
+    fn settle<'a>(&'a self, task_id: &'a str, how: Settle) -> QueueFuture<'a, ()> {
+        Box::pin(async move {
+            let receipts = self
+                .inner
+                .held
+                .lock()
+                .ok()
+                .and_then(|mut held| held.remove(task_id))
+                .unwrap_or_default();
+            for receipt in receipts {
+                self.inner.finish(receipt, how).await;
+            }
+            Ok(())
+        })
+    }
+
+    fn health(&self) -> QueueFuture<'_, QueueHealth> {
+        Box::pin(async move {
+            let inner = &self.inner;
+            let latency = match &inner.transport {
+                Transport::Amqp(t) => t.ping().await?,
+                Transport::Redis(t) => t.ping().await?,
+            };
+            let mut depth = Vec::new();
+            for queue in &inner.settings.consume {
+                let n = match &inner.transport {
+                    Transport::Amqp(t) => t.depth(queue).await?,
+                    Transport::Redis(t) => t.depth(queue).await?,
+                };
+                depth.push((queue.clone(), n));
+            }
+            Ok(QueueHealth {
+                transport: inner.name.to_string(),
+                latency: Some(latency),
+                depth,
+            })
+        })
+    }
+
+    fn close(&self) -> QueueFuture<'_, ()> {
+        Box::pin(async move {
+            if let Ok(mut fetcher) = self.inner.fetcher.lock() {
+                if let Some(task) = fetcher.take() {
+                    task.abort();
+                }
+            }
+            let mut receipts: Vec<Receipt> = Vec::new();
+            if let Ok(mut deferred) = self.inner.deferred.lock() {
+                receipts.extend(deferred.drain(..).map(|(_, d)| d.receipt));
+            }
+            if let Some(inbox) = self.inner.inbox.lock().await.as_mut() {
+                while let Ok(delivery) = inbox.try_recv() {
+                    receipts.push(delivery.receipt);
+                }
+            }
+            if let Ok(mut held) = self.inner.held.lock() {
+                receipts.extend(held.drain().flat_map(|(_, r)| r));
+            }
+            for receipt in receipts {
+                self.inner.finish(receipt, Settle::Requeue).await;
+            }
+            Ok(())
+        })
+    }
+}

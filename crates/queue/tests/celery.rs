@@ -1,0 +1,355 @@
+//! The Celery queue against the real brokers (Redis on 6379, RabbitMQ on
+//! 5672) and a real SQLite store: jobs go out as messages, are claimed in
+//! the database when they arrive, are acknowledged only once settled, are
+//! never run twice, and fall back to the embedded queue when the broker is
+//! out of reach.
+
+use pipeline_core::{JobStatus, JobType, ProcessingJob};
+use pipeline_queue::{BrokerQueue, BrokerSettings, JobQueue, Settle, Work};
+use pipeline_store::{Lease, NewAudio, NewJob, Store};
+use std::time::{Duration, Instant};
+use uuid::Uuid;
+
+const LEASE: Duration = Duration::from_secs(60);
+
+fn redis_url(db: u8) -> String {
+    let base = std::env::var("PIPELINE_TEST_REDIS_URL")
+        .unwrap_or_else(|_| "redis://127.0.0.1:6379".to_string());
+    format!("{base}/{db}")
+}
+
+fn amqp_url() -> String {
+    std::env::var("PIPELINE_TEST_AMQP_URL")
+        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".to_string())
+}
+
+fn settings(url: &str, queue: &str) -> BrokerSettings {
+    BrokerSettings {
+        url: url.to_string(),
+        queue: queue.to_string(),
+        consume: Vec::new(),
+        connect_timeout: Duration::from_secs(3),
+        visibility_timeout: Duration::from_secs(3600),
+        prefetch: 8,
+    }
+}
+
+struct Setup {
+    store: Store,
+    _dir: tempfile::TempDir,
+}
+
+async fn store() -> Setup {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let url = format!("sqlite://{}/pipeline.db", dir.path().display());
+    let store = Store::connect(&url).await.expect("sqlite store");
+    Setup { store, _dir: dir }
+}
+
+/// A file with its two jobs, carried by `transport`.
+async fn ingest(store: &Store, transport: &str) -> Vec<ProcessingJob> {
+    let audio = NewAudio {
+        id: Uuid::new_v4(),
+        original_name: "talk.wav".into(),
+        sha256: Uuid::new_v4().simple().to_string(),
+        size_bytes: 1000,
+        container: "wav".into(),
+        codec: "pcm_s16le".into(),
+        duration_seconds: 3.0,
+        sample_rate: 16_000,
+        channels: 1,
+        storage_key: "audio/x.wav".into(),
+        options: serde_json::json!({}),
+        settings_key: "s".into(),
+    };
+    let jobs: Vec<NewJob> = JobType::ALL
+        .iter()
+        .map(|t| NewJob {
+            transport: transport.to_string(),
+            ..NewJob::new(*t, 3)
+        })
+        .collect();
+    store.ingest(&audio, &jobs).await.expect("ingest").1
+}
+
+fn queued(jobs: &[ProcessingJob]) -> Vec<ProcessingJob> {
+    jobs.iter()
+        .filter(|j| j.status == JobStatus::Queued)
+        .cloned()
+        .collect()
+}
+
+/// Claims until work comes or `timeout` passes.
+async fn claim_within(queue: &BrokerQueue, worker: &str, timeout: Duration) -> Option<Work> {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if let Some(work) = queue.claim(worker, &[], LEASE).await.expect("claim") {
+            return Some(work);
+        }
+    }
+    None
+}
+
+fn job(work: Option<Work>) -> ProcessingJob {
+    match work {
+        Some(Work::Job(job)) => job,
+        other => panic!("expected a job, got {other:?}"),
+    }
+}
+
+async fn redis_conn(url: &str) -> redis::aio::MultiplexedConnection {
+    redis::Client::open(url)
+        .expect("redis url")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("Redis on 6379 is required for these tests")
+}
+
+async fn unacked_tags(url: &str) -> Vec<String> {
+    let mut conn = redis_conn(url).await;
+    redis::cmd("HKEYS")
+        .arg("unacked")
+        .query_async(&mut conn)
+        .await
+        .expect("HKEYS")
+}
+
+async fn messages(store: &Store, job_id: Uuid) -> Vec<String> {
+    store
+        .events_for_job(job_id)
+        .await
+        .expect("events")
+        .into_iter()
+        .map(|e| e.message)
+        .collect()
+}
+
+/// A job goes out, is claimed, held unacknowledged while it runs, and its
+/// message is gone once settled; the next stage goes out after it.
+async fn job_runs_and_is_acknowledged(url: &str) {
+    let setup = store().await;
+    let name = format!("test-{}", Uuid::new_v4().simple());
+    let queue = BrokerQueue::new(setup.store.clone(), settings(url, &name)).expect("queue");
+    let transport = queue.name().to_string();
+    let jobs = ingest(&setup.store, &transport).await;
+    let dispatched = queue.dispatch(&queued(&jobs)).await.expect("dispatch");
+    assert_eq!(dispatched.fell_back, None);
+
+    let first = job(claim_within(&queue, "w1", Duration::from_secs(10)).await);
+    assert_eq!(first.job_type, JobType::Transcription);
+    assert_eq!(first.status, JobStatus::Running);
+    assert_eq!(first.worker.as_deref(), Some("w1"));
+    if transport == "redis" {
+        assert_eq!(unacked_tags(url).await.len(), 1, "held unacked while it runs");
+    }
+    setup
+        .store
+        .complete(&Lease::of(&first), "done")
+        .await
+        .expect("complete");
+    queue.settle(&first.task_id, Settle::Ack).await.expect("ack");
+    if transport == "redis" {
+        assert!(unacked_tags(url).await.is_empty(), "acknowledged");
+    }
+
+    let now = setup.store.jobs_for_audio(first.audio_id).await.expect("jobs");
+    queue.dispatch(&queued(&now)).await.expect("dispatch next");
+    let second = job(claim_within(&queue, "w1", Duration::from_secs(10)).await);
+    assert_eq!(second.job_type, JobType::Processing);
+    setup
+        .store
+        .complete(&Lease::of(&second), "done")
+        .await
+        .expect("complete");
+    queue.settle(&second.task_id, Settle::Ack).await.expect("ack");
+    let health = queue.health().await.expect("health");
+    assert_eq!(health.depth, vec![(name.clone(), 0)], "nothing left waiting");
+    assert!(claim_within(&queue, "w1", Duration::from_secs(1)).await.is_none());
+    queue.close().await.expect("close");
+}
+
+#[tokio::test]
+async fn redis_job_runs_and_is_acknowledged() {
+    job_runs_and_is_acknowledged(&redis_url(2)).await;
+}
+
+#[tokio::test]
+async fn amqp_job_runs_and_is_acknowledged() {
+    job_runs_and_is_acknowledged(&amqp_url()).await;
+}
+
+/// The same message twice: the second is held while the first runs, then
+/// acknowledged without running the job again; both are in the audit trail.
+async fn duplicate_delivery_runs_once(url: &str) {
+    let setup = store().await;
+    let name = format!("test-{}", Uuid::new_v4().simple());
+    let queue = BrokerQueue::new(setup.store.clone(), settings(url, &name)).expect("queue");
+    let jobs = ingest(&setup.store, queue.name()).await;
+    let first_stage = queued(&jobs);
+    queue.dispatch(&first_stage).await.expect("dispatch");
+    queue.dispatch(&first_stage).await.expect("dispatch again");
+
+    let running = job(claim_within(&queue, "w1", Duration::from_secs(10)).await);
+    // The duplicate arrives and is held, not run.
+    assert!(claim_within(&queue, "w2", Duration::from_secs(2)).await.is_none());
+    setup
+        .store
+        .complete(&Lease::of(&running), "done")
+        .await
+        .expect("complete");
+    queue.settle(&running.task_id, Settle::Ack).await.expect("ack");
+    // Once its wait is over it is found finished and acknowledged.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let trail = loop {
+        assert!(
+            claim_within(&queue, "w2", Duration::from_millis(600))
+                .await
+                .is_none(),
+            "a finished job must not run again"
+        );
+        let trail = messages(&setup.store, running.id).await;
+        if trail.iter().any(|m| m.contains("duplicate delivery")) || Instant::now() > deadline {
+            break trail;
+        }
+    };
+    assert!(
+        trail.iter().any(|m| m.contains("delivered again")),
+        "the held duplicate is noted: {trail:?}"
+    );
+    assert!(
+        trail.iter().any(|m| m.contains("duplicate delivery")),
+        "the acknowledged duplicate is noted: {trail:?}"
+    );
+    let job = setup.store.job(running.id).await.expect("job");
+    assert_eq!(job.status, JobStatus::Completed);
+    assert_eq!(job.attempt, 1, "ran once");
+    if queue.name() == "redis" {
+        assert!(unacked_tags(url).await.is_empty());
+    }
+    queue.close().await.expect("close");
+}
+
+#[tokio::test]
+async fn redis_duplicate_delivery_runs_once() {
+    duplicate_delivery_runs_once(&redis_url(3)).await;
+}
+
+#[tokio::test]
+async fn amqp_duplicate_delivery_runs_once() {
+    duplicate_delivery_runs_once(&amqp_url()).await;
+}
+
+/// A worker that dies holding a Redis message: after the visibility timeout
+/// the message is restored, and once the dead worker's lease has expired
+/// another worker takes the job over.
+#[tokio::test]
+async fn redis_message_of_a_dead_worker_is_restored() {
+    let url = redis_url(4);
+    let setup = store().await;
+    let name = format!("test-{}", Uuid::new_v4().simple());
+    let mut short = settings(&url, &name);
+    short.visibility_timeout = Duration::from_secs(1);
+    let dying = BrokerQueue::new(setup.store.clone(), short.clone()).expect("queue");
+    let jobs = ingest(&setup.store, "redis").await;
+    dying.dispatch(&queued(&jobs)).await.expect("dispatch");
+    let taken = loop {
+        if let Some(Work::Job(job)) = dying
+            .claim("dying", &[], Duration::from_secs(1))
+            .await
+            .expect("claim")
+        {
+            break job;
+        }
+    };
+    // The worker dies: no ack, no hand-back, no more heartbeats.
+    drop(dying);
+    assert_eq!(unacked_tags(&url).await.len(), 1);
+
+    let survivor = BrokerQueue::new(setup.store.clone(), short).expect("queue");
+    let again = job(claim_within(&survivor, "survivor", Duration::from_secs(20)).await);
+    assert_eq!(again.id, taken.id);
+    assert_eq!(again.attempt, 2, "a second attempt, by another worker");
+    assert_eq!(again.worker.as_deref(), Some("survivor"));
+    let trail = messages(&setup.store, taken.id).await;
+    assert!(
+        trail.iter().any(|m| m.contains("lease of dying expired")),
+        "{trail:?}"
+    );
+    setup
+        .store
+        .complete(&Lease::of(&again), "done")
+        .await
+        .expect("complete");
+    survivor
+        .settle(&again.task_id, Settle::Ack)
+        .await
+        .expect("ack");
+    survivor.close().await.expect("close");
+    let left = unacked_tags(&url).await;
+    assert!(left.is_empty(), "every copy acknowledged or handed back: {left:?}");
+}
+
+/// An unreachable broker is detected within the connect timeout; the jobs
+/// fall back to the embedded queue, say so in their audit trail, and are
+/// still claimed by a Celery-mode worker.
+async fn unreachable_broker_falls_back(url: &str) {
+    let setup = store().await;
+    let queue = BrokerQueue::new(setup.store.clone(), settings(url, "celery")).expect("queue");
+    let jobs = ingest(&setup.store, queue.name()).await;
+    let started = Instant::now();
+    let dispatched = queue.dispatch(&queued(&jobs)).await.expect("dispatch");
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "took {:?}",
+        started.elapsed()
+    );
+    let reason = dispatched.fell_back.expect("fell back");
+    assert!(!reason.is_empty());
+    let first = setup.store.job(queued(&jobs)[0].id).await.expect("job");
+    assert_eq!(first.transport, "embedded");
+    let trail = messages(&setup.store, first.id).await;
+    assert!(
+        trail.iter().any(|m| m.contains("fell back to the embedded queue")),
+        "{trail:?}"
+    );
+    let claimed = job(claim_within(&queue, "w1", Duration::from_secs(5)).await);
+    assert_eq!(claimed.id, first.id);
+}
+
+#[tokio::test]
+async fn redis_unreachable_broker_falls_back() {
+    unreachable_broker_falls_back("redis://127.0.0.1:1/0").await;
+}
+
+#[tokio::test]
+async fn amqp_unreachable_broker_falls_back() {
+    unreachable_broker_falls_back("amqp://guest:guest@127.0.0.1:1/%2f").await;
+}
+
+/// A message that is not a Celery task is dropped, not retried forever,
+/// and the queue goes on.
+#[tokio::test]
+async fn redis_garbage_message_is_dropped() {
+    let url = redis_url(5);
+    let setup = store().await;
+    let name = format!("test-{}", Uuid::new_v4().simple());
+    let queue = BrokerQueue::new(setup.store.clone(), settings(&url, &name)).expect("queue");
+    let mut conn = redis_conn(&url).await;
+    let _: i64 = redis::cmd("LPUSH")
+        .arg(&name)
+        .arg("this is not json")
+        .query_async(&mut conn)
+        .await
+        .expect("LPUSH");
+    let jobs = ingest(&setup.store, "redis").await;
+    queue.dispatch(&queued(&jobs)).await.expect("dispatch");
+    let claimed = job(claim_within(&queue, "w1", Duration::from_secs(10)).await);
+    assert_eq!(claimed.job_type, JobType::Transcription);
+    let left: i64 = redis::cmd("LLEN")
+        .arg(&name)
+        .query_async(&mut conn)
+        .await
+        .expect("LLEN");
+    assert_eq!(left, 0);
+    queue.close().await.expect("close");
+}
