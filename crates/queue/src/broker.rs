@@ -70,7 +70,9 @@ struct Inner {
     settings: BrokerSettings,
     held: Mutex<HashMap<String, Vec<Receipt>>>,
     deferred: Mutex<Vec<(DateTime<Utc>, Delivery)>>,
-    inbox: tokio::sync::Mutex<Option<mpsc::Receiver<Delivery>>>,
+    inbox: tokio::sync::Mutex<mpsc::Receiver<Delivery>>,
+    /// The inbox's sending side, until the fetcher takes it.
+    outbox: Mutex<Option<mpsc::Sender<Delivery>>>,
     fetcher: Mutex<Option<tokio::task::JoinHandle<()>>>,
     last_sweep: Mutex<Option<Instant>>,
     /// After a failed publish, until when to skip the broker (so a batch of
@@ -124,6 +126,7 @@ impl BrokerQueue {
             settings.consume = vec![settings.queue.clone()];
         }
         settings.prefetch = settings.prefetch.max(1);
+        let (outbox, inbox) = mpsc::channel(settings.prefetch);
         Ok(Self {
             inner: Arc::new(Inner {
                 store,
@@ -132,7 +135,8 @@ impl BrokerQueue {
                 settings,
                 held: Mutex::new(HashMap::new()),
                 deferred: Mutex::new(Vec::new()),
-                inbox: tokio::sync::Mutex::new(None),
+                inbox: tokio::sync::Mutex::new(inbox),
+                outbox: Mutex::new(Some(outbox)),
                 fetcher: Mutex::new(None),
                 last_sweep: Mutex::new(None),
                 down_until: Mutex::new(None),
@@ -168,14 +172,57 @@ impl Inner {
         message
     }
 
+    /// Dispatches after making sure the broker still holds what was sent
+    /// before (see [`Inner::check_epoch`]).
     async fn dispatch(&self, jobs: &[ProcessingJob]) -> Result<Dispatched, QueueError> {
-        let mut failure: Option<String> = self
-            .down_until
+        if self.broker_down().is_none() {
+            if let Err(e) = self.check_epoch().await {
+                self.mark_down(&e.to_string());
+            }
+        }
+        self.dispatch_jobs(jobs).await
+    }
+
+    /// Why the broker is skipped for now, after a recent failure.
+    fn broker_down(&self) -> Option<String> {
+        self.down_until
             .lock()
             .ok()
             .and_then(|d| d.clone())
             .filter(|(until, _)| Instant::now() < *until)
-            .map(|(_, reason)| reason);
+            .map(|(_, reason)| reason)
+    }
+
+    fn mark_down(&self, reason: &str) {
+        if let Ok(mut down) = self.down_until.lock() {
+            *down = Some((Instant::now() + Duration::from_secs(10), reason.to_string()));
+        }
+    }
+
+    /// A Redis without persistence forgets every message when it restarts.
+    /// A marker key lives as long as the server's memory: whoever finds it
+    /// gone sets it and sends every waiting job again (duplicates are
+    /// harmless; the database decides who runs a job).
+    async fn check_epoch(&self) -> Result<(), QueueError> {
+        let Transport::Redis(transport) = &self.transport else {
+            return Ok(());
+        };
+        if transport
+            .claim_marker("pipeline:broker-alive", Duration::from_secs(10 * 365 * 86_400))
+            .await?
+        {
+            let sent = self.redispatch_waiting().await?;
+            if sent > 0 {
+                log(&format!(
+                    "the broker had no record of {sent} waiting jobs; sent them again"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    async fn dispatch_jobs(&self, jobs: &[ProcessingJob]) -> Result<Dispatched, QueueError> {
+        let mut failure: Option<String> = self.broker_down();
         let mut fell_back = Vec::new();
         for job in jobs.iter().filter(|j| {
             j.transport == self.name && matches!(j.status, JobStatus::Queued | JobStatus::Retrying)
@@ -187,9 +234,7 @@ impl Inner {
                 {
                     Ok(()) => continue,
                     Err(e) => {
-                        if let Ok(mut down) = self.down_until.lock() {
-                            *down = Some((Instant::now() + Duration::from_secs(10), e.to_string()));
-                        }
+                        self.mark_down(&e.to_string());
                         failure = Some(e.to_string());
                     }
                 }
@@ -213,7 +258,7 @@ impl Inner {
     async fn redispatch_waiting(&self) -> Result<usize, QueueError> {
         let waiting = self.store.waiting_on_transport(self.name).await?;
         let count = waiting.len();
-        self.dispatch(&waiting).await?;
+        self.dispatch_jobs(&waiting).await?;
         Ok(count)
     }
 
@@ -231,7 +276,7 @@ impl Inner {
         }
         let reclaimed = self.store.reclaim_expired().await?;
         if !reclaimed.is_empty() {
-            self.dispatch(&reclaimed).await?;
+            self.dispatch_jobs(&reclaimed).await?;
         }
         Ok(())
     }
@@ -366,20 +411,20 @@ impl Inner {
         }
     }
 
-    fn ensure_fetcher(self: &Arc<Self>) -> Result<(), QueueError> {
+    /// Starts moving messages from the broker on the first claim (a
+    /// process that only dispatches never consumes).
+    fn ensure_fetcher(self: &Arc<Self>) {
         let Ok(mut fetcher) = self.fetcher.lock() else {
-            return Ok(());
+            return;
         };
         if fetcher.is_some() {
-            return Ok(());
+            return;
         }
-        let (tx, rx) = mpsc::channel(self.settings.prefetch);
-        if let Ok(mut inbox) = self.inbox.try_lock() {
-            *inbox = Some(rx);
-        }
+        let Some(tx) = self.outbox.lock().ok().and_then(|mut o| o.take()) else {
+            return;
+        };
         let inner = self.clone();
         *fetcher = Some(tokio::spawn(async move { inner.fetch_forever(tx).await }));
-        Ok(())
     }
 
     /// Moves messages from the broker into the inbox, reconnecting with
@@ -421,17 +466,7 @@ impl Inner {
     ) -> Result<(), QueueError> {
         let mut conn = transport.connect().await?;
         Self::connected(failures);
-        // Without persistence a restarted Redis has forgotten every message:
-        // the first worker to see the marker gone sends the waiting jobs again.
-        if transport
-            .claim_marker("pipeline:broker-alive", Duration::from_secs(10 * 365 * 86_400))
-            .await?
-        {
-            let sent = self.redispatch_waiting().await?;
-            if sent > 0 {
-                log(&format!("the broker had no record of {sent} waiting jobs; sent them again"));
-            }
-        }
+        self.check_epoch().await?;
         let restore_every = (self.settings.visibility_timeout / 4)
             .clamp(Duration::from_secs(1), Duration::from_secs(10));
         let mut last_restore = Instant::now() - restore_every;
@@ -515,7 +550,7 @@ impl JobQueue for BrokerQueue {
     ) -> QueueFuture<'a, Option<Work>> {
         Box::pin(async move {
             let inner = &self.inner;
-            inner.ensure_fetcher()?;
+            inner.ensure_fetcher();
             inner.sweep().await?;
             // Jobs that fell back to the embedded queue run here too.
             if let Some(job) = inner.store.claim(worker, job_types, lease).await? {
@@ -535,13 +570,8 @@ impl JobQueue for BrokerQueue {
                 }
                 let received = {
                     let mut inbox = inner.inbox.lock().await;
-                    match inbox.as_mut() {
-                        Some(rx) => {
-                            tokio::time::timeout(remaining.min(Duration::from_millis(100)), rx.recv())
-                                .await
-                        }
-                        None => return Ok(None),
-                    }
+                    tokio::time::timeout(remaining.min(Duration::from_millis(100)), inbox.recv())
+                        .await
                 };
                 if let Ok(Some(delivery)) = received {
                     if let Some(work) = inner.handle(delivery, worker, lease).await? {
@@ -602,7 +632,8 @@ impl JobQueue for BrokerQueue {
             if let Ok(mut deferred) = self.inner.deferred.lock() {
                 receipts.extend(deferred.drain(..).map(|(_, d)| d.receipt));
             }
-            if let Some(inbox) = self.inner.inbox.lock().await.as_mut() {
+            {
+                let mut inbox = self.inner.inbox.lock().await;
                 while let Ok(delivery) = inbox.try_recv() {
                     receipts.push(delivery.receipt);
                 }

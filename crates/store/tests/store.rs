@@ -350,3 +350,92 @@ async fn unreachable_databases_say_so() {
         Err(StoreError::UnsupportedUrl(_))
     ));
 }
+
+/// A broker's message claims one job by id: run it when runnable, else say
+/// why not (held by another worker, finished, waiting, backing off, gone).
+#[tokio::test]
+async fn a_delivered_job_is_claimed_by_id_once() {
+    use pipeline_store::JobClaim;
+    for (store, _dir) in stores().await {
+        let broker_jobs: Vec<NewJob> = pipeline_jobs()
+            .into_iter()
+            .map(|j| NewJob {
+                transport: "redis".into(),
+                ..j
+            })
+            .collect();
+        let (_, jobs) = store.ingest(&new_audio("c1"), &broker_jobs).await.unwrap();
+        assert!(
+            store.claim("poller", &[], LEASE).await.unwrap().is_none(),
+            "broker jobs are not claimed from the table"
+        );
+        assert_eq!(
+            store.claim_job(jobs[1].id, "w1", LEASE).await.unwrap(),
+            JobClaim::Waiting
+        );
+        let JobClaim::Claimed(running) = store.claim_job(jobs[0].id, "w1", LEASE).await.unwrap()
+        else {
+            panic!("the first stage is runnable");
+        };
+        assert_eq!((running.attempt, running.worker.as_deref()), (1, Some("w1")));
+        match store.claim_job(jobs[0].id, "w2", LEASE).await.unwrap() {
+            JobClaim::Busy { holder, .. } => assert_eq!(holder, "w1"),
+            other => panic!("expected Busy, got {other:?}"),
+        }
+        store
+            .fail(
+                &Lease::of(&running),
+                &JobError::retryable("blip"),
+                Some(chrono::Utc::now() + chrono::Duration::seconds(30)),
+            )
+            .await
+            .unwrap();
+        assert!(matches!(
+            store.claim_job(jobs[0].id, "w2", LEASE).await.unwrap(),
+            JobClaim::NotYet(_)
+        ));
+        store.cancel(running.audio_id, None).await.unwrap();
+        assert_eq!(
+            store.claim_job(jobs[0].id, "w2", LEASE).await.unwrap(),
+            JobClaim::Finished(JobStatus::Cancelled)
+        );
+        assert_eq!(
+            store.claim_job(Uuid::new_v4(), "w2", LEASE).await.unwrap(),
+            JobClaim::Missing
+        );
+        store.note(jobs[0].id, Some("w2"), "duplicate").await.unwrap();
+        let last = store.events_for_job(jobs[0].id).await.unwrap();
+        let last = last.last().unwrap();
+        assert_eq!(last.message, "duplicate");
+        assert_eq!(last.from_status, Some(JobStatus::Cancelled));
+        assert_eq!(last.to_status, JobStatus::Cancelled);
+    }
+}
+
+/// Jobs a broker could not take move to the embedded queue, with a note.
+#[tokio::test]
+async fn jobs_fall_back_to_the_embedded_queue() {
+    for (store, _dir) in stores().await {
+        let broker_jobs: Vec<NewJob> = pipeline_jobs()
+            .into_iter()
+            .map(|j| NewJob {
+                transport: "amqp".into(),
+                ..j
+            })
+            .collect();
+        let (_, jobs) = store.ingest(&new_audio("f1"), &broker_jobs).await.unwrap();
+        assert_eq!(store.waiting_on_transport("amqp").await.unwrap().len(), 1);
+        store
+            .fall_back_to_embedded(&[jobs[0].id], "connection refused")
+            .await
+            .unwrap();
+        assert!(store.waiting_on_transport("amqp").await.unwrap().is_empty());
+        let claimed = store.claim("w1", &[], LEASE).await.unwrap().expect("claimable");
+        assert_eq!(claimed.id, jobs[0].id);
+        assert_eq!(claimed.transport, "embedded");
+        let trail = store.events_for_job(jobs[0].id).await.unwrap();
+        assert!(trail
+            .iter()
+            .any(|e| e.message.contains("connection refused") && e.message.contains("fell back")));
+    }
+}

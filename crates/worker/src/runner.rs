@@ -311,7 +311,11 @@ impl Worker {
                     failures = 0;
                     self.ingest(task).await;
                 }
-                Ok(None) => stop.sleep(self.settings.poll_interval).await,
+                // A broker queue's claim already waits for a message.
+                Ok(None) if self.queue.name() == "embedded" => {
+                    stop.sleep(self.settings.poll_interval).await
+                }
+                Ok(None) => {}
                 Err(e) if e.is_retryable() && failures < 20 => {
                     failures += 1;
                     stop.sleep(backoff(
