@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Creates the Python environment the tests compare against: numpy and
 # faster-whisper's source (its feature extractor is the reference front end),
-# and Celery 5 with its Redis and AMQP clients (the interop peers).
+# Celery 5 with its Redis and AMQP clients (the interop peers), and moto's
+# S3 server with boto3 (the object store the storage tests run against).
 # --no-deps keeps av/ctranslate2/onnxruntime out; the tests load
 # feature_extractor.py by path, so faster-whisper's __init__ never runs.
 # Idempotent: an existing, complete venv is left as it is.
@@ -13,7 +14,7 @@ ready() {
   [ -x "$venv/bin/python" ] &&
     "$venv/bin/python" - <<'PY' 2>/dev/null
 import importlib.util, numpy, pathlib, sys
-import celery, redis, amqp
+import celery, redis, amqp, boto3, moto
 assert celery.VERSION.major == 5
 spec = importlib.util.find_spec("faster_whisper")
 assert spec is not None and spec.submodule_search_locations
@@ -30,5 +31,7 @@ fi
 "$venv/bin/python" -m pip install --quiet numpy
 "$venv/bin/python" -m pip install --quiet --no-deps faster-whisper
 "$venv/bin/python" -m pip install --quiet "celery[redis]>=5.3,<6"
+# A local S3 server (moto) for the object storage tests.
+"$venv/bin/python" -m pip install --quiet "moto[server]>=5,<6" boto3
 ready || { echo "python environment at $venv is incomplete after install" >&2; exit 1; }
 echo "python: $venv (installed)"

@@ -478,3 +478,113 @@ fn status_shows_the_broker_redis_and_amqp() {
         assert_eq!(queues.values().next(), Some(&Value::from(0)));
     }
 }
+
+/// moto's S3 server from PyPI, with one bucket; stopped on drop.
+struct LocalS3 {
+    endpoint: String,
+    child: Child,
+}
+
+impl LocalS3 {
+    fn start(python: &Path) -> LocalS3 {
+        let port = 21_000 + (std::process::id() % 5_000) as u16;
+        let moto = python.with_file_name("moto_server");
+        let child = Command::new(&moto)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("moto_server starts");
+        let endpoint = format!("http://127.0.0.1:{port}");
+        wait_for(Duration::from_secs(30), Duration::from_millis(200), "moto up", || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).ok()
+        });
+        let s3 = LocalS3 { endpoint, child };
+        s3.boto("s3.create_bucket(Bucket='pipeline')", python);
+        s3
+    }
+
+    /// Runs a line of boto3 against the server with `s3` as its client; stdout.
+    fn boto(&self, code: &str, python: &Path) -> String {
+        let script = format!(
+            "import boto3, json\ns3 = boto3.client('s3', endpoint_url='{}', \
+             aws_access_key_id='testing', aws_secret_access_key='testing', \
+             region_name='us-east-1')\n{code}\n",
+            self.endpoint
+        );
+        let out = Command::new(python)
+            .args(["-c", &script])
+            .output()
+            .expect("python runs");
+        assert!(
+            out.status.success(),
+            "boto3 failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn keys(&self, python: &Path) -> Vec<String> {
+        let listing = self.boto(
+            "print(json.dumps([o['Key'] for o in s3.list_objects_v2(Bucket='pipeline').get('Contents', [])]))",
+            python,
+        );
+        serde_json::from_str(listing.trim()).expect("key list")
+    }
+}
+
+impl Drop for LocalS3 {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Audio and outputs in an S3-compatible store: a producer and a worker
+/// with different data directories (as on two machines) share only
+/// PostgreSQL, the broker and the bucket, and the file completes.
+#[test]
+fn redis_workers_on_other_machines_share_an_object_store() {
+    let Some(python) = python() else { return };
+    let Some(producer) = Sandbox::with_model() else {
+        return;
+    };
+    let Some(machine_b) = Sandbox::with_model() else {
+        return;
+    };
+    let s3 = LocalS3::start(&python);
+    let shared = [
+        ("PIPELINE_DATABASE_URL", postgres_url()),
+        ("PIPELINE_BROKER_URL", Broker::Redis.url(13)),
+        ("PIPELINE_BROKER_QUEUE", unique("s3")),
+        ("PIPELINE_STORAGE_URL", "s3://pipeline/shared".to_string()),
+        ("PIPELINE_STORAGE_ENDPOINT", s3.endpoint.clone()),
+        ("PIPELINE_STORAGE_ACCESS_KEY_ID", "testing".to_string()),
+        ("PIPELINE_STORAGE_SECRET_ACCESS_KEY", "testing".to_string()),
+    ];
+    let (producer, machine_b) = shared.iter().fold((producer, machine_b), |(a, b), (k, v)| {
+        (a.env(k, v), b.env(k, v))
+    });
+    let id = detach(&producer, &[fixture("speech.wav")]).remove(0);
+    let worker = machine_b.spawn_worker("machine-b");
+    let doc = wait_final(&producer, &id, Duration::from_secs(180), &worker);
+    let keys = s3.keys(&python);
+    let sha = doc["sha256"].as_str().expect("sha256");
+    assert!(
+        keys.iter().any(|k| k.starts_with("shared/audio/") && k.contains(sha)),
+        "audio in the bucket: {keys:?}"
+    );
+    assert!(
+        keys.iter()
+            .any(|k| k.starts_with(&format!("shared/outputs/{id}/")) && k.ends_with(".txt")),
+        "outputs in the bucket: {keys:?}"
+    );
+    assert!(
+        !producer.data.join("audio").exists(),
+        "the producer kept no local copy a worker could rely on"
+    );
+    assert!(
+        machine_b.data.join("cache/audio").is_dir(),
+        "the worker downloaded the audio from the store"
+    );
+}

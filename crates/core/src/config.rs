@@ -77,6 +77,13 @@ pub struct StorageConfig {
     pub output_dir: Option<PathBuf>,
     /// S3-compatible object store URL; `None` means the local data directory.
     pub url: Option<String>,
+    /// The object store's endpoint (MinIO, moto, Ceph...); AWS when `None`.
+    pub endpoint: Option<String>,
+    /// The object store's region.
+    pub region: String,
+    /// Credentials for the object store (else the environment's AWS_* ones).
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<String>,
 }
 
 /// `[model]`: the speech recognition model.
@@ -182,6 +189,13 @@ impl fmt::Debug for StorageConfig {
             .field("data_dir", &self.data_dir)
             .field("output_dir", &self.output_dir)
             .field("url", &self.url.as_deref().map(mask_url))
+            .field("endpoint", &self.endpoint)
+            .field("region", &self.region)
+            .field("access_key_id", &self.access_key_id)
+            .field(
+                "secret_access_key",
+                &self.secret_access_key.as_ref().map(|_| "***"),
+            )
             .finish()
     }
 }
@@ -234,6 +248,10 @@ impl Config {
                 data_dir,
                 output_dir: None,
                 url: None,
+                endpoint: None,
+                region: "us-east-1".to_string(),
+                access_key_id: None,
+                secret_access_key: None,
             },
             model: ModelConfig {
                 path: None,
@@ -662,7 +680,7 @@ impl LoadedConfig {
                 .map_err(|r| self.invalid("broker.url", r))?;
         }
         if let Some(url) = &c.storage.url {
-            check_scheme(url, &["s3", "http", "https"])
+            check_scheme(url, &["s3"])
                 .map_err(|r| self.invalid("storage.url", r))?;
         }
         for url in &c.webhooks.urls {
@@ -916,6 +934,10 @@ const KEYS: &[KeySpec] = &[
         Secrecy::Url,
         "none (local directory)",
     ),
+    opt("storage.endpoint", Kind::OptText, Secrecy::Url, "none (AWS)"),
+    spec("storage.region", Kind::Text),
+    opt("storage.access_key_id", Kind::OptText, Secrecy::Public, "none (AWS_ACCESS_KEY_ID)"),
+    opt("storage.secret_access_key", Kind::OptText, Secrecy::Whole, "none (AWS_SECRET_ACCESS_KEY)"),
     opt("model.path", Kind::OptPath, Secrecy::Public, "none"),
     spec("model.name", Kind::Text),
     spec("model.device", Kind::Text),
@@ -1226,6 +1248,10 @@ fn apply(c: &mut Config, key: &str, value: Parsed) -> Result<(), String> {
         ("storage.data_dir", P::Path(Some(v))) => c.storage.data_dir = v,
         ("storage.output_dir", P::Path(v)) => c.storage.output_dir = v,
         ("storage.url", P::Text(v)) => c.storage.url = v,
+        ("storage.endpoint", P::Text(v)) => c.storage.endpoint = v,
+        ("storage.region", P::Text(Some(v))) => c.storage.region = v,
+        ("storage.access_key_id", P::Text(v)) => c.storage.access_key_id = v,
+        ("storage.secret_access_key", P::Text(v)) => c.storage.secret_access_key = v,
         ("model.path", P::Path(v)) => c.model.path = v,
         ("model.name", P::Text(Some(v))) => c.model.name = v,
         ("model.device", P::Text(Some(v))) => c.model.device = v.to_ascii_lowercase(),
@@ -1272,6 +1298,10 @@ fn get(c: &Config, key: &str) -> Json {
         "storage.data_dir" => path(&c.storage.data_dir),
         "storage.output_dir" => path(&c.output_dir()),
         "storage.url" => json!(c.storage.url),
+        "storage.endpoint" => json!(c.storage.endpoint),
+        "storage.region" => json!(c.storage.region),
+        "storage.access_key_id" => json!(c.storage.access_key_id),
+        "storage.secret_access_key" => json!(c.storage.secret_access_key),
         "model.path" => path(&c.model_dir()),
         "model.name" => json!(c.model.name),
         "model.device" => json!(c.model.device),

@@ -52,7 +52,7 @@ enum Transport {
 }
 
 enum Receipt {
-    Amqp(lapin::acker::Acker),
+    Amqp(lapin::Acker),
     Redis(String),
 }
 

@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use uuid::Uuid;
 
-use crate::storage::LocalStorage;
+use crate::storage::Storage;
 
 /// The options a file is submitted with; stored with it and replayed on retry.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -87,7 +87,7 @@ pub enum IngestError {
     #[error("{path}: cannot store a copy in {storage}: {message}")]
     Storage {
         path: PathBuf,
-        storage: PathBuf,
+        storage: String,
         message: String,
     },
     /// The database refused or could not be reached.
@@ -124,7 +124,7 @@ pub struct Ingested {
 pub async fn ingest_file(
     store: &Store,
     queue: &dyn JobQueue,
-    storage: &LocalStorage,
+    storage: &Storage,
     path: &Path,
     options: &ProcessOptions,
     max_attempts: u32,
@@ -172,12 +172,13 @@ pub async fn ingest_file(
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| path.display().to_string());
     let extension = path.extension().and_then(|e| e.to_str()).unwrap_or("");
-    let storage_key = LocalStorage::key_for(&sha256, extension);
+    let storage_key = Storage::key_for(&sha256, extension);
     storage
         .put_file(&storage_key, path)
+        .await
         .map_err(|e| IngestError::Storage {
             path: path.to_path_buf(),
-            storage: storage.path(""),
+            storage: storage.describe().to_string(),
             message: e.to_string(),
         })?;
     let (info, rejected) = match probed {
@@ -236,7 +237,7 @@ pub async fn ingest_file(
 pub async fn ingest_task(
     store: &Store,
     queue: &dyn JobQueue,
-    storage: &LocalStorage,
+    storage: &Storage,
     kwargs: &serde_json::Map<String, serde_json::Value>,
     defaults: &ProcessOptions,
     max_attempts: u32,

@@ -11,4 +11,4 @@ pub mod storage;
 pub use ingest::{expand_inputs, ingest_file, ingest_task, IngestError, Ingested, ProcessOptions};
 pub use runner::{hostname, EngineLoader, RunUntil, Shutdown, Worker, WorkerSettings};
 pub use stages::{output_paths, DecoderSource};
-pub use storage::LocalStorage;
+pub use storage::{ObjectStoreSettings, Storage, StorageError};

@@ -15,7 +15,7 @@ use uuid::Uuid;
 
 use crate::retry::backoff;
 use crate::stages::{self, StageError};
-use crate::storage::LocalStorage;
+use crate::storage::Storage;
 
 /// Loads the speech engine; called once, on the first transcription.
 pub type EngineLoader = Arc<dyn Fn() -> Result<Arc<dyn Transcriber>, AsrError> + Send + Sync>;
@@ -37,7 +37,7 @@ pub struct WorkerSettings {
     pub retry_max: Duration,
     /// Outputs of a file go to `<output_dir>/<audio_id>/` unless the file's options say otherwise.
     pub output_dir: PathBuf,
-    /// Root of the local storage.
+    /// The data directory (local files, downloaded audio).
     pub data_dir: PathBuf,
     /// Wait between claims when the queue is empty.
     pub poll_interval: Duration,
@@ -89,7 +89,7 @@ pub enum RunUntil {
 pub struct Worker {
     pub(crate) store: Store,
     queue: Arc<dyn JobQueue>,
-    pub(crate) storage: LocalStorage,
+    pub(crate) storage: Storage,
     pub(crate) settings: WorkerSettings,
     engine: OnceCell<Arc<dyn Transcriber>>,
     loader: EngineLoader,
@@ -149,17 +149,19 @@ impl JobControl {
 }
 
 impl Worker {
-    /// A worker taking jobs from `queue` and recording them in `store`,
-    /// loading the engine with `loader` when first needed.
+    /// A worker taking jobs from `queue`, recording them in `store`,
+    /// reading audio from `storage`, and loading the engine with `loader`
+    /// when first needed.
     pub fn new(
         store: Store,
         queue: Arc<dyn JobQueue>,
+        storage: Storage,
         settings: WorkerSettings,
         loader: EngineLoader,
     ) -> Self {
         Self {
             queue,
-            storage: LocalStorage::new(&settings.data_dir),
+            storage,
             store,
             settings,
             engine: OnceCell::new(),
@@ -433,8 +435,7 @@ impl Worker {
                 Ok(d) => {
                     if let Some(reason) = d.fell_back {
                         eprintln!(
-                            "pipeline-manager: broker unavailable ({reason}); \
-                             next jobs fell back to the embedded queue"
+                            "pipeline-manager: the next jobs went to the embedded queue: {reason}"
                         );
                     }
                 }

@@ -59,7 +59,18 @@ async fn transcribe(
     control: &Arc<JobControl>,
 ) -> Result<String, StageError> {
     let engine = worker.engine().await.map_err(asr_failure)?;
-    let path = worker.storage.path(&audio.storage_key);
+    let path = worker
+        .storage
+        .local_copy(&audio.storage_key)
+        .await
+        .map_err(|e| {
+            let message = format!("audio of {}: {e}", audio.original_name);
+            StageError::Failed(if e.is_retryable() {
+                JobError::retryable(message)
+            } else {
+                JobError::permanent(message)
+            })
+        })?;
     let name = audio.original_name.clone();
     let decode = options.decode_options();
     let control_for_engine = control.clone();
@@ -132,12 +143,25 @@ async fn render_outputs(
                 return Err(StageError::Interrupted(reason));
             }
         }
-        write_atomically(&path, render::render(&transcript, format).as_bytes()).map_err(|e| {
+        let rendered = render::render(&transcript, format);
+        write_atomically(&path, rendered.as_bytes()).map_err(|e| {
             StageError::Failed(JobError::retryable(format!(
                 "cannot write {}: {e}",
                 path.display()
             )))
         })?;
+        // With an object store, outputs are shared with every machine too.
+        if !worker.storage.is_local() {
+            let name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| format!("transcript.{}", format.extension()));
+            worker
+                .storage
+                .put_bytes(&format!("outputs/{}/{name}", audio.id), rendered.into_bytes())
+                .await
+                .map_err(|e| StageError::Failed(JobError::retryable(e.to_string())))?;
+        }
         outputs.insert(format.extension().to_string(), path.display().to_string());
         control.set_progress(100.0 * (i + 1) as f64 / formats.len() as f64);
     }

@@ -8,7 +8,7 @@ use pipeline_core::{AudioStatus, JobStatus, Segment, Transcript};
 use pipeline_queue::EmbeddedQueue;
 use pipeline_store::Store;
 use pipeline_worker::{
-    ingest_file, EngineLoader, LocalStorage, ProcessOptions, RunUntil, Worker, WorkerSettings,
+    ingest_file, EngineLoader, ProcessOptions, RunUntil, Storage, Worker, WorkerSettings,
 };
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -117,7 +117,7 @@ async fn setup(steps: Vec<Step>, timeout: Duration, file: &str) -> Setup {
     let store = Store::connect(&format!("sqlite://{}/p.db", dir.path().display()))
         .await
         .unwrap();
-    let storage = LocalStorage::new(dir.path());
+    let storage = Storage::local(dir.path()).unwrap();
     let queue = Arc::new(EmbeddedQueue::new(store.clone()));
     let ingested = ingest_file(
         &store,
@@ -150,7 +150,7 @@ async fn setup(steps: Vec<Step>, timeout: Duration, file: &str) -> Setup {
         max_attempts: 3,
         ingest_defaults: ProcessOptions::default(),
     };
-    let worker = Arc::new(Worker::new(store.clone(), queue, settings, loader));
+    let worker = Arc::new(Worker::new(store.clone(), queue, storage, settings, loader));
     Setup {
         store,
         worker,

@@ -112,6 +112,26 @@ pub fn queue(
         .map_err(|e| crate::app::failure(crate::app::exit::BAD_INPUT, format!("broker.url: {e}")))
 }
 
+/// Audio and output storage: the data directory, or the object store at
+/// `storage.url`.
+pub fn storage(config: &Config) -> Result<pipeline_worker::Storage> {
+    let s = &config.storage;
+    let storage = match &s.url {
+        None => pipeline_worker::Storage::local(&s.data_dir),
+        Some(url) => pipeline_worker::Storage::object_store(
+            &pipeline_worker::ObjectStoreSettings {
+                url: url.clone(),
+                endpoint: s.endpoint.clone(),
+                region: s.region.clone(),
+                access_key_id: s.access_key_id.clone(),
+                secret_access_key: s.secret_access_key.clone(),
+            },
+            &s.data_dir,
+        ),
+    };
+    storage.map_err(|e| crate::app::failure(crate::app::exit::BAD_INPUT, e.to_string()))
+}
+
 /// The Celery result backend, when `broker.result_backend` is set.
 pub fn result_backend(
     config: &Config,

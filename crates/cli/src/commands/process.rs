@@ -5,7 +5,7 @@ use clap::Args;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use pipeline_core::render::OutputFormat;
 use pipeline_core::{AudioStatus, JobStatus};
-use pipeline_worker::{expand_inputs, ingest_file, LocalStorage, ProcessOptions, RunUntil, Worker};
+use pipeline_worker::{expand_inputs, ingest_file, ProcessOptions, RunUntil, Worker};
 use serde_json::json;
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -85,7 +85,7 @@ pub async fn run(app: &App, args: ProcessArgs) -> Result<u8> {
         ..defaults
     };
     let store = app.store().await?;
-    let storage = LocalStorage::new(&config.storage.data_dir);
+    let storage = super::storage(config)?;
     let queue = super::queue(config, &store, &[])?;
     let inputs = expand_inputs(&args.inputs);
     if inputs.is_empty() {
@@ -242,7 +242,13 @@ async fn work_until_done(
     let config = app.config();
     let settings = worker_settings(config, concurrency);
     let loader = engine_loader(config, settings.concurrency);
-    let mut worker = Worker::new(store.clone(), super::queue(config, store, &[])?, settings, loader);
+    let mut worker = Worker::new(
+        store.clone(),
+        super::queue(config, store, &[])?,
+        super::storage(config)?,
+        settings,
+        loader,
+    );
     if let Some(backend) = super::result_backend(config)? {
         worker = worker.with_result_backend(backend);
     }

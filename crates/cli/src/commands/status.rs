@@ -34,6 +34,7 @@ pub async fn run(app: &App) -> Result<u8> {
         "database": database,
         "broker": broker,
         "storage": {
+            "url": config.storage.url.as_deref().map(pipeline_core::config::mask_url),
             "data_dir": config.storage.data_dir.display().to_string(),
             "output_dir": config.output_dir().display().to_string(),
         },

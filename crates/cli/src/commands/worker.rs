@@ -16,7 +16,13 @@ pub async fn run(app: &App, concurrency: Option<usize>, queues: &[String]) -> Re
     let concurrency = settings.concurrency;
     let queue = super::queue(config, &store, queues)?;
     let transport = queue.name().to_string();
-    let mut worker = Worker::new(store, queue, settings, engine_loader(config, concurrency));
+    let mut worker = Worker::new(
+        store,
+        queue,
+        super::storage(config)?,
+        settings,
+        engine_loader(config, concurrency),
+    );
     if let Some(backend) = super::result_backend(config)? {
         worker = worker.with_result_backend(backend);
     }

@@ -8,9 +8,9 @@ use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicPublishOptions, BasicQosOptions,
     ConfirmSelectOptions, QueueDeclareOptions,
 };
-use lapin::publisher_confirm::Confirmation;
+use lapin::Confirmation;
 use lapin::types::{AMQPValue, FieldArray, FieldTable, LongString, ShortString};
-use lapin::{acker::Acker, BasicProperties, Channel, Connection, ConnectionProperties, Consumer};
+use lapin::{Acker, BasicProperties, Channel, Connection, ConnectionProperties, Consumer};
 use serde_json::{Map, Value};
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
