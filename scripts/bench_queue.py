@@ -317,6 +317,36 @@ def summarize(starts, ends, enqueue_start, n_expected, per_message_latency=None)
 # ---------------------------------------------------------------- our worker
 
 
+def analyse_ours(postgres, schema, n, dispatch_start):
+    """Start (first RUNNING) and end (COMPLETED) of each PROCESSING job, from
+    the audit trail, which the worker writes in the transaction of each
+    transition."""
+    statuses = {status: int(count) for status, count in psql(
+        postgres, f"SELECT status, count(*) FROM {schema}.processing_jobs "
+        "WHERE job_type = 'PROCESSING' GROUP BY status")}
+    events = psql(postgres,
+                  "SELECT e.job_id, coalesce(e.from_status, ''), e.to_status, e.at "
+                  f"FROM {schema}.job_events e JOIN {schema}.processing_jobs j ON j.id = e.job_id "
+                  "WHERE j.job_type = 'PROCESSING' ORDER BY e.id")
+    started, completed, runs, notes = {}, {}, 0, 0
+    for job_id, from_status, to_status, at in events:
+        if from_status == to_status:
+            notes += 1  # duplicate deliveries and other notes that change nothing
+        elif to_status == "RUNNING":
+            runs += 1
+            started.setdefault(job_id, parse_ts(at))
+        elif to_status == "COMPLETED":
+            completed[job_id] = parse_ts(at)
+    results = int(psql(postgres, f"SELECT count(*) FROM {schema}.audio_results")[0][0])
+    summary = summarize(list(started.values()), list(completed.values()), dispatch_start, n)
+    summary.update({"statuses": statuses, "runs": runs, "audit_notes": notes, "results_rows": results})
+    if statuses.get("COMPLETED", 0) != n or results != n:
+        summary["problem"] = f"not every job completed: {statuses}, {results} result rows"
+    elif runs != n:
+        summary["problem"] = f"{runs} RUNNING transitions for {n} jobs (some ran more than once)"
+    return summary
+
+
 def run_ours(args, broker, workdir, audio):
     schema = "bench_" + uuid.uuid4().hex[:12]
     queue = "bench-ours-" + uuid.uuid4().hex[:8]
@@ -376,47 +406,19 @@ def run_ours(args, broker, workdir, audio):
             worker = start_worker()
         log(f"ours/{broker.kind}: dispatched {sent['dispatched']} in {sent['seconds']:.2f} s")
 
-        def counts():
-            rows = psql(args.postgres, f"SELECT status, count(*) FROM {schema}.processing_jobs "
-                        "WHERE job_type = 'PROCESSING' GROUP BY status")
-            return {status: int(n) for status, n in rows}
-
-        final = {}
-
         def finished():
-            final.clear()
-            final.update(counts())
-            return sum(final.get(s, 0) for s in ("COMPLETED", "FAILED", "CANCELLED")) >= args.n
+            rows = psql(args.postgres, f"SELECT count(*) FROM {schema}.processing_jobs "
+                        "WHERE job_type = 'PROCESSING' AND status IN ('COMPLETED', 'FAILED', 'CANCELLED')")
+            return int(rows[0][0]) >= args.n
 
         wait_until(finished, args.timeout, f"{args.n} PROCESSING jobs to finish", worker, 0.5)
         worker.stop()
-        events = psql(args.postgres,
-                      "SELECT e.job_id, e.from_status, e.to_status, e.at "
-                      f"FROM {schema}.job_events e JOIN {schema}.processing_jobs j ON j.id = e.job_id "
-                      "WHERE j.job_type = 'PROCESSING' ORDER BY e.id")
-        started, completed, runs, notes = {}, {}, 0, 0
-        for job_id, from_status, to_status, at in events:
-            if from_status == to_status:
-                notes += 1  # duplicate deliveries and other notes
-            elif to_status == "RUNNING":
-                runs += 1
-                started.setdefault(job_id, parse_ts(at))
-            elif to_status == "COMPLETED":
-                completed[job_id] = parse_ts(at)
-        results = int(psql(args.postgres, f"SELECT count(*) FROM {schema}.audio_results")[0][0])
-        summary = summarize(list(started.values()), list(completed.values()),
-                            sent["dispatch_started_unix"], args.n)
+        summary = analyse_ours(args.postgres, schema, args.n, sent["dispatch_started_unix"])
         summary.update({
             "enqueue_seconds": round(sent["seconds"], 3),
             "seed_seconds": round(ready["seed_seconds"], 1),
-            "statuses": final,
-            "runs": runs,
-            "audit_notes": notes,
-            "results_rows": results,
             **worker.usage(),
         })
-        if final.get("COMPLETED", 0) != args.n or results != args.n:
-            summary["problem"] = f"not every job completed: {final}, {results} result rows"
         return summary
     finally:
         if seeder is not None and seeder.poll() is None:
@@ -524,19 +526,19 @@ def report(results, args):
         f"{args.n} short jobs, concurrency {args.concurrency}, order {args.order}, "
         f"Celery task work: {args.celery_work}",
         "",
-        "| broker | worker | jobs/s | e2e jobs/s | latency p50 ms | latency p99 ms | enqueue s | worker CPU s |",
-        "|---|---|---|---|---|---|---|---|",
+        "| broker | worker | jobs/s | e2e jobs/s | latency p50 ms | latency p99 ms | enqueue s | worker CPU s | load before |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for kind, sides in results.items():
         for side, r in sides.items():
             if "error" in r:
-                lines.append(f"| {kind} | {side} | error: {r['error'].splitlines()[0]} |||||||")
+                lines.append(f"| {kind} | {side} | error: {r['error'].splitlines()[0]} ||||||||")
                 continue
             lat = r.get("latency_ms", {})
             lines.append(
                 f"| {kind} | {side} | {fmt(r.get('jobs_per_second'))} | {fmt(r.get('e2e_jobs_per_second'))} "
                 f"| {fmt(lat.get('p50'), 0)} | {fmt(lat.get('p99'), 0)} | {fmt(r.get('enqueue_seconds'), 2)} "
-                f"| {fmt(r.get('worker_cpu_seconds'), 2)} |"
+                f"| {fmt(r.get('worker_cpu_seconds'), 2)} | {fmt(r.get('load_average_before'), 2)} |"
             )
     lines.append("")
     for kind, sides in results.items():
@@ -621,6 +623,8 @@ def run(argv):
             broker = Broker(kind, urls[kind])
             results[kind] = {}
             for side in sides:
+                # Another build or test run on the machine skews the numbers; say so.
+                load = os.getloadavg()[0]
                 try:
                     if side == "ours":
                         results[kind][side] = run_ours(args, broker, workdir, audio)
@@ -629,6 +633,7 @@ def run(argv):
                 except Exception as e:
                     log(f"{side}/{kind} failed: {e}")
                     results[kind][side] = {"error": str(e)}
+                results[kind][side]["load_average_before"] = round(load, 2)
     finally:
         if args.keep:
             log(f"kept {workdir}")

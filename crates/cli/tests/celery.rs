@@ -588,3 +588,29 @@ fn redis_workers_on_other_machines_share_an_object_store() {
         "the worker downloaded the audio from the store"
     );
 }
+
+/// `cancel` on a queued job revokes its message (the worker that receives
+/// it discards it), and `retry` sends a new one that a worker runs.
+#[test]
+fn redis_cancel_revokes_and_retry_resends() {
+    let Some((sb, _queue)) = scaled_sandbox(Broker::Redis, 0) else {
+        return;
+    };
+    let id = detach(&sb, &[fixture("speech.wav")]).remove(0);
+    sb.run(&["cancel", &id]).expect_code(0);
+    assert_eq!(sb.check_status(&id)["status"], "CANCELLED");
+    let worker = sb.spawn_worker("worker");
+    let job = sb.job(&id, "TRANSCRIPTION");
+    wait_for(
+        Duration::from_secs(60),
+        Duration::from_millis(500),
+        "the revoked message to be discarded",
+        || audit_trail(&sb, &id).contains("discarded").then_some(()),
+    );
+    assert_eq!(sb.job(&id, "TRANSCRIPTION")["status"], "CANCELLED");
+    assert_eq!(sb.job(&id, "TRANSCRIPTION")["attempt"], job["attempt"]);
+
+    sb.run(&["retry", &id]).expect_code(0);
+    let doc = wait_final(&sb, &id, Duration::from_secs(180), &worker);
+    assert_eq!(find_job(&doc, "TRANSCRIPTION")["attempt"], 1, "{doc:#}");
+}
