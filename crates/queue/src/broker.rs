@@ -391,8 +391,13 @@ impl Inner {
                         )
                         .await;
                 }
-                let soon = Utc::now() + chrono::Duration::milliseconds(500);
-                self.defer(until.max(soon), delivery);
+                // Look again every couple of seconds: the holder may finish
+                // (then the duplicate is acknowledged) well before its lease ends.
+                let now = Utc::now();
+                let next = until
+                    .min(now + chrono::Duration::seconds(2))
+                    .max(now + chrono::Duration::milliseconds(500));
+                self.defer(next, delivery);
                 Ok(None)
             }
             JobClaim::Finished(status) => {

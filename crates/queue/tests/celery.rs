@@ -105,13 +105,22 @@ async fn redis_conn(url: &str) -> redis::aio::MultiplexedConnection {
         .expect("Redis on 6379 is required for these tests")
 }
 
-async fn unacked_tags(url: &str) -> Vec<String> {
+/// The tags of messages of `queue` held in kombu's unacked hash (other
+/// tests' queues share the hash).
+async fn unacked_tags(url: &str, queue: &str) -> Vec<String> {
     let mut conn = redis_conn(url).await;
-    redis::cmd("HKEYS")
+    let all: std::collections::HashMap<String, String> = redis::cmd("HGETALL")
         .arg("unacked")
         .query_async(&mut conn)
         .await
-        .expect("HKEYS")
+        .expect("HGETALL");
+    all.into_iter()
+        .filter(|(_, entry)| {
+            serde_json::from_str::<serde_json::Value>(entry)
+                .is_ok_and(|e| e[2] == queue)
+        })
+        .map(|(tag, _)| tag)
+        .collect()
 }
 
 async fn messages(store: &Store, job_id: Uuid) -> Vec<String> {
@@ -140,7 +149,7 @@ async fn job_runs_and_is_acknowledged(url: &str) {
     assert_eq!(first.status, JobStatus::Running);
     assert_eq!(first.worker.as_deref(), Some("w1"));
     if transport == "redis" {
-        assert_eq!(unacked_tags(url).await.len(), 1, "held unacked while it runs");
+        assert_eq!(unacked_tags(url, &name).await.len(), 1, "held unacked while it runs");
     }
     setup
         .store
@@ -149,7 +158,7 @@ async fn job_runs_and_is_acknowledged(url: &str) {
         .expect("complete");
     queue.settle(&first.task_id, Settle::Ack).await.expect("ack");
     if transport == "redis" {
-        assert!(unacked_tags(url).await.is_empty(), "acknowledged");
+        assert!(unacked_tags(url, &name).await.is_empty(), "acknowledged");
     }
 
     let now = setup.store.jobs_for_audio(first.audio_id).await.expect("jobs");
@@ -224,7 +233,7 @@ async fn duplicate_delivery_runs_once(url: &str) {
     assert_eq!(job.status, JobStatus::Completed);
     assert_eq!(job.attempt, 1, "ran once");
     if queue.name() == "redis" {
-        assert!(unacked_tags(url).await.is_empty());
+        assert!(unacked_tags(url, &name).await.is_empty());
     }
     queue.close().await.expect("close");
 }
@@ -263,7 +272,7 @@ async fn redis_message_of_a_dead_worker_is_restored() {
     };
     // The worker dies: no ack, no hand-back, no more heartbeats.
     drop(dying);
-    assert_eq!(unacked_tags(&url).await.len(), 1);
+    assert_eq!(unacked_tags(&url, &name).await.len(), 1);
 
     let survivor = BrokerQueue::new(setup.store.clone(), short).expect("queue");
     let again = job(claim_within(&survivor, "survivor", Duration::from_secs(20)).await);
@@ -285,7 +294,7 @@ async fn redis_message_of_a_dead_worker_is_restored() {
         .await
         .expect("ack");
     survivor.close().await.expect("close");
-    let left = unacked_tags(&url).await;
+    let left = unacked_tags(&url, &name).await;
     assert!(left.is_empty(), "every copy acknowledged or handed back: {left:?}");
 }
 
