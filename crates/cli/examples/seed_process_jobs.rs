@@ -224,9 +224,12 @@ fn print_json(value: &serde_json::Value) -> Result<()> {
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = parse_args()?;
-    let store = Store::connect(&args.database_url)
-        .await
-        .with_context(|| format!("database {}", pipeline_core::config::mask_url(&args.database_url)))?;
+    let store = Store::connect(&args.database_url).await.with_context(|| {
+        format!(
+            "database {}",
+            pipeline_core::config::mask_url(&args.database_url)
+        )
+    })?;
     // The worker's defaults (`commands::queue`), so the producer behaves as
     // `process --detach` would.
     let queue = BrokerQueue::new(
@@ -245,10 +248,12 @@ async fn main() -> Result<()> {
     // job again; done now, that resend is empty instead of a second copy of
     // the whole burst. It also proves the broker answers before seeding.
     queue.dispatch(&[]).await?;
-    queue
-        .health()
-        .await
-        .with_context(|| format!("broker {}", pipeline_core::config::mask_url(&args.broker_url)))?;
+    queue.health().await.with_context(|| {
+        format!(
+            "broker {}",
+            pipeline_core::config::mask_url(&args.broker_url)
+        )
+    })?;
 
     let t = template(&args.audio, queue.name())?;
     let seeding = Instant::now();

@@ -26,7 +26,11 @@ fn python() -> Option<PathBuf> {
     if python.is_file() {
         return Some(python);
     }
-    assert!(!under_ci(), "CI: no {} (run scripts/setup-python.sh)", python.display());
+    assert!(
+        !under_ci(),
+        "CI: no {} (run scripts/setup-python.sh)",
+        python.display()
+    );
     eprintln!("SKIPPED: no Python venv; run scripts/setup-python.sh");
     None
 }
@@ -69,7 +73,10 @@ enum Broker {
 }
 
 fn unique(prefix: &str) -> String {
-    format!("{prefix}-{}", &uuid::Uuid::new_v4().simple().to_string()[..12])
+    format!(
+        "{prefix}-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    )
 }
 
 impl Broker {
@@ -88,7 +95,12 @@ fn postgres_url() -> String {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_string());
     let schema = format!("pm_cli_{}", uuid::Uuid::new_v4().simple());
     let status = Command::new("psql")
-        .args([base.as_str(), "-q", "-c", &format!("CREATE SCHEMA {schema}")])
+        .args([
+            base.as_str(),
+            "-q",
+            "-c",
+            &format!("CREATE SCHEMA {schema}"),
+        ])
         .stdout(Stdio::null())
         .status()
         .expect("psql runs");
@@ -127,9 +139,15 @@ fn python_client_submits_through_celery(broker: Broker, redis_db: u8) {
         &python,
         &["send-ingest", &broker.url(redis_db), &queue, path(&speech)],
     );
-    let ingest: Value = serde_json::from_str(&peer(&python, &["result", &backend, &task_id, "120"]))
-        .expect("result JSON");
-    assert_eq!(ingest["state"], "SUCCESS", "{ingest:#}\nworker log:\n{}", worker.log());
+    let ingest: Value =
+        serde_json::from_str(&peer(&python, &["result", &backend, &task_id, "120"]))
+            .expect("result JSON");
+    assert_eq!(
+        ingest["state"],
+        "SUCCESS",
+        "{ingest:#}\nworker log:\n{}",
+        worker.log()
+    );
     let audio_id = ingest["result"]["audio_id"]
         .as_str()
         .unwrap_or_else(|| panic!("no audio_id in {ingest:#}"))
@@ -137,8 +155,9 @@ fn python_client_submits_through_celery(broker: Broker, redis_db: u8) {
     let doc = wait_final(&sb, &audio_id, Duration::from_secs(180), &worker);
     let transcription = find_job(&doc, "TRANSCRIPTION");
     let job_task = transcription["task_id"].as_str().expect("task id");
-    let job_result: Value = serde_json::from_str(&peer(&python, &["result", &backend, job_task, "30"]))
-        .expect("result JSON");
+    let job_result: Value =
+        serde_json::from_str(&peer(&python, &["result", &backend, job_task, "30"]))
+            .expect("result JSON");
     assert_eq!(job_result["state"], "SUCCESS", "{job_result:#}");
     assert_eq!(job_result["result"]["job_type"], "TRANSCRIPTION");
     assert_eq!(job_result["result"]["audio_id"], audio_id.as_str());
@@ -220,12 +239,17 @@ fn killed_worker_loses_nothing(broker: Broker, redis_db: u8) {
     let running = wait_running(&sb, &id, &first);
     let holder = running["worker"].as_str().expect("worker id").to_string();
     // Mid-transcription: some audio is done, not all of it.
-    wait_for(Duration::from_secs(120), Duration::from_millis(200), "progress", || {
-        let job = sb.job(&id, "TRANSCRIPTION");
-        let progress = job["progress"].as_f64().unwrap_or(0.0);
-        assert!(progress < 100.0, "finished before the kill: {job:#}");
-        (progress > 0.0).then_some(())
-    });
+    wait_for(
+        Duration::from_secs(120),
+        Duration::from_millis(200),
+        "progress",
+        || {
+            let job = sb.job(&id, "TRANSCRIPTION");
+            let progress = job["progress"].as_f64().unwrap_or(0.0);
+            assert!(progress < 100.0, "finished before the kill: {job:#}");
+            (progress > 0.0).then_some(())
+        },
+    );
     let second = sb.spawn_worker("second");
     first.signal(libc::SIGKILL);
     first
@@ -331,16 +355,26 @@ impl PrivateRedis {
 
     fn up(&mut self) {
         let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", ""])
+            .args([
+                "--port",
+                &self.port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+            ])
             .args(["--appendonly", "no", "--dir"])
             .arg(self.dir.path())
             .stdout(Stdio::null())
             .spawn()
             .expect("redis-server starts");
         self.child = Some(child);
-        wait_for(Duration::from_secs(10), Duration::from_millis(100), "redis up", || {
-            std::net::TcpStream::connect(("127.0.0.1", self.port)).ok()
-        });
+        wait_for(
+            Duration::from_secs(10),
+            Duration::from_millis(100),
+            "redis up",
+            || std::net::TcpStream::connect(("127.0.0.1", self.port)).ok(),
+        );
     }
 
     fn down(&mut self) {
@@ -408,13 +442,18 @@ fn broker_restart_loses_no_job(broker: Broker) {
     assert_eq!(ids.len(), 20);
     let worker = sb.spawn_worker("worker");
     // Let it get going, then take the broker away for a few seconds.
-    wait_for(Duration::from_secs(120), Duration::from_secs(1), "a first file done", || {
-        let doc = sb.json(&["list-recent", "--limit", "100"]);
-        doc["files"]
-            .as_array()
-            .is_some_and(|f| f.iter().any(|f| f["status"] == "COMPLETED"))
-            .then_some(())
-    });
+    wait_for(
+        Duration::from_secs(120),
+        Duration::from_secs(1),
+        "a first file done",
+        || {
+            let doc = sb.json(&["list-recent", "--limit", "100"]);
+            doc["files"]
+                .as_array()
+                .is_some_and(|f| f.iter().any(|f| f["status"] == "COMPLETED"))
+                .then_some(())
+        },
+    );
     let started = Instant::now();
     let _rabbit = match (&mut private_redis, broker) {
         (Some(redis), _) => {
@@ -431,10 +470,16 @@ fn broker_restart_loses_no_job(broker: Broker) {
             Some(guard)
         }
     };
-    eprintln!("broker down and up again in {:.1} s", started.elapsed().as_secs_f64());
+    eprintln!(
+        "broker down and up again in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
     wait_all_completed(&sb, &ids, &worker);
     let log = worker.log();
-    assert!(log.contains("lost the broker"), "the outage was seen:\n{log}");
+    assert!(
+        log.contains("lost the broker"),
+        "the outage was seen:\n{log}"
+    );
 }
 
 #[test]
@@ -508,9 +553,12 @@ impl LocalS3 {
             .spawn()
             .expect("moto_server starts");
         let endpoint = format!("http://127.0.0.1:{port}");
-        wait_for(Duration::from_secs(30), Duration::from_millis(200), "moto up", || {
-            std::net::TcpStream::connect(("127.0.0.1", port)).ok()
-        });
+        wait_for(
+            Duration::from_secs(30),
+            Duration::from_millis(200),
+            "moto up",
+            || std::net::TcpStream::connect(("127.0.0.1", port)).ok(),
+        );
         let s3 = LocalS3 { endpoint, child };
         s3.boto("s3.create_bucket(Bucket='pipeline')", python);
         s3
@@ -583,7 +631,8 @@ fn redis_workers_on_other_machines_share_an_object_store() {
     let keys = s3.keys(&python);
     let sha = doc["sha256"].as_str().expect("sha256");
     assert!(
-        keys.iter().any(|k| k.starts_with("shared/audio/") && k.contains(sha)),
+        keys.iter()
+            .any(|k| k.starts_with("shared/audio/") && k.contains(sha)),
         "audio in the bucket: {keys:?}"
     );
     assert!(

@@ -680,8 +680,7 @@ impl LoadedConfig {
                 .map_err(|r| self.invalid("broker.url", r))?;
         }
         if let Some(url) = &c.storage.url {
-            check_scheme(url, &["s3"])
-                .map_err(|r| self.invalid("storage.url", r))?;
+            check_scheme(url, &["s3"]).map_err(|r| self.invalid("storage.url", r))?;
         }
         for url in &c.webhooks.urls {
             check_scheme(url, &["http", "https"]).map_err(|r| self.invalid("webhooks.urls", r))?;
@@ -934,10 +933,25 @@ const KEYS: &[KeySpec] = &[
         Secrecy::Url,
         "none (local directory)",
     ),
-    opt("storage.endpoint", Kind::OptText, Secrecy::Url, "none (AWS)"),
+    opt(
+        "storage.endpoint",
+        Kind::OptText,
+        Secrecy::Url,
+        "none (AWS)",
+    ),
     spec("storage.region", Kind::Text),
-    opt("storage.access_key_id", Kind::OptText, Secrecy::Public, "none (AWS_ACCESS_KEY_ID)"),
-    opt("storage.secret_access_key", Kind::OptText, Secrecy::Whole, "none (AWS_SECRET_ACCESS_KEY)"),
+    opt(
+        "storage.access_key_id",
+        Kind::OptText,
+        Secrecy::Public,
+        "none (AWS_ACCESS_KEY_ID)",
+    ),
+    opt(
+        "storage.secret_access_key",
+        Kind::OptText,
+        Secrecy::Whole,
+        "none (AWS_SECRET_ACCESS_KEY)",
+    ),
     opt("model.path", Kind::OptPath, Secrecy::Public, "none"),
     spec("model.name", Kind::Text),
     spec("model.device", Kind::Text),

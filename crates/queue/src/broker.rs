@@ -24,9 +24,7 @@ use crate::celery::amqp::{self, AmqpTransport};
 use crate::celery::message::TaskMessage;
 use crate::celery::redis::RedisTransport;
 use crate::celery::{INGEST_TASK, PROCESS_TASK, TRANSCRIBE_TASK};
-use crate::{
-    Dispatched, IngestTask, JobQueue, QueueError, QueueFuture, QueueHealth, Settle, Work,
-};
+use crate::{Dispatched, IngestTask, JobQueue, QueueError, QueueFuture, QueueHealth, Settle, Work};
 
 /// Where and how a Celery queue connects.
 #[derive(Debug, Clone)]
@@ -208,7 +206,10 @@ impl Inner {
             return Ok(());
         };
         if transport
-            .claim_marker("pipeline:broker-alive", Duration::from_secs(10 * 365 * 86_400))
+            .claim_marker(
+                "pipeline:broker-alive",
+                Duration::from_secs(10 * 365 * 86_400),
+            )
             .await?
         {
             let sent = self.redispatch_waiting().await?;
@@ -243,7 +244,9 @@ impl Inner {
         }
         match failure {
             Some(reason) => {
-                self.store.fall_back_to_embedded(&fell_back, &reason).await?;
+                self.store
+                    .fall_back_to_embedded(&fell_back, &reason)
+                    .await?;
                 Ok(Dispatched {
                     fell_back: Some(reason),
                 })
@@ -403,7 +406,9 @@ impl Inner {
             JobClaim::Finished(status) => {
                 let message = match status {
                     JobStatus::Cancelled => format!("task {id} discarded: the job was cancelled"),
-                    other => format!("duplicate delivery of task {id} ignored: job already {other}"),
+                    other => {
+                        format!("duplicate delivery of task {id} ignored: job already {other}")
+                    }
                 };
                 let _ = self.store.note(job_id, Some(worker), &message).await;
                 self.finish(delivery.receipt, Settle::Ack).await;

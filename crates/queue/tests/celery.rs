@@ -116,8 +116,7 @@ async fn unacked_tags(url: &str, queue: &str) -> Vec<String> {
         .expect("HGETALL");
     all.into_iter()
         .filter(|(_, entry)| {
-            serde_json::from_str::<serde_json::Value>(entry)
-                .is_ok_and(|e| e[2] == queue)
+            serde_json::from_str::<serde_json::Value>(entry).is_ok_and(|e| e[2] == queue)
         })
         .map(|(tag, _)| tag)
         .collect()
@@ -149,19 +148,30 @@ async fn job_runs_and_is_acknowledged(url: &str) {
     assert_eq!(first.status, JobStatus::Running);
     assert_eq!(first.worker.as_deref(), Some("w1"));
     if transport == "redis" {
-        assert_eq!(unacked_tags(url, &name).await.len(), 1, "held unacked while it runs");
+        assert_eq!(
+            unacked_tags(url, &name).await.len(),
+            1,
+            "held unacked while it runs"
+        );
     }
     setup
         .store
         .complete(&Lease::of(&first), "done")
         .await
         .expect("complete");
-    queue.settle(&first.task_id, Settle::Ack).await.expect("ack");
+    queue
+        .settle(&first.task_id, Settle::Ack)
+        .await
+        .expect("ack");
     if transport == "redis" {
         assert!(unacked_tags(url, &name).await.is_empty(), "acknowledged");
     }
 
-    let now = setup.store.jobs_for_audio(first.audio_id).await.expect("jobs");
+    let now = setup
+        .store
+        .jobs_for_audio(first.audio_id)
+        .await
+        .expect("jobs");
     queue.dispatch(&queued(&now)).await.expect("dispatch next");
     let second = job(claim_within(&queue, "w1", Duration::from_secs(10)).await);
     assert_eq!(second.job_type, JobType::Processing);
@@ -170,10 +180,19 @@ async fn job_runs_and_is_acknowledged(url: &str) {
         .complete(&Lease::of(&second), "done")
         .await
         .expect("complete");
-    queue.settle(&second.task_id, Settle::Ack).await.expect("ack");
+    queue
+        .settle(&second.task_id, Settle::Ack)
+        .await
+        .expect("ack");
     let health = queue.health().await.expect("health");
-    assert_eq!(health.depth, vec![(name.clone(), 0)], "nothing left waiting");
-    assert!(claim_within(&queue, "w1", Duration::from_secs(1)).await.is_none());
+    assert_eq!(
+        health.depth,
+        vec![(name.clone(), 0)],
+        "nothing left waiting"
+    );
+    assert!(claim_within(&queue, "w1", Duration::from_secs(1))
+        .await
+        .is_none());
     queue.close().await.expect("close");
 }
 
@@ -200,13 +219,18 @@ async fn duplicate_delivery_runs_once(url: &str) {
 
     let running = job(claim_within(&queue, "w1", Duration::from_secs(10)).await);
     // The duplicate arrives and is held, not run.
-    assert!(claim_within(&queue, "w2", Duration::from_secs(2)).await.is_none());
+    assert!(claim_within(&queue, "w2", Duration::from_secs(2))
+        .await
+        .is_none());
     setup
         .store
         .complete(&Lease::of(&running), "done")
         .await
         .expect("complete");
-    queue.settle(&running.task_id, Settle::Ack).await.expect("ack");
+    queue
+        .settle(&running.task_id, Settle::Ack)
+        .await
+        .expect("ack");
     // Once its wait is over it is found finished and acknowledged.
     let deadline = Instant::now() + Duration::from_secs(5);
     let trail = loop {
@@ -295,7 +319,10 @@ async fn redis_message_of_a_dead_worker_is_restored() {
         .expect("ack");
     survivor.close().await.expect("close");
     let left = unacked_tags(&url, &name).await;
-    assert!(left.is_empty(), "every copy acknowledged or handed back: {left:?}");
+    assert!(
+        left.is_empty(),
+        "every copy acknowledged or handed back: {left:?}"
+    );
 }
 
 /// An unreachable broker is detected within the connect timeout; the jobs
@@ -318,7 +345,9 @@ async fn unreachable_broker_falls_back(url: &str) {
     assert_eq!(first.transport, "embedded");
     let trail = messages(&setup.store, first.id).await;
     assert!(
-        trail.iter().any(|m| m.contains("fell back to the embedded queue")),
+        trail
+            .iter()
+            .any(|m| m.contains("fell back to the embedded queue")),
         "{trail:?}"
     );
     let claimed = job(claim_within(&queue, "w1", Duration::from_secs(5)).await);

@@ -377,7 +377,10 @@ async fn a_delivered_job_is_claimed_by_id_once() {
         else {
             panic!("the first stage is runnable");
         };
-        assert_eq!((running.attempt, running.worker.as_deref()), (1, Some("w1")));
+        assert_eq!(
+            (running.attempt, running.worker.as_deref()),
+            (1, Some("w1"))
+        );
         match store.claim_job(jobs[0].id, "w2", LEASE).await.unwrap() {
             JobClaim::Busy { holder, .. } => assert_eq!(holder, "w1"),
             other => panic!("expected Busy, got {other:?}"),
@@ -403,7 +406,10 @@ async fn a_delivered_job_is_claimed_by_id_once() {
             store.claim_job(Uuid::new_v4(), "w2", LEASE).await.unwrap(),
             JobClaim::Missing
         );
-        store.note(jobs[0].id, Some("w2"), "duplicate").await.unwrap();
+        store
+            .note(jobs[0].id, Some("w2"), "duplicate")
+            .await
+            .unwrap();
         let last = store.events_for_job(jobs[0].id).await.unwrap();
         let last = last.last().unwrap();
         assert_eq!(last.message, "duplicate");
@@ -430,7 +436,11 @@ async fn jobs_fall_back_to_the_embedded_queue() {
             .await
             .unwrap();
         assert!(store.waiting_on_transport("amqp").await.unwrap().is_empty());
-        let claimed = store.claim("w1", &[], LEASE).await.unwrap().expect("claimable");
+        let claimed = store
+            .claim("w1", &[], LEASE)
+            .await
+            .unwrap()
+            .expect("claimable");
         assert_eq!(claimed.id, jobs[0].id);
         assert_eq!(claimed.transport, "embedded");
         let trail = store.events_for_job(jobs[0].id).await.unwrap();

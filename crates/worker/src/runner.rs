@@ -415,7 +415,11 @@ impl Worker {
         outcome: &Result<String, StageError>,
         recorded: bool,
     ) {
-        let now = self.store.jobs_for_audio(job.audio_id).await.unwrap_or_default();
+        let now = self
+            .store
+            .jobs_for_audio(job.audio_id)
+            .await
+            .unwrap_or_default();
         let released: Vec<ProcessingJob> = now
             .iter()
             .filter(|j| {
@@ -444,17 +448,27 @@ impl Worker {
         }
         if let Some(this) = now.iter().find(|j| j.id == job.id) {
             let state = match (this.status, outcome) {
-                (pipeline_core::JobStatus::Completed, _) => Some(TaskState::Success(serde_json::json!({
-                    "audio_id": job.audio_id.to_string(),
-                    "job_id": job.id.to_string(),
-                    "job_type": job.job_type.as_str(),
-                    "status": "COMPLETED",
-                }))),
+                (pipeline_core::JobStatus::Completed, _) => {
+                    Some(TaskState::Success(serde_json::json!({
+                        "audio_id": job.audio_id.to_string(),
+                        "job_id": job.id.to_string(),
+                        "job_type": job.job_type.as_str(),
+                        "status": "COMPLETED",
+                    })))
+                }
                 (pipeline_core::JobStatus::Retrying, _) => Some(TaskState::Retry {
-                    message: this.error.as_ref().map(|e| e.message.clone()).unwrap_or_default(),
+                    message: this
+                        .error
+                        .as_ref()
+                        .map(|e| e.message.clone())
+                        .unwrap_or_default(),
                 }),
                 (pipeline_core::JobStatus::Failed, _) => Some(TaskState::Failure {
-                    message: this.error.as_ref().map(|e| e.message.clone()).unwrap_or_default(),
+                    message: this
+                        .error
+                        .as_ref()
+                        .map(|e| e.message.clone())
+                        .unwrap_or_default(),
                 }),
                 (pipeline_core::JobStatus::Cancelled, _) => Some(TaskState::Revoked {
                     message: "cancelled".into(),
@@ -471,7 +485,10 @@ impl Worker {
             Settle::Ack
         };
         if let Err(e) = self.queue.settle(&job.task_id, how).await {
-            eprintln!("pipeline-manager: could not settle task {}: {e}", job.task_id);
+            eprintln!(
+                "pipeline-manager: could not settle task {}: {e}",
+                job.task_id
+            );
         }
     }
 
@@ -518,7 +535,10 @@ impl Worker {
         };
         self.report(&task.task_id, state).await;
         if let Err(e) = self.queue.settle(&task.task_id, Settle::Ack).await {
-            eprintln!("pipeline-manager: could not settle task {}: {e}", task.task_id);
+            eprintln!(
+                "pipeline-manager: could not settle task {}: {e}",
+                task.task_id
+            );
         }
     }
 

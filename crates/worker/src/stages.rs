@@ -158,7 +158,10 @@ async fn render_outputs(
                 .unwrap_or_else(|| format!("transcript.{}", format.extension()));
             worker
                 .storage
-                .put_bytes(&format!("outputs/{}/{name}", audio.id), rendered.into_bytes())
+                .put_bytes(
+                    &format!("outputs/{}/{name}", audio.id),
+                    rendered.into_bytes(),
+                )
                 .await
                 .map_err(|e| StageError::Failed(JobError::retryable(e.to_string())))?;
         }

@@ -306,7 +306,10 @@ mod tests {
                 region: "us-east-1".into(),
                 ..ObjectStoreSettings::default()
             };
-            assert!(Storage::object_store(&settings, dir.path()).is_err(), "{url}");
+            assert!(
+                Storage::object_store(&settings, dir.path()).is_err(),
+                "{url}"
+            );
         }
     }
 }

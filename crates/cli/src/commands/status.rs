@@ -73,7 +73,9 @@ async fn broker_health(app: &App, store: Option<&Store>) -> Value {
     };
     let queue = match crate::commands::queue(config, store, &[]) {
         Ok(queue) => queue,
-        Err(e) => return json!({"url": masked, "mode": "celery", "reachable": false, "error": e.to_string()}),
+        Err(e) => {
+            return json!({"url": masked, "mode": "celery", "reachable": false, "error": e.to_string()})
+        }
     };
     match queue.health().await {
         Ok(health) => json!({

@@ -8,8 +8,8 @@ use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicPublishOptions, BasicQosOptions,
     ConfirmSelectOptions, QueueDeclareOptions,
 };
-use lapin::Confirmation;
 use lapin::types::{AMQPValue, FieldArray, FieldTable, LongString, ShortString};
+use lapin::Confirmation;
 use lapin::{Acker, BasicProperties, Channel, Connection, ConnectionProperties, Consumer};
 use serde_json::{Map, Value};
 use std::collections::HashSet;
@@ -110,10 +110,7 @@ impl AmqpTransport {
             .is_some_and(|(c, ch, _)| c.status().connected() && ch.status().connected());
         if !usable {
             let connection = self.connect().await?;
-            let channel = connection
-                .create_channel()
-                .await
-                .map_err(|e| self.err(e))?;
+            let channel = connection.create_channel().await.map_err(|e| self.err(e))?;
             channel
                 .confirm_select(ConfirmSelectOptions::default())
                 .await
@@ -157,10 +154,7 @@ impl AmqpTransport {
         prefetch: u16,
     ) -> Result<AmqpConsumer, QueueError> {
         let connection = self.connect().await?;
-        let channel = connection
-            .create_channel()
-            .await
-            .map_err(|e| self.err(e))?;
+        let channel = connection.create_channel().await.map_err(|e| self.err(e))?;
         channel
             .basic_qos(prefetch, BasicQosOptions::default())
             .await
@@ -188,10 +182,7 @@ impl AmqpTransport {
     /// Messages waiting in `queue` (not counting those held by consumers).
     pub async fn depth(&self, queue: &str) -> Result<u64, QueueError> {
         let connection = self.connect().await?;
-        let channel = connection
-            .create_channel()
-            .await
-            .map_err(|e| self.err(e))?;
+        let channel = connection.create_channel().await.map_err(|e| self.err(e))?;
         let count = self.declare(&channel, queue).await?;
         let _ = connection.close(200, "status read".into()).await;
         Ok(u64::from(count))
@@ -201,10 +192,7 @@ impl AmqpTransport {
     pub async fn ping(&self) -> Result<Duration, QueueError> {
         let start = Instant::now();
         let connection = self.connect().await?;
-        connection
-            .create_channel()
-            .await
-            .map_err(|e| self.err(e))?;
+        connection.create_channel().await.map_err(|e| self.err(e))?;
         let elapsed = start.elapsed();
         let _ = connection.close(200, "ping".into()).await;
         Ok(elapsed)
@@ -282,9 +270,9 @@ fn to_amqp(value: &Value) -> AMQPValue {
             None => AMQPValue::Double(n.as_f64().unwrap_or(0.0)),
         },
         Value::String(s) => AMQPValue::LongString(LongString::from(s.as_str())),
-        Value::Array(items) => {
-            AMQPValue::FieldArray(FieldArray::from(items.iter().map(to_amqp).collect::<Vec<_>>()))
-        }
+        Value::Array(items) => AMQPValue::FieldArray(FieldArray::from(
+            items.iter().map(to_amqp).collect::<Vec<_>>(),
+        )),
         Value::Object(map) => AMQPValue::FieldTable(to_field_table(map)),
     }
 }

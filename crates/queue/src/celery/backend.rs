@@ -76,9 +76,7 @@ impl ResultBackend {
 
 /// The JSON Celery's backend stores for a state.
 fn meta(id: &str, state: &TaskState) -> Value {
-    let exception = |exc_type: &str, module: &str, message: &str| {
-        json!({"exc_type": exc_type, "exc_message": [message], "exc_module": module})
-    };
+    let exception = |exc_type: &str, module: &str, message: &str| json!({"exc_type": exc_type, "exc_message": [message], "exc_module": module});
     let (status, result, done) = match state {
         TaskState::Started { worker } => (
             "STARTED",
@@ -91,8 +89,16 @@ fn meta(id: &str, state: &TaskState) -> Value {
             false,
         ),
         TaskState::Success(value) => ("SUCCESS", value.clone(), true),
-        TaskState::Retry { message } => ("RETRY", exception("RuntimeError", "builtins", message), false),
-        TaskState::Failure { message } => ("FAILURE", exception("RuntimeError", "builtins", message), true),
+        TaskState::Retry { message } => (
+            "RETRY",
+            exception("RuntimeError", "builtins", message),
+            false,
+        ),
+        TaskState::Failure { message } => (
+            "FAILURE",
+            exception("RuntimeError", "builtins", message),
+            true,
+        ),
         TaskState::Revoked { message } => (
             "REVOKED",
             exception("TaskRevokedError", "celery.exceptions", message),
@@ -115,7 +121,12 @@ mod tests {
 
     #[test]
     fn failure_meta_is_a_python_exception() {
-        let meta = meta("t", &TaskState::Failure { message: "bad audio".into() });
+        let meta = meta(
+            "t",
+            &TaskState::Failure {
+                message: "bad audio".into(),
+            },
+        );
         assert_eq!(meta["status"], "FAILURE");
         assert_eq!(meta["result"]["exc_type"], "RuntimeError");
         assert_eq!(meta["result"]["exc_message"][0], "bad audio");

@@ -137,7 +137,7 @@ impl TaskMessage {
         let eta = headers
             .get("eta")
             .and_then(Value::as_str)
-            .and_then(|s| parse_eta(s));
+            .and_then(parse_eta);
         let retries = headers
             .get("retries")
             .and_then(Value::as_u64)
