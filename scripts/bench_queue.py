@@ -590,8 +590,8 @@ def run(argv):
     p.add_argument("--brokers", default="redis,amqp")
     p.add_argument("--sides", default="ours,celery")
     p.add_argument("--order", choices=["idle", "backlog"], default="idle")
-    p.add_argument("--redis-url", default="redis://127.0.0.1:6379/13",
-                   help="a Redis database apart from the tests' (default %(default)s)")
+    p.add_argument("--redis-url", default="redis://127.0.0.1:6379/5",
+                   help="a Redis database the tests do not use (default %(default)s)")
     p.add_argument("--amqp-url", default="amqp://guest:guest@127.0.0.1:5672/%2f")
     p.add_argument("--postgres", default="postgres://postgres@127.0.0.1:5432/test")
     p.add_argument("--bin", default=os.path.join(TARGET, "debug", "pipeline-manager"))

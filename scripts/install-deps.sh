@@ -21,10 +21,27 @@ if ((${#need[@]})); then
   DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 
+# Whether something accepts TCP connections on 127.0.0.1:$1.
+listening() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
 if [ "${1:-}" = "--services" ]; then
   if command -v pg_isready >/dev/null 2>&1 && ! pg_isready -q -h 127.0.0.1 -p 5432; then
     echo "install-deps: starting PostgreSQL"
     pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n1)" main start
     for _ in $(seq 1 30); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 1; done
+  fi
+  if command -v redis-server >/dev/null 2>&1 && ! listening 6379; then
+    echo "install-deps: starting Redis"
+    redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no \
+      --dir /var/lib/redis --logfile /var/log/redis/ci.log
+    for _ in $(seq 1 30); do listening 6379 && break; sleep 1; done
+  fi
+  if command -v rabbitmqctl >/dev/null 2>&1; then
+    if ! listening 5672; then
+      echo "install-deps: starting RabbitMQ"
+      # A node that is up with its application stopped only needs start_app.
+      rabbitmqctl -q start_app >/dev/null 2>&1 || rabbitmq-server -detached
+      for _ in $(seq 1 60); do listening 5672 && break; sleep 1; done
+    fi
   fi
 fi

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test: installs what the tests need (Debian packages, the model,
-# the Python reference environment, the audio fixtures), starts PostgreSQL
-# if it is down, then runs the whole workspace's tests with nextest.
+# the Python peers: faster-whisper's front end, Celery, moto; the audio
+# fixtures), starts PostgreSQL, Redis and RabbitMQ if they are down, then runs
+# the whole workspace's tests with nextest.
 # Idempotent; the C++ speech engine is built once into a stable target dir.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

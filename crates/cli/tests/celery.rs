@@ -184,28 +184,35 @@ fn python_worker_receives_our_tasks(broker: Broker, redis_db: u8) {
         return;
     };
     let received = sb.root().join("received.jsonl");
+    let log_path = sb.root().join("python-worker.log");
+    let log = std::fs::File::create(&log_path).expect("log file");
     let _python_worker = Background(
         Command::new(&python)
             .arg(peer_script())
             .args(["worker", &broker.url(redis_db), &queue, path(&received)])
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stdout(Stdio::from(log.try_clone().expect("log file")))
+            .stderr(Stdio::from(log))
             .spawn()
             .expect("python worker starts"),
     );
     let id = detach(&sb, &[fixture("speech.wav")]).remove(0);
     let job = sb.job(&id, "TRANSCRIPTION");
-    let line = wait_for(
-        Duration::from_secs(60),
-        Duration::from_millis(300),
-        "the Python worker to receive the task",
-        || {
-            std::fs::read_to_string(&received)
-                .ok()
-                .and_then(|t| t.lines().next().map(str::to_string))
-        },
-    );
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let line = loop {
+        if let Some(line) = std::fs::read_to_string(&received)
+            .ok()
+            .and_then(|t| t.lines().next().map(str::to_string))
+        {
+            break line;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the Python worker received nothing in 90 s; its log:\n{}",
+            std::fs::read_to_string(&log_path).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    };
     let got: Value = serde_json::from_str(&line).expect("JSON line");
     assert_eq!(got["task"], "pipeline.transcribe");
     assert_eq!(got["id"], job["task_id"]);
