@@ -73,6 +73,9 @@ struct Inner {
     outbox: Mutex<Option<mpsc::Sender<Delivery>>>,
     fetcher: Mutex<Option<tokio::task::JoinHandle<()>>>,
     last_sweep: Mutex<Option<Instant>>,
+    last_embedded_poll: Mutex<Option<Instant>>,
+    /// Names the database this queue's jobs live in (a digest of its URL).
+    store_identity: String,
     /// After a failed publish, until when to skip the broker (so a batch of
     /// files does not wait for a dead broker once per file).
     down_until: Mutex<Option<(Instant, String)>>,
@@ -125,6 +128,11 @@ impl BrokerQueue {
         }
         settings.prefetch = settings.prefetch.max(1);
         let (outbox, inbox) = mpsc::channel(settings.prefetch);
+        let store_identity = {
+            use sha2::Digest;
+            let digest = sha2::Sha256::digest(store.url().as_bytes());
+            digest[..8].iter().map(|b| format!("{b:02x}")).collect()
+        };
         Ok(Self {
             inner: Arc::new(Inner {
                 store,
@@ -137,7 +145,9 @@ impl BrokerQueue {
                 outbox: Mutex::new(Some(outbox)),
                 fetcher: Mutex::new(None),
                 last_sweep: Mutex::new(None),
+                last_embedded_poll: Mutex::new(None),
                 down_until: Mutex::new(None),
+                store_identity,
             }),
         })
     }
@@ -145,15 +155,17 @@ impl BrokerQueue {
     /// Sends a task message (for tests and tools that submit work as a
     /// Celery client would).
     pub async fn send(&self, queue: &str, message: &TaskMessage) -> Result<(), QueueError> {
-        self.inner.publish(queue, message).await
+        self.inner
+            .publish(queue, std::slice::from_ref(message))
+            .await
     }
 }
 
 impl Inner {
-    async fn publish(&self, queue: &str, message: &TaskMessage) -> Result<(), QueueError> {
+    async fn publish(&self, queue: &str, messages: &[TaskMessage]) -> Result<(), QueueError> {
         match &self.transport {
-            Transport::Amqp(t) => t.publish(queue, message).await,
-            Transport::Redis(t) => t.publish(queue, message).await,
+            Transport::Amqp(t) => t.publish(queue, messages).await,
+            Transport::Redis(t) => t.publish(queue, messages).await,
         }
     }
 
@@ -174,8 +186,11 @@ impl Inner {
     /// before (see [`Inner::check_epoch`]).
     async fn dispatch(&self, jobs: &[ProcessingJob]) -> Result<Dispatched, QueueError> {
         if self.broker_down().is_none() {
-            if let Err(e) = self.check_epoch().await {
-                self.mark_down(&e.to_string());
+            match self.check_epoch().await {
+                // Every waiting job, these included, was just sent.
+                Ok(true) => return Ok(Dispatched::default()),
+                Ok(false) => {}
+                Err(e) => self.mark_down(&e.to_string()),
             }
         }
         self.dispatch_jobs(jobs).await
@@ -201,15 +216,15 @@ impl Inner {
     /// A marker key lives as long as the server's memory: whoever finds it
     /// gone sets it and sends every waiting job again (duplicates are
     /// harmless; the database decides who runs a job).
-    async fn check_epoch(&self) -> Result<(), QueueError> {
+    /// The marker is per database, so deployments sharing a Redis each
+    /// resend their own jobs. True when the jobs were sent again.
+    async fn check_epoch(&self) -> Result<bool, QueueError> {
         let Transport::Redis(transport) = &self.transport else {
-            return Ok(());
+            return Ok(false);
         };
+        let marker = format!("pipeline:broker-alive:{}", self.store_identity);
         if transport
-            .claim_marker(
-                "pipeline:broker-alive",
-                Duration::from_secs(10 * 365 * 86_400),
-            )
+            .claim_marker(&marker, Duration::from_secs(10 * 365 * 86_400))
             .await?
         {
             let sent = self.redispatch_waiting().await?;
@@ -218,35 +233,43 @@ impl Inner {
                     "the broker had no record of {sent} waiting jobs; sent them again"
                 ));
             }
+            return Ok(true);
         }
-        Ok(())
+        Ok(false)
     }
 
     async fn dispatch_jobs(&self, jobs: &[ProcessingJob]) -> Result<Dispatched, QueueError> {
-        let mut failure: Option<String> = self.broker_down();
-        let mut fell_back = Vec::new();
-        for job in jobs.iter().filter(|j| {
-            j.transport == self.name && matches!(j.status, JobStatus::Queued | JobStatus::Retrying)
-        }) {
-            if failure.is_none() {
-                match self
-                    .publish(&self.settings.queue, &Self::message_for(job))
-                    .await
-                {
-                    Ok(()) => continue,
+        let mine: Vec<&ProcessingJob> = jobs
+            .iter()
+            .filter(|j| {
+                j.transport == self.name
+                    && matches!(j.status, JobStatus::Queued | JobStatus::Retrying)
+            })
+            .collect();
+        if mine.is_empty() {
+            return Ok(Dispatched::default());
+        }
+        let failure = match self.broker_down() {
+            Some(reason) => Some(reason),
+            None => {
+                let messages: Vec<TaskMessage> =
+                    mine.iter().map(|j| Self::message_for(j)).collect();
+                match self.publish(&self.settings.queue, &messages).await {
+                    Ok(()) => None,
                     Err(e) => {
                         self.mark_down(&e.to_string());
-                        failure = Some(e.to_string());
+                        Some(e.to_string())
                     }
                 }
             }
-            fell_back.push(job.id);
-        }
+        };
         match failure {
+            // A batch that failed part way may have sent some messages; those
+            // jobs are claimed from the table or by their message, whichever
+            // comes first, and never run twice.
             Some(reason) => {
-                self.store
-                    .fall_back_to_embedded(&fell_back, &reason)
-                    .await?;
+                let ids: Vec<Uuid> = mine.iter().map(|j| j.id).collect();
+                self.store.fall_back_to_embedded(&ids, &reason).await?;
                 Ok(Dispatched {
                     fell_back: Some(reason),
                 })
@@ -282,6 +305,17 @@ impl Inner {
             self.dispatch_jobs(&reclaimed).await?;
         }
         Ok(())
+    }
+
+    fn embedded_poll_due(&self) -> bool {
+        let Ok(mut last) = self.last_embedded_poll.lock() else {
+            return true;
+        };
+        if last.is_some_and(|t| t.elapsed() < Duration::from_secs(1)) {
+            return false;
+        }
+        *last = Some(Instant::now());
+        true
     }
 
     fn hold(&self, task_id: &str, receipt: Receipt) {
@@ -562,9 +596,12 @@ impl JobQueue for BrokerQueue {
             let inner = &self.inner;
             inner.ensure_fetcher();
             inner.sweep().await?;
-            // Jobs that fell back to the embedded queue run here too.
-            if let Some(job) = inner.store.claim(worker, job_types, lease).await? {
-                return Ok(Some(Work::Job(job)));
+            // Jobs that fell back to the embedded queue run here too; the
+            // table is looked at about once a second, not before every message.
+            if inner.embedded_poll_due() {
+                if let Some(job) = inner.store.claim(worker, job_types, lease).await? {
+                    return Ok(Some(Work::Job(job)));
+                }
             }
             let deadline = Instant::now() + Duration::from_millis(500);
             loop {

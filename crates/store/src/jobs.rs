@@ -408,7 +408,6 @@ impl Store {
         worker: &str,
         lease: Duration,
     ) -> Result<JobClaim, StoreError> {
-        self.reclaim_expired().await?;
         for _ in 0..4 {
             let job = match self.job(id).await {
                 Ok(job) => job,
@@ -431,10 +430,16 @@ impl Store {
                     }
                 }
                 JobStatus::Running => {
+                    let until = job.lease_expires_at.unwrap_or_else(Utc::now);
+                    if until < Utc::now() {
+                        // Its holder is gone: put it back, then look again.
+                        self.reclaim_expired().await?;
+                        continue;
+                    }
                     return Ok(JobClaim::Busy {
                         holder: job.worker.unwrap_or_default(),
-                        until: job.lease_expires_at.unwrap_or_else(Utc::now),
-                    })
+                        until,
+                    });
                 }
                 JobStatus::Pending => return Ok(JobClaim::Waiting),
                 status => return Ok(JobClaim::Finished(status)),

@@ -87,13 +87,14 @@ impl AmqpTransport {
         Ok(declared.message_count())
     }
 
-    /// Publishes one persistent message onto `queue` and waits for the
-    /// broker's confirmation, so a dispatched job is on disk before ingest
-    /// reports it queued.
-    pub async fn publish(&self, queue: &str, message: &TaskMessage) -> Result<(), QueueError> {
+    /// Publishes persistent messages onto `queue` and waits for the
+    /// broker's confirmation of each, so dispatched jobs are on disk before
+    /// ingest reports them queued. All are sent before any confirmation is
+    /// awaited, so a batch costs about one round trip.
+    pub async fn publish(&self, queue: &str, messages: &[TaskMessage]) -> Result<(), QueueError> {
         let result = tokio::time::timeout(
-            self.connect_timeout + Duration::from_secs(5),
-            self.publish_once(queue, message),
+            self.connect_timeout + Duration::from_secs(5 + messages.len() as u64 / 100),
+            self.publish_once(queue, messages),
         )
         .await
         .unwrap_or_else(|_| Err(self.err("publish not confirmed in time")));
@@ -103,7 +104,7 @@ impl AmqpTransport {
         result
     }
 
-    async fn publish_once(&self, queue: &str, message: &TaskMessage) -> Result<(), QueueError> {
+    async fn publish_once(&self, queue: &str, messages: &[TaskMessage]) -> Result<(), QueueError> {
         let mut slot = self.publisher.lock().await;
         let usable = slot
             .as_ref()
@@ -124,27 +125,34 @@ impl AmqpTransport {
             self.declare(channel, queue).await?;
             declared.insert(queue.to_string());
         }
-        let properties = BasicProperties::default()
-            .with_content_type("application/json".into())
-            .with_content_encoding("utf-8".into())
-            .with_correlation_id(message.id.as_str().into())
-            .with_delivery_mode(2)
-            .with_priority(0)
-            .with_headers(to_field_table(&message.headers()));
-        let confirm = channel
-            .basic_publish(
-                "".into(),
-                queue.into(),
-                BasicPublishOptions::default(),
-                &message.body(),
-                properties,
-            )
-            .await
-            .map_err(|e| self.err(e))?;
-        match confirm.await.map_err(|e| self.err(e))? {
-            Confirmation::Ack(_) | Confirmation::NotRequested => Ok(()),
-            Confirmation::Nack(_) => Err(self.err("the broker refused the message")),
+        let mut confirms = Vec::with_capacity(messages.len());
+        for message in messages {
+            let properties = BasicProperties::default()
+                .with_content_type("application/json".into())
+                .with_content_encoding("utf-8".into())
+                .with_correlation_id(message.id.as_str().into())
+                .with_delivery_mode(2)
+                .with_priority(0)
+                .with_headers(to_field_table(&message.headers()));
+            let confirm = channel
+                .basic_publish(
+                    "".into(),
+                    queue.into(),
+                    BasicPublishOptions::default(),
+                    &message.body(),
+                    properties,
+                )
+                .await
+                .map_err(|e| self.err(e))?;
+            confirms.push(confirm);
         }
+        for confirm in confirms {
+            match confirm.await.map_err(|e| self.err(e))? {
+                Confirmation::Ack(_) | Confirmation::NotRequested => {}
+                Confirmation::Nack(_) => return Err(self.err("the broker refused a message")),
+            }
+        }
+        Ok(())
     }
 
     /// A consumer of `queues` that holds at most `prefetch` unacked messages.

@@ -144,13 +144,19 @@ impl RedisTransport {
             .collect()
     }
 
-    /// Pushes one message onto `queue` (kombu's `_put`).
-    pub async fn publish(&self, queue: &str, message: &TaskMessage) -> Result<(), QueueError> {
-        let tag = uuid::Uuid::new_v4().to_string();
-        let envelope = message.to_redis_envelope(queue, &tag);
-        let _: i64 = self
-            .run(redis::cmd("LPUSH").arg(queue).arg(envelope))
-            .await?;
+    /// Pushes messages onto `queue` in one command (kombu's `_put`); the
+    /// first is the first to be taken.
+    pub async fn publish(&self, queue: &str, messages: &[TaskMessage]) -> Result<(), QueueError> {
+        if messages.is_empty() {
+            return Ok(());
+        }
+        let mut lpush = redis::cmd("LPUSH");
+        lpush.arg(queue);
+        for message in messages {
+            let tag = uuid::Uuid::new_v4().to_string();
+            lpush.arg(message.to_redis_envelope(queue, &tag));
+        }
+        let _: i64 = self.run(&lpush).await?;
         Ok(())
     }
 
