@@ -10,6 +10,7 @@
 mod audio;
 mod error;
 mod jobs;
+mod keys;
 mod rows;
 mod schema;
 mod workers;
@@ -17,6 +18,7 @@ mod workers;
 pub use audio::{AudioResults, NewAudio};
 pub use error::StoreError;
 pub use jobs::{Heartbeat, JobClaim, Lease, NewJob};
+pub use keys::ApiKey;
 pub use workers::WorkerInfo;
 
 use sqlx::any::{AnyPoolOptions, AnyRow};

@@ -60,7 +60,7 @@ pub(crate) fn time(
         .map_err(|e| corrupt(table, format!("column {column}: {e}")))
 }
 
-fn opt_time(
+pub(crate) fn opt_time(
     row: &AnyRow,
     table: &'static str,
     column: &str,

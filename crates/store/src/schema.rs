@@ -109,12 +109,32 @@ CREATE TABLE job_events (
 CREATE INDEX job_events_job ON job_events (job_id, id);
 "#;
 
+/// API keys for the HTTP server: only a digest of each key is kept.
+const V2_API_KEYS: &str = r#"
+CREATE TABLE api_keys (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    digest TEXT NOT NULL UNIQUE,
+    created_at TEXT NOT NULL,
+    last_used_at TEXT,
+    revoked_at TEXT
+);
+"#;
+
 /// Every migration in order; the last one's version is the schema version.
 pub(crate) fn migrations() -> Vec<Migration> {
-    vec![Migration {
-        version: 1,
-        description: "audio files, jobs, events, transcripts, results, workers",
-        sqlite: &[V1_COMMON, V1_SQLITE_EVENTS],
-        postgres: &[V1_COMMON, V1_POSTGRES_EVENTS],
-    }]
+    vec![
+        Migration {
+            version: 1,
+            description: "audio files, jobs, events, transcripts, results, workers",
+            sqlite: &[V1_COMMON, V1_SQLITE_EVENTS],
+            postgres: &[V1_COMMON, V1_POSTGRES_EVENTS],
+        },
+        Migration {
+            version: 2,
+            description: "API keys",
+            sqlite: &[V2_API_KEYS],
+            postgres: &[V2_API_KEYS],
+        },
+    ]
 }

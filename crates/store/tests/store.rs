@@ -78,7 +78,7 @@ async fn a_file_moves_through_both_stages_with_an_audit_trail() {
         assert_eq!(jobs.len(), 2);
         assert_eq!(jobs[0].status, JobStatus::Queued);
         assert_eq!(jobs[1].status, JobStatus::Pending);
-        assert_eq!(store.schema_version().await.unwrap(), 1);
+        assert_eq!(store.schema_version().await.unwrap(), 2);
 
         let t = store
             .claim("w1", &[], LEASE)
@@ -447,5 +447,22 @@ async fn jobs_fall_back_to_the_embedded_queue() {
         assert!(trail
             .iter()
             .any(|e| e.message.contains("connection refused") && e.message.contains("fell back")));
+    }
+}
+
+/// API keys: shown once, stored as a digest, usable until revoked.
+#[tokio::test]
+async fn api_keys_work_until_revoked() {
+    for (store, _dir) in stores().await {
+        let (record, key) = store.create_api_key("ci").await.unwrap();
+        assert!(key.starts_with("pm_") && key.len() > 40);
+        assert_eq!(store.verify_api_key(&key).await.unwrap(), Some(record.id));
+        assert_eq!(store.verify_api_key("pm_wrong").await.unwrap(), None);
+        let listed = store.api_keys().await.unwrap();
+        assert_eq!(listed.len(), 1);
+        assert!(listed[0].last_used_at.is_some());
+        assert!(store.revoke_api_key(record.id).await.unwrap());
+        assert!(!store.revoke_api_key(record.id).await.unwrap());
+        assert_eq!(store.verify_api_key(&key).await.unwrap(), None);
     }
 }
