@@ -103,6 +103,38 @@ pub enum Command {
         #[command(subcommand)]
         action: Option<ModelAction>,
     },
+    /// Serve the HTTP API; also works the queue unless --workers 0.
+    Serve {
+        /// Address to listen on [default: server.bind, 127.0.0.1:8000].
+        #[arg(long, value_name = "ADDR")]
+        bind: Option<String>,
+        /// Jobs run at once in this process; 0 leaves them to `worker` processes
+        /// [default: processing.concurrency].
+        #[arg(long)]
+        workers: Option<usize>,
+    },
+    /// Create, list or revoke the API keys of the HTTP API.
+    ApiKey {
+        #[command(subcommand)]
+        action: ApiKeyAction,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ApiKeyAction {
+    /// Create a key; it is shown this once (`--json`: {"id", "key"}).
+    Create {
+        /// A name to recognise it by.
+        #[arg(long, default_value = "default")]
+        name: String,
+    },
+    /// List keys (never the keys themselves).
+    List,
+    /// Revoke a key by id.
+    Revoke {
+        /// Key id.
+        id: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]

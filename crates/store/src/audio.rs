@@ -219,6 +219,52 @@ impl Store {
         rows.iter().map(rows::audio).collect()
     }
 
+    /// A page of files, newest first: those created before `before` (the
+    /// previous page's last `created_at`), optionally in one status.
+    pub async fn list_page(
+        &self,
+        limit: u32,
+        status: Option<AudioStatus>,
+        before: Option<chrono::DateTime<Utc>>,
+    ) -> Result<Vec<AudioFile>, StoreError> {
+        let before = ts(before.unwrap_or_else(|| Utc::now() + chrono::Duration::days(1)));
+        let rows: Vec<AnyRow> = match status {
+            Some(status) => {
+                sqlx::query(&format!(
+                    "SELECT {AUDIO_COLUMNS} FROM audio_files WHERE status = $1 AND created_at < $2 \
+                     ORDER BY created_at DESC, id LIMIT $3"
+                ))
+                .bind(status.as_str())
+                .bind(before)
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await?
+            }
+            None => {
+                sqlx::query(&format!(
+                    "SELECT {AUDIO_COLUMNS} FROM audio_files WHERE created_at < $1 \
+                     ORDER BY created_at DESC, id LIMIT $2"
+                ))
+                .bind(before)
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await?
+            }
+        };
+        rows.iter().map(rows::audio).collect()
+    }
+
+    /// How many files keep their audio under `storage_key` (the same
+    /// content submitted twice shares one stored copy).
+    pub async fn files_sharing_storage(&self, storage_key: &str) -> Result<u64, StoreError> {
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM audio_files WHERE storage_key = $1")
+            .bind(storage_key)
+            .fetch_one(&self.pool)
+            .await?;
+        let n: i64 = row.try_get("n")?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
     /// Stores (or replaces) the transcript of a file.
     pub async fn save_transcript(
         &self,

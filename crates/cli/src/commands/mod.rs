@@ -2,6 +2,7 @@
 
 pub mod inspect;
 pub mod process;
+pub mod serve;
 pub mod status;
 pub mod transcribe;
 pub mod worker;
@@ -46,6 +47,8 @@ pub async fn run(cli: Cli) -> Result<u8> {
         Command::Model {
             action: Some(crate::ModelAction::Download { repo_id, revision }),
         } => status::download_model(&app, &repo_id, &revision).await,
+        Command::Serve { bind, workers } => serve::run(&app, bind, workers).await,
+        Command::ApiKey { action } => serve::api_key(&app, action).await,
     }
 }
 

@@ -57,7 +57,8 @@ pub async fn run(app: &App, concurrency: Option<usize>, queues: &[String]) -> Re
     Ok(0)
 }
 
-async fn wait_for_signal() {
+/// Waits for SIGINT or SIGTERM.
+pub(crate) async fn wait_for_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};

@@ -265,7 +265,7 @@ impl Sandbox {
 /// failed test leaves nothing behind.
 pub struct WorkerProc {
     pub child: Child,
-    log: PathBuf,
+    pub log: PathBuf,
 }
 
 impl WorkerProc {

@@ -1,0 +1,128 @@
+//! `serve` (the HTTP API, with an in-process worker) and `api-key`.
+
+use anyhow::Result;
+use pipeline_server::AppState;
+use pipeline_worker::{RunUntil, Worker};
+use serde_json::json;
+use std::sync::Arc;
+
+use crate::app::{exit, failure, store_failure, App};
+use crate::commands::{engine_loader, worker_settings};
+use crate::ApiKeyAction;
+
+/// `serve [--bind ADDR] [--workers N]`.
+pub async fn run(app: &App, bind: Option<String>, workers: Option<usize>) -> Result<u8> {
+    let config = app.config();
+    let store = app.store().await?;
+    let queue = super::queue(config, &store, &[])?;
+    let storage = super::storage(config)?;
+    let state = AppState {
+        store: store.clone(),
+        queue: queue.clone(),
+        storage: storage.clone(),
+        defaults: super::default_process_options(config),
+        max_attempts: config.processing.max_attempts.max(1),
+        max_upload_bytes: config.server.max_upload_bytes,
+        auth: config.server.auth,
+        upload_dir: config.storage.data_dir.join("uploads"),
+        output_dir: config.output_dir(),
+    };
+    let bind = bind.unwrap_or_else(|| config.server.bind.clone());
+    let listener = tokio::net::TcpListener::bind(&bind).await.map_err(|e| {
+        failure(
+            exit::BAD_INPUT,
+            format!("cannot listen on {bind} (server.bind): {e}"),
+        )
+    })?;
+    let address = listener.local_addr()?;
+    let workers = workers.unwrap_or(config.processing.concurrency);
+    let worker = (workers > 0).then(|| {
+        let settings = worker_settings(config, Some(workers));
+        let concurrency = settings.concurrency;
+        let mut worker = Worker::new(
+            store.clone(),
+            queue.clone(),
+            storage,
+            settings,
+            engine_loader(config, concurrency),
+        );
+        if let Ok(Some(backend)) = super::result_backend(config) {
+            worker = worker.with_result_backend(backend);
+        }
+        Arc::new(worker)
+    });
+    let running = worker.as_ref().map(|w| {
+        let w = w.clone();
+        tokio::spawn(async move { w.run(RunUntil::Shutdown).await })
+    });
+    if !config.server.auth {
+        eprintln!("warning: server.auth = false: the API accepts requests without a key");
+    }
+    eprintln!("listening on http://{address} (workers in this process: {workers})");
+    let shutdown = worker.as_ref().map(|w| w.shutdown_handle());
+    pipeline_server::serve(listener, state, async move {
+        super::worker::wait_for_signal().await;
+        if let Some(shutdown) = shutdown {
+            shutdown.trigger();
+        }
+    })
+    .await?;
+    if let Some(running) = running {
+        let _ = running.await;
+    }
+    eprintln!("server stopped");
+    Ok(0)
+}
+
+/// `api-key create|list|revoke`.
+pub async fn api_key(app: &App, action: ApiKeyAction) -> Result<u8> {
+    let store = app.store().await?;
+    match action {
+        ApiKeyAction::Create { name } => {
+            let (record, key) = store.create_api_key(&name).await.map_err(store_failure)?;
+            if app.json {
+                app.print_json(&json!({"id": record.id, "key": key}));
+            } else {
+                println!("API key {} ({name}); it is shown only now:", record.id);
+                println!("{key}");
+            }
+        }
+        ApiKeyAction::List => {
+            let keys = store.api_keys().await.map_err(store_failure)?;
+            if app.json {
+                app.print_json(&json!({"keys": keys}));
+            } else if keys.is_empty() {
+                println!("No API keys; create one with: pipeline-manager api-key create");
+            } else {
+                for key in &keys {
+                    println!(
+                        "{}  {:<16}  created {}  {}",
+                        key.id,
+                        key.name,
+                        key.created_at.format("%Y-%m-%d %H:%M"),
+                        match key.revoked_at {
+                            Some(at) => format!("revoked {}", at.format("%Y-%m-%d %H:%M")),
+                            None => "active".to_string(),
+                        }
+                    );
+                }
+            }
+        }
+        ApiKeyAction::Revoke { id } => {
+            let id = uuid::Uuid::parse_str(&id)
+                .map_err(|_| failure(exit::BAD_INPUT, format!("{id:?} is not a key id")))?;
+            if !store.revoke_api_key(id).await.map_err(store_failure)? {
+                return Err(failure(
+                    exit::BAD_INPUT,
+                    format!("no active API key with id {id}"),
+                ));
+            }
+            if app.json {
+                app.print_json(&json!({"id": id, "revoked": true}));
+            } else {
+                println!("API key {id} revoked");
+            }
+        }
+    }
+    Ok(0)
+}

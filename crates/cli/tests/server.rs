@@ -1,0 +1,249 @@
+//! The HTTP API over real HTTP: `pipeline-manager serve` started as a
+//! process, API keys made with `api-key create`, uploads transcribed by the
+//! real model, and the refusals a client must get (401, 413, 422, 404).
+
+mod common;
+
+use common::*;
+use serde_json::Value;
+use std::fs::File;
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+/// A running `serve`; killed on drop.
+struct Server {
+    proc: WorkerProc,
+    base: String,
+}
+
+fn start(sb: &Sandbox, args: &[&str]) -> Server {
+    let log = sb.root().join("serve.log");
+    let mut all = vec!["serve", "--bind", "127.0.0.1:0"];
+    all.extend_from_slice(args);
+    let mut cmd = sb.command(&all, &[]);
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::from(File::create(&log).expect("log")))
+        .stderr(Stdio::from(
+            File::options().append(true).open(&log).expect("log"),
+        ));
+    let proc = WorkerProc {
+        child: cmd.spawn().expect("serve starts"),
+        log: log.clone(),
+    };
+    let base = wait_for(
+        Duration::from_secs(30),
+        Duration::from_millis(100),
+        "listening",
+        || {
+            std::fs::read_to_string(&log).ok().and_then(|text| {
+                text.lines()
+                    .find_map(|l| l.strip_prefix("listening on "))
+                    .and_then(|rest| rest.split_whitespace().next())
+                    .map(str::to_string)
+            })
+        },
+    );
+    Server { proc, base }
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(60)))
+        .build()
+        .new_agent()
+}
+
+/// (status, body as JSON or as `{"text": ...}`).
+fn answer(response: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> (u16, Value) {
+    let mut response = response.expect("HTTP exchange");
+    let status = response.status().as_u16();
+    let text = response.body_mut().read_to_string().unwrap_or_default();
+    let body = serde_json::from_str(&text).unwrap_or_else(|_| serde_json::json!({"text": text}));
+    (status, body)
+}
+
+impl Server {
+    fn get(&self, path: &str, key: Option<&str>) -> (u16, Value) {
+        let mut request = agent().get(format!("{}{path}", self.base));
+        if let Some(key) = key {
+            request = request.header("Authorization", &format!("Bearer {key}"));
+        }
+        answer(request.call())
+    }
+
+    fn send(&self, method: &str, path: &str, key: &str) -> (u16, Value) {
+        let url = format!("{}{path}", self.base);
+        let auth = format!("Bearer {key}");
+        let agent = agent();
+        answer(match method {
+            "POST" => agent.post(&url).header("Authorization", &auth).send_empty(),
+            _ => agent.delete(&url).header("Authorization", &auth).call(),
+        })
+    }
+
+    /// A multipart upload of `content` named `name`.
+    fn upload(&self, name: &str, content: &[u8], key: &str) -> (u16, Value) {
+        let boundary = "pipeline-test-boundary";
+        let mut body = format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{name}\"\r\n\
+             Content-Type: application/octet-stream\r\n\r\n"
+        )
+        .into_bytes();
+        body.extend_from_slice(content);
+        body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+        answer(
+            agent()
+                .post(format!("{}/api/v1/audio", self.base))
+                .header("Authorization", &format!("Bearer {key}"))
+                .header(
+                    "Content-Type",
+                    &format!("multipart/form-data; boundary={boundary}"),
+                )
+                .send(&body[..]),
+        )
+    }
+}
+
+fn new_key(sb: &Sandbox) -> (String, String) {
+    let doc = sb.json(&["api-key", "create", "--name", "test"]);
+    (
+        doc["id"].as_str().expect("id").to_string(),
+        doc["key"].as_str().expect("key").to_string(),
+    )
+}
+
+#[test]
+fn an_upload_is_transcribed_and_served_until_deleted() {
+    let Some(sb) = Sandbox::with_model() else {
+        return;
+    };
+    let (_, key) = new_key(&sb);
+    let server = start(&sb, &["--workers", "1"]);
+    let speech = std::fs::read(fixture("speech.wav")).expect("fixture");
+    let (status, doc) = server.upload("speech.wav", &speech, &key);
+    assert_eq!(status, 202, "{doc:#}\n{}", server.proc.log());
+    assert_eq!(doc["jobs"].as_array().map(Vec::len), Some(2), "{doc:#}");
+    let id = doc["id"].as_str().expect("audio id").to_string();
+
+    let done = wait_for(
+        Duration::from_secs(180),
+        Duration::from_millis(500),
+        "COMPLETED",
+        || {
+            let (status, doc) = server.get(&format!("/api/v1/audio/{id}"), Some(&key));
+            assert_eq!(status, 200, "{doc:#}");
+            match doc["status"].as_str() {
+                Some("COMPLETED") => Some(doc),
+                Some("QUEUED" | "PROCESSING") => None,
+                _ => panic!("{doc:#}\n{}", server.proc.log()),
+            }
+        },
+    );
+    assert!(done["outputs"]["srt"].is_string(), "{done:#}");
+    let (status, txt) = server.get(
+        &format!("/api/v1/audio/{id}/transcript?format=txt"),
+        Some(&key),
+    );
+    assert_eq!(status, 200);
+    let text = txt["text"].as_str().expect("plain text");
+    assert!(speech_wer(text) < WER_BOUND, "{text}");
+    let (status, json) = server.get(&format!("/api/v1/audio/{id}/transcript"), Some(&key));
+    assert_eq!(status, 200);
+    assert!(
+        json["segments"].as_array().is_some_and(|s| !s.is_empty()),
+        "{json:#}"
+    );
+    let (_, jobs) = server.get(&format!("/api/v1/audio/{id}/jobs"), Some(&key));
+    assert!(jobs["jobs"]
+        .as_array()
+        .expect("jobs")
+        .iter()
+        .all(|j| j["status"] == "COMPLETED"));
+    let (_, page) = server.get("/api/v1/audio?status=completed&limit=10", Some(&key));
+    assert!(page["files"]
+        .as_array()
+        .expect("files")
+        .iter()
+        .any(|f| f["id"] == id.as_str()));
+
+    let (status, _) = server.send("DELETE", &format!("/api/v1/audio/{id}"), &key);
+    assert_eq!(status, 204);
+    let (status, gone) = server.get(&format!("/api/v1/audio/{id}"), Some(&key));
+    assert_eq!(status, 404, "{gone:#}");
+    assert_eq!(gone["error"]["code"], "not_found");
+    let outputs = Path::new(done["outputs"]["srt"].as_str().unwrap_or(""));
+    assert!(!outputs.exists(), "outputs removed with the file");
+}
+
+#[test]
+fn keys_limits_and_bad_input_are_refused_cleanly() {
+    let sb = Sandbox::new().env("PIPELINE_SERVER_MAX_UPLOAD_BYTES", "64KiB");
+    let (key_id, key) = new_key(&sb);
+    let server = start(&sb, &["--workers", "0"]);
+
+    let (status, _) = server.get("/healthz", None);
+    assert_eq!(status, 200, "health needs no key");
+    for key in [None, Some("pm_not-a-key")] {
+        let (status, doc) = server.get("/api/v1/audio", key);
+        assert_eq!(status, 401, "{doc:#}");
+        assert_eq!(doc["error"]["code"], "unauthorized");
+    }
+    let (status, _) = server.get("/api/v1/audio", Some(&key));
+    assert_eq!(status, 200);
+
+    let (status, doc) = server.upload("big.wav", &vec![0u8; 200 * 1024], &key);
+    assert_eq!(status, 413, "{doc:#}");
+    assert_eq!(doc["error"]["code"], "too_large");
+
+    // A NUL in a header is refused by the HTTP parser before anything is stored.
+    let (status, doc) = server.upload("evil\0.wav", b"RIFF", &key);
+    assert_eq!(
+        (status, doc["error"]["code"].as_str()),
+        (400, Some("bad_request")),
+        "{doc:#}"
+    );
+    let (status, doc) = server.upload("../../evil.wav", b"this is not audio at all", &key);
+    assert_eq!(status, 422, "{doc:#}");
+    assert_eq!(doc["error"]["code"], "not_audio");
+    assert_eq!(doc["audio"]["original_name"], "evil.wav", "{doc:#}");
+    assert_eq!(doc["audio"]["status"], "FAILED");
+    assert!(doc["audio"]["jobs"]
+        .as_array()
+        .expect("jobs")
+        .iter()
+        .all(|j| j["status"] == "FAILED"));
+    assert!(!sb.root().join("evil.wav").exists());
+    assert!(!sb
+        .data
+        .parent()
+        .unwrap_or(sb.root())
+        .join("evil.wav")
+        .exists());
+
+    let (status, doc) = server.get("/api/v1/audio/not-an-id", Some(&key));
+    assert_eq!(
+        (status, doc["error"]["code"].as_str()),
+        (400, Some("bad_request"))
+    );
+    let (status, doc) = server.get(
+        &format!("/api/v1/audio/{}", uuid::Uuid::new_v4()),
+        Some(&key),
+    );
+    assert_eq!(
+        (status, doc["error"]["code"].as_str()),
+        (404, Some("not_found"))
+    );
+    let (status, doc) = server.get("/api/v1/audio?status=sideways", Some(&key));
+    assert_eq!(status, 400, "{doc:#}");
+    let (status, doc) = server.get("/api/v1/status", Some(&key));
+    assert_eq!(status, 200);
+    assert_eq!(doc["database"]["reachable"], true);
+    let (status, _) = server.get("/readyz", None);
+    assert_eq!(status, 200);
+
+    sb.run(&["api-key", "revoke", &key_id]).expect_code(0);
+    let (status, _) = server.get("/api/v1/audio", Some(&key));
+    assert_eq!(status, 401, "a revoked key is refused");
+}

@@ -1,0 +1,103 @@
+//! The HTTP API (`pipeline-manager serve`): files, jobs and transcripts
+//! over REST, the same tracked pipeline as the CLI. Handlers are thin: they
+//! read the request, call the store, the queue or ingest, and map errors
+//! through [`ApiError`].
+
+mod error;
+mod routes;
+
+pub use error::ApiError;
+
+use axum::extract::{Request, State};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::{get, post};
+use axum::Router;
+use pipeline_queue::JobQueue;
+use pipeline_store::Store;
+use pipeline_worker::{ProcessOptions, Storage};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Store,
+    pub queue: Arc<dyn JobQueue>,
+    pub storage: Storage,
+    /// Options of uploads before the request's own.
+    pub defaults: ProcessOptions,
+    pub max_attempts: u32,
+    /// Largest accepted upload, in bytes.
+    pub max_upload_bytes: u64,
+    /// Whether requests need an API key (`server.auth`).
+    pub auth: bool,
+    /// Where uploads are spooled before ingest.
+    pub upload_dir: PathBuf,
+    /// Where outputs go by default (`<output_dir>/<audio_id>`).
+    pub output_dir: PathBuf,
+}
+
+/// The API's routes; health and readiness need no key.
+pub fn router(state: AppState) -> Router {
+    let api = Router::new()
+        .route(
+            "/api/v1/audio",
+            get(routes::list_audio).post(routes::upload),
+        )
+        .route(
+            "/api/v1/audio/{id}",
+            get(routes::get_audio).delete(routes::delete_audio),
+        )
+        .route("/api/v1/audio/{id}/jobs", get(routes::audio_jobs))
+        .route("/api/v1/audio/{id}/transcript", get(routes::transcript))
+        .route("/api/v1/audio/{id}/retry", post(routes::retry))
+        .route("/api/v1/jobs/{id}/cancel", post(routes::cancel_job))
+        .route("/api/v1/status", get(routes::status))
+        // Uploads are streamed to disk under our own limit.
+        .layer(axum::extract::DefaultBodyLimit::disable())
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_key));
+    Router::new()
+        .route("/healthz", get(routes::healthz))
+        .route("/readyz", get(routes::readyz))
+        .merge(api)
+        .fallback(routes::no_route)
+        .with_state(state)
+}
+
+/// Serves the API on `listener` until `shutdown` completes, then finishes
+/// the requests in flight.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// Lets a request through with a live API key (or when auth is off).
+async fn require_key(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    if !state.auth {
+        return Ok(next.run(request).await);
+    }
+    let key = request
+        .headers()
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .filter(|k| !k.is_empty());
+    let Some(key) = key else {
+        return Err(ApiError::unauthorized());
+    };
+    match state.store.verify_api_key(key).await? {
+        Some(_) => Ok(next.run(request).await),
+        None => Err(ApiError::unauthorized()),
+    }
+}

@@ -1,0 +1,408 @@
+//! The handlers.
+
+use axum::extract::{Multipart, Path, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use chrono::{DateTime, Utc};
+use pipeline_core::render::{self, OutputFormat};
+use pipeline_core::{AudioFile, AudioStatus, ProcessingJob};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::path::PathBuf;
+use tokio::io::AsyncWriteExt;
+use uuid::Uuid;
+
+use crate::{ApiError, AppState};
+
+fn parse_id(text: &str) -> Result<Uuid, ApiError> {
+    Uuid::parse_str(text).map_err(|_| ApiError::bad_request(format!("{text:?} is not an id")))
+}
+
+/// An audio file with its jobs and, once rendered, its outputs.
+async fn audio_view(state: &AppState, audio: &AudioFile) -> Result<Value, ApiError> {
+    let jobs = state.store.jobs_for_audio(audio.id).await?;
+    let results = state.store.results(audio.id).await?;
+    let mut view = serde_json::to_value(audio).unwrap_or_else(|_| json!({}));
+    view["jobs"] = serde_json::to_value(&jobs).unwrap_or_else(|_| json!([]));
+    view["outputs"] = match results {
+        Some(r) => json!(r.outputs),
+        None => json!({}),
+    };
+    Ok(view)
+}
+
+pub async fn healthz() -> Json<Value> {
+    Json(json!({"status": "ok"}))
+}
+
+/// Ready when the database and the broker (if any) answer.
+pub async fn readyz(State(state): State<AppState>) -> Response {
+    let database = state.store.ping().await;
+    let broker = state.queue.health().await;
+    let ready = database.is_ok() && broker.is_ok();
+    let body = json!({
+        "ready": ready,
+        "database": database.as_ref().map(|_| "ok").unwrap_or("unreachable"),
+        "broker": match &broker {
+            Ok(h) => h.transport.clone(),
+            Err(_) => "unreachable".to_string(),
+        },
+    });
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(body)).into_response()
+}
+
+pub async fn no_route() -> ApiError {
+    ApiError::not_found("no such route; see /api/v1/audio")
+}
+
+#[derive(Deserialize)]
+pub struct ListQuery {
+    status: Option<String>,
+    limit: Option<u32>,
+    cursor: Option<String>,
+}
+
+/// `GET /api/v1/audio?status=&limit=&cursor=`: newest first, a page at a time.
+pub async fn list_audio(
+    State(state): State<AppState>,
+    Query(query): Query<ListQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let status = query
+        .status
+        .as_deref()
+        .map(|s| s.to_ascii_uppercase().parse::<AudioStatus>())
+        .transpose()
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let limit = query.limit.unwrap_or(20).clamp(1, 200);
+    let before = query
+        .cursor
+        .as_deref()
+        .map(|c| {
+            DateTime::parse_from_rfc3339(c)
+                .map(|t| t.with_timezone(&Utc))
+                .map_err(|_| ApiError::bad_request("cursor is not one this API gave"))
+        })
+        .transpose()?;
+    let files = state.store.list_page(limit, status, before).await?;
+    let next = (files.len() == limit as usize)
+        .then(|| files.last().map(|f| f.created_at.to_rfc3339()))
+        .flatten();
+    Ok(Json(json!({"files": files, "next_cursor": next})))
+}
+
+/// `GET /api/v1/audio/{id}`: the file, its jobs and outputs.
+pub async fn get_audio(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let audio = state.store.audio(parse_id(&id)?).await?;
+    Ok(Json(audio_view(&state, &audio).await?))
+}
+
+/// `GET /api/v1/audio/{id}/jobs`.
+pub async fn audio_jobs(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let id = parse_id(&id)?;
+    state.store.audio(id).await?;
+    let jobs = state.store.jobs_for_audio(id).await?;
+    Ok(Json(json!({"audio_id": id, "jobs": jobs})))
+}
+
+#[derive(Deserialize)]
+pub struct TranscriptQuery {
+    format: Option<String>,
+}
+
+/// `GET /api/v1/audio/{id}/transcript?format=txt|srt|vtt|json|tsv`.
+pub async fn transcript(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Query(query): Query<TranscriptQuery>,
+) -> Result<Response, ApiError> {
+    let id = parse_id(&id)?;
+    let format: OutputFormat = query
+        .format
+        .as_deref()
+        .unwrap_or("json")
+        .parse()
+        .map_err(|e: render::ParseFormatError| ApiError::bad_request(e.to_string()))?;
+    state.store.audio(id).await?;
+    let Some(transcript) = state.store.transcript(id).await? else {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "not_ready",
+            "no transcript yet; see GET /api/v1/audio/{id} for progress",
+        ));
+    };
+    let content_type = match format {
+        OutputFormat::Json => "application/json",
+        OutputFormat::Vtt => "text/vtt; charset=utf-8",
+        OutputFormat::Tsv => "text/tab-separated-values; charset=utf-8",
+        _ => "text/plain; charset=utf-8",
+    };
+    Ok((
+        [(header::CONTENT_TYPE, content_type)],
+        render::render(&transcript, format),
+    )
+        .into_response())
+}
+
+/// `POST /api/v1/audio/{id}/retry`: failed or cancelled jobs run again.
+pub async fn retry(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let id = parse_id(&id)?;
+    let changed = state.store.retry(id, None).await?;
+    dispatch(&state, &changed).await;
+    Ok(Json(json!({"audio_id": id, "jobs": changed})))
+}
+
+/// `POST /api/v1/jobs/{id}/cancel`: the job and those after it.
+pub async fn cancel_job(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let job = state.store.job(parse_id(&id)?).await?;
+    let changed = state.store.cancel(job.audio_id, Some(job.id)).await?;
+    Ok(Json(json!({"audio_id": job.audio_id, "jobs": changed})))
+}
+
+/// `DELETE /api/v1/audio/{id}`: the records, the outputs, and the stored
+/// audio unless another file shares its content.
+pub async fn delete_audio(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let audio = state.store.audio(parse_id(&id)?).await?;
+    let results = state.store.results(audio.id).await?;
+    state.store.delete_audio(audio.id).await?;
+    if state
+        .store
+        .files_sharing_storage(&audio.storage_key)
+        .await?
+        == 0
+    {
+        if let Err(e) = state.storage.remove(&audio.storage_key).await {
+            eprintln!("pipeline-manager serve: {e}");
+        }
+    }
+    for file in results.iter().flat_map(|r| r.outputs.values()) {
+        let _ = tokio::fs::remove_file(file).await;
+    }
+    let _ = tokio::fs::remove_dir(state.output_dir.join(audio.id.to_string())).await;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `GET /api/v1/status`: database, broker, queue depth and workers.
+pub async fn status(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let latency = state.store.ping().await?;
+    let depth = state.store.queue_depth().await?;
+    let since = Utc::now() - chrono::Duration::seconds(60);
+    let workers = state.store.workers_since(since).await?;
+    let broker = match state.queue.health().await {
+        Ok(h) => json!({
+            "transport": h.transport,
+            "reachable": true,
+            "latency_ms": h.latency.map(|l| l.as_secs_f64() * 1000.0),
+            "queues": h.depth.into_iter().map(|(q, n)| (q, json!(n))).collect::<serde_json::Map<_, _>>(),
+        }),
+        Err(e) => {
+            json!({"transport": state.queue.name(), "reachable": false, "error": e.to_string()})
+        }
+    };
+    Ok(Json(json!({
+        "database": {"reachable": true, "latency_ms": latency.as_secs_f64() * 1000.0},
+        "broker": broker,
+        "queue": depth,
+        "workers": workers,
+    })))
+}
+
+async fn dispatch(state: &AppState, jobs: &[ProcessingJob]) {
+    match state.queue.dispatch(jobs).await {
+        Ok(d) => {
+            if let Some(reason) = d.fell_back {
+                eprintln!("pipeline-manager serve: jobs fell back to the embedded queue: {reason}");
+            }
+        }
+        Err(e) => eprintln!("pipeline-manager serve: dispatch failed: {e}"),
+    }
+}
+
+/// A client's file name made safe to record: no folders, no control
+/// characters, never empty. It is only recorded; files are stored by digest.
+fn safe_name(name: Option<&str>) -> String {
+    let base = name
+        .unwrap_or("")
+        .rsplit(['/', '\\'])
+        .next()
+        .unwrap_or("")
+        .chars()
+        .filter(|c| !c.is_control())
+        .collect::<String>();
+    let base = base.trim().trim_start_matches('.').to_string();
+    if base.is_empty() {
+        "upload".to_string()
+    } else {
+        base.chars().take(200).collect()
+    }
+}
+
+/// Removes a spooled upload whatever happens to the request.
+struct Spool(PathBuf);
+
+impl Drop for Spool {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn too_large(limit: u64) -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "too_large",
+        format!("uploads are limited to {limit} bytes (server.max_upload_bytes)"),
+    )
+}
+
+/// `POST /api/v1/audio` (multipart: `file`, and optional `language`,
+/// `formats`): streamed to disk under the size limit, then taken in like
+/// `process --detach`. 202 with the file and its jobs; 422 when the content
+/// is not audio (recorded as FAILED); 413 over the limit.
+pub async fn upload(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    mut multipart: Multipart,
+) -> Result<Response, ApiError> {
+    let limit = state.max_upload_bytes;
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit.saturating_add(64 * 1024)) {
+        return Err(too_large(limit));
+    }
+    let spool = Spool(state.upload_dir.join(Uuid::new_v4().simple().to_string()));
+    let mut options = state.defaults.clone();
+    let mut file: Option<PathBuf> = None;
+    let bad = |e: axum::extract::multipart::MultipartError| ApiError::bad_request(e.body_text());
+    while let Some(mut field) = multipart.next_field().await.map_err(bad)? {
+        match field.name().unwrap_or("") {
+            "file" => {
+                let name = safe_name(field.file_name());
+                tokio::fs::create_dir_all(&spool.0)
+                    .await
+                    .map_err(|e| internal(&e))?;
+                let path = spool.0.join(&name);
+                let mut out = tokio::fs::File::create(&path)
+                    .await
+                    .map_err(|e| internal(&e))?;
+                let mut written = 0u64;
+                while let Some(chunk) = field.chunk().await.map_err(bad)? {
+                    written += chunk.len() as u64;
+                    if written > limit {
+                        return Err(too_large(limit));
+                    }
+                    out.write_all(&chunk).await.map_err(|e| internal(&e))?;
+                }
+                out.flush().await.map_err(|e| internal(&e))?;
+                file = Some(path);
+            }
+            "language" => {
+                let text = field.text().await.map_err(bad)?;
+                options.language = Some(text.trim().to_string()).filter(|l| !l.is_empty());
+            }
+            "formats" => {
+                let text = field.text().await.map_err(bad)?;
+                options.formats = text
+                    .split(',')
+                    .map(|f| f.trim().parse())
+                    .collect::<Result<_, _>>()
+                    .map_err(|e: render::ParseFormatError| ApiError::bad_request(e.to_string()))?;
+            }
+            other => {
+                return Err(ApiError::bad_request(format!(
+                    "unknown field {other:?} (expected file, language, formats)"
+                )))
+            }
+        }
+    }
+    let Some(path) = file else {
+        return Err(ApiError::bad_request("no `file` field in the form"));
+    };
+    let ingested = pipeline_worker::ingest_file(
+        &state.store,
+        state.queue.as_ref(),
+        &state.storage,
+        &path,
+        &options,
+        state.max_attempts,
+        false,
+    )
+    .await
+    .map_err(|e| match e {
+        pipeline_worker::IngestError::Store(e) => ApiError::from(e),
+        e if e.is_bad_input() => ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unreadable",
+            e.to_string(),
+        ),
+        e => {
+            eprintln!("pipeline-manager serve: {e}");
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "storage or queue unavailable; try again later",
+            )
+        }
+    })?;
+    let view = audio_view(&state, &ingested.audio).await?;
+    if let Some(reason) = &ingested.rejected {
+        let mut error = ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "not_audio",
+            format!("{}: {reason}", ingested.audio.original_name),
+        );
+        error.extra = Some(json!({"audio": view}));
+        return Err(error);
+    }
+    let status = if ingested.deduplicated {
+        StatusCode::OK
+    } else {
+        StatusCode::ACCEPTED
+    };
+    Ok((status, Json(view)).into_response())
+}
+
+fn internal(e: &std::io::Error) -> ApiError {
+    eprintln!("pipeline-manager serve: spooling an upload: {e}");
+    ApiError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal",
+        "could not spool the upload",
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_file_names_cannot_escape() {
+        assert_eq!(safe_name(Some("../../etc/passwd")), "passwd");
+        assert_eq!(safe_name(Some("a\0b.wav")), "ab.wav");
+        assert_eq!(safe_name(Some("..")), "upload");
+        assert_eq!(safe_name(Some("C:\\x\\talk.mp3")), "talk.mp3");
+        assert_eq!(safe_name(None), "upload");
+        assert_eq!(safe_name(Some(".hidden")), "hidden");
+    }
+}
