@@ -14,7 +14,7 @@ ready() {
   [ -x "$venv/bin/python" ] &&
     "$venv/bin/python" - <<'PY' 2>/dev/null
 import importlib.util, numpy, pathlib, sys
-import celery, redis, amqp, boto3, moto
+import celery, redis, amqp, boto3, moto, openai
 assert celery.VERSION.major == 5
 spec = importlib.util.find_spec("faster_whisper")
 assert spec is not None and spec.submodule_search_locations
@@ -33,5 +33,7 @@ fi
 "$venv/bin/python" -m pip install --quiet "celery[redis]>=5.3,<6"
 # A local S3 server (moto) for the object storage tests.
 "$venv/bin/python" -m pip install --quiet "moto[server]>=5,<6" boto3
+# OpenAI's own client, pointed at our /v1/audio/transcriptions.
+"$venv/bin/python" -m pip install --quiet "openai>=1.30,<3"
 ready || { echo "python environment at $venv is incomplete after install" >&2; exit 1; }
 echo "python: $venv (installed)"

@@ -247,3 +247,68 @@ fn keys_limits_and_bad_input_are_refused_cleanly() {
     let (status, _) = server.get("/api/v1/audio", Some(&key));
     assert_eq!(status, 401, "a revoked key is refused");
 }
+
+/// OpenAI's own Python client, pointed at `/v1`, gets a transcript through
+/// the tracked pipeline: the file is then listed with its completed jobs.
+#[test]
+fn openai_python_client_works_unchanged() {
+    let python = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/python");
+    if !python.is_file() {
+        assert!(!under_ci(), "CI: no .venv (run scripts/setup-python.sh)");
+        eprintln!("SKIPPED: no Python venv");
+        return;
+    }
+    let Some(sb) = Sandbox::with_model() else {
+        return;
+    };
+    let (_, key) = new_key(&sb);
+    let server = start(&sb, &["--workers", "1"]);
+    let script = r#"
+import json, sys
+from openai import OpenAI
+client = OpenAI(base_url=sys.argv[1] + "/v1", api_key=sys.argv[2])
+with open(sys.argv[3], "rb") as f:
+    verbose = client.audio.transcriptions.create(
+        model="whisper-1", file=f, response_format="verbose_json",
+        timestamp_granularities=["word", "segment"])
+with open(sys.argv[3], "rb") as f:
+    srt = client.audio.transcriptions.create(model="whisper-1", file=f, response_format="srt")
+try:
+    OpenAI(base_url=sys.argv[1] + "/v1", api_key="pm_wrong").audio.transcriptions.create(
+        model="whisper-1", file=open(sys.argv[3], "rb"))
+    refused = None
+except Exception as e:
+    refused = type(e).__name__
+print(json.dumps({"text": verbose.text, "segments": len(verbose.segments or []),
+                  "words": len(verbose.words or []), "language": verbose.language,
+                  "srt": srt, "refused": refused}))
+"#;
+    let speech = fixture("speech.wav");
+    let out = std::process::Command::new(&python)
+        .args(["-c", script, &server.base, &key, path(&speech)])
+        .output()
+        .expect("python runs");
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        server.proc.log()
+    );
+    let got: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let text = got["text"].as_str().expect("text");
+    assert!(speech_wer(text) < WER_BOUND, "{text}");
+    assert!(got["segments"].as_u64() > Some(0), "{got:#}");
+    assert!(got["words"].as_u64() > Some(0), "word timestamps: {got:#}");
+    assert_eq!(got["language"], "en");
+    assert!(
+        got["srt"].as_str().is_some_and(|s| s.contains(" --> ")),
+        "{got:#}"
+    );
+    assert_eq!(got["refused"], "AuthenticationError", "{got:#}");
+    let (_, page) = server.get("/api/v1/audio?limit=10", Some(&key));
+    assert!(page["files"]
+        .as_array()
+        .expect("files")
+        .iter()
+        .any(|f| f["status"] == "COMPLETED" && f["original_name"] == "speech.wav"));
+}

@@ -4,6 +4,7 @@
 //! through [`ApiError`].
 
 mod error;
+mod openai;
 mod routes;
 
 pub use error::ApiError;
@@ -36,6 +37,8 @@ pub struct AppState {
     pub upload_dir: PathBuf,
     /// Where outputs go by default (`<output_dir>/<audio_id>`).
     pub output_dir: PathBuf,
+    /// How long `/v1/audio/transcriptions` waits for a file's jobs.
+    pub job_timeout: std::time::Duration,
 }
 
 /// The API's routes; health and readiness need no key.
@@ -54,6 +57,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/audio/{id}/retry", post(routes::retry))
         .route("/api/v1/jobs/{id}/cancel", post(routes::cancel_job))
         .route("/api/v1/status", get(routes::status))
+        .route("/v1/audio/transcriptions", post(openai::transcriptions))
         // Uploads are streamed to disk under our own limit.
         .layer(axum::extract::DefaultBodyLimit::disable())
         .route_layer(middleware::from_fn_with_state(state.clone(), require_key));

@@ -258,7 +258,7 @@ fn safe_name(name: Option<&str>) -> String {
 }
 
 /// Removes a spooled upload whatever happens to the request.
-struct Spool(PathBuf);
+pub(crate) struct Spool(PathBuf);
 
 impl Drop for Spool {
     fn drop(&mut self) {
@@ -274,15 +274,31 @@ fn too_large(limit: u64) -> ApiError {
     )
 }
 
-/// `POST /api/v1/audio` (multipart: `file`, and optional `language`,
-/// `formats`): streamed to disk under the size limit, then taken in like
-/// `process --detach`. 202 with the file and its jobs; 422 when the content
-/// is not audio (recorded as FAILED); 413 over the limit.
-pub async fn upload(
-    State(state): State<AppState>,
-    headers: HeaderMap,
+/// A multipart form read to its end: the `file` field streamed to a spool
+/// file under the size limit, the other fields as text.
+pub(crate) struct Form {
+    pub spool: Spool,
+    pub file: Option<PathBuf>,
+    pub fields: Vec<(String, String)>,
+}
+
+impl Form {
+    /// The last value of field `name`.
+    pub fn field(&self, name: &str) -> Option<&str> {
+        self.fields
+            .iter()
+            .rev()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Reads a multipart form, refusing (413) anything over the upload limit.
+pub(crate) async fn read_form(
+    state: &AppState,
+    headers: &HeaderMap,
     mut multipart: Multipart,
-) -> Result<Response, ApiError> {
+) -> Result<Form, ApiError> {
     let limit = state.max_upload_bytes;
     let declared = headers
         .get(header::CONTENT_LENGTH)
@@ -291,60 +307,54 @@ pub async fn upload(
     if declared.is_some_and(|n| n > limit.saturating_add(64 * 1024)) {
         return Err(too_large(limit));
     }
-    let spool = Spool(state.upload_dir.join(Uuid::new_v4().simple().to_string()));
-    let mut options = state.defaults.clone();
-    let mut file: Option<PathBuf> = None;
+    let mut form = Form {
+        spool: Spool(state.upload_dir.join(Uuid::new_v4().simple().to_string())),
+        file: None,
+        fields: Vec::new(),
+    };
     let bad = |e: axum::extract::multipart::MultipartError| ApiError::bad_request(e.body_text());
     while let Some(mut field) = multipart.next_field().await.map_err(bad)? {
-        match field.name().unwrap_or("") {
-            "file" => {
-                let name = safe_name(field.file_name());
-                tokio::fs::create_dir_all(&spool.0)
-                    .await
-                    .map_err(|e| internal(&e))?;
-                let path = spool.0.join(&name);
-                let mut out = tokio::fs::File::create(&path)
-                    .await
-                    .map_err(|e| internal(&e))?;
-                let mut written = 0u64;
-                while let Some(chunk) = field.chunk().await.map_err(bad)? {
-                    written += chunk.len() as u64;
-                    if written > limit {
-                        return Err(too_large(limit));
-                    }
-                    out.write_all(&chunk).await.map_err(|e| internal(&e))?;
+        let name = field.name().unwrap_or("").to_string();
+        if name == "file" {
+            let file_name = safe_name(field.file_name());
+            tokio::fs::create_dir_all(&form.spool.0)
+                .await
+                .map_err(|e| internal(&e))?;
+            let path = form.spool.0.join(&file_name);
+            let mut out = tokio::fs::File::create(&path)
+                .await
+                .map_err(|e| internal(&e))?;
+            let mut written = 0u64;
+            while let Some(chunk) = field.chunk().await.map_err(bad)? {
+                written += chunk.len() as u64;
+                if written > limit {
+                    return Err(too_large(limit));
                 }
-                out.flush().await.map_err(|e| internal(&e))?;
-                file = Some(path);
+                out.write_all(&chunk).await.map_err(|e| internal(&e))?;
             }
-            "language" => {
-                let text = field.text().await.map_err(bad)?;
-                options.language = Some(text.trim().to_string()).filter(|l| !l.is_empty());
-            }
-            "formats" => {
-                let text = field.text().await.map_err(bad)?;
-                options.formats = text
-                    .split(',')
-                    .map(|f| f.trim().parse())
-                    .collect::<Result<_, _>>()
-                    .map_err(|e: render::ParseFormatError| ApiError::bad_request(e.to_string()))?;
-            }
-            other => {
-                return Err(ApiError::bad_request(format!(
-                    "unknown field {other:?} (expected file, language, formats)"
-                )))
-            }
+            out.flush().await.map_err(|e| internal(&e))?;
+            form.file = Some(path);
+        } else {
+            let text = field.text().await.map_err(bad)?;
+            form.fields.push((name, text));
         }
     }
-    let Some(path) = file else {
-        return Err(ApiError::bad_request("no `file` field in the form"));
-    };
+    Ok(form)
+}
+
+/// Takes in a spooled upload like `process --detach`; a file that is not
+/// audio is recorded FAILED and answered 422 with its record.
+pub(crate) async fn ingest_upload(
+    state: &AppState,
+    path: &std::path::Path,
+    options: &pipeline_worker::ProcessOptions,
+) -> Result<pipeline_worker::Ingested, ApiError> {
     let ingested = pipeline_worker::ingest_file(
         &state.store,
         state.queue.as_ref(),
         &state.storage,
-        &path,
-        &options,
+        path,
+        options,
         state.max_attempts,
         false,
     )
@@ -365,16 +375,53 @@ pub async fn upload(
             )
         }
     })?;
-    let view = audio_view(&state, &ingested.audio).await?;
     if let Some(reason) = &ingested.rejected {
         let mut error = ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "not_audio",
             format!("{}: {reason}", ingested.audio.original_name),
         );
-        error.extra = Some(json!({"audio": view}));
+        error.extra = Some(json!({"audio": audio_view(state, &ingested.audio).await?}));
         return Err(error);
     }
+    Ok(ingested)
+}
+
+/// `POST /api/v1/audio` (multipart: `file`, and optional `language`,
+/// `formats`): streamed to disk under the size limit, then taken in like
+/// `process --detach`. 202 with the file and its jobs; 422 when the content
+/// is not audio (recorded as FAILED); 413 over the limit.
+pub async fn upload(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    multipart: Multipart,
+) -> Result<Response, ApiError> {
+    let form = read_form(&state, &headers, multipart).await?;
+    let mut options = state.defaults.clone();
+    for (name, value) in &form.fields {
+        match name.as_str() {
+            "language" => {
+                options.language = Some(value.trim().to_string()).filter(|l| !l.is_empty());
+            }
+            "formats" => {
+                options.formats = value
+                    .split(',')
+                    .map(|f| f.trim().parse())
+                    .collect::<Result<_, _>>()
+                    .map_err(|e: render::ParseFormatError| ApiError::bad_request(e.to_string()))?;
+            }
+            other => {
+                return Err(ApiError::bad_request(format!(
+                    "unknown field {other:?} (expected file, language, formats)"
+                )))
+            }
+        }
+    }
+    let Some(path) = &form.file else {
+        return Err(ApiError::bad_request("no `file` field in the form"));
+    };
+    let ingested = ingest_upload(&state, path, &options).await?;
+    let view = audio_view(&state, &ingested.audio).await?;
     let status = if ingested.deduplicated {
         StatusCode::OK
     } else {
