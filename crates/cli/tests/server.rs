@@ -168,6 +168,27 @@ fn an_upload_is_transcribed_and_served_until_deleted() {
         .iter()
         .any(|f| f["id"] == id.as_str()));
 
+    let (status, metrics) = server.get("/metrics", None);
+    assert_eq!(status, 200, "metrics need no key");
+    let metrics = metrics["text"].as_str().expect("text format");
+    for line in [
+        "pipeline_jobs{type=\"TRANSCRIPTION\",status=\"COMPLETED\"} 1",
+        "pipeline_jobs{type=\"PROCESSING\",status=\"COMPLETED\"} 1",
+        "pipeline_job_duration_seconds_count{type=\"TRANSCRIPTION\"} 1",
+        "pipeline_http_requests_total{method=\"POST\",route=\"/api/v1/audio\",status=\"202\"} 1",
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "no {line:?} in:\n{metrics}"
+        );
+    }
+    let seconds: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("pipeline_audio_seconds_transcribed_total "))
+        .and_then(|v| v.parse().ok())
+        .expect("audio seconds");
+    assert!(seconds > 10.0, "{metrics}");
+
     let (status, _) = server.send("DELETE", &format!("/api/v1/audio/{id}"), &key);
     assert_eq!(status, 204);
     let (status, gone) = server.get(&format!("/api/v1/audio/{id}"), Some(&key));

@@ -4,10 +4,12 @@
 //! through [`ApiError`].
 
 mod error;
+mod metrics;
 mod openai;
 mod routes;
 
 pub use error::ApiError;
+pub use metrics::HttpCounters;
 
 use axum::extract::{Request, State};
 use axum::middleware::{self, Next};
@@ -39,9 +41,11 @@ pub struct AppState {
     pub output_dir: PathBuf,
     /// How long `/v1/audio/transcriptions` waits for a file's jobs.
     pub job_timeout: std::time::Duration,
+    /// Requests served, for `/metrics`.
+    pub http: HttpCounters,
 }
 
-/// The API's routes; health and readiness need no key.
+/// The API's routes; health, readiness and metrics need no key.
 pub fn router(state: AppState) -> Router {
     let api = Router::new()
         .route(
@@ -60,10 +64,19 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/audio/transcriptions", post(openai::transcriptions))
         // Uploads are streamed to disk under our own limit.
         .layer(axum::extract::DefaultBodyLimit::disable())
-        .route_layer(middleware::from_fn_with_state(state.clone(), require_key));
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_key))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            metrics::count_requests,
+        ));
     Router::new()
         .route("/healthz", get(routes::healthz))
         .route("/readyz", get(routes::readyz))
+        .route("/metrics", get(metrics::metrics))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            metrics::count_requests,
+        ))
         .merge(api)
         .fallback(routes::no_route)
         .with_state(state)

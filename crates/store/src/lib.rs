@@ -17,7 +17,7 @@ mod workers;
 
 pub use audio::{AudioResults, NewAudio};
 pub use error::StoreError;
-pub use jobs::{Heartbeat, JobClaim, Lease, NewJob};
+pub use jobs::{Heartbeat, JobClaim, JobMetrics, Lease, NewJob};
 pub use keys::ApiKey;
 pub use workers::WorkerInfo;
 

@@ -27,6 +27,7 @@ pub async fn run(app: &App, bind: Option<String>, workers: Option<usize>) -> Res
         upload_dir: config.storage.data_dir.join("uploads"),
         output_dir: config.output_dir(),
         job_timeout: config.processing.job_timeout(),
+        http: pipeline_server::HttpCounters::default(),
     };
     let bind = bind.unwrap_or_else(|| config.server.bind.clone());
     let listener = tokio::net::TcpListener::bind(&bind).await.map_err(|e| {
