@@ -333,3 +333,94 @@ print(json.dumps({"text": verbose.text, "segments": len(verbose.segments or []),
         .iter()
         .any(|f| f["status"] == "COMPLETED" && f["original_name"] == "speech.wav"));
 }
+
+/// Reads server-sent events from `path` until `done` says so; (event, id, data).
+fn read_events(
+    server: &Server,
+    path: &str,
+    key: &str,
+    last_event_id: Option<&str>,
+    mut done: impl FnMut(&[(String, Option<String>, Value)]) -> bool,
+) -> Vec<(String, Option<String>, Value)> {
+    use std::io::BufRead;
+    let mut request = agent()
+        .get(format!("{}{path}", server.base))
+        .header("Authorization", &format!("Bearer {key}"));
+    if let Some(id) = last_event_id {
+        request = request.header("Last-Event-ID", id);
+    }
+    let response = request.call().expect("SSE request");
+    assert_eq!(response.status().as_u16(), 200);
+    let reader = std::io::BufReader::new(response.into_body().into_reader());
+    let mut events = Vec::new();
+    let (mut kind, mut id, mut data) = (String::new(), None, String::new());
+    for line in reader.lines() {
+        let line = line.expect("SSE line");
+        if line.is_empty() {
+            if !data.is_empty() {
+                let value = serde_json::from_str(&data).expect("JSON data");
+                events.push((std::mem::take(&mut kind), id.take(), value));
+                data.clear();
+                if done(&events) {
+                    break;
+                }
+            }
+        } else if let Some(v) = line.strip_prefix("event:") {
+            kind = v.trim().to_string();
+        } else if let Some(v) = line.strip_prefix("id:") {
+            id = Some(v.trim().to_string());
+        } else if let Some(v) = line.strip_prefix("data:") {
+            data.push_str(v.trim_start());
+        }
+    }
+    events
+}
+
+/// A file's event stream shows every transition and live progress, and a
+/// client resuming with Last-Event-ID gets only what came after.
+#[test]
+fn live_progress_streams_as_server_sent_events() {
+    let Some(sb) = Sandbox::with_model() else {
+        return;
+    };
+    let (_, key) = new_key(&sb);
+    let server = start(&sb, &["--workers", "1"]);
+    let speech = std::fs::read(long_fixture("long-1min.wav")).expect("fixture");
+    let (status, doc) = server.upload("long.wav", &speech, &key);
+    assert_eq!(status, 202, "{doc:#}");
+    let id = doc["id"].as_str().expect("id").to_string();
+    let path = format!("/api/v1/audio/{id}/events");
+    let completed = |events: &[(String, Option<String>, Value)]| {
+        events
+            .iter()
+            .filter(|(kind, _, d)| kind == "job" && d["to_status"] == "COMPLETED")
+            .count()
+    };
+    let events = read_events(&server, &path, &key, None, |events| completed(events) == 2);
+    assert_eq!(completed(&events), 2, "{events:#?}");
+    assert!(
+        events
+            .iter()
+            .any(|(kind, _, d)| kind == "progress" && d["progress"].as_f64() < Some(100.0)),
+        "live progress while transcribing: {events:#?}"
+    );
+    let ids: Vec<i64> = events
+        .iter()
+        .filter_map(|(_, id, _)| id.as_deref().and_then(|i| i.parse().ok()))
+        .collect();
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "ids increase: {ids:?}");
+    assert!(
+        ids.len() >= 6,
+        "created, claimed, completed for both jobs: {ids:?}"
+    );
+
+    let resume_from = ids[2].to_string();
+    let resumed = read_events(&server, &path, &key, Some(&resume_from), |events| {
+        completed(events) == 2
+    });
+    let first_id: i64 = resumed
+        .iter()
+        .find_map(|(_, id, _)| id.as_deref().and_then(|i| i.parse().ok()))
+        .expect("a job event");
+    assert_eq!(first_id, ids[3], "resumed right after Last-Event-ID");
+}

@@ -4,6 +4,7 @@
 //! through [`ApiError`].
 
 mod error;
+mod events;
 mod metrics;
 mod openai;
 mod routes;
@@ -61,6 +62,8 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/audio/{id}/retry", post(routes::retry))
         .route("/api/v1/jobs/{id}/cancel", post(routes::cancel_job))
         .route("/api/v1/status", get(routes::status))
+        .route("/api/v1/audio/{id}/events", get(events::audio_events))
+        .route("/api/v1/events", get(events::all_events))
         .route("/v1/audio/transcriptions", post(openai::transcriptions))
         // Uploads are streamed to disk under our own limit.
         .layer(axum::extract::DefaultBodyLimit::disable())
