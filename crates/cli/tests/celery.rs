@@ -16,25 +16,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-/// The venv scripts/setup-python.sh makes; `None` (SKIPPED) outside CI.
-fn python() -> Option<PathBuf> {
-    let python = repo_root().join(".venv/bin/python");
-    if python.is_file() {
-        return Some(python);
-    }
-    assert!(
-        !under_ci(),
-        "CI: no {} (run scripts/setup-python.sh)",
-        python.display()
-    );
-    eprintln!("SKIPPED: no Python venv; run scripts/setup-python.sh");
-    None
-}
-
 fn peer_script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/py/celery_peer.py")
 }

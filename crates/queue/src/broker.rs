@@ -151,14 +151,6 @@ impl BrokerQueue {
             }),
         })
     }
-
-    /// Sends a task message (for tests and tools that submit work as a
-    /// Celery client would).
-    pub async fn send(&self, queue: &str, message: &TaskMessage) -> Result<(), QueueError> {
-        self.inner
-            .publish(queue, std::slice::from_ref(message))
-            .await
-    }
 }
 
 impl Inner {

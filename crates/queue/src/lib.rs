@@ -111,6 +111,29 @@ pub struct QueueHealth {
     pub depth: Vec<(String, u64)>,
 }
 
+/// The queue's health as `status` and the API report it:
+/// `{transport, reachable, latency_ms, queues: {name: waiting}}`, or
+/// `{transport, reachable: false, error}`.
+pub async fn health_json(queue: &dyn JobQueue) -> Value {
+    match queue.health().await {
+        Ok(health) => serde_json::json!({
+            "transport": health.transport,
+            "reachable": true,
+            "latency_ms": health.latency.map(|l| l.as_secs_f64() * 1000.0),
+            "queues": health
+                .depth
+                .into_iter()
+                .map(|(name, n)| (name, Value::from(n)))
+                .collect::<Map<String, Value>>(),
+        }),
+        Err(e) => serde_json::json!({
+            "transport": queue.name(),
+            "reachable": false,
+            "error": e.to_string(),
+        }),
+    }
+}
+
 /// A transport that carries jobs from producers to workers.
 pub trait JobQueue: Send + Sync {
     /// Short name for `status` and the jobs' `transport` (`embedded`, `amqp`, `redis`).

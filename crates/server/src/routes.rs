@@ -208,17 +208,7 @@ pub async fn status(State(state): State<AppState>) -> Result<Json<Value>, ApiErr
     let depth = state.store.queue_depth().await?;
     let since = Utc::now() - chrono::Duration::seconds(60);
     let workers = state.store.workers_since(since).await?;
-    let broker = match state.queue.health().await {
-        Ok(h) => json!({
-            "transport": h.transport,
-            "reachable": true,
-            "latency_ms": h.latency.map(|l| l.as_secs_f64() * 1000.0),
-            "queues": h.depth.into_iter().map(|(q, n)| (q, json!(n))).collect::<serde_json::Map<_, _>>(),
-        }),
-        Err(e) => {
-            json!({"transport": state.queue.name(), "reachable": false, "error": e.to_string()})
-        }
-    };
+    let broker = pipeline_queue::health_json(state.queue.as_ref()).await;
     Ok(Json(json!({
         "database": {"reachable": true, "latency_ms": latency.as_secs_f64() * 1000.0},
         "broker": broker,

@@ -415,6 +415,11 @@ impl Worker {
         outcome: &Result<String, StageError>,
         recorded: bool,
     ) {
+        // The embedded queue has nothing to send or acknowledge: without a
+        // result backend there is nothing to announce.
+        if self.queue.name() == "embedded" && self.results.is_none() {
+            return;
+        }
         let now = self
             .store
             .jobs_for_audio(job.audio_id)

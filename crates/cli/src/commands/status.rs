@@ -77,27 +77,10 @@ async fn broker_health(app: &App, store: Option<&Store>) -> Value {
             return json!({"url": masked, "mode": "celery", "reachable": false, "error": e.to_string()})
         }
     };
-    match queue.health().await {
-        Ok(health) => json!({
-            "url": masked,
-            "mode": "celery",
-            "transport": health.transport,
-            "reachable": true,
-            "latency_ms": health.latency.map(|l| l.as_secs_f64() * 1000.0),
-            "queues": health
-                .depth
-                .into_iter()
-                .map(|(name, n)| (name, json!(n)))
-                .collect::<serde_json::Map<String, Value>>(),
-        }),
-        Err(e) => json!({
-            "url": masked,
-            "mode": "celery",
-            "transport": queue.name(),
-            "reachable": false,
-            "error": e.to_string(),
-        }),
-    }
+    let mut health = pipeline_queue::health_json(queue.as_ref()).await;
+    health["url"] = json!(masked);
+    health["mode"] = json!("celery");
+    health
 }
 
 fn print_status(app: &App, doc: &Value) {

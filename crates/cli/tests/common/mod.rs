@@ -77,6 +77,22 @@ pub fn fixture(name: &str) -> PathBuf {
     path
 }
 
+/// The Python of the venv scripts/setup-python.sh makes (the interop
+/// peers); `None` (SKIPPED) outside CI when it is missing.
+pub fn python() -> Option<PathBuf> {
+    let python = repo_root().join(".venv/bin/python");
+    if python.is_file() {
+        return Some(python);
+    }
+    assert!(
+        !under_ci(),
+        "CI: no {} (run scripts/setup-python.sh)",
+        python.display()
+    );
+    eprintln!("SKIPPED: no Python venv; run scripts/setup-python.sh");
+    None
+}
+
 /// A fixture that needs `make-fixtures.sh long` (long-1min.wav, long-10min.wav).
 pub fn long_fixture(name: &str) -> PathBuf {
     static LONG: Once = Once::new();

@@ -58,19 +58,10 @@ impl ResultBackend {
             .arg(self.expires.as_secs())
             .arg(&meta)
             .clone();
-        self.redis.run_command::<()>(&set).await?;
+        self.redis.run::<()>(&set).await?;
         let publish = redis::cmd("PUBLISH").arg(&key).arg(&meta).clone();
-        self.redis.run_command::<i64>(&publish).await?;
+        self.redis.run::<i64>(&publish).await?;
         Ok(())
-    }
-
-    /// The stored meta of task `id`, if any.
-    pub async fn load(&self, id: &str) -> Result<Option<Value>, QueueError> {
-        let get = redis::cmd("GET")
-            .arg(format!("celery-task-meta-{id}"))
-            .clone();
-        let raw: Option<String> = self.redis.run_command(&get).await?;
-        Ok(raw.and_then(|r| serde_json::from_str(&r).ok()))
     }
 }
 

@@ -114,7 +114,10 @@ impl RedisTransport {
 
     /// Runs `command` on the shared connection, dropping it on failure so
     /// that the next call reconnects.
-    async fn run<T: redis::FromRedisValue>(&self, command: &redis::Cmd) -> Result<T, QueueError> {
+    pub async fn run<T: redis::FromRedisValue>(
+        &self,
+        command: &redis::Cmd,
+    ) -> Result<T, QueueError> {
         let mut conn = self.commands().await?;
         match command.query_async(&mut conn).await {
             Ok(value) => Ok(value),
@@ -123,14 +126,6 @@ impl RedisTransport {
                 Err(self.err(e))
             }
         }
-    }
-
-    /// Runs one command on the shared connection (for the result backend).
-    pub async fn run_command<T: redis::FromRedisValue>(
-        &self,
-        command: &redis::Cmd,
-    ) -> Result<T, QueueError> {
-        self.run(command).await
     }
 
     /// The lists a queue's messages wait in, highest priority first.
