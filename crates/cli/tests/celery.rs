@@ -663,3 +663,37 @@ fn redis_cancel_revokes_and_retry_resends() {
     let doc = wait_final(&sb, &id, Duration::from_secs(180), &worker);
     assert_eq!(find_job(&doc, "TRANSCRIPTION")["attempt"], 1, "{doc:#}");
 }
+
+/// `worker --queues a,b` reads every queue it names: a file sent to the
+/// second queue is done by a worker whose own default is another.
+#[test]
+fn redis_worker_reads_every_queue_it_is_given() {
+    let Some((sb, queue)) = scaled_sandbox(Broker::Redis, 2) else {
+        return;
+    };
+    let id = detach(&sb, &[fixture("speech.wav")]).remove(0);
+    let other = unique("other");
+    let log = sb.root().join("queues-worker.log");
+    let mut cmd = sb.command(
+        &["worker", "--queues", &format!("{other},{queue}")],
+        &[("PIPELINE_BROKER_QUEUE", &other)],
+    );
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::from(std::fs::File::create(&log).expect("log")))
+        .stderr(Stdio::from(
+            std::fs::File::options()
+                .append(true)
+                .open(&log)
+                .expect("log"),
+        ));
+    let worker = WorkerProc {
+        child: cmd.spawn().expect("worker starts"),
+        log,
+    };
+    wait_final(&sb, &id, Duration::from_secs(180), &worker);
+    assert!(
+        worker.log().contains(&format!("queues {other},{queue}")),
+        "{}",
+        worker.log()
+    );
+}
