@@ -153,6 +153,7 @@ async fn seed_one(store: &Store, t: &Template, index: usize) -> Result<Processin
         storage_key: t.storage_key.clone(),
         options: t.options.clone(),
         settings_key: t.settings_key.clone(),
+        webhooks: Vec::new(),
     };
     let jobs = [JobType::Transcription, JobType::Processing].map(|job_type| NewJob {
         transport: t.transport.clone(),

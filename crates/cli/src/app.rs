@@ -93,9 +93,10 @@ impl App {
 
     /// Connects to the database (exit code 3 when it is unreachable).
     pub async fn store(&self) -> Result<Store> {
-        Store::connect(&self.config().database_url())
+        let store = Store::connect(&self.config().database_url())
             .await
-            .map_err(store_failure)
+            .map_err(store_failure)?;
+        Ok(store.with_webhooks_for_all_files(!self.config().webhooks.urls.is_empty()))
     }
 
     /// Prints a JSON document on stdout.

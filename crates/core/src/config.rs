@@ -144,6 +144,9 @@ pub struct WebhooksConfig {
     pub secret: Option<String>,
     /// Time allowed for one delivery.
     pub timeout_secs: u64,
+    /// How long a delivery is retried (with exponential backoff) before it
+    /// is marked FAILED.
+    pub retry_period_secs: u64,
 }
 
 /// `[server]`: the HTTP API.
@@ -225,6 +228,7 @@ impl fmt::Debug for WebhooksConfig {
             .field("urls", &urls)
             .field("secret", &self.secret.as_ref().map(|_| MASK))
             .field("timeout_secs", &self.timeout_secs)
+            .field("retry_period_secs", &self.retry_period_secs)
             .finish()
     }
 }
@@ -280,6 +284,7 @@ impl Config {
                 urls: Vec::new(),
                 secret: None,
                 timeout_secs: 10,
+                retry_period_secs: 24 * 3600,
             },
             server: ServerConfig {
                 bind: "127.0.0.1:8000".to_string(),
@@ -637,6 +642,7 @@ impl LoadedConfig {
             ("processing.heartbeat_secs", c.processing.heartbeat_secs),
             ("processing.concurrency", c.processing.concurrency as u64),
             ("webhooks.timeout_secs", c.webhooks.timeout_secs),
+            ("webhooks.retry_period_secs", c.webhooks.retry_period_secs),
             ("server.max_upload_bytes", c.server.max_upload_bytes),
         ];
         for (key, value) in at_least_one {
@@ -989,6 +995,7 @@ const KEYS: &[KeySpec] = &[
         "none (unsigned)",
     ),
     spec("webhooks.timeout_secs", Kind::UInt),
+    spec("webhooks.retry_period_secs", Kind::UInt),
     spec("server.bind", Kind::Text),
     spec("server.auth", Kind::Bool),
     spec("server.max_upload_bytes", Kind::Bytes),
@@ -1288,6 +1295,7 @@ fn apply(c: &mut Config, key: &str, value: Parsed) -> Result<(), String> {
         ("webhooks.urls", P::List(v)) => c.webhooks.urls = v,
         ("webhooks.secret", P::Text(v)) => c.webhooks.secret = v,
         ("webhooks.timeout_secs", P::UInt(v)) => c.webhooks.timeout_secs = v,
+        ("webhooks.retry_period_secs", P::UInt(v)) => c.webhooks.retry_period_secs = v,
         ("server.bind", P::Text(Some(v))) => c.server.bind = v,
         ("server.auth", P::Bool(v)) => c.server.auth = v,
         ("server.max_upload_bytes", P::UInt(v)) => c.server.max_upload_bytes = v,
@@ -1338,6 +1346,7 @@ fn get(c: &Config, key: &str) -> Json {
         "webhooks.urls" => json!(c.webhooks.urls),
         "webhooks.secret" => json!(c.webhooks.secret),
         "webhooks.timeout_secs" => json!(c.webhooks.timeout_secs),
+        "webhooks.retry_period_secs" => json!(c.webhooks.retry_period_secs),
         "server.bind" => json!(c.server.bind),
         "server.auth" => json!(c.server.auth),
         "server.max_upload_bytes" => json!(c.server.max_upload_bytes),

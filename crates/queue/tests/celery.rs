@@ -61,6 +61,7 @@ async fn ingest(store: &Store, transport: &str) -> Vec<ProcessingJob> {
         storage_key: "audio/x.wav".into(),
         options: serde_json::json!({}),
         settings_key: "s".into(),
+        webhooks: Vec::new(),
     };
     let jobs: Vec<NewJob> = JobType::ALL
         .iter()

@@ -67,6 +67,10 @@ fn escape(value: &str) -> String {
 }
 
 /// `GET /metrics`.
+#[utoipa::path(get, path = "/metrics", tag = "health", responses(
+    (status = 200, description = "Prometheus text format 0.0.4", body = String,
+        content_type = "text/plain"),
+    (status = 503, description = "The database is unreachable", body = crate::error::ErrorBody)))]
 pub async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
     let jobs = state.store.job_metrics().await?;
     let mut out = String::new();
@@ -151,6 +155,18 @@ pub async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError
                 escape(&queue)
             );
         }
+    }
+    let _ = writeln!(
+        out,
+        "# HELP pipeline_webhook_deliveries Webhook deliveries by outcome (PENDING, DELIVERED, FAILED)."
+    );
+    let _ = writeln!(out, "# TYPE pipeline_webhook_deliveries gauge");
+    for (status, n) in state.store.webhook_delivery_counts().await? {
+        let _ = writeln!(
+            out,
+            "pipeline_webhook_deliveries{{status=\"{}\"}} {n}",
+            escape(&status)
+        );
     }
     let _ = writeln!(
         out,

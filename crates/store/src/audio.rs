@@ -10,6 +10,7 @@ use uuid::Uuid;
 
 use crate::jobs::{insert_event, NewJob};
 use crate::rows::{self, ts, AUDIO_COLUMNS, JOB_COLUMNS};
+use crate::webhooks::{self, Outbox, WebhookEndpoint};
 use crate::{Store, StoreError};
 
 /// An audio file about to be ingested.
@@ -30,6 +31,8 @@ pub struct NewAudio {
     /// A digest of the options that change the result; equal content and
     /// equal settings may reuse a finished result.
     pub settings_key: String,
+    /// Endpoints told of this file's events, besides the global ones.
+    pub webhooks: Vec<WebhookEndpoint>,
 }
 
 /// What the PROCESSING job produced.
@@ -102,6 +105,7 @@ impl Store {
         .bind(&now)
         .execute(&mut *tx)
         .await?;
+        webhooks::subscribe(&mut tx, audio.id, &audio.webhooks).await?;
         let mut created = Vec::with_capacity(jobs.len());
         for (job, status) in jobs.iter().zip(statuses) {
             let id = job.id.unwrap_or_else(Uuid::new_v4);
@@ -142,8 +146,12 @@ impl Store {
                 _ => "created and queued".to_string(),
             };
             insert_event(&mut tx, &created_job, None, status, None, &message).await?;
+            if rejection.is_some() {
+                self.outbox.job_moved(&mut tx, None, &created_job).await?;
+            }
             created.push(created_job);
         }
+        self.outbox.audio_moved(&mut tx, audio.id, status).await?;
         let row = sqlx::query(&format!(
             "SELECT {AUDIO_COLUMNS} FROM audio_files WHERE id = $1"
         ))
@@ -406,6 +414,7 @@ impl Store {
 /// Recomputes a file's status from its jobs inside a transaction.
 pub(crate) async fn refresh_audio_status(
     tx: &mut Transaction<'_, Any>,
+    outbox: Outbox,
     audio_id: Uuid,
 ) -> Result<AudioStatus, StoreError> {
     let rows = sqlx::query("SELECT status FROM processing_jobs WHERE audio_id = $1")
@@ -425,11 +434,18 @@ pub(crate) async fn refresh_audio_status(
         );
     }
     let status = AudioStatus::derive(statuses);
-    sqlx::query("UPDATE audio_files SET status = $1, updated_at = $2 WHERE id = $3")
-        .bind(status.as_str())
-        .bind(ts(Utc::now()))
-        .bind(audio_id.to_string())
-        .execute(&mut **tx)
-        .await?;
+    // Only a change is written (and reported), so `updated_at` is when the
+    // file's status last moved.
+    let changed = sqlx::query(
+        "UPDATE audio_files SET status = $1, updated_at = $2 WHERE id = $3 AND status <> $1",
+    )
+    .bind(status.as_str())
+    .bind(ts(Utc::now()))
+    .bind(audio_id.to_string())
+    .execute(&mut **tx)
+    .await?;
+    if changed.rows_affected() == 1 {
+        outbox.audio_moved(tx, audio_id, status).await?;
+    }
     Ok(status)
 }

@@ -22,6 +22,12 @@ pub enum StoreError {
     /// The audio file or job does not exist.
     #[error("no {what} with id {id}")]
     NotFound { what: &'static str, id: Uuid },
+    /// No webhook delivery has this id.
+    #[error("no webhook delivery with id {0}")]
+    NotFoundDelivery(i64),
+    /// The webhook delivery succeeded already; there is nothing to retry.
+    #[error("webhook delivery {0} was delivered already")]
+    AlreadyDelivered(i64),
     /// The lifecycle forbids the transition.
     #[error(transparent)]
     IllegalTransition(#[from] IllegalTransition),

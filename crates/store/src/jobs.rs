@@ -9,6 +9,7 @@ use uuid::Uuid;
 
 use crate::audio::refresh_audio_status;
 use crate::rows::{self, ts, JOB_COLUMNS};
+use crate::webhooks::Outbox;
 use crate::{Backend, Store, StoreError};
 
 /// A job to create at ingest.
@@ -129,6 +130,7 @@ async fn lock_jobs(
 /// Writes `new` over `old` if nobody changed `old` meanwhile, with its event.
 async fn write_transition(
     tx: &mut Transaction<'_, Any>,
+    outbox: Outbox,
     old: &ProcessingJob,
     new: &ProcessingJob,
     worker: Option<&str>,
@@ -171,7 +173,8 @@ async fn write_transition(
             message: format!("expected {} at attempt {}", old.status, old.attempt),
         });
     }
-    insert_event(tx, new, Some(old.status), new.status, worker, message).await
+    insert_event(tx, new, Some(old.status), new.status, worker, message).await?;
+    outbox.job_moved(tx, Some(old.status), new).await
 }
 
 /// The claim a worker holds on one attempt of a job.
@@ -334,7 +337,7 @@ impl Store {
                             message: e.to_string(),
                         },
                     )?;
-            let Some(job) = take(&mut tx, &id, from, worker, lease).await? else {
+            let Some(job) = take(&mut tx, self.outbox, &id, from, worker, lease).await? else {
                 tx.rollback().await?;
                 continue;
             };
@@ -389,11 +392,12 @@ impl Store {
                 new.available_at = Utc::now();
                 format!("lease of {holder} expired; queued again")
             };
-            write_transition(&mut tx, old, &new, None, &message).await?;
+            write_transition(&mut tx, self.outbox, old, &new, None, &message).await?;
             if new.status == JobStatus::Failed {
-                settle_dependents(&mut tx, &jobs, old.job_type, JobStatus::Failed).await?;
+                settle_dependents(&mut tx, self.outbox, &jobs, old.job_type, JobStatus::Failed)
+                    .await?;
             }
-            refresh_audio_status(&mut tx, audio_id).await?;
+            refresh_audio_status(&mut tx, self.outbox, audio_id).await?;
             tx.commit().await?;
             reclaimed.push(new);
         }
@@ -420,7 +424,16 @@ impl Store {
                         return Ok(JobClaim::NotYet(job.available_at));
                     }
                     let mut tx = self.pool.begin().await?;
-                    match take(&mut tx, &id.to_string(), job.status, worker, lease).await? {
+                    match take(
+                        &mut tx,
+                        self.outbox,
+                        &id.to_string(),
+                        job.status,
+                        worker,
+                        lease,
+                    )
+                    .await?
+                    {
                         Some(claimed) => {
                             tx.commit().await?;
                             return Ok(JobClaim::Claimed(claimed));
@@ -515,12 +528,12 @@ impl Store {
         lease: Duration,
     ) -> Result<Heartbeat, StoreError> {
         let now = Utc::now();
-        let row = sqlx::query(
+        let row = sqlx::query(&format!(
             "UPDATE processing_jobs SET heartbeat_at = $1, lease_expires_at = $2, \
              progress = CASE WHEN $3 > progress THEN $3 ELSE progress END \
              WHERE id = $4 AND worker = $5 AND attempt = $6 AND status = 'RUNNING' \
-             RETURNING cancel_requested",
-        )
+             RETURNING {JOB_COLUMNS}, progress_notified"
+        ))
         .bind(ts(now))
         .bind(ts(lease_end(now, lease)))
         .bind(progress.unwrap_or(-1.0).clamp(-1.0, 100.0))
@@ -529,11 +542,16 @@ impl Store {
         .bind(i64::from(held.attempt))
         .fetch_optional(&self.pool)
         .await?;
-        Ok(match row {
-            Some(row) => Heartbeat::Held {
-                cancel_requested: row.try_get::<i64, _>("cancel_requested")? != 0,
-            },
-            None => Heartbeat::Lost,
+        let Some(row) = row else {
+            return Ok(Heartbeat::Lost);
+        };
+        let job = rows::job(&row)?;
+        if progress.is_some() {
+            let notified: f64 = row.try_get("progress_notified")?;
+            self.report_progress(&job, notified).await?;
+        }
+        Ok(Heartbeat::Held {
+            cancel_requested: job.cancel_requested,
         })
     }
 
@@ -549,11 +567,19 @@ impl Store {
         let jobs = lock_jobs(&mut tx, held.audio_id).await?;
         let old = held_by(&jobs, held.job_id, &held.worker, held.attempt)?;
         let (new, message, dependents) = end(old);
-        write_transition(&mut tx, old, &new, Some(&held.worker), &message).await?;
+        write_transition(
+            &mut tx,
+            self.outbox,
+            old,
+            &new,
+            Some(&held.worker),
+            &message,
+        )
+        .await?;
         if let Some(to) = dependents {
-            settle_dependents(&mut tx, &jobs, old.job_type, to).await?;
+            settle_dependents(&mut tx, self.outbox, &jobs, old.job_type, to).await?;
         }
-        refresh_audio_status(&mut tx, held.audio_id).await?;
+        refresh_audio_status(&mut tx, self.outbox, held.audio_id).await?;
         tx.commit().await?;
         Ok(new)
     }
@@ -669,10 +695,10 @@ impl Store {
                 new.completed_at = Some(Utc::now());
                 "cancelled"
             };
-            write_transition(&mut tx, old, &new, None, message).await?;
+            write_transition(&mut tx, self.outbox, old, &new, None, message).await?;
             changed.push(new);
         }
-        refresh_audio_status(&mut tx, audio_id).await?;
+        refresh_audio_status(&mut tx, self.outbox, audio_id).await?;
         tx.commit().await?;
         Ok(changed)
     }
@@ -729,10 +755,10 @@ impl Store {
             new.available_at = Utc::now();
             new.started_at = None;
             new.completed_at = None;
-            write_transition(&mut tx, old, &new, None, "retried by user").await?;
+            write_transition(&mut tx, self.outbox, old, &new, None, "retried by user").await?;
             changed.push(new);
         }
-        refresh_audio_status(&mut tx, audio_id).await?;
+        refresh_audio_status(&mut tx, self.outbox, audio_id).await?;
         tx.commit().await?;
         Ok(changed)
     }
@@ -759,6 +785,7 @@ impl Store {
 /// with its event, unless someone else moved it first (`None`).
 async fn take(
     tx: &mut Transaction<'_, Any>,
+    outbox: Outbox,
     id: &str,
     from: JobStatus,
     worker: &str,
@@ -767,6 +794,7 @@ async fn take(
     let now = Utc::now();
     let claimed = sqlx::query(&format!(
         "UPDATE processing_jobs SET status = 'RUNNING', attempt = attempt + 1, progress = 0, \
+         progress_notified = 0, \
          worker = $1, heartbeat_at = $2, lease_expires_at = $3, started_at = $2, \
          completed_at = NULL WHERE id = $4 AND status = $5 RETURNING {JOB_COLUMNS}"
     ))
@@ -796,7 +824,8 @@ async fn take(
         &message,
     )
     .await?;
-    refresh_audio_status(tx, job.audio_id).await?;
+    outbox.job_moved(tx, Some(from), &job).await?;
+    refresh_audio_status(tx, outbox, job.audio_id).await?;
     Ok(Some(job))
 }
 
@@ -804,6 +833,7 @@ async fn take(
 /// it completed, else FAILED or CANCELLED with it.
 async fn settle_dependents(
     tx: &mut Transaction<'_, Any>,
+    outbox: Outbox,
     jobs: &[ProcessingJob],
     done_type: JobType,
     to: JobStatus,
@@ -829,7 +859,7 @@ async fn settle_dependents(
                 format!("{done_type} {to}; not run")
             }
         };
-        write_transition(tx, old, &new, None, &message).await?;
+        write_transition(tx, outbox, old, &new, None, &message).await?;
     }
     Ok(())
 }
@@ -935,6 +965,16 @@ impl Store {
                 ))
             })
             .collect()
+    }
+
+    /// Every RUNNING job, for live progress.
+    pub async fn running_jobs(&self) -> Result<Vec<ProcessingJob>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {JOB_COLUMNS} FROM processing_jobs WHERE status = 'RUNNING'"
+        ))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(rows::job).collect()
     }
 
     /// The id of the newest audit event (0 when there is none).

@@ -13,12 +13,16 @@ mod jobs;
 mod keys;
 mod rows;
 mod schema;
+mod segments;
+mod webhooks;
 mod workers;
 
 pub use audio::{AudioResults, NewAudio};
 pub use error::StoreError;
 pub use jobs::{Heartbeat, JobClaim, JobMetrics, Lease, NewJob};
 pub use keys::ApiKey;
+pub use segments::{LiveSegment, NewSegment};
+pub use webhooks::{AttemptOutcome, DeliveryStatus, WebhookDelivery, WebhookEndpoint};
 pub use workers::WorkerInfo;
 
 use sqlx::any::{AnyPoolOptions, AnyRow};
@@ -39,6 +43,7 @@ pub struct Store {
     pool: AnyPool,
     backend: Backend,
     url: String,
+    outbox: webhooks::Outbox,
 }
 
 impl Store {
@@ -128,6 +133,7 @@ impl Store {
             pool,
             backend,
             url: display,
+            outbox: webhooks::Outbox::default(),
         };
         store.migrate().await?;
         Ok(store)

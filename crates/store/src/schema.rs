@@ -121,6 +121,108 @@ CREATE TABLE api_keys (
 );
 "#;
 
+/// Webhooks: endpoints a file was submitted with, the outbox of events
+/// (written in the transaction of the transition they report) and one
+/// delivery per event and endpoint. Live segments: what a running
+/// transcription has produced so far, for live progress streams.
+const V3_WEBHOOKS_COMMON: &str = r#"
+CREATE TABLE audio_webhooks (
+    audio_id TEXT NOT NULL REFERENCES audio_files (id) ON DELETE CASCADE,
+    url TEXT NOT NULL,
+    secret TEXT,
+    PRIMARY KEY (audio_id, url)
+);
+ALTER TABLE processing_jobs ADD COLUMN progress_notified DOUBLE PRECISION NOT NULL DEFAULT 0.0
+"#;
+
+const V3_WEBHOOKS_SQLITE: &str = r#"
+CREATE TABLE webhook_events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    event_id TEXT NOT NULL,
+    event TEXT NOT NULL,
+    audio_id TEXT NOT NULL,
+    job_id TEXT,
+    payload TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    fanned_out BIGINT NOT NULL DEFAULT 0
+);
+CREATE INDEX webhook_events_pending ON webhook_events (fanned_out, id);
+CREATE TABLE webhook_deliveries (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    event_id TEXT NOT NULL,
+    event TEXT NOT NULL,
+    audio_id TEXT NOT NULL,
+    job_id TEXT,
+    url TEXT NOT NULL,
+    secret TEXT,
+    payload TEXT NOT NULL,
+    status TEXT NOT NULL,
+    attempts BIGINT NOT NULL DEFAULT 0,
+    next_attempt_at TEXT NOT NULL,
+    locked_until TEXT,
+    last_status_code BIGINT,
+    last_error TEXT,
+    created_at TEXT NOT NULL,
+    delivered_at TEXT
+);
+CREATE INDEX webhook_deliveries_due ON webhook_deliveries (status, url, id);
+CREATE TABLE live_segments (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    audio_id TEXT NOT NULL REFERENCES audio_files (id) ON DELETE CASCADE,
+    job_id TEXT NOT NULL,
+    attempt BIGINT NOT NULL,
+    segment BIGINT NOT NULL,
+    start_seconds DOUBLE PRECISION NOT NULL,
+    end_seconds DOUBLE PRECISION NOT NULL,
+    text TEXT NOT NULL
+);
+CREATE INDEX live_segments_audio ON live_segments (audio_id, id)
+"#;
+
+const V3_WEBHOOKS_POSTGRES: &str = r#"
+CREATE TABLE webhook_events (
+    id BIGSERIAL PRIMARY KEY,
+    event_id TEXT NOT NULL,
+    event TEXT NOT NULL,
+    audio_id TEXT NOT NULL,
+    job_id TEXT,
+    payload TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    fanned_out BIGINT NOT NULL DEFAULT 0
+);
+CREATE INDEX webhook_events_pending ON webhook_events (fanned_out, id);
+CREATE TABLE webhook_deliveries (
+    id BIGSERIAL PRIMARY KEY,
+    event_id TEXT NOT NULL,
+    event TEXT NOT NULL,
+    audio_id TEXT NOT NULL,
+    job_id TEXT,
+    url TEXT NOT NULL,
+    secret TEXT,
+    payload TEXT NOT NULL,
+    status TEXT NOT NULL,
+    attempts BIGINT NOT NULL DEFAULT 0,
+    next_attempt_at TEXT NOT NULL,
+    locked_until TEXT,
+    last_status_code BIGINT,
+    last_error TEXT,
+    created_at TEXT NOT NULL,
+    delivered_at TEXT
+);
+CREATE INDEX webhook_deliveries_due ON webhook_deliveries (status, url, id);
+CREATE TABLE live_segments (
+    id BIGSERIAL PRIMARY KEY,
+    audio_id TEXT NOT NULL REFERENCES audio_files (id) ON DELETE CASCADE,
+    job_id TEXT NOT NULL,
+    attempt BIGINT NOT NULL,
+    segment BIGINT NOT NULL,
+    start_seconds DOUBLE PRECISION NOT NULL,
+    end_seconds DOUBLE PRECISION NOT NULL,
+    text TEXT NOT NULL
+);
+CREATE INDEX live_segments_audio ON live_segments (audio_id, id)
+"#;
+
 /// Every migration in order; the last one's version is the schema version.
 pub(crate) fn migrations() -> Vec<Migration> {
     vec![
@@ -135,6 +237,12 @@ pub(crate) fn migrations() -> Vec<Migration> {
             description: "API keys",
             sqlite: &[V2_API_KEYS],
             postgres: &[V2_API_KEYS],
+        },
+        Migration {
+            version: 3,
+            description: "webhook outbox and deliveries, live transcript segments",
+            sqlite: &[V3_WEBHOOKS_COMMON, V3_WEBHOOKS_SQLITE],
+            postgres: &[V3_WEBHOOKS_COMMON, V3_WEBHOOKS_POSTGRES],
         },
     ]
 }

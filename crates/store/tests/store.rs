@@ -1,7 +1,10 @@
 //! The store's behaviour, run against SQLite and PostgreSQL alike.
 
 use pipeline_core::{AudioStatus, JobError, JobStatus, JobType};
-use pipeline_store::{Backend, Heartbeat, Lease, NewAudio, NewJob, Store, StoreError};
+use pipeline_store::{
+    AttemptOutcome, Backend, DeliveryStatus, Heartbeat, Lease, NewAudio, NewJob, Store, StoreError,
+    WebhookEndpoint,
+};
 use std::collections::HashSet;
 use std::time::Duration;
 use uuid::Uuid;
@@ -57,6 +60,7 @@ fn new_audio(sha: &str) -> NewAudio {
         storage_key: format!("audio/{sha}"),
         options: serde_json::json!({"language": "en"}),
         settings_key: "settings".into(),
+        webhooks: Vec::new(),
     }
 }
 
@@ -78,7 +82,7 @@ async fn a_file_moves_through_both_stages_with_an_audit_trail() {
         assert_eq!(jobs.len(), 2);
         assert_eq!(jobs[0].status, JobStatus::Queued);
         assert_eq!(jobs[1].status, JobStatus::Pending);
-        assert_eq!(store.schema_version().await.unwrap(), 2);
+        assert_eq!(store.schema_version().await.unwrap(), 3);
 
         let t = store
             .claim("w1", &[], LEASE)
@@ -464,5 +468,153 @@ async fn api_keys_work_until_revoked() {
         assert!(store.revoke_api_key(record.id).await.unwrap());
         assert!(!store.revoke_api_key(record.id).await.unwrap());
         assert_eq!(store.verify_api_key(&key).await.unwrap(), None);
+    }
+}
+
+/// Runs every claimable job to completion, reporting progress on the way.
+async fn run_all(store: &Store) {
+    while let Some(job) = store.claim("w1", &[], LEASE).await.unwrap() {
+        for p in [5.0, 12.0, 14.0, 35.0] {
+            store
+                .heartbeat(&Lease::of(&job), Some(p), LEASE)
+                .await
+                .unwrap();
+        }
+        store.complete(&Lease::of(&job), "done").await.unwrap();
+    }
+}
+
+/// The deliveries of one file to one endpoint, oldest first, named
+/// `event(JOB TYPE)`.
+async fn delivered_names(store: &Store, audio_id: Uuid, url: &str) -> Vec<String> {
+    let mut listed = store.webhook_deliveries(None, 1000).await.unwrap();
+    listed.retain(|d| d.url == url && d.audio_id == audio_id);
+    listed.reverse();
+    listed
+        .iter()
+        .map(|d| {
+            let body: serde_json::Value = serde_json::from_str(&d.payload).unwrap();
+            assert_eq!(body["event"], d.event.as_str());
+            assert_eq!(body["id"], d.event_id.to_string());
+            match body["job"]["type"].as_str() {
+                Some(t) => format!("{}({t})", d.event),
+                None => d.event.clone(),
+            }
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn transitions_write_webhook_events_that_are_delivered_in_order() {
+    let lifecycle = [
+        "audio.queued",
+        "job.started(TRANSCRIPTION)",
+        "job.progress(TRANSCRIPTION)",
+        "job.progress(TRANSCRIPTION)",
+        "job.completed(TRANSCRIPTION)",
+        "job.started(PROCESSING)",
+        "job.progress(PROCESSING)",
+        "job.progress(PROCESSING)",
+        "job.completed(PROCESSING)",
+        "audio.completed",
+    ];
+    let global = WebhookEndpoint {
+        url: "http://receiver/global".into(),
+        secret: Some("g".into()),
+    };
+    let own = WebhookEndpoint {
+        url: "http://receiver/own".into(),
+        secret: Some("o".into()),
+    };
+    for (store, _dir) in stores().await {
+        // No global endpoints: only a file with its own endpoint is reported.
+        store
+            .ingest(&new_audio("quiet"), &pipeline_jobs())
+            .await
+            .unwrap();
+        let mut with_own = new_audio("own");
+        with_own.webhooks = vec![own.clone()];
+        let (own_file, _) = store.ingest(&with_own, &pipeline_jobs()).await.unwrap();
+        run_all(&store).await;
+        // Global endpoints: every file is.
+        let store = store.with_webhooks_for_all_files(true);
+        let (loud, _) = store
+            .ingest(&new_audio("loud"), &pipeline_jobs())
+            .await
+            .unwrap();
+        run_all(&store).await;
+        store
+            .fan_out_webhook_events(std::slice::from_ref(&global), 1000)
+            .await
+            .unwrap();
+        assert_eq!(
+            delivered_names(&store, own_file.id, &own.url).await,
+            lifecycle
+        );
+        assert_eq!(
+            delivered_names(&store, loud.id, &global.url).await,
+            lifecycle
+        );
+        let all = store.webhook_deliveries(None, 1000).await.unwrap();
+        // The own file's events go to both endpoints; the quiet file's nowhere.
+        assert_eq!(all.len(), 3 * lifecycle.len(), "nothing for the quiet file");
+        assert!(all.iter().all(|d| d.status == DeliveryStatus::Pending));
+        let own_delivery = all.iter().find(|d| d.url == own.url).unwrap();
+        assert_eq!(own_delivery.secret.as_deref(), Some("o"));
+
+        // Each endpoint's oldest delivery heads its line; taken ones are held.
+        let due = store.take_due_webhook_deliveries(10, LEASE).await.unwrap();
+        assert_eq!(due.len(), 2, "{due:#?}");
+        assert!(due.iter().all(|d| d.event == "audio.queued"));
+        assert!(store
+            .take_due_webhook_deliveries(10, LEASE)
+            .await
+            .unwrap()
+            .is_empty());
+        let head = due.iter().find(|d| d.url == global.url).unwrap();
+        store
+            .finish_webhook_attempt(head.id, &AttemptOutcome::Delivered { status_code: 204 })
+            .await
+            .unwrap();
+        let next = store.take_due_webhook_deliveries(10, LEASE).await.unwrap();
+        assert_eq!(next.len(), 1);
+        assert_eq!(next[0].event, "job.started");
+        assert_eq!(next[0].url, global.url);
+
+        // A delivery that gives up is FAILED until retried; a delivered one
+        // cannot be retried.
+        let other = due.iter().find(|d| d.url == own.url).unwrap();
+        store
+            .finish_webhook_attempt(
+                other.id,
+                &AttemptOutcome::Failed {
+                    status_code: Some(500),
+                    error: "the endpoint answered 500".into(),
+                    retry_at: None,
+                },
+            )
+            .await
+            .unwrap();
+        let failed = store.webhook_delivery(other.id).await.unwrap();
+        assert_eq!(failed.status, DeliveryStatus::Failed);
+        assert_eq!((failed.attempts, failed.last_status_code), (1, Some(500)));
+        assert_eq!(
+            store.webhook_delivery_counts().await.unwrap(),
+            vec![
+                ("DELIVERED".to_string(), 1),
+                ("FAILED".to_string(), 1),
+                ("PENDING".to_string(), 3 * lifecycle.len() as u64 - 2),
+            ]
+        );
+        let retried = store.retry_webhook_delivery(other.id).await.unwrap();
+        assert_eq!(retried.status, DeliveryStatus::Pending);
+        assert!(matches!(
+            store.retry_webhook_delivery(head.id).await,
+            Err(StoreError::AlreadyDelivered(_))
+        ));
+        assert!(matches!(
+            store.retry_webhook_delivery(999_999).await,
+            Err(StoreError::NotFoundDelivery(_))
+        ));
     }
 }

@@ -4,7 +4,7 @@ use pipeline_asr::{DecodeOptions, Task};
 use pipeline_core::render::OutputFormat;
 use pipeline_core::{AudioFile, JobError, JobType, ProcessingJob};
 use pipeline_queue::{JobQueue, QueueError};
-use pipeline_store::{NewAudio, NewJob, Store, StoreError};
+use pipeline_store::{NewAudio, NewJob, Store, StoreError, WebhookEndpoint};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
@@ -26,6 +26,10 @@ pub struct ProcessOptions {
     pub formats: Vec<OutputFormat>,
     /// Where outputs go; `None` means `<output_dir>/<audio_id>`.
     pub output_dir: Option<PathBuf>,
+    /// Endpoints told of this file's events besides the global ones; kept
+    /// in their own table (with their secrets), never in the stored options.
+    #[serde(skip)]
+    pub webhooks: Vec<WebhookEndpoint>,
 }
 
 impl Default for ProcessOptions {
@@ -39,6 +43,7 @@ impl Default for ProcessOptions {
             vad_filter: false,
             formats: OutputFormat::ALL.to_vec(),
             output_dir: None,
+            webhooks: Vec::new(),
         }
     }
 }
@@ -152,7 +157,8 @@ pub async fn ingest_file(
     .map_err(|e| unreadable(format!("probe stopped: {e}")))?;
     let (sha256, size_bytes) = hash.map_err(|e| unreadable(e.to_string()))?;
     let settings_key = options.settings_key();
-    if !force {
+    // A file with its own endpoint runs, so that its endpoint hears the events.
+    if !force && options.webhooks.is_empty() {
         if let Some(done) = store
             .find_completed_duplicate(&sha256, &settings_key)
             .await?
@@ -183,7 +189,15 @@ pub async fn ingest_file(
         })?;
     let (info, rejected) = match probed {
         Ok(info) => (Some(info), None),
-        Err(e) => (None, Some(e.to_string())),
+        // The reason names the file as it was submitted, never a spool path
+        // of the server that received it.
+        Err(e) => (
+            None,
+            Some(
+                e.to_string()
+                    .replace(&path.display().to_string(), &original_name),
+            ),
+        ),
     };
     let new_audio = NewAudio {
         id: Uuid::new_v4(),
@@ -200,6 +214,7 @@ pub async fn ingest_file(
         storage_key,
         options: serde_json::to_value(options).unwrap_or_default(),
         settings_key,
+        webhooks: options.webhooks.clone(),
     };
     let jobs: Vec<NewJob> = JobType::ALL
         .iter()

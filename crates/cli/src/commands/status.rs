@@ -15,14 +15,21 @@ pub async fn run(app: &App) -> Result<u8> {
     let config = app.config();
     let (database, store) = database_health(app).await;
     let model = model_health(app, true).await;
-    let (queue, workers) = match &store {
+    let (queue, workers, webhooks) = match &store {
         Some(store) => {
             let depth = store.queue_depth().await.ok();
             let since = chrono::Utc::now() - chrono::Duration::seconds(60);
             let workers = store.workers_since(since).await.unwrap_or_default();
-            (depth, workers)
+            let deliveries: serde_json::Map<String, Value> = store
+                .webhook_delivery_counts()
+                .await
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(status, n)| (status, json!(n)))
+                .collect();
+            (depth, workers, Value::Object(deliveries))
         }
-        None => (None, Vec::new()),
+        None => (None, Vec::new(), Value::Null),
     };
     let broker = broker_health(app, store.as_ref()).await;
     let entries = app.loaded.entries();
@@ -41,6 +48,7 @@ pub async fn run(app: &App) -> Result<u8> {
         "model": model,
         "queue": queue,
         "workers": workers,
+        "webhook_deliveries": webhooks,
     });
     let reachable = doc["database"]["reachable"].as_bool().unwrap_or(false);
     if app.json {
@@ -187,6 +195,16 @@ fn print_status(app: &App, doc: &Value) {
             })
             .collect();
         println!("Queue: {}", depth.join(", "));
+    }
+    if let Some(deliveries) = doc["webhook_deliveries"]
+        .as_object()
+        .filter(|d| !d.is_empty())
+    {
+        let counts: Vec<String> = deliveries
+            .iter()
+            .map(|(status, n)| format!("{} {n}", status.to_lowercase()))
+            .collect();
+        println!("Webhook deliveries: {}", counts.join(", "));
     }
     let workers = doc["workers"].as_array().cloned().unwrap_or_default();
     if workers.is_empty() {

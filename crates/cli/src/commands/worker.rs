@@ -3,6 +3,7 @@
 use anyhow::Result;
 use pipeline_worker::{RunUntil, Worker};
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::app::{store_failure, App};
 use crate::commands::{engine_loader, worker_settings};
@@ -16,6 +17,7 @@ pub async fn run(app: &App, concurrency: Option<usize>, queues: &[String]) -> Re
     let concurrency = settings.concurrency;
     let queue = super::queue(config, &store, queues)?;
     let transport = queue.name().to_string();
+    let relay = super::webhooks::RunningRelay::start(config, &store);
     let mut worker = Worker::new(
         store,
         queue,
@@ -49,10 +51,9 @@ pub async fn run(app: &App, concurrency: Option<usize>, queues: &[String]) -> Re
         pipeline_core::config::mask_url(&config.database_url()),
         config.model_dir().display()
     );
-    worker
-        .run(RunUntil::Shutdown)
-        .await
-        .map_err(store_failure)?;
+    let outcome = worker.run(RunUntil::Shutdown).await;
+    relay.finish(Duration::from_secs(2)).await;
+    outcome.map_err(store_failure)?;
     eprintln!("worker {id} stopped; its running jobs were handed back");
     Ok(0)
 }
