@@ -5,7 +5,7 @@ use pipeline_asr::{AsrError, Transcriber};
 use pipeline_core::{JobError, ProcessingJob};
 use pipeline_queue::celery::backend::{ResultBackend, TaskState};
 use pipeline_queue::{IngestTask, JobQueue, Settle, Work};
-use pipeline_store::{Heartbeat, Lease, Store, StoreError, WorkerInfo};
+use pipeline_store::{Heartbeat, Lease, NewSegment, Store, StoreError, WorkerInfo};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -102,6 +102,11 @@ pub struct Worker {
 /// What a running job's stage can see: its progress, and whether to stop.
 pub(crate) struct JobControl {
     progress_bits: AtomicU64,
+    /// Segments produced since the last heartbeat wrote them.
+    segments: Mutex<Vec<NewSegment>>,
+    /// Held while segments are taken and written, so that stopping the
+    /// heartbeat never drops a batch it took.
+    flushing: tokio::sync::Mutex<()>,
     pub(crate) cancel_requested: AtomicBool,
     pub(crate) lease_lost: AtomicBool,
     pub(crate) shutdown: Shutdown,
@@ -126,6 +131,20 @@ impl JobControl {
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |old| {
                 (value > f64::from_bits(old)).then_some(value.to_bits())
             });
+    }
+
+    /// Queues a finished segment for the next heartbeat to record.
+    pub(crate) fn push_segment(&self, segment: NewSegment) {
+        if let Ok(mut pending) = self.segments.lock() {
+            pending.push(segment);
+        }
+    }
+
+    fn take_segments(&self) -> Vec<NewSegment> {
+        self.segments
+            .lock()
+            .map(|mut pending| std::mem::take(&mut *pending))
+            .unwrap_or_default()
     }
 
     fn progress(&self) -> f64 {
@@ -339,6 +358,8 @@ impl Worker {
         }
         let control = Arc::new(JobControl {
             progress_bits: AtomicU64::new(job.progress.to_bits()),
+            segments: Mutex::new(Vec::new()),
+            flushing: tokio::sync::Mutex::new(()),
             cancel_requested: AtomicBool::new(job.cancel_requested),
             lease_lost: AtomicBool::new(false),
             shutdown: self.shutdown.clone(),
@@ -368,6 +389,13 @@ impl Worker {
                 while beating.load(Ordering::SeqCst) {
                     tokio::time::sleep(Duration::from_millis(1000)).await;
                     let progress = control.progress();
+                    {
+                        let _flushing = control.flushing.lock().await;
+                        let segments = control.take_segments();
+                        // Live transcripts are a courtesy: a failed write
+                        // must not stop the job.
+                        let _ = store.add_live_segments(&held, &segments).await;
+                    }
                     let due = last_renewal.elapsed() >= lease / 4;
                     if progress == last_written && !due {
                         continue;
@@ -398,7 +426,14 @@ impl Worker {
         };
         let outcome = stages::run(self, &job, &control).await;
         beating.store(false, Ordering::SeqCst);
-        heartbeat.abort();
+        {
+            let _flushing = control.flushing.lock().await;
+            heartbeat.abort();
+        }
+        let _ = self
+            .store
+            .add_live_segments(&Lease::of(&job), &control.take_segments())
+            .await;
         let recorded = self.record(&job, &Lease::of(&job), &outcome).await;
         self.announce_outcome(&job, &outcome, recorded).await;
         if let Ok(mut running) = self.running.lock() {

@@ -295,6 +295,11 @@ impl TranscribeObserver for ControlObserver {
         }
     }
 
+    fn on_segment(&mut self, segment: &pipeline_core::Segment) {
+        self.control
+            .push_segment((segment.id, segment.start, segment.end, segment.text.clone()));
+    }
+
     fn is_cancelled(&self) -> bool {
         self.control.interruption().is_some()
     }

@@ -28,6 +28,10 @@ pub async fn run(app: &App, bind: Option<String>, workers: Option<usize>) -> Res
         output_dir: config.output_dir(),
         job_timeout: config.processing.job_timeout(),
         http: pipeline_server::HttpCounters::default(),
+        webhook_secret: config.webhooks.secret.clone(),
+        feed: pipeline_server::Feed::start(store.clone())
+            .await
+            .map_err(store_failure)?,
     };
     let bind = bind.unwrap_or_else(|| config.server.bind.clone());
     let listener = tokio::net::TcpListener::bind(&bind).await.map_err(|e| {
@@ -61,6 +65,7 @@ pub async fn run(app: &App, bind: Option<String>, workers: Option<usize>) -> Res
         eprintln!("warning: server.auth = false: the API accepts requests without a key");
     }
     eprintln!("listening on http://{address} (workers in this process: {workers})");
+    let relay = super::webhooks::RunningRelay::start(config, &store);
     let shutdown = worker.as_ref().map(|w| w.shutdown_handle());
     pipeline_server::serve(listener, state, async move {
         super::worker::wait_for_signal().await;
@@ -72,6 +77,7 @@ pub async fn run(app: &App, bind: Option<String>, workers: Option<usize>) -> Res
     if let Some(running) = running {
         let _ = running.await;
     }
+    relay.finish(std::time::Duration::from_secs(2)).await;
     eprintln!("server stopped");
     Ok(0)
 }
