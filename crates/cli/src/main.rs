@@ -2,6 +2,7 @@
 
 mod app;
 mod commands;
+mod remote;
 mod style;
 mod views;
 
@@ -55,8 +56,10 @@ pub enum Command {
         #[arg(long)]
         follow: bool,
         /// Also print each job's audit trail.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "api_url")]
         events: bool,
+        #[command(flatten)]
+        remote: RemoteArgs,
     },
     /// Show the effective configuration and the health of every service.
     Status,
@@ -117,6 +120,44 @@ pub enum Command {
     ApiKey {
         #[command(subcommand)]
         action: ApiKeyAction,
+    },
+    /// List webhook deliveries or send failed ones again.
+    Webhooks {
+        #[command(subcommand)]
+        action: WebhookAction,
+    },
+}
+
+/// Where a remote `serve` is, for commands that can use one.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct RemoteArgs {
+    /// Ask the `pipeline-manager serve` at this URL instead of the local
+    /// database (e.g. http://127.0.0.1:8000).
+    #[arg(long, value_name = "URL")]
+    pub api_url: Option<String>,
+    /// API key for --api-url.
+    #[arg(long, value_name = "KEY", requires = "api_url")]
+    pub api_key: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum WebhookAction {
+    /// List deliveries, newest first, with attempts and the last error.
+    List {
+        /// Only deliveries in this status (PENDING, DELIVERED, FAILED).
+        #[arg(long)]
+        status: Option<String>,
+        /// How many to list.
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
+    /// Send a delivery again now (or every FAILED one with --failed).
+    Retry {
+        /// Delivery id, as `webhooks list` shows it.
+        id: Option<i64>,
+        /// Every delivery that gave up.
+        #[arg(long)]
+        failed: bool,
     },
 }
 

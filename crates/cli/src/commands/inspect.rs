@@ -11,6 +11,7 @@ use std::time::Duration;
 use uuid::Uuid;
 
 use crate::app::{exit, failure, parse_id, store_failure, App};
+use crate::remote::Remote;
 use crate::style::seed_time;
 use crate::views;
 
@@ -74,20 +75,7 @@ pub async fn jobs(app: &App, id: &str, follow: bool, events: bool) -> Result<u8>
                 }
                 text
             };
-            if text != last {
-                if redraw {
-                    // Clear the screen and home the cursor, then draw anew.
-                    print!("\x1b[2J\x1b[H");
-                } else if !last.is_empty() {
-                    println!();
-                }
-                print!("{text}");
-                if app.json {
-                    println!();
-                }
-                std::io::stdout().flush()?;
-                last = text;
-            }
+            draw(app, text, &mut last, redraw)?;
         }
         if !follow {
             return Ok(0);
@@ -95,13 +83,87 @@ pub async fn jobs(app: &App, id: &str, follow: bool, events: bool) -> Result<u8>
         if finished {
             // Following is waiting for an outcome, so the outcome is the
             // exit code, as with `process`.
-            return Ok(if jobs.iter().any(|j| j.status == JobStatus::Failed) {
-                exit::JOB_FAILED
-            } else {
-                0
-            });
+            return Ok(outcome_code(&jobs));
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Prints `text` unless it is what was printed last.
+fn draw(app: &App, text: String, last: &mut String, redraw: bool) -> Result<()> {
+    if text == *last {
+        return Ok(());
+    }
+    if redraw {
+        // Clear the screen and home the cursor, then draw anew.
+        print!("\x1b[2J\x1b[H");
+    } else if !last.is_empty() {
+        println!();
+    }
+    print!("{text}");
+    if app.json {
+        println!();
+    }
+    std::io::stdout().flush()?;
+    *last = text;
+    Ok(())
+}
+
+/// The exit code of a followed file: 1 if a job failed.
+fn outcome_code(jobs: &[pipeline_core::ProcessingJob]) -> u8 {
+    if jobs.iter().any(|j| j.status == JobStatus::Failed) {
+        exit::JOB_FAILED
+    } else {
+        0
+    }
+}
+
+/// `jobs ID [--follow] --api-url URL`: the same view, from a remote server,
+/// redrawn as its event stream reports changes.
+pub async fn remote_jobs(app: &App, id: &str, follow: bool, remote: Remote) -> Result<u8> {
+    follow_remote(app, parse_id(id)?, follow, remote, true).await
+}
+
+/// Follows a file on a remote server until its jobs end (printing them
+/// as they change when `print`); the exit code of its outcome.
+pub async fn follow_remote(
+    app: &App,
+    id: Uuid,
+    follow: bool,
+    remote: Remote,
+    print: bool,
+) -> Result<u8> {
+    let (changed, mut news) = tokio::sync::mpsc::unbounded_channel();
+    if follow {
+        remote.watch(id, changed);
+    }
+    let redraw = follow && !app.json && std::io::stdout().is_terminal();
+    let mut last = String::new();
+    loop {
+        let client = remote.clone();
+        let jobs = tokio::task::spawn_blocking(move || client.jobs(id)).await??;
+        let finished = jobs.iter().all(|j| j.status.is_final());
+        if print && (!follow || finished || !app.json) {
+            let text = if app.json {
+                serde_json::to_string_pretty(&views::jobs_json(id, &jobs))?
+            } else {
+                views::jobs_text(&app.style, id, &jobs)
+            };
+            draw(app, text, &mut last, redraw)?;
+        }
+        if !follow {
+            return Ok(0);
+        }
+        if finished {
+            return Ok(outcome_code(&jobs));
+        }
+        // Redraw on news, and every 2 s anyway: a dropped stream is no
+        // reason to stop following.
+        match tokio::time::timeout(Duration::from_secs(2), news.recv()).await {
+            Ok(None) => tokio::time::sleep(Duration::from_secs(1)).await,
+            Ok(Some(())) | Err(_) => {}
+        }
+        while news.try_recv().is_ok() {}
     }
 }
 

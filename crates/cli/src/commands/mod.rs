@@ -5,6 +5,7 @@ pub mod process;
 pub mod serve;
 pub mod status;
 pub mod transcribe;
+pub mod webhooks;
 pub mod worker;
 
 use anyhow::Result;
@@ -28,7 +29,14 @@ pub async fn run(cli: Cli) -> Result<u8> {
             audio_id,
             follow,
             events,
-        } => inspect::jobs(&app, &audio_id, follow, events).await,
+            remote,
+        } => match remote.api_url {
+            Some(url) => {
+                let remote = crate::remote::Remote::new(&url, remote.api_key)?;
+                inspect::remote_jobs(&app, &audio_id, follow, remote).await
+            }
+            None => inspect::jobs(&app, &audio_id, follow, events).await,
+        },
         Command::Status => status::run(&app).await,
         Command::ListRecent { limit, status } => {
             inspect::list_recent(&app, limit, status.as_deref()).await
@@ -49,6 +57,7 @@ pub async fn run(cli: Cli) -> Result<u8> {
         } => status::download_model(&app, &repo_id, &revision).await,
         Command::Serve { bind, workers } => serve::run(&app, bind, workers).await,
         Command::ApiKey { action } => serve::api_key(&app, action).await,
+        Command::Webhooks { action } => webhooks::run(&app, action).await,
     }
 }
 

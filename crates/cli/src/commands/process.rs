@@ -5,6 +5,7 @@ use clap::Args;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use pipeline_core::render::OutputFormat;
 use pipeline_core::{AudioStatus, JobStatus};
+use pipeline_store::WebhookEndpoint;
 use pipeline_worker::{expand_inputs, ingest_file, ProcessOptions, RunUntil, Worker};
 use serde_json::json;
 use std::io::IsTerminal;
@@ -47,6 +48,14 @@ pub struct ProcessArgs {
     /// Jobs run at once by the in-process worker [default: processing.concurrency].
     #[arg(long)]
     pub concurrency: Option<usize>,
+    /// Also send this file's events to this URL (besides webhooks.urls).
+    #[arg(long, value_name = "URL")]
+    pub webhook_url: Option<String>,
+    /// Key that signs the events sent to --webhook-url [default: webhooks.secret].
+    #[arg(long, value_name = "KEY", requires = "webhook_url")]
+    pub webhook_secret: Option<String>,
+    #[command(flatten)]
+    pub remote: crate::RemoteArgs,
 }
 
 /// The outcome of one input, as `process --json` prints it.
@@ -59,6 +68,10 @@ struct FileOutcome {
 
 /// `process`.
 pub async fn run(app: &App, args: ProcessArgs) -> Result<u8> {
+    if let Some(url) = &args.remote.api_url {
+        let remote = crate::remote::Remote::new(url, args.remote.api_key.clone())?;
+        return run_remote(app, &args, remote).await;
+    }
     let config = app.config();
     let formats: Vec<OutputFormat> = if args.formats.is_empty() {
         config.processing.formats.clone()
@@ -82,8 +95,27 @@ pub async fn run(app: &App, args: ProcessArgs) -> Result<u8> {
         word_timestamps: args.word_timestamps || defaults.word_timestamps,
         formats,
         output_dir,
+        webhooks: args
+            .webhook_url
+            .iter()
+            .map(|url| WebhookEndpoint {
+                url: url.clone(),
+                secret: args
+                    .webhook_secret
+                    .clone()
+                    .or_else(|| config.webhooks.secret.clone()),
+            })
+            .collect(),
         ..defaults
     };
+    if let Some(url) = &args.webhook_url {
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            return Err(failure(
+                exit::BAD_INPUT,
+                format!("--webhook-url {url:?}: expected an http:// or https:// URL"),
+            ));
+        }
+    }
     let store = app.store().await?;
     let storage = super::storage(config)?;
     let queue = super::queue(config, &store, &[])?;
@@ -261,6 +293,7 @@ async fn work_until_done(
     });
     let show_bars = !app.json && std::io::stderr().is_terminal();
     let bars = show_bars.then(|| progress_bars(store, ids));
+    let relay = super::webhooks::RunningRelay::start(config, store);
     let run = tokio::spawn(worker.clone().run(RunUntil::Finished(ids.to_vec())));
     if let Some(bars) = bars {
         let (multi, bars) = bars.await;
@@ -291,7 +324,12 @@ async fn work_until_done(
         }
         let _ = multi.clear();
     }
-    run.await
+    let outcome = run.await;
+    // The last events (job.completed, audio.completed) go out before exit.
+    relay
+        .finish(Duration::from_secs(config.webhooks.timeout_secs + 5))
+        .await;
+    outcome
         .map_err(|e| failure(exit::JOB_FAILED, format!("worker stopped: {e}")))?
         .map_err(store_failure)?;
     Ok(())
@@ -354,4 +392,97 @@ async fn print_summary(
         }
     }
     Ok(())
+}
+
+/// `process --api-url URL`: each file is uploaded to that server and, unless
+/// `--detach`, followed there until its jobs end.
+async fn run_remote(app: &App, args: &ProcessArgs, remote: crate::remote::Remote) -> Result<u8> {
+    if args.output_dir.is_some() || args.word_timestamps || args.beam_size.is_some() {
+        return Err(failure(
+            exit::BAD_INPUT,
+            "--output-dir, --word-timestamps and --beam-size are the server's settings with --api-url",
+        ));
+    }
+    let mut fields: Vec<(&str, String)> = Vec::new();
+    if let Some(language) = &args.language {
+        fields.push(("language", language.clone()));
+    }
+    if !args.formats.is_empty() {
+        fields.push(("formats", args.formats.join(",")));
+    }
+    if let Some(url) = &args.webhook_url {
+        fields.push(("webhook_url", url.clone()));
+    }
+    if let Some(secret) = &args.webhook_secret {
+        fields.push(("webhook_secret", secret.clone()));
+    }
+    let inputs = expand_inputs(&args.inputs);
+    if inputs.is_empty() {
+        return Err(failure(exit::BAD_INPUT, "no audio files found"));
+    }
+    let mut ids = Vec::new();
+    let mut outcomes = Vec::new();
+    let mut bad_input = false;
+    for path in inputs {
+        let client = remote.clone();
+        let upload = {
+            let (path, fields) = (path.clone(), fields.clone());
+            tokio::task::spawn_blocking(move || client.upload(&path, &fields)).await?
+        };
+        match upload {
+            Ok(doc) => {
+                let id = doc["id"].as_str().and_then(|id| Uuid::parse_str(id).ok());
+                let Some(id) = id else {
+                    return Err(failure(
+                        exit::JOB_FAILED,
+                        "the server's answer has no file id",
+                    ));
+                };
+                if !app.json {
+                    println!(
+                        "{}",
+                        app.style
+                            .ok(&format!("Successfully started processing: {id}"))
+                    );
+                    println!("You can monitor jobs with: pipeline-manager jobs {id} --follow --api-url {}", args.remote.api_url.as_deref().unwrap_or(""));
+                }
+                ids.push(id);
+                outcomes.push(json!({"input": path, "audio_id": id}));
+            }
+            Err(e) => {
+                // A refused file is reported and the others still go.
+                let code = e.downcast_ref::<crate::app::Failure>().map(|f| f.code);
+                if code != Some(exit::BAD_INPUT) {
+                    return Err(e);
+                }
+                bad_input = true;
+                if !app.json {
+                    eprintln!("{}", app.style.fail(&format!("{e}")));
+                }
+                outcomes.push(json!({"input": path, "error": e.to_string()}));
+            }
+        }
+    }
+    let mut failed = false;
+    if !args.detach {
+        for (id, outcome) in ids
+            .iter()
+            .zip(outcomes.iter_mut().filter(|o| o.get("audio_id").is_some()))
+        {
+            let code =
+                super::inspect::follow_remote(app, *id, true, remote.clone(), !app.json).await?;
+            failed |= code != 0;
+            outcome["status"] = json!(if code == 0 { "COMPLETED" } else { "FAILED" });
+        }
+    }
+    if app.json {
+        app.print_json(&json!({"files": outcomes}));
+    }
+    Ok(if failed {
+        exit::JOB_FAILED
+    } else if bad_input {
+        exit::BAD_INPUT
+    } else {
+        0
+    })
 }
