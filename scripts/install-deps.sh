@@ -4,7 +4,9 @@
 # use when they are not running. Idempotent.
 #
 #   scripts/install-deps.sh            packages for building and running
-#   scripts/install-deps.sh --services also start PostgreSQL if it is down
+#   scripts/install-deps.sh --services also what only the tests need (chromium
+#                                      and node for the dashboard test), and
+#                                      start PostgreSQL if it is down
 set -euo pipefail
 
 need=()
@@ -13,6 +15,11 @@ command -v ffmpeg >/dev/null 2>&1 || need+=(ffmpeg)
 command -v espeak-ng >/dev/null 2>&1 || need+=(espeak-ng)
 command -v g++ >/dev/null 2>&1 || need+=(g++)
 command -v flock >/dev/null 2>&1 || need+=(util-linux)
+if [ "${1:-}" = "--services" ]; then
+  command -v chromium >/dev/null 2>&1 || need+=(chromium)
+  command -v node >/dev/null 2>&1 || need+=(nodejs)
+  command -v npm >/dev/null 2>&1 || need+=(npm)
+fi
 if ((${#need[@]})); then
   echo "install-deps: installing ${need[*]}"
   sudo_cmd=""

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test: installs what the tests need (Debian packages, the model,
 # the Python peers: faster-whisper's front end, Celery, moto; the audio
-# fixtures), starts PostgreSQL, Redis and RabbitMQ if they are down, then runs
-# the whole workspace's tests with nextest.
+# fixtures; playwright-core for the dashboard's browser test), starts
+# PostgreSQL, Redis and RabbitMQ if they are down, then runs the whole
+# workspace's tests with nextest.
 # Idempotent; the C++ speech engine is built once into a stable target dir.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -13,5 +14,6 @@ scripts/install-deps.sh --services
 scripts/install-model.sh
 scripts/setup-python.sh
 scripts/make-fixtures.sh
+scripts/setup-node.sh
 command -v cargo-nextest >/dev/null 2>&1 || cargo install --locked cargo-nextest
 cargo nextest run --workspace --no-fail-fast "$@"
