@@ -2,7 +2,9 @@
 # Creates the Python environment the tests compare against: numpy and
 # faster-whisper's source (its feature extractor is the reference front end),
 # Celery 5 with its Redis and AMQP clients (the interop peers), and moto's
-# S3 server with boto3 (the object store the storage tests run against).
+# S3 server with boto3 (the object store the storage tests run against),
+# and schemathesis (fuzzes the HTTP API against its OpenAPI document; pinned
+# because the test relies on its command line and its checks).
 # --no-deps keeps av/ctranslate2/onnxruntime out; the tests load
 # feature_extractor.py by path, so faster-whisper's __init__ never runs.
 # Idempotent: an existing, complete venv is left as it is.
@@ -14,8 +16,9 @@ ready() {
   [ -x "$venv/bin/python" ] &&
     "$venv/bin/python" - <<'PY' 2>/dev/null
 import importlib.util, numpy, pathlib, sys
-import celery, redis, amqp, boto3, moto, openai
+import celery, redis, amqp, boto3, moto, openai, schemathesis
 assert celery.VERSION.major == 5
+assert schemathesis.__version__ == "4.32.5"
 spec = importlib.util.find_spec("faster_whisper")
 assert spec is not None and spec.submodule_search_locations
 path = pathlib.Path(list(spec.submodule_search_locations)[0]) / "feature_extractor.py"
@@ -35,5 +38,7 @@ fi
 "$venv/bin/python" -m pip install --quiet "moto[server]>=5,<6" boto3
 # OpenAI's own client, pointed at our /v1/audio/transcriptions.
 "$venv/bin/python" -m pip install --quiet "openai>=1.30,<3"
+# Schemathesis, run by crates/cli/tests/openapi.rs against `serve`.
+"$venv/bin/python" -m pip install --quiet "schemathesis==4.32.5"
 ready || { echo "python environment at $venv is incomplete after install" >&2; exit 1; }
 echo "python: $venv (installed)"

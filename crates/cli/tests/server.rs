@@ -399,9 +399,61 @@ fn live_progress_streams_as_server_sent_events() {
             .any(|(kind, _, d)| kind == "progress" && d["progress"].as_f64() < Some(100.0)),
         "live progress while transcribing: {events:#?}"
     );
-    let ids: Vec<i64> = events
+    // Segments arrive while the transcription runs, before it completes.
+    let transcription = find_job(&doc, "TRANSCRIPTION")["id"].clone();
+    let transcribed = events
         .iter()
-        .filter_map(|(_, id, _)| id.as_deref().and_then(|i| i.parse().ok()))
+        .position(|(kind, _, d)| {
+            kind == "job" && d["to_status"] == "COMPLETED" && d["job_id"] == transcription
+        })
+        .expect("TRANSCRIPTION completed");
+    let segments: Vec<&Value> = events
+        .iter()
+        .filter(|(kind, _, _)| kind == "segment")
+        .map(|(_, _, d)| d)
+        .collect();
+    assert!(
+        segments.len() >= 3,
+        "segments of a minute of speech: {events:#?}"
+    );
+    assert!(
+        events[..transcribed]
+            .iter()
+            .any(|(kind, _, _)| kind == "segment"),
+        "segments come as they are produced: {events:#?}"
+    );
+    for segment in &segments {
+        assert_eq!(segment["audio_id"], id.as_str());
+        assert!(
+            segment["start"].as_f64() < segment["end"].as_f64(),
+            "{segment:#}"
+        );
+        assert!(segment["text"]
+            .as_str()
+            .is_some_and(|t| !t.trim().is_empty()));
+    }
+    let live_text: Vec<&str> = segments.iter().filter_map(|s| s["text"].as_str()).collect();
+    let (_, transcript) = server.get(
+        &format!("/api/v1/audio/{id}/transcript?format=txt"),
+        Some(&key),
+    );
+    let final_text = transcript["text"].as_str().unwrap_or("").to_string();
+    assert!(
+        pipeline_core::wer::word_error_rate(&final_text, &live_text.join(" ")) < 0.05,
+        "the live segments are the transcript: {live_text:?} vs {final_text:?}"
+    );
+
+    // Ids are `<audit event>:<segment>` cursors, increasing.
+    let parse = |id: &str| -> (i64, i64) {
+        let (e, s) = id.split_once(':').expect("id has both cursors");
+        (
+            e.parse().expect("event cursor"),
+            s.parse().expect("segment cursor"),
+        )
+    };
+    let ids: Vec<(i64, i64)> = events
+        .iter()
+        .filter_map(|(_, id, _)| id.as_deref().map(parse))
         .collect();
     assert!(ids.windows(2).all(|w| w[0] < w[1]), "ids increase: {ids:?}");
     assert!(
@@ -409,13 +461,157 @@ fn live_progress_streams_as_server_sent_events() {
         "created, claimed, completed for both jobs: {ids:?}"
     );
 
-    let resume_from = ids[2].to_string();
+    let resume_from = format!("{}:{}", ids[2].0, ids[2].1);
     let resumed = read_events(&server, &path, &key, Some(&resume_from), |events| {
         completed(events) == 2
     });
-    let first_id: i64 = resumed
+    let first_id = resumed
         .iter()
-        .find_map(|(_, id, _)| id.as_deref().and_then(|i| i.parse().ok()))
-        .expect("a job event");
+        .find_map(|(_, id, _)| id.as_deref().map(parse))
+        .expect("an event");
     assert_eq!(first_id, ids[3], "resumed right after Last-Event-ID");
+}
+
+/// The stored audio comes back byte for byte, with its media type and byte
+/// ranges for seeking players; the dashboard page itself needs no key.
+#[test]
+fn stored_audio_and_the_dashboard_are_served() {
+    let sb = Sandbox::new();
+    let (_, key) = new_key(&sb);
+    let server = start(&sb, &["--workers", "0"]);
+    let speech = std::fs::read(fixture("speech.wav")).expect("fixture");
+    let (status, doc) = server.upload("speech.wav", &speech, &key);
+    assert_eq!(status, 202, "{doc:#}");
+    let id = doc["id"].as_str().expect("id").to_string();
+    let url = format!("{}/api/v1/audio/{id}/file", server.base);
+    let auth = format!("Bearer {key}");
+
+    let mut whole = agent()
+        .get(&url)
+        .header("Authorization", &auth)
+        .call()
+        .expect("GET file");
+    assert_eq!(whole.status().as_u16(), 200);
+    let header = |r: &ureq::http::Response<ureq::Body>, name: &str| {
+        r.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string()
+    };
+    assert_eq!(header(&whole, "content-type"), "audio/wav");
+    assert_eq!(header(&whole, "accept-ranges"), "bytes");
+    assert_eq!(header(&whole, "content-length"), speech.len().to_string());
+    let body = whole.body_mut().read_to_vec().expect("body");
+    assert!(body == speech, "the stored audio is the upload");
+
+    let mut part = agent()
+        .get(&url)
+        .header("Authorization", &auth)
+        .header("Range", "bytes=100-199")
+        .call()
+        .expect("GET range");
+    assert_eq!(part.status().as_u16(), 206);
+    assert_eq!(
+        header(&part, "content-range"),
+        format!("bytes 100-199/{}", speech.len())
+    );
+    let body = part.body_mut().read_to_vec().expect("body");
+    assert!(body == speech[100..200], "the range's bytes");
+    let past = agent()
+        .get(&url)
+        .header("Authorization", &auth)
+        .header("Range", &format!("bytes={}-", speech.len()))
+        .call()
+        .expect("GET past the end");
+    assert_eq!(past.status().as_u16(), 416);
+    assert_eq!(
+        header(&past, "content-range"),
+        format!("bytes */{}", speech.len())
+    );
+    let (status, doc) = server.get(&format!("/api/v1/audio/{id}/file"), None);
+    assert_eq!(status, 401, "the audio needs a key: {doc:#}");
+
+    let (status, page) = server.get("/", None);
+    assert_eq!(status, 200, "the page needs no key");
+    let html = page["text"].as_str().expect("html");
+    assert!(html.contains("/assets/app.js"), "{html}");
+    let script = agent()
+        .get(format!("{}/assets/app.js", server.base))
+        .call()
+        .expect("GET app.js");
+    assert_eq!(script.status().as_u16(), 200);
+    assert!(header(&script, "content-type").starts_with("text/javascript"));
+    let (status, doc) = server.get("/assets/nothing.js", None);
+    assert_eq!(
+        (status, doc["error"]["code"].as_str()),
+        (404, Some("not_found"))
+    );
+}
+
+/// `process --api-url` uploads to a remote server and follows the file
+/// there until done; `jobs --follow --api-url` reads the same state; a
+/// wrong key or id is the server's refusal, with the CLI's exit codes.
+#[test]
+fn the_cli_follows_a_remote_server() {
+    let Some(sb) = Sandbox::with_model() else {
+        return;
+    };
+    let (_, key) = new_key(&sb);
+    let server = start(&sb, &["--workers", "1"]);
+    // Another machine's CLI: its own empty data directory.
+    let client = Sandbox::new();
+    let out = client.run(&[
+        "process",
+        path(&fixture("speech.wav")),
+        "--api-url",
+        &server.base,
+        "--api-key",
+        &key,
+    ]);
+    out.expect_code(0);
+    let id = id_after(&out.stdout, "Successfully started processing: ");
+    let doc = client.json(&[
+        "--json",
+        "jobs",
+        &id,
+        "--follow",
+        "--api-url",
+        &server.base,
+        "--api-key",
+        &key,
+    ]);
+    assert_eq!(status_of(&find_job(&doc, "TRANSCRIPTION")), "COMPLETED");
+    assert_eq!(status_of(&find_job(&doc, "PROCESSING")), "COMPLETED");
+    let (_, transcript) = server.get(
+        &format!("/api/v1/audio/{id}/transcript?format=txt"),
+        Some(&key),
+    );
+    let text = transcript["text"].as_str().unwrap_or("");
+    assert!(speech_wer(text) < WER_BOUND, "{text}");
+
+    let wrong_key = client.run(&["jobs", &id, "--api-url", &server.base, "--api-key", "nope"]);
+    wrong_key.expect_code(2);
+    assert!(wrong_key.stderr.contains("401"), "{wrong_key}");
+    let unknown = uuid::Uuid::new_v4().to_string();
+    let missing = client.run(&[
+        "jobs",
+        &unknown,
+        "--follow",
+        "--api-url",
+        &server.base,
+        "--api-key",
+        &key,
+    ]);
+    missing.expect_code(2);
+    assert!(missing.stderr.contains("404"), "{missing}");
+    let nobody = client.run(&[
+        "jobs",
+        &id,
+        "--api-url",
+        "http://127.0.0.1:9",
+        "--api-key",
+        &key,
+    ]);
+    nobody.expect_code(3);
 }

@@ -9,6 +9,7 @@ use uuid::Uuid;
 use crate::state::JobStatus;
 
 /// What a job does; the set is open, these are the stages we run.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum JobType {
@@ -70,6 +71,7 @@ impl FromStr for JobType {
 }
 
 /// The overall state of an audio file, derived from its jobs.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum AudioStatus {
@@ -173,6 +175,7 @@ impl ParseEnumError {
 }
 
 /// Whether a failure may pass when tried again.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorKind {
@@ -205,6 +208,7 @@ impl FromStr for ErrorKind {
 }
 
 /// Why a job failed, as recorded on the job.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JobError {
     pub kind: ErrorKind,
@@ -236,6 +240,7 @@ impl fmt::Display for JobError {
 }
 
 /// An ingested audio file.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AudioFile {
     pub id: Uuid,
@@ -257,6 +262,7 @@ pub struct AudioFile {
 }
 
 /// One stage of work on an audio file.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ProcessingJob {
     pub id: Uuid,
@@ -292,6 +298,7 @@ fn embedded_transport() -> String {
 }
 
 /// One entry of a job's append-only audit trail.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct JobEvent {
     pub id: i64,

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::transcript::{Segment, Transcript};
 
 /// A file format a transcript can be written in.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum OutputFormat {
@@ -104,6 +105,7 @@ pub fn render(t: &Transcript, format: OutputFormat) -> String {
 }
 
 /// Words, speech time and speaking rate of a transcript.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct TranscriptStats {
     /// Whitespace-separated words over all segments.
@@ -263,15 +265,23 @@ fn render_tsv(t: &Transcript) -> String {
     out
 }
 
-/// The json output's shape; field order is part of the format.
+/// The json output's shape; field order is part of the format. Public only
+/// so that the HTTP API can document it.
 #[derive(Serialize)]
-struct JsonTranscript<'a> {
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct JsonTranscript<'a> {
+    /// The plain text: segment texts joined, trimmed.
     text: String,
+    /// Language code (`en`, `de`, ...).
     language: &'a str,
+    /// Probability of the language when it was detected, 1.0 when it was given.
     language_probability: f32,
+    /// Duration of the audio in seconds.
     duration: f64,
+    /// Name of the model that produced the transcript.
     model: &'a str,
     stats: TranscriptStats,
+    /// The segments in time order.
     segments: &'a [Segment],
 }
 

@@ -7,6 +7,7 @@ use std::str::FromStr;
 use crate::model::ParseEnumError;
 
 /// Where a job is in its lifecycle.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum JobStatus {

@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 /// One recognized word with its position in the original timeline.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Word {
     /// Start in seconds from the beginning of the audio.
@@ -16,6 +17,7 @@ pub struct Word {
 }
 
 /// A stretch of speech with its text, as the engine decoded it.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Segment {
     /// Position of the segment in the transcript, from 0.
@@ -40,6 +42,7 @@ pub struct Segment {
 }
 
 /// The whole recognized text of one audio file.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Transcript {
     /// Language code (`en`, `de`, ...).

@@ -5,7 +5,10 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use pipeline_store::StoreError;
-use serde_json::json;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::views::AudioView;
 
 /// What went wrong with a request, as the client sees it.
 #[derive(Debug, thiserror::Error)]
@@ -72,9 +75,37 @@ impl From<StoreError> for ApiError {
     }
 }
 
+/// The body of every error response.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = ApiError)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+    /// The refused file's record (recorded FAILED), on 422 `not_audio`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub audio: Option<AudioView>,
+}
+
+/// What went wrong.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// Machine-readable: `bad_request`, `unauthorized`, `not_found`,
+    /// `conflict`, `not_ready`, `too_large`, `not_audio`, `unreadable`,
+    /// `transcription_failed`, `timeout`, `unavailable`, `internal`.
+    pub code: String,
+    /// For people.
+    pub message: String,
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut body = json!({"error": {"code": self.code, "message": self.message}});
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code.to_string(),
+                message: self.message,
+            },
+            audio: None,
+        };
+        let mut body = serde_json::to_value(body).unwrap_or_default();
         if let (Some(serde_json::Value::Object(extra)), Some(map)) =
             (self.extra, body.as_object_mut())
         {

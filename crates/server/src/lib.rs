@@ -3,13 +3,20 @@
 //! read the request, call the store, the queue or ingest, and map errors
 //! through [`ApiError`].
 
+mod dashboard;
 mod error;
 mod events;
+mod extract;
+mod media;
 mod metrics;
 mod openai;
+mod openapi;
 mod routes;
+mod views;
+mod webhooks;
 
 pub use error::ApiError;
+pub use events::Feed;
 pub use metrics::HttpCounters;
 
 use axum::extract::{Request, State};
@@ -44,9 +51,14 @@ pub struct AppState {
     pub job_timeout: std::time::Duration,
     /// Requests served, for `/metrics`.
     pub http: HttpCounters,
+    /// Signs the events of uploads that name a `webhook_url` without a key.
+    pub webhook_secret: Option<String>,
+    /// What live event streams listen to.
+    pub feed: Feed,
 }
 
-/// The API's routes; health, readiness and metrics need no key.
+/// The API's routes; health, readiness, metrics, the OpenAPI document and
+/// the dashboard's static page need no key.
 pub fn router(state: AppState) -> Router {
     let api = Router::new()
         .route(
@@ -59,9 +71,15 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/api/v1/audio/{id}/jobs", get(routes::audio_jobs))
         .route("/api/v1/audio/{id}/transcript", get(routes::transcript))
+        .route("/api/v1/audio/{id}/file", get(media::audio_file))
         .route("/api/v1/audio/{id}/retry", post(routes::retry))
         .route("/api/v1/jobs/{id}/cancel", post(routes::cancel_job))
         .route("/api/v1/status", get(routes::status))
+        .route("/api/v1/webhooks/deliveries", get(webhooks::list))
+        .route(
+            "/api/v1/webhooks/deliveries/{id}/retry",
+            post(webhooks::retry),
+        )
         .route("/api/v1/audio/{id}/events", get(events::audio_events))
         .route("/api/v1/events", get(events::all_events))
         .route("/v1/audio/transcriptions", post(openai::transcriptions))
@@ -76,6 +94,10 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(routes::healthz))
         .route("/readyz", get(routes::readyz))
         .route("/metrics", get(metrics::metrics))
+        .route("/api/v1/openapi.json", get(openapi::openapi_json))
+        // The dashboard is static; its API calls carry the key.
+        .route("/", get(dashboard::index))
+        .route("/assets/{name}", get(dashboard::asset))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             metrics::count_requests,

@@ -3,21 +3,24 @@
 //! as any upload (it shows up in `list-recent` with its jobs); the request
 //! is answered when the file's jobs have ended.
 
-use axum::extract::{Multipart, State};
+use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use pipeline_core::render::{self, OutputFormat};
 use pipeline_core::{AudioStatus, Transcript};
-use serde_json::json;
 use std::time::{Duration, Instant};
 
+use crate::error::ErrorBody;
+use crate::extract::ApiMultipart;
 use crate::routes::{ingest_upload, read_form};
+use crate::views::{OpenAiJson, OpenAiTranscription, OpenAiVerboseTranscription};
 use crate::{ApiError, AppState};
 
 /// The answer formats OpenAI's API offers.
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum ResponseFormat {
+#[derive(Debug, Clone, Copy, PartialEq, utoipa::ToSchema)]
+#[schema(rename_all = "snake_case")]
+pub enum ResponseFormat {
     Json,
     Text,
     Srt,
@@ -44,10 +47,20 @@ impl ResponseFormat {
 
 /// `POST /v1/audio/transcriptions` (multipart `file`, `model`,
 /// `response_format`, `language`, `timestamp_granularities[]`).
+#[utoipa::path(post, path = "/v1/audio/transcriptions", tag = "openai",
+    request_body(content = crate::openapi::TranscriptionForm, content_type = "multipart/form-data"),
+    security(("api_key" = [])), responses(
+    (status = 200, description = "The transcript in `response_format`, once the file's jobs are done (srt as text/plain)",
+        content((OpenAiJson = "application/json"), (String = "text/plain"), (String = "text/vtt"))),
+    (status = 400, description = "Not a multipart form, no `file`, or an unknown `response_format`", body = ErrorBody),
+    (status = 413, description = "Over `server.max_upload_bytes`", body = ErrorBody),
+    (status = 422, description = "Not audio, or the transcription failed", body = ErrorBody),
+    (status = 503, description = "The database, storage or queue is unavailable", body = ErrorBody),
+    (status = 504, description = "Not transcribed within `worker.job_timeout`", body = ErrorBody)))]
 pub async fn transcriptions(
     State(state): State<AppState>,
     headers: HeaderMap,
-    multipart: Multipart,
+    ApiMultipart(multipart): ApiMultipart,
 ) -> Result<Response, ApiError> {
     let form = read_form(&state, &headers, multipart).await?;
     let format = ResponseFormat::parse(form.field("response_format"))?;
@@ -112,7 +125,10 @@ pub async fn transcriptions(
 fn answer(transcript: &Transcript, format: ResponseFormat, words: bool) -> Response {
     let text_plain = "text/plain; charset=utf-8";
     match format {
-        ResponseFormat::Json => Json(json!({"text": transcript.text()})).into_response(),
+        ResponseFormat::Json => Json(OpenAiJson::Plain(OpenAiTranscription {
+            text: transcript.text(),
+        }))
+        .into_response(),
         ResponseFormat::Text => (
             [(header::CONTENT_TYPE, text_plain)],
             render::render(transcript, OutputFormat::Txt),
@@ -128,41 +144,9 @@ fn answer(transcript: &Transcript, format: ResponseFormat, words: bool) -> Respo
             render::render(transcript, OutputFormat::Vtt),
         )
             .into_response(),
-        ResponseFormat::VerboseJson => {
-            let segments: Vec<_> = transcript
-                .segments
-                .iter()
-                .map(|s| {
-                    json!({
-                        "id": s.id,
-                        "seek": 0,
-                        "start": s.start,
-                        "end": s.end,
-                        "text": s.text,
-                        "tokens": [],
-                        "temperature": s.temperature,
-                        "avg_logprob": s.avg_logprob,
-                        "compression_ratio": s.compression_ratio,
-                        "no_speech_prob": s.no_speech_prob,
-                    })
-                })
-                .collect();
-            let mut body = json!({
-                "task": "transcribe",
-                "language": transcript.language,
-                "duration": transcript.duration,
-                "text": transcript.text(),
-                "segments": segments,
-            });
-            if words {
-                body["words"] = transcript
-                    .segments
-                    .iter()
-                    .flat_map(|s| s.words.iter())
-                    .map(|w| json!({"word": w.word.trim(), "start": w.start, "end": w.end}))
-                    .collect();
-            }
-            Json(body).into_response()
-        }
+        ResponseFormat::VerboseJson => Json(OpenAiJson::Verbose(OpenAiVerboseTranscription::new(
+            transcript, words,
+        )))
+        .into_response(),
     }
 }

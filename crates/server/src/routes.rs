@@ -1,54 +1,62 @@
 //! The handlers.
 
-use axum::extract::{Multipart, Path, Query, State};
+use axum::extract::{Multipart, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::{DateTime, Utc};
-use pipeline_core::render::{self, OutputFormat};
+use pipeline_core::render::{self, JsonTranscript, OutputFormat};
 use pipeline_core::{AudioFile, AudioStatus, ProcessingJob};
 use serde::Deserialize;
-use serde_json::{json, Value};
 use std::path::PathBuf;
 use tokio::io::AsyncWriteExt;
+use utoipa::IntoParams;
 use uuid::Uuid;
 
+use crate::error::ErrorBody;
+use crate::extract::{ApiMultipart, ApiQuery, IdPath};
+use crate::views::{AudioPage, AudioView, Health, JobsView, Readiness, ServerStatus};
 use crate::{ApiError, AppState};
 
-fn parse_id(text: &str) -> Result<Uuid, ApiError> {
-    Uuid::parse_str(text).map_err(|_| ApiError::bad_request(format!("{text:?} is not an id")))
-}
-
 /// An audio file with its jobs and, once rendered, its outputs.
-async fn audio_view(state: &AppState, audio: &AudioFile) -> Result<Value, ApiError> {
+async fn audio_view(state: &AppState, audio: &AudioFile) -> Result<AudioView, ApiError> {
     let jobs = state.store.jobs_for_audio(audio.id).await?;
     let results = state.store.results(audio.id).await?;
-    let mut view = serde_json::to_value(audio).unwrap_or_else(|_| json!({}));
-    view["jobs"] = serde_json::to_value(&jobs).unwrap_or_else(|_| json!([]));
-    view["outputs"] = match results {
-        Some(r) => json!(r.outputs),
-        None => json!({}),
-    };
-    Ok(view)
+    Ok(AudioView {
+        audio: audio.clone(),
+        jobs,
+        outputs: results.map(|r| r.outputs).unwrap_or_default(),
+    })
 }
 
-pub async fn healthz() -> Json<Value> {
-    Json(json!({"status": "ok"}))
+#[utoipa::path(get, path = "/healthz", tag = "health",
+    responses((status = 200, description = "The process serves", body = Health)))]
+pub async fn healthz() -> Json<Health> {
+    Json(Health {
+        status: "ok".to_string(),
+    })
 }
 
 /// Ready when the database and the broker (if any) answer.
+#[utoipa::path(get, path = "/readyz", tag = "health", responses(
+    (status = 200, description = "Database and broker answer", body = Readiness),
+    (status = 503, description = "Database or broker unreachable", body = Readiness)))]
 pub async fn readyz(State(state): State<AppState>) -> Response {
     let database = state.store.ping().await;
     let broker = state.queue.health().await;
     let ready = database.is_ok() && broker.is_ok();
-    let body = json!({
-        "ready": ready,
-        "database": database.as_ref().map(|_| "ok").unwrap_or("unreachable"),
-        "broker": match &broker {
+    let body = Readiness {
+        ready,
+        database: database
+            .as_ref()
+            .map(|_| "ok")
+            .unwrap_or("unreachable")
+            .to_string(),
+        broker: match &broker {
             Ok(h) => h.transport.clone(),
             Err(_) => "unreachable".to_string(),
         },
-    });
+    };
     let status = if ready {
         StatusCode::OK
     } else {
@@ -61,18 +69,30 @@ pub async fn no_route() -> ApiError {
     ApiError::not_found("no such route; see /api/v1/audio")
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    /// Only files in this status (any case).
+    #[param(value_type = Option<AudioStatus>)]
     status: Option<String>,
+    /// Files per page: 20 unless given, at most 200 (larger values are
+    /// lowered, 0 is raised to 1).
     limit: Option<u32>,
+    /// `next_cursor` of the previous page: files created before it.
+    #[param(format = DateTime)]
     cursor: Option<String>,
 }
 
 /// `GET /api/v1/audio?status=&limit=&cursor=`: newest first, a page at a time.
+#[utoipa::path(get, path = "/api/v1/audio", tag = "audio", params(ListQuery),
+    security(("api_key" = [])), responses(
+    (status = 200, description = "A page of files, newest first", body = AudioPage),
+    (status = 400, description = "A malformed parameter", body = ErrorBody),
+    (status = 503, description = "The database is unreachable", body = ErrorBody)))]
 pub async fn list_audio(
     State(state): State<AppState>,
-    Query(query): Query<ListQuery>,
-) -> Result<Json<Value>, ApiError> {
+    ApiQuery(query): ApiQuery<ListQuery>,
+) -> Result<Json<AudioPage>, ApiError> {
     let status = query
         .status
         .as_deref()
@@ -93,41 +113,69 @@ pub async fn list_audio(
     let next = (files.len() == limit as usize)
         .then(|| files.last().map(|f| f.created_at.to_rfc3339()))
         .flatten();
-    Ok(Json(json!({"files": files, "next_cursor": next})))
+    Ok(Json(AudioPage {
+        files,
+        next_cursor: next,
+    }))
 }
 
 /// `GET /api/v1/audio/{id}`: the file, its jobs and outputs.
+#[utoipa::path(get, path = "/api/v1/audio/{id}", tag = "audio",
+    params(("id" = Uuid, Path, description = "The audio file's id")),
+    security(("api_key" = [])), responses(
+    (status = 200, description = "The file, its jobs and outputs", body = AudioView),
+    (status = 400, description = "The id is not a uuid", body = ErrorBody),
+    (status = 404, description = "No such file", body = ErrorBody),
+    (status = 503, description = "The database is unreachable", body = ErrorBody)))]
 pub async fn get_audio(
     State(state): State<AppState>,
-    Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
-    let audio = state.store.audio(parse_id(&id)?).await?;
+    IdPath(id): IdPath,
+) -> Result<Json<AudioView>, ApiError> {
+    let audio = state.store.audio(id).await?;
     Ok(Json(audio_view(&state, &audio).await?))
 }
 
 /// `GET /api/v1/audio/{id}/jobs`.
+#[utoipa::path(get, path = "/api/v1/audio/{id}/jobs", tag = "audio",
+    params(("id" = Uuid, Path, description = "The audio file's id")),
+    security(("api_key" = [])), responses(
+    (status = 200, description = "The file's jobs", body = JobsView),
+    (status = 400, description = "The id is not a uuid", body = ErrorBody),
+    (status = 404, description = "No such file", body = ErrorBody),
+    (status = 503, description = "The database is unreachable", body = ErrorBody)))]
 pub async fn audio_jobs(
     State(state): State<AppState>,
-    Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
-    let id = parse_id(&id)?;
+    IdPath(id): IdPath,
+) -> Result<Json<JobsView>, ApiError> {
     state.store.audio(id).await?;
     let jobs = state.store.jobs_for_audio(id).await?;
-    Ok(Json(json!({"audio_id": id, "jobs": jobs})))
+    Ok(Json(JobsView { audio_id: id, jobs }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct TranscriptQuery {
+    /// The format to render (any case): json unless given.
+    #[param(value_type = Option<OutputFormat>)]
     format: Option<String>,
 }
 
 /// `GET /api/v1/audio/{id}/transcript?format=txt|srt|vtt|json|tsv`.
+#[utoipa::path(get, path = "/api/v1/audio/{id}/transcript", tag = "audio",
+    params(("id" = Uuid, Path, description = "The audio file's id"), TranscriptQuery),
+    security(("api_key" = [])), responses(
+    (status = 200, description = "The transcript in the format asked for (srt as text/plain)",
+        content((JsonTranscript = "application/json"), (String = "text/plain"),
+            (String = "text/vtt"), (String = "text/tab-separated-values"))),
+    (status = 400, description = "The id is not a uuid or the format unknown", body = ErrorBody),
+    (status = 404, description = "No such file", body = ErrorBody),
+    (status = 409, description = "Not transcribed yet (`not_ready`)", body = ErrorBody),
+    (status = 503, description = "The database is unreachable", body = ErrorBody)))]
 pub async fn transcript(
     State(state): State<AppState>,
-    Path(id): Path<String>,
-    Query(query): Query<TranscriptQuery>,
+    IdPath(id): IdPath,
+    ApiQuery(query): ApiQuery<TranscriptQuery>,
 ) -> Result<Response, ApiError> {
-    let id = parse_id(&id)?;
     let format: OutputFormat = query
         .format
         .as_deref()
@@ -156,33 +204,65 @@ pub async fn transcript(
 }
 
 /// `POST /api/v1/audio/{id}/retry`: failed or cancelled jobs run again.
+#[utoipa::path(post, path = "/api/v1/audio/{id}/retry", tag = "audio",
+    params(("id" = Uuid, Path, description = "The audio file's id")),
+    security(("api_key" = [])), responses(
+    (status = 200, description = "The jobs queued again (none when nothing failed)", body = JobsView),
+    (status = 400, description = "The id is not a uuid", body = ErrorBody),
+    (status = 404, description = "No such file", body = ErrorBody),
+    (status = 409, description = "A job changed meanwhile", body = ErrorBody),
+    (status = 503, description = "The database is unreachable", body = ErrorBody)))]
 pub async fn retry(
     State(state): State<AppState>,
-    Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
-    let id = parse_id(&id)?;
+    IdPath(id): IdPath,
+) -> Result<Json<JobsView>, ApiError> {
+    // A file without jobs has nothing to retry, but one that does not exist
+    // (or was deleted) is a 404, not an empty success.
+    state.store.audio(id).await?;
     let changed = state.store.retry(id, None).await?;
     dispatch(&state, &changed).await;
-    Ok(Json(json!({"audio_id": id, "jobs": changed})))
+    Ok(Json(JobsView {
+        audio_id: id,
+        jobs: changed,
+    }))
 }
 
 /// `POST /api/v1/jobs/{id}/cancel`: the job and those after it.
+#[utoipa::path(post, path = "/api/v1/jobs/{id}/cancel", tag = "jobs",
+    params(("id" = Uuid, Path, description = "The job's id")),
+    security(("api_key" = [])), responses(
+    (status = 200, description = "The jobs cancelled (or asked to stop, when running)", body = JobsView),
+    (status = 400, description = "The id is not a uuid", body = ErrorBody),
+    (status = 404, description = "No such job", body = ErrorBody),
+    (status = 409, description = "A job changed meanwhile", body = ErrorBody),
+    (status = 503, description = "The database is unreachable", body = ErrorBody)))]
 pub async fn cancel_job(
     State(state): State<AppState>,
-    Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
-    let job = state.store.job(parse_id(&id)?).await?;
+    IdPath(id): IdPath,
+) -> Result<Json<JobsView>, ApiError> {
+    let job = state.store.job(id).await?;
     let changed = state.store.cancel(job.audio_id, Some(job.id)).await?;
-    Ok(Json(json!({"audio_id": job.audio_id, "jobs": changed})))
+    Ok(Json(JobsView {
+        audio_id: job.audio_id,
+        jobs: changed,
+    }))
 }
 
 /// `DELETE /api/v1/audio/{id}`: the records, the outputs, and the stored
 /// audio unless another file shares its content.
+#[utoipa::path(delete, path = "/api/v1/audio/{id}", tag = "audio",
+    params(("id" = Uuid, Path, description = "The audio file's id")),
+    security(("api_key" = [])), responses(
+    (status = 204, description = "Deleted"),
+    (status = 400, description = "The id is not a uuid", body = ErrorBody),
+    (status = 404, description = "No such file", body = ErrorBody),
+    (status = 409, description = "A job changed meanwhile", body = ErrorBody),
+    (status = 503, description = "The database is unreachable", body = ErrorBody)))]
 pub async fn delete_audio(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    IdPath(id): IdPath,
 ) -> Result<StatusCode, ApiError> {
-    let audio = state.store.audio(parse_id(&id)?).await?;
+    let audio = state.store.audio(id).await?;
     let results = state.store.results(audio.id).await?;
     state.store.delete_audio(audio.id).await?;
     if state
@@ -203,18 +283,25 @@ pub async fn delete_audio(
 }
 
 /// `GET /api/v1/status`: database, broker, queue depth and workers.
-pub async fn status(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+#[utoipa::path(get, path = "/api/v1/status", tag = "health",
+    security(("api_key" = [])), responses(
+    (status = 200, description = "Database, broker, queue depth and workers", body = ServerStatus),
+    (status = 503, description = "The database is unreachable", body = ErrorBody)))]
+pub async fn status(State(state): State<AppState>) -> Result<Json<ServerStatus>, ApiError> {
     let latency = state.store.ping().await?;
     let depth = state.store.queue_depth().await?;
     let since = Utc::now() - chrono::Duration::seconds(60);
     let workers = state.store.workers_since(since).await?;
     let broker = pipeline_queue::health_json(state.queue.as_ref()).await;
-    Ok(Json(json!({
-        "database": {"reachable": true, "latency_ms": latency.as_secs_f64() * 1000.0},
-        "broker": broker,
-        "queue": depth,
-        "workers": workers,
-    })))
+    Ok(Json(ServerStatus {
+        database: crate::views::DatabaseStatus {
+            reachable: true,
+            latency_ms: latency.as_secs_f64() * 1000.0,
+        },
+        broker,
+        queue: depth,
+        workers: workers.into_iter().map(Into::into).collect(),
+    }))
 }
 
 async fn dispatch(state: &AppState, jobs: &[ProcessingJob]) {
@@ -371,20 +458,34 @@ pub(crate) async fn ingest_upload(
             "not_audio",
             format!("{}: {reason}", ingested.audio.original_name),
         );
-        error.extra = Some(json!({"audio": audio_view(state, &ingested.audio).await?}));
+        // Documented as ErrorBody's `audio`.
+        let view =
+            serde_json::to_value(audio_view(state, &ingested.audio).await?).unwrap_or_default();
+        let mut extra = serde_json::Map::new();
+        extra.insert("audio".to_string(), view);
+        error.extra = Some(serde_json::Value::Object(extra));
         return Err(error);
     }
     Ok(ingested)
 }
 
 /// `POST /api/v1/audio` (multipart: `file`, and optional `language`,
-/// `formats`): streamed to disk under the size limit, then taken in like
+/// `formats`, `webhook_url`, `webhook_secret`): streamed to disk under the size limit, then taken in like
 /// `process --detach`. 202 with the file and its jobs; 422 when the content
 /// is not audio (recorded as FAILED); 413 over the limit.
+#[utoipa::path(post, path = "/api/v1/audio", tag = "audio",
+    request_body(content = crate::openapi::UploadForm, content_type = "multipart/form-data"),
+    security(("api_key" = [])), responses(
+    (status = 200, description = "The same content with the same settings was uploaded before: that file", body = AudioView),
+    (status = 202, description = "Taken in: the file and its queued jobs", body = AudioView),
+    (status = 400, description = "Not a multipart form, no `file`, or a bad field", body = ErrorBody),
+    (status = 413, description = "Over `server.max_upload_bytes`", body = ErrorBody),
+    (status = 422, description = "Not audio (`not_audio`, recorded FAILED: its record is in `audio`) or unreadable", body = ErrorBody),
+    (status = 503, description = "The database, storage or queue is unavailable", body = ErrorBody)))]
 pub async fn upload(
     State(state): State<AppState>,
     headers: HeaderMap,
-    multipart: Multipart,
+    ApiMultipart(multipart): ApiMultipart,
 ) -> Result<Response, ApiError> {
     let form = read_form(&state, &headers, multipart).await?;
     let mut options = state.defaults.clone();
@@ -400,11 +501,31 @@ pub async fn upload(
                     .collect::<Result<_, _>>()
                     .map_err(|e: render::ParseFormatError| ApiError::bad_request(e.to_string()))?;
             }
+            "webhook_url" => {
+                let url = value.trim();
+                if !(url.starts_with("http://") || url.starts_with("https://")) {
+                    return Err(ApiError::bad_request(format!(
+                        "webhook_url {url:?}: expected an http:// or https:// URL"
+                    )));
+                }
+                options.webhooks = vec![pipeline_store::WebhookEndpoint {
+                    url: url.to_string(),
+                    secret: state.webhook_secret.clone(),
+                }];
+            }
+            "webhook_secret" => {}
             other => {
                 return Err(ApiError::bad_request(format!(
-                    "unknown field {other:?} (expected file, language, formats)"
+                    "unknown field {other:?} (expected file, language, formats, webhook_url, webhook_secret)"
                 )))
             }
+        }
+    }
+    // The upload's own key signs its events; the server's is the default.
+    if let Some(secret) = form.field("webhook_secret").filter(|s| !s.is_empty()) {
+        match options.webhooks.first_mut() {
+            Some(endpoint) => endpoint.secret = Some(secret.to_string()),
+            None => return Err(ApiError::bad_request("webhook_secret needs webhook_url")),
         }
     }
     let Some(path) = &form.file else {
