@@ -159,9 +159,10 @@ pub async fn follow_remote(
         }
         // Redraw on news, and every 2 s anyway: a dropped stream is no
         // reason to stop following.
-        match tokio::time::timeout(Duration::from_secs(2), news.recv()).await {
-            Ok(None) => tokio::time::sleep(Duration::from_secs(1)).await,
-            Ok(Some(())) | Err(_) => {}
+        let heard = tokio::time::timeout(Duration::from_secs(2), news.recv()).await;
+        if let Ok(None) = heard {
+            // The stream ended: keep looking, at a calmer pace.
+            tokio::time::sleep(Duration::from_secs(1)).await;
         }
         while news.try_recv().is_ok() {}
     }
