@@ -9,6 +9,20 @@ use uuid::Uuid;
 
 use crate::ApiError;
 
+/// The path's parameters as `T`; 400 when they do not fit.
+pub struct ApiPath<T>(pub T);
+
+impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for ApiPath<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Path(value)| ApiPath(value))
+            .map_err(|e| ApiError::bad_request(e.body_text()))
+    }
+}
+
 /// The id of the `{id}` path segment; 400 when it is not a uuid.
 pub struct IdPath(pub Uuid);
 
@@ -16,9 +30,7 @@ impl<S: Send + Sync> FromRequestParts<S> for IdPath {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let Path(text) = Path::<String>::from_request_parts(parts, state)
-            .await
-            .map_err(|e| ApiError::bad_request(e.body_text()))?;
+        let ApiPath(text) = ApiPath::<String>::from_request_parts(parts, state).await?;
         Uuid::parse_str(&text)
             .map(IdPath)
             .map_err(|_| ApiError::bad_request(format!("{text:?} is not an id")))

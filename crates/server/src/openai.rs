@@ -18,8 +18,8 @@ use crate::views::{OpenAiJson, OpenAiTranscription, OpenAiVerboseTranscription};
 use crate::{ApiError, AppState};
 
 /// The answer formats OpenAI's API offers.
-#[derive(Debug, Clone, Copy, PartialEq, utoipa::ToSchema)]
-#[schema(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
 pub enum ResponseFormat {
     Json,
     Text,

@@ -12,9 +12,11 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::{DateTime, Utc};
+use pipeline_core::render::OutputFormat;
 use utoipa::openapi::path::{Operation, PathItem};
+use utoipa::openapi::schema::{Schema, SchemaType, Type};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::openapi::{Components, ContentBuilder, Ref, ResponseBuilder};
+use utoipa::openapi::{Components, ContentBuilder, Ref, RefOr, ResponseBuilder};
 use utoipa::{Modify, OpenApi, ToSchema};
 use uuid::Uuid;
 
@@ -56,8 +58,9 @@ const API_KEY: &str = "api_key";
         dashboard_index,
         dashboard_asset,
     ),
-    components(schemas(ErrorBody)),
-    modifiers(&ApiKeys),
+    // Schemas that only parameters name are not collected by themselves.
+    components(schemas(ErrorBody, OutputFormat)),
+    modifiers(&ApiKeys, &Refinements),
     tags(
         (name = "audio", description = "Files, their jobs, transcripts and outputs"),
         (name = "jobs", description = "Single jobs"),
@@ -110,6 +113,43 @@ impl Modify for ApiKeys {
                         .or_insert_with(|| unauthorized.clone().into());
                 }
             }
+        }
+    }
+}
+
+/// What the derive cannot say: a parameter is absent or has a value (a
+/// query string or header cannot carry null, though an `Option` field makes
+/// the derived schema nullable), and the upload's `webhook_secret` needs
+/// its `webhook_url`.
+struct Refinements;
+
+impl Modify for Refinements {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        for item in openapi.paths.paths.values_mut() {
+            for operation in operations(item) {
+                for parameter in operation.parameters.iter_mut().flatten() {
+                    if let Some(RefOr::T(Schema::Object(schema))) = parameter.schema.as_mut() {
+                        if let SchemaType::Array(types) = &schema.schema_type {
+                            let kept: Vec<Type> =
+                                types.iter().filter(|t| **t != Type::Null).cloned().collect();
+                            schema.schema_type = match kept.as_slice() {
+                                [one] => SchemaType::Type(one.clone()),
+                                _ => SchemaType::Array(kept),
+                            };
+                        }
+                    }
+                }
+            }
+        }
+        let form = openapi
+            .components
+            .as_mut()
+            .and_then(|c| c.schemas.get_mut("UploadForm"));
+        if let Some(RefOr::T(Schema::Object(form))) = form {
+            form.extensions.get_or_insert_with(Default::default).insert(
+                "dependentRequired".to_string(),
+                serde_json::json!({"webhook_secret": ["webhook_url"]}),
+            );
         }
     }
 }
@@ -182,9 +222,11 @@ pub struct UploadForm {
     webhook_secret: String,
 }
 
-/// The form of `POST /v1/audio/transcriptions`, as OpenAI's; other fields
-/// OpenAI's clients send (`prompt`, `temperature`) are ignored.
-#[derive(ToSchema)]
+/// The form of `POST /v1/audio/transcriptions`, as OpenAI's.
+#[derive(serde::Deserialize, ToSchema)]
+// The handler ignores fields it does not know, so that OpenAI's clients
+// may send newer ones; the contract lists those they send today.
+#[serde(deny_unknown_fields)]
 #[allow(dead_code)]
 pub struct TranscriptionForm {
     /// The audio (wav, mp3, flac, ogg, m4a, ...).
@@ -200,13 +242,20 @@ pub struct TranscriptionForm {
     #[schema(required = false)]
     language: String,
     /// `word` adds word timestamps to verbose_json.
-    #[schema(required = false, rename = "timestamp_granularities[]")]
+    #[serde(rename = "timestamp_granularities[]")]
+    #[schema(required = false)]
     timestamp_granularities: Vec<Granularity>,
+    /// Ignored.
+    #[schema(required = false)]
+    prompt: String,
+    /// Ignored: decoding follows the server's settings.
+    #[schema(required = false)]
+    temperature: f64,
 }
 
 /// What `timestamp_granularities[]` may ask for.
-#[derive(ToSchema)]
-#[schema(rename_all = "snake_case")]
+#[derive(serde::Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
 #[allow(dead_code)]
 pub enum Granularity {
     Word,
@@ -264,7 +313,8 @@ pub enum DeliveryStatus {
 /// `GET /api/v1/webhooks/deliveries?status=&limit=`: newest first.
 #[utoipa::path(get, path = "/api/v1/webhooks/deliveries", tag = "webhooks",
     params(("status" = Option<DeliveryStatus>, Query, description = "Only deliveries in this status (any case)"),
-        ("limit" = Option<u32>, Query, description = "At most this many: 50 unless given, at most 500")),
+        ("limit" = Option<u32>, Query, format = Int64, maximum = 4_294_967_295_u32,
+            description = "At most this many: 50 unless given, at most 500 (larger values are lowered)")),
     security(("api_key" = [])), responses(
     (status = 200, description = "Deliveries, newest first", body = WebhookDeliveries),
     (status = 400, description = "A malformed parameter", body = ErrorBody),
@@ -429,6 +479,36 @@ mod tests {
             "the route scan found {routed:?}"
         );
         assert_eq!(documented(&doc), routed);
+    }
+
+    fn refs<'a>(value: &'a Value, found: &mut Vec<&'a str>) {
+        match value {
+            Value::Object(map) => {
+                if let Some(Value::String(target)) = map.get("$ref") {
+                    found.push(target);
+                }
+                map.values().for_each(|v| refs(v, found));
+            }
+            Value::Array(items) => items.iter().for_each(|v| refs(v, found)),
+            _ => {}
+        }
+    }
+
+    #[test]
+    fn every_reference_resolves() {
+        let doc = serde_json::to_value(document(true)).expect("serializes");
+        let mut found = Vec::new();
+        refs(&doc, &mut found);
+        assert!(!found.is_empty());
+        for target in found {
+            let name = target
+                .strip_prefix("#/components/schemas/")
+                .unwrap_or_else(|| panic!("{target} is not a local schema"));
+            assert!(
+                doc["components"]["schemas"][name].is_object(),
+                "{target} is not in the document"
+            );
+        }
     }
 
     #[test]

@@ -77,6 +77,8 @@ pub struct ListQuery {
     status: Option<String>,
     /// Files per page: 20 unless given, at most 200 (larger values are
     /// lowered, 0 is raised to 1).
+    // Any u32 is taken; utoipa would call it int32.
+    #[param(format = Int64, maximum = 4_294_967_295_u32)]
     limit: Option<u32>,
     /// `next_cursor` of the previous page: files created before it.
     #[param(format = DateTime)]

@@ -1,12 +1,13 @@
 //! Webhook deliveries over the API: listed, and sent again on request.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use pipeline_store::{DeliveryStatus, StoreError};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use crate::extract::{ApiPath, ApiQuery};
 use crate::{ApiError, AppState};
 
 #[derive(Deserialize)]
@@ -18,7 +19,7 @@ pub struct ListQuery {
 /// `GET /api/v1/webhooks/deliveries?status=&limit=`: newest first.
 pub async fn list(
     State(state): State<AppState>,
-    Query(query): Query<ListQuery>,
+    ApiQuery(query): ApiQuery<ListQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let status = query
         .status
@@ -35,7 +36,7 @@ pub async fn list(
 /// now; 409 when it was delivered already.
 pub async fn retry(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let id: i64 = id
         .parse()
