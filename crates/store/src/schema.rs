@@ -143,10 +143,8 @@ CREATE TABLE webhook_events (
     audio_id TEXT NOT NULL,
     job_id TEXT,
     payload TEXT NOT NULL,
-    created_at TEXT NOT NULL,
-    fanned_out BIGINT NOT NULL DEFAULT 0
+    created_at TEXT NOT NULL
 );
-CREATE INDEX webhook_events_pending ON webhook_events (fanned_out, id);
 CREATE TABLE webhook_deliveries (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     event_id TEXT NOT NULL,
@@ -187,10 +185,8 @@ CREATE TABLE webhook_events (
     audio_id TEXT NOT NULL,
     job_id TEXT,
     payload TEXT NOT NULL,
-    created_at TEXT NOT NULL,
-    fanned_out BIGINT NOT NULL DEFAULT 0
+    created_at TEXT NOT NULL
 );
-CREATE INDEX webhook_events_pending ON webhook_events (fanned_out, id);
 CREATE TABLE webhook_deliveries (
     id BIGSERIAL PRIMARY KEY,
     event_id TEXT NOT NULL,

@@ -330,7 +330,7 @@ impl Store {
     ) -> Result<usize, StoreError> {
         let rows = sqlx::query(
             "SELECT id, event_id, event, audio_id, job_id, payload, created_at \
-             FROM webhook_events WHERE fanned_out = 0 ORDER BY id LIMIT $1",
+             FROM webhook_events ORDER BY id LIMIT $1",
         )
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
@@ -340,14 +340,13 @@ impl Store {
             let id: i64 = row.try_get("id")?;
             let audio_id: String = row.try_get("audio_id")?;
             let mut tx = self.pool.begin().await?;
-            // Whoever marks the event first fans it out; a second relay skips it.
-            let marked = sqlx::query(
-                "UPDATE webhook_events SET fanned_out = 1 WHERE id = $1 AND fanned_out = 0",
-            )
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
-            if marked.rows_affected() != 1 {
+            // Whoever removes the event fans it out (its deliveries carry
+            // the payload from then on); a second relay finds it gone.
+            let taken = sqlx::query("DELETE FROM webhook_events WHERE id = $1")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            if taken.rows_affected() != 1 {
                 tx.rollback().await?;
                 continue;
             }
