@@ -10,6 +10,7 @@
 
 mod common;
 
+use common::server::start;
 use common::*;
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -73,40 +74,6 @@ fn artifacts_dir() -> PathBuf {
         .unwrap_or_else(|| std::env::temp_dir().join("pipeline-manager-test-artifacts"))
 }
 
-/// A running `serve`; killed on drop.
-struct Server {
-    proc: WorkerProc,
-    base: String,
-}
-
-fn start(sb: &Sandbox) -> Server {
-    let log = sb.root().join("serve.log");
-    let mut cmd = sb.command(&["serve", "--bind", "127.0.0.1:0", "--workers", "1"], &[]);
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::from(File::create(&log).expect("log")))
-        .stderr(Stdio::from(
-            File::options().append(true).open(&log).expect("log"),
-        ));
-    let proc = WorkerProc {
-        child: cmd.spawn().expect("serve starts"),
-        log: log.clone(),
-    };
-    let base = wait_for(
-        Duration::from_secs(30),
-        Duration::from_millis(100),
-        "listening",
-        || {
-            std::fs::read_to_string(&log).ok().and_then(|text| {
-                text.lines()
-                    .find_map(|l| l.strip_prefix("listening on "))
-                    .and_then(|rest| rest.split_whitespace().next())
-                    .map(str::to_string)
-            })
-        },
-    );
-    Server { proc, base }
-}
-
 #[test]
 fn the_dashboard_uploads_tracks_and_plays_a_file_in_chromium() {
     let chromium = chromium();
@@ -119,7 +86,7 @@ fn the_dashboard_uploads_tracks_and_plays_a_file_in_chromium() {
         .as_str()
         .expect("key")
         .to_string();
-    let server = start(&sb);
+    let server = start(&sb, &["--workers", "1"]);
     let artifacts = artifacts_dir();
     std::fs::create_dir_all(&artifacts).expect("artifacts dir");
 

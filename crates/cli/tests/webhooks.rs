@@ -4,6 +4,7 @@
 
 mod common;
 
+use common::server;
 use common::*;
 use serde_json::Value;
 use std::collections::HashSet;
@@ -340,4 +341,69 @@ fn a_files_own_endpoint_hears_only_that_file_and_failed_deliveries_are_retried()
     let again = sb.run(&["webhooks", "retry", &oldest.to_string()]);
     again.expect_code(2);
     assert!(again.stderr.contains("delivered already"), "{again}");
+}
+
+#[test]
+fn an_upload_names_its_endpoint_and_the_api_lists_and_retries_deliveries() {
+    let Some(sb) = Sandbox::with_model() else {
+        return;
+    };
+    let receiver = Receiver::start(free_port(), "upload-key", sb.root().join("received.jsonl"));
+    let (_, key) = server::new_key(&sb);
+    let served = server::start(&sb, &["--workers", "1"]);
+    let speech = std::fs::read(fixture("speech.wav")).expect("fixture");
+    let url = receiver.url("/upload");
+    let (status, doc) = served.upload_with(
+        "speech.wav",
+        &speech,
+        &key,
+        &[("webhook_url", &url), ("webhook_secret", "upload-key")],
+    );
+    assert_eq!(status, 202, "{doc:#}");
+    let id = doc["id"].as_str().expect("id").to_string();
+    wait_for(
+        Duration::from_secs(120),
+        Duration::from_millis(200),
+        "audio.completed",
+        || {
+            receiver
+                .records()
+                .iter()
+                .any(|r| r["event"] == "audio.completed")
+                .then_some(())
+        },
+    );
+    let records = receiver.records();
+    assert!(records.iter().all(|r| r["valid"] == true), "{records:#?}");
+    assert_lifecycle(&events_of(&records, &id));
+
+    let (status, listed) = served.get("/api/v1/webhooks/deliveries?status=DELIVERED", Some(&key));
+    assert_eq!(status, 200, "{listed:#}");
+    let listed = listed["deliveries"].as_array().cloned().unwrap_or_default();
+    assert_eq!(listed.len(), events_of(&records, &id).len(), "{listed:#?}");
+    assert!(listed
+        .iter()
+        .all(|d| d["url"] == url.as_str() && d.get("secret").is_none()));
+    let delivered = listed[0]["id"].as_i64().expect("id");
+    let (status, doc) = served.send(
+        "POST",
+        &format!("/api/v1/webhooks/deliveries/{delivered}/retry"),
+        &key,
+    );
+    assert_eq!(
+        (status, doc["error"]["code"].as_str()),
+        (409, Some("already_delivered")),
+        "{doc:#}"
+    );
+    let (status, _) = served.send("POST", "/api/v1/webhooks/deliveries/999999/retry", &key);
+    assert_eq!(status, 404);
+    let (status, _) = served.get("/api/v1/webhooks/deliveries?status=LOST", Some(&key));
+    assert_eq!(status, 400);
+
+    // Endpoints are checked before anything is stored.
+    let (status, doc) =
+        served.upload_with("speech.wav", &speech, &key, &[("webhook_url", "ftp://x")]);
+    assert_eq!(status, 400, "{doc:#}");
+    let (status, doc) = served.upload_with("speech.wav", &speech, &key, &[("webhook_secret", "k")]);
+    assert_eq!(status, 400, "{doc:#}");
 }

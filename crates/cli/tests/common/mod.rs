@@ -2,6 +2,8 @@
 //! a private data directory per test, the real model, the generated fixtures.
 #![allow(dead_code)]
 
+pub mod server;
+
 use serde_json::Value;
 use std::fmt;
 use std::fs::File;
