@@ -188,13 +188,14 @@ impl Store {
                 tx.rollback().await?;
                 continue;
             }
-            let scripts = match self.backend {
-                Backend::Sqlite => migration.sqlite,
-                Backend::Postgres => migration.postgres,
+            let (scripts, id_column) = match self.backend {
+                Backend::Sqlite => (migration.sqlite, "INTEGER PRIMARY KEY AUTOINCREMENT"),
+                Backend::Postgres => (migration.postgres, "BIGSERIAL PRIMARY KEY"),
             };
             for script in scripts {
                 for statement in script.split(';').map(str::trim).filter(|s| !s.is_empty()) {
-                    sqlx::query(statement).execute(&mut *tx).await?;
+                    let statement = statement.replace(schema::ID_COLUMN, id_column);
+                    sqlx::query(&statement).execute(&mut *tx).await?;
                 }
             }
             tx.commit().await?;

@@ -1,5 +1,8 @@
 //! The schema, embedded in the binary, in one dialect per backend.
 
+/// Stands for the dialect's auto-increasing primary key in a script.
+pub(crate) const ID_COLUMN: &str = "{{id}}";
+
 /// A schema change; `version` increases by one each time.
 pub(crate) struct Migration {
     pub version: i64,
@@ -135,9 +138,11 @@ CREATE TABLE audio_webhooks (
 ALTER TABLE processing_jobs ADD COLUMN progress_notified DOUBLE PRECISION NOT NULL DEFAULT 0.0
 "#;
 
-const V3_WEBHOOKS_SQLITE: &str = r#"
+/// The outbox, deliveries and live segments; `{{id}}` is each dialect's
+/// auto-increasing key.
+const V3_WEBHOOKS_TABLES: &str = r#"
 CREATE TABLE webhook_events (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    id {{id}},
     event_id TEXT NOT NULL,
     event TEXT NOT NULL,
     audio_id TEXT NOT NULL,
@@ -146,7 +151,7 @@ CREATE TABLE webhook_events (
     created_at TEXT NOT NULL
 );
 CREATE TABLE webhook_deliveries (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    id {{id}},
     event_id TEXT NOT NULL,
     event TEXT NOT NULL,
     audio_id TEXT NOT NULL,
@@ -165,7 +170,7 @@ CREATE TABLE webhook_deliveries (
 );
 CREATE INDEX webhook_deliveries_due ON webhook_deliveries (status, url, id);
 CREATE TABLE live_segments (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    id {{id}},
     audio_id TEXT NOT NULL REFERENCES audio_files (id) ON DELETE CASCADE,
     job_id TEXT NOT NULL,
     attempt BIGINT NOT NULL,
@@ -177,47 +182,7 @@ CREATE TABLE live_segments (
 CREATE INDEX live_segments_audio ON live_segments (audio_id, id)
 "#;
 
-const V3_WEBHOOKS_POSTGRES: &str = r#"
-CREATE TABLE webhook_events (
-    id BIGSERIAL PRIMARY KEY,
-    event_id TEXT NOT NULL,
-    event TEXT NOT NULL,
-    audio_id TEXT NOT NULL,
-    job_id TEXT,
-    payload TEXT NOT NULL,
-    created_at TEXT NOT NULL
-);
-CREATE TABLE webhook_deliveries (
-    id BIGSERIAL PRIMARY KEY,
-    event_id TEXT NOT NULL,
-    event TEXT NOT NULL,
-    audio_id TEXT NOT NULL,
-    job_id TEXT,
-    url TEXT NOT NULL,
-    secret TEXT,
-    payload TEXT NOT NULL,
-    status TEXT NOT NULL,
-    attempts BIGINT NOT NULL DEFAULT 0,
-    next_attempt_at TEXT NOT NULL,
-    locked_until TEXT,
-    last_status_code BIGINT,
-    last_error TEXT,
-    created_at TEXT NOT NULL,
-    delivered_at TEXT
-);
-CREATE INDEX webhook_deliveries_due ON webhook_deliveries (status, url, id);
-CREATE TABLE live_segments (
-    id BIGSERIAL PRIMARY KEY,
-    audio_id TEXT NOT NULL REFERENCES audio_files (id) ON DELETE CASCADE,
-    job_id TEXT NOT NULL,
-    attempt BIGINT NOT NULL,
-    segment BIGINT NOT NULL,
-    start_seconds DOUBLE PRECISION NOT NULL,
-    end_seconds DOUBLE PRECISION NOT NULL,
-    text TEXT NOT NULL
-);
-CREATE INDEX live_segments_audio ON live_segments (audio_id, id)
-"#;
+
 
 /// Every migration in order; the last one's version is the schema version.
 pub(crate) fn migrations() -> Vec<Migration> {
@@ -237,8 +202,8 @@ pub(crate) fn migrations() -> Vec<Migration> {
         Migration {
             version: 3,
             description: "webhook outbox and deliveries, live transcript segments",
-            sqlite: &[V3_WEBHOOKS_COMMON, V3_WEBHOOKS_SQLITE],
-            postgres: &[V3_WEBHOOKS_COMMON, V3_WEBHOOKS_POSTGRES],
+            sqlite: &[V3_WEBHOOKS_COMMON, V3_WEBHOOKS_TABLES],
+            postgres: &[V3_WEBHOOKS_COMMON, V3_WEBHOOKS_TABLES],
         },
     ]
 }
