@@ -133,10 +133,10 @@ pub enum Command {
 pub struct RemoteArgs {
     /// Ask the `pipeline-manager serve` at this URL instead of the local
     /// database (e.g. http://127.0.0.1:8000).
-    #[arg(long, value_name = "URL")]
+    #[arg(long, value_name = "URL", env = "PIPELINE_API_URL")]
     pub api_url: Option<String>,
-    /// API key for --api-url.
-    #[arg(long, value_name = "KEY", requires = "api_url")]
+    /// API key for --api-url (the environment keeps it out of `ps`).
+    #[arg(long, value_name = "KEY", env = "PIPELINE_API_KEY", hide_env_values = true)]
     pub api_key: Option<String>,
 }
 
