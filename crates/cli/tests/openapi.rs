@@ -8,97 +8,13 @@
 
 mod common;
 
+use common::server::*;
 use common::*;
-use serde_json::Value;
-use std::fs::File;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// The schemathesis the venv must hold (scripts/setup-python.sh pins it).
 const SCHEMATHESIS: &str = "4.32.5";
-
-/// A running `serve`; killed on drop.
-struct Server {
-    proc: WorkerProc,
-    base: String,
-}
-
-fn start(sb: &Sandbox) -> Server {
-    let log = sb.root().join("serve.log");
-    let mut cmd = sb.command(&["serve", "--bind", "127.0.0.1:0", "--workers", "1"], &[]);
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::from(File::create(&log).expect("log")))
-        .stderr(Stdio::from(
-            File::options().append(true).open(&log).expect("log"),
-        ));
-    let proc = WorkerProc {
-        child: cmd.spawn().expect("serve starts"),
-        log: log.clone(),
-    };
-    let base = wait_for(
-        Duration::from_secs(30),
-        Duration::from_millis(100),
-        "listening",
-        || {
-            std::fs::read_to_string(&log).ok().and_then(|text| {
-                text.lines()
-                    .find_map(|l| l.strip_prefix("listening on "))
-                    .and_then(|rest| rest.split_whitespace().next())
-                    .map(str::to_string)
-            })
-        },
-    );
-    Server { proc, base }
-}
-
-fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(60)))
-        .build()
-        .new_agent()
-}
-
-/// (status, body as JSON).
-fn answer(response: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> (u16, Value) {
-    let mut response = response.expect("HTTP exchange");
-    let status = response.status().as_u16();
-    let text = response.body_mut().read_to_string().unwrap_or_default();
-    let body = serde_json::from_str(&text).unwrap_or_else(|_| serde_json::json!({"text": text}));
-    (status, body)
-}
-
-impl Server {
-    fn get(&self, path: &str, key: &str) -> (u16, Value) {
-        answer(
-            agent()
-                .get(format!("{}{path}", self.base))
-                .header("Authorization", &format!("Bearer {key}"))
-                .call(),
-        )
-    }
-
-    fn upload(&self, name: &str, content: &[u8], key: &str) -> (u16, Value) {
-        let boundary = "pipeline-test-boundary";
-        let mut body = format!(
-            "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{name}\"\r\n\
-             Content-Type: application/octet-stream\r\n\r\n"
-        )
-        .into_bytes();
-        body.extend_from_slice(content);
-        body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
-        answer(
-            agent()
-                .post(format!("{}/api/v1/audio", self.base))
-                .header("Authorization", &format!("Bearer {key}"))
-                .header(
-                    "Content-Type",
-                    &format!("multipart/form-data; boundary={boundary}"),
-                )
-                .send(&body[..]),
-        )
-    }
-}
 
 /// The venv's schemathesis at the pinned version; `None` (SKIPPED) outside
 /// CI when the venv predates it.
@@ -171,11 +87,8 @@ fn the_server_answers_as_its_openapi_document_says() {
     let Some(sb) = Sandbox::with_model() else {
         return;
     };
-    let key = sb.json(&["api-key", "create", "--name", "schemathesis"])["key"]
-        .as_str()
-        .expect("key")
-        .to_string();
-    let server = start(&sb);
+    let (_, key) = new_key(&sb);
+    let server = start(&sb, &["--workers", "1"]);
 
     // Real data: a transcribed file, its jobs, outputs and transcript.
     let speech = std::fs::read(fixture("speech.wav")).expect("fixture");
@@ -187,7 +100,7 @@ fn the_server_answers_as_its_openapi_document_says() {
         Duration::from_millis(500),
         "COMPLETED",
         || {
-            let (_, doc) = server.get(&format!("/api/v1/audio/{audio_id}"), &key);
+            let (_, doc) = server.get(&format!("/api/v1/audio/{audio_id}"), Some(&key));
             match doc["status"].as_str() {
                 Some("COMPLETED") => Some(doc),
                 Some("QUEUED" | "PROCESSING") => None,
@@ -204,11 +117,7 @@ fn the_server_answers_as_its_openapi_document_says() {
     let doomed_id = refused["audio"]["id"].as_str().expect("id").to_string();
 
     // The document needs no key.
-    let (status, document) = answer(
-        agent()
-            .get(format!("{}/api/v1/openapi.json", server.base))
-            .call(),
-    );
+    let (status, document) = server.get("/api/v1/openapi.json", None);
     assert_eq!(status, 200, "{document:#}");
     assert_eq!(document["openapi"], "3.1.0");
 
@@ -256,6 +165,6 @@ fn the_server_answers_as_its_openapi_document_says() {
     );
     eprintln!("{report}");
     assert!(out.status.success(), "{report}");
-    let (status, _) = server.get(&format!("/api/v1/audio/{audio_id}"), &key);
+    let (status, _) = server.get(&format!("/api/v1/audio/{audio_id}"), Some(&key));
     assert_eq!(status, 200, "the transcribed file was tested to the end");
 }

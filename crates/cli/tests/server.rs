@@ -7,9 +7,7 @@ mod common;
 use common::server::*;
 use common::*;
 use serde_json::Value;
-use std::fs::File;
 use std::path::Path;
-use std::process::Stdio;
 use std::time::Duration;
 
 #[test]

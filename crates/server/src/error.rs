@@ -89,8 +89,9 @@ pub struct ErrorBody {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorDetail {
     /// Machine-readable: `bad_request`, `unauthorized`, `not_found`,
-    /// `conflict`, `not_ready`, `too_large`, `not_audio`, `unreadable`,
-    /// `transcription_failed`, `timeout`, `unavailable`, `internal`.
+    /// `conflict`, `not_ready`, `already_delivered`, `too_large`,
+    /// `not_audio`, `unreadable`, `transcription_failed`, `timeout`,
+    /// `unavailable`, `internal`.
     pub code: String,
     /// For people.
     pub message: String,

@@ -3,10 +3,13 @@
 //! the types they serialize (core's model types with its `openapi`
 //! feature, the views of this crate), so it changes with the code.
 //!
-//! Routes whose answers are not one serialized type (event streams, the
-//! dashboard's static files, stored audio) are described by the stub
-//! functions below, beside the request forms, which handlers read field by
-//! field as they stream and so never deserialize into a type.
+//! Some routes are described by stub functions below instead: those whose
+//! answers are not one serialized type (event streams, the dashboard's
+//! static files, stored audio), and the webhook routes, which send the
+//! store's `WebhookDelivery` (the store does not depend on utoipa, so it is
+//! mirrored here; the schemathesis test holds the mirror to real answers).
+//! The request forms are here too: handlers read them field by field as
+//! they stream, so they never deserialize into a type.
 
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
@@ -130,8 +133,11 @@ impl Modify for Refinements {
                 for parameter in operation.parameters.iter_mut().flatten() {
                     if let Some(RefOr::T(Schema::Object(schema))) = parameter.schema.as_mut() {
                         if let SchemaType::Array(types) = &schema.schema_type {
-                            let kept: Vec<Type> =
-                                types.iter().filter(|t| **t != Type::Null).cloned().collect();
+                            let kept: Vec<Type> = types
+                                .iter()
+                                .filter(|t| **t != Type::Null)
+                                .cloned()
+                                .collect();
                             schema.schema_type = match kept.as_slice() {
                                 [one] => SchemaType::Type(one.clone()),
                                 _ => SchemaType::Array(kept),
@@ -214,7 +220,12 @@ pub struct UploadForm {
     formats: String,
     /// An http:// or https:// URL that receives the file's job events.
     #[serde(default)]
-    #[schema(pattern = r"^https?://")]
+    // Narrower than what is accepted (no user or IPv6 host), so that every
+    // URL the pattern allows is one the server takes.
+    #[schema(
+        format = "uri",
+        pattern = r"^https?://[^/?#@:\s\[\]]+(:[0-9]{1,4})?([/?#].*)?$"
+    )]
     webhook_url: String,
     /// Signs the events sent to `webhook_url` (HMAC-SHA256) instead of the
     /// server's key; needs `webhook_url`.
