@@ -83,6 +83,16 @@ truncated() {
 }
 not_audio() { printf 'This is a text file, not audio.\nIt should be refused.\n' >"$1"; }
 
+# German speech for the multilingual model's tests (language detection,
+# transcription in German, translation to English); reference in german.txt.
+german_text="Heute ist das Wetter sehr schön, und die Sonne scheint. \
+Ich gehe mit meinem Hund in den Park. \
+Am Abend koche ich eine Suppe für die ganze Familie. \
+Morgen fahre ich mit dem Zug nach Berlin."
+# -b 1: the text is UTF-8 whatever the locale.
+german_wav() { espeak-ng -v de -s 150 -b 1 -w "$1" "$german_text"; }
+german_pcm() { ff -i "$out/.espeak-de.wav" -map_metadata -1 -c:a pcm_s16le "$1"; }
+
 gen .espeak.wav speech_wav
 gen speech.wav speech_pcm
 gen speech-stereo-44k.wav stereo44
@@ -96,10 +106,13 @@ gen garbage.mp3 garbage
 gen empty.wav empty
 gen truncated.mp3 truncated
 gen not-audio.txt not_audio
+gen .espeak-de.wav german_wav
+gen german.wav german_pcm
 
 for f in speech speech-stereo-44k speech-8k; do
     [[ -s "$out/$f.txt" ]] || printf '%s\n' "$text" >"$out/$f.txt"
 done
+[[ -s "$out/german.txt" ]] || printf '%s\n' "$german_text" >"$out/german.txt"
 
 if [[ "$mode" == long ]]; then
     # The speech repeated end to end: big enough that a decoder holding the

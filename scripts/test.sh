@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# Runs every test: installs what the tests need (Debian packages, the model,
-# the Python peers: faster-whisper's front end, Celery, moto; the audio
-# fixtures; playwright-core for the dashboard's browser test), starts
-# PostgreSQL, Redis and RabbitMQ if they are down, then runs the whole
-# workspace's tests with nextest.
+# Runs every test: installs what the tests need (Debian packages, the models:
+# tiny.en and the multilingual base; the Python peers: faster-whisper's front
+# end, Celery, moto; the audio fixtures; playwright-core for the dashboard's
+# browser test), starts PostgreSQL, Redis and RabbitMQ if they are down, then
+# runs the whole workspace's tests with nextest.
 # Idempotent; the C++ speech engine is built once into a stable target dir.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -12,6 +12,7 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/pipeline-manager/targe
 
 scripts/install-deps.sh --services
 scripts/install-model.sh
+scripts/install-model.sh base
 scripts/setup-python.sh
 scripts/make-fixtures.sh
 scripts/setup-node.sh

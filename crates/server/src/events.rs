@@ -10,7 +10,7 @@
 //! finds; each stream catches up from the database once, then listens.
 //! The cost of polling does not grow with the number of clients.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures_util::stream::{self, Stream};
@@ -23,6 +23,7 @@ use std::time::Duration;
 use tokio::sync::broadcast;
 use uuid::Uuid;
 
+use crate::extract::IdPath;
 use crate::{ApiError, AppState};
 
 const POLL: Duration = Duration::from_millis(250);
@@ -267,11 +268,9 @@ fn stream_from(start: Watch) -> impl Stream<Item = Result<Event, Infallible>> {
 /// (or from `Last-Event-ID`), then live.
 pub async fn audio_events(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    IdPath(audio_id): IdPath,
     headers: HeaderMap,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
-    let audio_id =
-        Uuid::parse_str(&id).map_err(|_| ApiError::bad_request(format!("{id:?} is not an id")))?;
     state.store.audio(audio_id).await?;
     let (after, after_segment) = last_event_id(&headers).unwrap_or((0, None));
     // Listen first, then read: nothing can fall between the two.

@@ -12,7 +12,22 @@ pub fn under_ci() -> bool {
 /// The model directory: `PIPELINE_MODEL`, else the one scripts/install-model.sh installs.
 /// `None` (with a message) when it is missing outside CI; a panic under CI.
 pub fn model_dir() -> Option<PathBuf> {
-    let dir = match std::env::var_os("PIPELINE_MODEL") {
+    find_model("PIPELINE_MODEL", "tiny.en", "scripts/install-model.sh")
+}
+
+/// The multilingual model directory: `PIPELINE_MULTILINGUAL_MODEL`, else the
+/// one `scripts/install-model.sh base` installs. `None` (with a message) when
+/// it is missing outside CI; a panic under CI.
+pub fn multilingual_model_dir() -> Option<PathBuf> {
+    find_model(
+        "PIPELINE_MULTILINGUAL_MODEL",
+        "base",
+        "scripts/install-model.sh base",
+    )
+}
+
+fn find_model(variable: &str, name: &str, install: &str) -> Option<PathBuf> {
+    let dir = match std::env::var_os(variable) {
         Some(dir) if !dir.is_empty() => PathBuf::from(dir),
         _ => {
             let data = std::env::var_os("PIPELINE_DATA_DIR")
@@ -22,7 +37,7 @@ pub fn model_dir() -> Option<PathBuf> {
                         .map(|h| PathBuf::from(h).join(".local/share/pipeline-manager"))
                 })
                 .unwrap_or_default();
-            data.join("models/tiny.en")
+            data.join("models").join(name)
         }
     };
     if dir.join("model.bin").is_file() {
@@ -30,13 +45,10 @@ pub fn model_dir() -> Option<PathBuf> {
     }
     assert!(
         !under_ci(),
-        "CI: no model at {} (run scripts/install-model.sh)",
+        "CI: no model at {} (run {install})",
         dir.display()
     );
-    eprintln!(
-        "SKIPPED: no model at {}; run scripts/install-model.sh",
-        dir.display()
-    );
+    eprintln!("SKIPPED: no model at {}; run {install}", dir.display());
     None
 }
 
@@ -72,6 +84,36 @@ pub fn speak(text: &str) -> Option<Vec<f32>> {
         .args(["-ar", "16000", "-ac", "1", "-f", "f32le"])
         .arg(&raw));
     Some(read_f32(&raw))
+}
+
+/// A fixture of scripts/make-fixtures.sh (made on first use) as 16 kHz mono
+/// f32 samples, with its reference text when it has one (`NAME.txt`); `None`
+/// outside CI when espeak-ng or ffmpeg is missing.
+pub fn fixture(name: &str) -> Option<(Vec<f32>, Option<String>)> {
+    static MADE: std::sync::Once = std::sync::Once::new();
+    if !tool_available("espeak-ng", "--version") || !tool_available("ffmpeg", "-version") {
+        eprintln!("SKIPPED: espeak-ng and ffmpeg are needed to make the fixtures");
+        return None;
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    MADE.call_once(|| {
+        run(Command::new("bash").arg(root.join("scripts/make-fixtures.sh")));
+    });
+    let dir = std::env::var_os("FIXTURES_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("fixtures/generated"));
+    let path = dir.join(name);
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let raw = tmp.path().join("samples.raw");
+    run(Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-y", "-i"])
+        .arg(&path)
+        .args(["-ar", "16000", "-ac", "1", "-f", "f32le"])
+        .arg(&raw));
+    let reference = std::fs::read_to_string(path.with_extension("txt"))
+        .ok()
+        .map(|t| t.trim().to_string());
+    Some((read_f32(&raw), reference))
 }
 
 fn run(cmd: &mut Command) {
