@@ -9,6 +9,20 @@ pub enum Task {
     Translate,
 }
 
+impl std::str::FromStr for Task {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "transcribe" => Ok(Task::Transcribe),
+            "translate" => Ok(Task::Translate),
+            other => Err(format!(
+                "unknown task {other:?} (expected transcribe or translate)"
+            )),
+        }
+    }
+}
+
 /// How to decode; the defaults are faster-whisper's `transcribe()` defaults.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]

@@ -136,7 +136,12 @@ pub struct RemoteArgs {
     #[arg(long, value_name = "URL", env = "PIPELINE_API_URL")]
     pub api_url: Option<String>,
     /// API key for --api-url (the environment keeps it out of `ps`).
-    #[arg(long, value_name = "KEY", env = "PIPELINE_API_KEY", hide_env_values = true)]
+    #[arg(
+        long,
+        value_name = "KEY",
+        env = "PIPELINE_API_KEY",
+        hide_env_values = true
+    )]
     pub api_key: Option<String>,
 }
 

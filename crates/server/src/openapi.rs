@@ -211,6 +211,13 @@ pub struct UploadForm {
     /// Language code; detected when absent or empty.
     #[serde(default)]
     language: String,
+    /// `transcribe` (the default) or `translate` (to English; multilingual
+    /// models only).
+    #[serde(default)]
+    #[schema(
+        pattern = r"^ *(?:[tT][rR][aA][nN][sS][cC][rR][iI][bB][eE]|[tT][rR][aA][nN][sS][lL][aA][tT][eE]) *$"
+    )]
+    task: String,
     /// Comma-separated outputs to render (any case): txt, srt, vtt, json,
     /// tsv. All of them when absent.
     #[serde(default)]

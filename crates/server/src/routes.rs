@@ -496,6 +496,10 @@ pub async fn upload(
             "language" => {
                 options.language = Some(value.trim().to_string()).filter(|l| !l.is_empty());
             }
+            "task" if !value.trim().is_empty() => {
+                options.task = value.parse().map_err(ApiError::bad_request)?;
+            }
+            "task" => {}
             "formats" => {
                 options.formats = value
                     .split(',')
@@ -523,7 +527,7 @@ pub async fn upload(
             "webhook_secret" => {}
             other => {
                 return Err(ApiError::bad_request(format!(
-                    "unknown field {other:?} (expected file, language, formats, webhook_url, webhook_secret)"
+                    "unknown field {other:?} (expected file, language, task, formats, webhook_url, webhook_secret)"
                 )))
             }
         }

@@ -182,8 +182,6 @@ CREATE TABLE live_segments (
 CREATE INDEX live_segments_audio ON live_segments (audio_id, id)
 "#;
 
-
-
 /// Every migration in order; the last one's version is the schema version.
 pub(crate) fn migrations() -> Vec<Migration> {
     vec![

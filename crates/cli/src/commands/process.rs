@@ -39,6 +39,9 @@ pub struct ProcessArgs {
     /// Language code (e.g. en); detected when not given (multilingual models).
     #[arg(long)]
     pub language: Option<String>,
+    /// transcribe, or translate to English (multilingual models only).
+    #[arg(long, value_parser = ["transcribe", "translate"])]
+    pub task: Option<String>,
     /// Add word-level timestamps.
     #[arg(long)]
     pub word_timestamps: bool,
@@ -91,6 +94,12 @@ pub async fn run(app: &App, args: ProcessArgs) -> Result<u8> {
     let defaults = super::default_process_options(config);
     let options = ProcessOptions {
         language: args.language.clone().or(defaults.language.clone()),
+        task: match &args.task {
+            Some(task) => task
+                .parse()
+                .map_err(|e: String| failure(exit::BAD_INPUT, e))?,
+            None => defaults.task,
+        },
         beam_size: args.beam_size.unwrap_or(defaults.beam_size),
         word_timestamps: args.word_timestamps || defaults.word_timestamps,
         formats,
@@ -406,6 +415,9 @@ async fn run_remote(app: &App, args: &ProcessArgs, remote: crate::remote::Remote
     let mut fields: Vec<(&str, String)> = Vec::new();
     if let Some(language) = &args.language {
         fields.push(("language", language.clone()));
+    }
+    if let Some(task) = &args.task {
+        fields.push(("task", task.clone()));
     }
     if !args.formats.is_empty() {
         fields.push(("formats", args.formats.join(",")));
