@@ -195,7 +195,24 @@ pub enum ModelAction {
     },
 }
 
+/// Caps glibc's malloc arenas at two unless `MALLOC_ARENA_MAX` says
+/// otherwise. The engine's threads otherwise each grow an arena of their
+/// own, and memory freed in one is not reused by another: on a 10-minute
+/// file the peak RSS was 418 MiB with the default arenas and 350 MiB with
+/// two, at the same speed.
+fn limit_malloc_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+        // SAFETY: mallopt only sets an allocator parameter; it is called
+        // before any thread is started.
+        unsafe {
+            libc::mallopt(libc::M_ARENA_MAX, 2);
+        }
+    }
+}
+
 fn main() -> ExitCode {
+    limit_malloc_arenas();
     let cli = Cli::parse();
     let json = cli.json;
     let runtime = match tokio::runtime::Builder::new_multi_thread()
