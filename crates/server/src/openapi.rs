@@ -5,26 +5,25 @@
 //!
 //! Some routes are described by stub functions below instead: those whose
 //! answers are not one serialized type (event streams, the dashboard's
-//! static files, stored audio), and the webhook routes, which send the
-//! store's `WebhookDelivery` (the store does not depend on utoipa, so it is
-//! mirrored here; the schemathesis test holds the mirror to real answers).
+//! static files, stored audio), and the webhook routes, whose handlers
+//! send the store's `WebhookDelivery` (derived with the store's `openapi`
+//! feature) inside a small JSON envelope.
 //! The request forms are here too: handlers read them field by field as
 //! they stream, so they never deserialize into a type.
 
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use chrono::{DateTime, Utc};
 use pipeline_core::render::OutputFormat;
 use utoipa::openapi::path::{Operation, PathItem};
 use utoipa::openapi::schema::{Schema, SchemaType, Type};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{Components, ContentBuilder, Ref, RefOr, ResponseBuilder};
 use utoipa::{Modify, OpenApi, ToSchema};
-use uuid::Uuid;
 
 use crate::error::ErrorBody;
 use crate::AppState;
+use pipeline_store::{DeliveryStatus, WebhookDelivery};
 
 /// The name of the API-key security scheme.
 const API_KEY: &str = "api_key";
@@ -293,39 +292,6 @@ pub struct WebhookDeliveries {
 #[allow(dead_code)]
 pub struct WebhookRetried {
     delivery: WebhookDelivery,
-}
-
-/// One event on its way to one endpoint (the store's `WebhookDelivery`
-/// as it serializes).
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub struct WebhookDelivery {
-    id: i64,
-    /// The event's id, the same for every endpoint: receivers deduplicate on it.
-    event_id: Uuid,
-    event: String,
-    audio_id: Uuid,
-    job_id: Option<Uuid>,
-    url: String,
-    status: DeliveryStatus,
-    attempts: u32,
-    next_attempt_at: DateTime<Utc>,
-    last_status_code: Option<u16>,
-    last_error: Option<String>,
-    created_at: DateTime<Utc>,
-    delivered_at: Option<DateTime<Utc>>,
-}
-
-/// Where a delivery stands.
-#[derive(ToSchema)]
-#[schema(rename_all = "SCREAMING_SNAKE_CASE")]
-#[allow(dead_code)]
-pub enum DeliveryStatus {
-    /// Not delivered yet; tried again at `next_attempt_at`.
-    Pending,
-    Delivered,
-    /// Given up after the retry period.
-    Failed,
 }
 
 /// `GET /api/v1/webhooks/deliveries?status=&limit=`: newest first.

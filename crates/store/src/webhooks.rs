@@ -37,6 +37,7 @@ impl std::fmt::Debug for WebhookEndpoint {
 
 /// Where a delivery stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum DeliveryStatus {
     /// Not delivered yet; tried again at `next_attempt_at`.
@@ -74,6 +75,7 @@ impl std::str::FromStr for DeliveryStatus {
 
 /// One event on its way to one endpoint.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct WebhookDelivery {
     pub id: i64,
     /// The event's id, the same for every endpoint: receivers deduplicate on it.
