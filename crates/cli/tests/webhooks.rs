@@ -266,6 +266,16 @@ fn a_files_own_endpoint_hears_only_that_file_and_failed_deliveries_are_retried()
     let port = free_port();
     let mut receiver = Receiver::start(port, "own-key", sb.root().join("received.jsonl"));
     let url = receiver.url("/own");
+    // An endpoint the relay could never reach is refused before anything is stored.
+    let bad = sb.run(&[
+        "process",
+        path(&fixture("speech.wav")),
+        "--webhook-url",
+        "http://",
+    ]);
+    bad.expect_code(2);
+    assert!(bad.stderr.contains("--webhook-url \"http://\""), "{bad}");
+    assert!(deliveries(&sb, None).is_empty());
     let out = sb.run(&[
         "process",
         path(&fixture("speech.wav")),

@@ -509,16 +509,10 @@ pub async fn upload(
             }
             "webhook_url" => {
                 let url = value.trim();
-                // Parsed as the relay will parse it, so that a URL it could
-                // never send to is refused now rather than failed later.
-                let parses = url
-                    .parse::<axum::http::Uri>()
-                    .is_ok_and(|u| u.host().is_some_and(|h| !h.is_empty()));
-                if !(parses && (url.starts_with("http://") || url.starts_with("https://"))) {
-                    return Err(ApiError::bad_request(format!(
-                        "webhook_url {url:?}: expected an http:// or https:// URL"
-                    )));
-                }
+                // A URL the relay could never send to is refused now rather
+                // than failed later.
+                pipeline_webhooks::check_url(url)
+                    .map_err(|e| ApiError::bad_request(format!("webhook_url {url:?}: {e}")))?;
                 options.webhooks = vec![pipeline_store::WebhookEndpoint {
                     url: url.to_string(),
                     secret: state.webhook_secret.clone(),

@@ -112,6 +112,21 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// Checks that `url` is one the relay can send to: http or https, with a
+/// host, parsed by the same HTTP library that sends. The error says why not.
+pub fn check_url(url: &str) -> Result<(), String> {
+    if !(url.starts_with("http://") || url.starts_with("https://")) {
+        return Err("expected an http:// or https:// URL with a host".to_string());
+    }
+    let parsed = url
+        .parse::<ureq::http::Uri>()
+        .map_err(|e| format!("not a URL ({e})"))?;
+    match (parsed.scheme_str(), parsed.host()) {
+        (Some("http" | "https"), Some(host)) if !host.is_empty() => Ok(()),
+        _ => Err("expected an http:// or https:// URL with a host".to_string()),
+    }
+}
+
 /// When to try again after `attempts` failed attempts, or `None` once the
 /// delivery has been retried for `retry_period` since it was created.
 pub fn next_attempt(
@@ -211,13 +226,12 @@ impl Relay {
                     true
                 }
             };
-            if idle {
-                tokio::select! {
-                    _ = &mut stop => return,
-                    _ = tokio::time::sleep(POLL) => {}
-                }
-            } else if futures_ready(&mut stop) {
-                return;
+            // After a busy pass, only look whether to stop before the next.
+            let pause = if idle { POLL } else { Duration::ZERO };
+            tokio::select! {
+                biased;
+                _ = &mut stop => return,
+                _ = tokio::time::sleep(pause) => {}
             }
         }
     }
@@ -237,13 +251,6 @@ impl Relay {
         }
         Ok(())
     }
-}
-
-/// Whether `stop` has completed, without waiting.
-fn futures_ready<F: Future<Output = ()>>(stop: &mut std::pin::Pin<&mut F>) -> bool {
-    let waker = std::task::Waker::noop();
-    let mut context = std::task::Context::from_waker(waker);
-    stop.as_mut().poll(&mut context).is_ready()
 }
 
 /// POSTs one delivery; the status code on a 2xx, else the code (if any
@@ -314,6 +321,22 @@ mod tests {
             sign("key", 1_700_000_000, "{}"),
             "t=1700000000,v1=9d713ed406bb7076d4123f0dc2c39d2df5c654ed4b0cd56b52c8b4c940bd63ae"
         );
+    }
+
+    #[test]
+    fn only_http_urls_with_a_host_are_endpoints() {
+        assert_eq!(check_url("http://127.0.0.1:8080/hooks"), Ok(()));
+        assert_eq!(check_url("https://hooks.example.com"), Ok(()));
+        for bad in [
+            "http://",
+            "ftp://host/x",
+            "HTTP://host",
+            "hooks.example.com",
+            "http://a b/",
+            "",
+        ] {
+            assert!(check_url(bad).is_err(), "{bad:?} accepted");
+        }
     }
 
     #[test]

@@ -71,6 +71,10 @@ struct FileOutcome {
 
 /// `process`.
 pub async fn run(app: &App, args: ProcessArgs) -> Result<u8> {
+    if let Some(url) = &args.webhook_url {
+        pipeline_webhooks::check_url(url)
+            .map_err(|e| failure(exit::BAD_INPUT, format!("--webhook-url {url:?}: {e}")))?;
+    }
     if let Some(url) = &args.remote.api_url {
         let remote = crate::remote::Remote::new(url, args.remote.api_key.clone())?;
         return run_remote(app, &args, remote).await;
@@ -117,14 +121,6 @@ pub async fn run(app: &App, args: ProcessArgs) -> Result<u8> {
             .collect(),
         ..defaults
     };
-    if let Some(url) = &args.webhook_url {
-        if !(url.starts_with("http://") || url.starts_with("https://")) {
-            return Err(failure(
-                exit::BAD_INPUT,
-                format!("--webhook-url {url:?}: expected an http:// or https:// URL"),
-            ));
-        }
-    }
     let store = app.store().await?;
     let storage = super::storage(config)?;
     let queue = super::queue(config, &store, &[])?;

@@ -3,7 +3,7 @@
 
 use anyhow::Result;
 use pipeline_core::config::Config;
-use pipeline_store::{DeliveryStatus, Store, WebhookEndpoint};
+use pipeline_store::{DeliveryStatus, Store, StoreError, WebhookEndpoint};
 use pipeline_webhooks::{Relay, RelaySettings};
 use serde_json::json;
 use std::time::Duration;
@@ -96,80 +96,84 @@ pub async fn run(app: &App, action: WebhookAction) -> Result<u8> {
             }
             Ok(0)
         }
-        WebhookAction::Retry { id, failed } => {
-            let retried = match (id, failed) {
-                (Some(id), false) => {
-                    let delivery = store
-                        .retry_webhook_delivery(id)
-                        .await
-                        .map_err(|e| match e {
-                            pipeline_store::StoreError::NotFoundDelivery(_)
-                            | pipeline_store::StoreError::AlreadyDelivered(_) => {
-                                failure(exit::BAD_INPUT, e.to_string())
-                            }
-                            e => store_failure(e),
-                        })?;
-                    vec![delivery.id]
-                }
-                (None, true) => {
-                    let n = store
-                        .retry_failed_webhook_deliveries()
-                        .await
-                        .map_err(store_failure)?;
-                    Relay::new(store.clone(), relay_settings(app.config()))
-                        .drain(Duration::from_secs(app.config().webhooks.timeout_secs + 5))
-                        .await
-                        .map_err(store_failure)?;
-                    let still = store
-                        .webhook_deliveries(Some(DeliveryStatus::Pending), 10_000)
-                        .await
-                        .map_err(store_failure)?
-                        .len();
-                    if app.json {
-                        app.print_json(&json!({"retried": n, "pending": still}));
-                    } else {
-                        println!("{n} failed deliveries sent again; {still} still pending");
-                    }
-                    return Ok(if still == 0 { 0 } else { exit::JOB_FAILED });
-                }
-                _ => {
-                    return Err(failure(
-                        exit::BAD_INPUT,
-                        "give a delivery id or --failed (not both)",
-                    ))
-                }
-            };
-            // Send now rather than wait for a worker: the user is watching.
-            let relay = Relay::new(store.clone(), relay_settings(app.config()));
-            relay
-                .drain(Duration::from_secs(app.config().webhooks.timeout_secs + 5))
-                .await
-                .map_err(store_failure)?;
-            let delivery = store
-                .webhook_delivery(retried[0])
-                .await
-                .map_err(store_failure)?;
-            if app.json {
-                app.print_json(&json!({"delivery": delivery}));
-            } else {
-                println!(
-                    "delivery {}: {} after {} attempts{}",
-                    delivery.id,
-                    delivery.status.as_str(),
-                    delivery.attempts,
-                    delivery
-                        .last_error
-                        .as_deref()
-                        .filter(|_| delivery.status != DeliveryStatus::Delivered)
-                        .map(|e| format!(" (last error: {e})"))
-                        .unwrap_or_default()
-                );
-            }
-            Ok(if delivery.status == DeliveryStatus::Delivered {
-                0
-            } else {
-                exit::JOB_FAILED
-            })
-        }
+        WebhookAction::Retry {
+            id: Some(id),
+            failed: false,
+        } => retry_one(app, &store, id).await,
+        WebhookAction::Retry {
+            id: None,
+            failed: true,
+        } => retry_failed(app, &store).await,
+        WebhookAction::Retry { .. } => Err(failure(
+            exit::BAD_INPUT,
+            "give a delivery id or --failed (not both)",
+        )),
     }
+}
+
+/// Delivers what is due now rather than waiting for a worker: the user is
+/// watching.
+async fn send_now(app: &App, store: &Store) -> Result<()> {
+    Relay::new(store.clone(), relay_settings(app.config()))
+        .drain(Duration::from_secs(app.config().webhooks.timeout_secs + 5))
+        .await
+        .map_err(store_failure)
+}
+
+/// `webhooks retry ID`: exit 0 once delivered, 1 while it still fails.
+async fn retry_one(app: &App, store: &Store, id: i64) -> Result<u8> {
+    store
+        .retry_webhook_delivery(id)
+        .await
+        .map_err(|e| match e {
+            StoreError::NotFoundDelivery(_) | StoreError::AlreadyDelivered(_) => {
+                failure(exit::BAD_INPUT, e.to_string())
+            }
+            e => store_failure(e),
+        })?;
+    send_now(app, store).await?;
+    let delivery = store.webhook_delivery(id).await.map_err(store_failure)?;
+    if app.json {
+        app.print_json(&json!({"delivery": delivery}));
+    } else {
+        println!(
+            "delivery {}: {} after {} attempts{}",
+            delivery.id,
+            delivery.status.as_str(),
+            delivery.attempts,
+            delivery
+                .last_error
+                .as_deref()
+                .filter(|_| delivery.status != DeliveryStatus::Delivered)
+                .map(|e| format!(" (last error: {e})"))
+                .unwrap_or_default()
+        );
+    }
+    Ok(if delivery.status == DeliveryStatus::Delivered {
+        0
+    } else {
+        exit::JOB_FAILED
+    })
+}
+
+/// `webhooks retry --failed`: exit 0 once nothing is pending.
+async fn retry_failed(app: &App, store: &Store) -> Result<u8> {
+    let n = store
+        .retry_failed_webhook_deliveries()
+        .await
+        .map_err(store_failure)?;
+    send_now(app, store).await?;
+    let still = store
+        .webhook_delivery_counts()
+        .await
+        .map_err(store_failure)?
+        .into_iter()
+        .find(|(status, _)| status == DeliveryStatus::Pending.as_str())
+        .map_or(0, |(_, n)| n);
+    if app.json {
+        app.print_json(&json!({"retried": n, "pending": still}));
+    } else {
+        println!("{n} failed deliveries sent again; {still} still pending");
+    }
+    Ok(if still == 0 { 0 } else { exit::JOB_FAILED })
 }
