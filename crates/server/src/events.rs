@@ -161,7 +161,12 @@ impl Feed {
             loop {
                 tokio::time::sleep(POLL).await;
                 let mut found = read_after(&store, after, after_segment, None).await;
-                if let Ok(running) = store.running_jobs().await {
+                // Progress carries no cursor: with nobody listening there is
+                // nothing to compare it against later, so it is not read.
+                let listening = sender.receiver_count() > 0;
+                if !listening {
+                    progress.clear();
+                } else if let Ok(running) = store.running_jobs().await {
                     let mut now = HashMap::with_capacity(running.len());
                     for job in &running {
                         if job.progress > 0.0 && progress.get(&job.id) != Some(&job.progress) {
