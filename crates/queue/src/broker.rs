@@ -6,7 +6,9 @@
 //! whose job another worker holds is kept until that worker's lease ends
 //! (then the job is taken over, or found finished), and one whose job is
 //! backing off is kept until its time. A message is acknowledged only after
-//! the job's outcome is committed ([`JobQueue::settle`]). Jobs whose broker
+//! the job's outcome is committed ([`JobQueue::settle`]). `pipeline.process`
+//! messages that arrive together are claimed together
+//! ([`Store::claim_jobs`]), a few round trips for the lot. Jobs whose broker
 //! could not take them fall back to the embedded queue, which every
 //! Celery-mode worker also claims from.
 
@@ -25,6 +27,13 @@ use crate::celery::message::TaskMessage;
 use crate::celery::redis::RedisTransport;
 use crate::celery::{INGEST_TASK, PROCESS_TASK, TRANSCRIBE_TASK};
 use crate::{Dispatched, IngestTask, JobQueue, QueueError, QueueFuture, QueueHealth, Settle, Work};
+
+/// A delivery sorted by [`Inner::triage`].
+enum Triage {
+    Work(Work),
+    Settled,
+    Job(Uuid, Delivery),
+}
 
 /// Where and how a Celery queue connects.
 #[derive(Debug, Clone)]
@@ -351,19 +360,16 @@ impl Inner {
         }
     }
 
-    /// Turns a delivery into work, or settles or keeps it.
-    async fn handle(
-        &self,
-        mut delivery: Delivery,
-        worker: &str,
-        lease: Duration,
-    ) -> Result<Option<Work>, QueueError> {
+    /// Sorts a delivery: an ingest task is work as it is, a message that
+    /// is no pipeline job is settled here, and a job's message is returned
+    /// with its job id, to be claimed.
+    async fn triage(&self, delivery: Delivery) -> Triage {
         let task = delivery.message.task.clone();
         if task == INGEST_TASK {
             let task_id = delivery.message.id.clone();
             let kwargs = delivery.message.kwargs.clone();
             self.hold(&task_id, delivery.receipt);
-            return Ok(Some(Work::Ingest(IngestTask { task_id, kwargs })));
+            return Triage::Work(Work::Ingest(IngestTask { task_id, kwargs }));
         }
         if task != TRANSCRIBE_TASK && task != PROCESS_TASK {
             log(&format!(
@@ -371,7 +377,7 @@ impl Inner {
                 delivery.message.id
             ));
             self.finish(delivery.receipt, Settle::Ack).await;
-            return Ok(None);
+            return Triage::Settled;
         }
         let job_id = delivery
             .message
@@ -385,25 +391,71 @@ impl Inner {
                 delivery.message.id
             ));
             self.finish(delivery.receipt, Settle::Ack).await;
-            return Ok(None);
+            return Triage::Settled;
         };
-        let claim = match self.store.claim_job(job_id, worker, lease).await {
-            Ok(claim) => claim,
+        Triage::Job(job_id, delivery)
+    }
+
+    /// Turns deliveries into work, or settles or keeps them; the jobs among
+    /// them are claimed together.
+    async fn handle(
+        &self,
+        deliveries: Vec<Delivery>,
+        worker: &str,
+        lease: Duration,
+    ) -> Result<Vec<Work>, QueueError> {
+        let mut works = Vec::new();
+        let mut jobs = Vec::new();
+        for delivery in deliveries {
+            match self.triage(delivery).await {
+                Triage::Work(work) => works.push(work),
+                Triage::Settled => {}
+                Triage::Job(job_id, delivery) => jobs.push((job_id, delivery)),
+            }
+        }
+        if jobs.is_empty() {
+            return Ok(works);
+        }
+        let ids: Vec<Uuid> = jobs.iter().map(|(id, _)| *id).collect();
+        let claims = match self.store.claim_jobs(&ids, worker, lease).await {
+            Ok(claims) => claims,
             Err(e) => {
-                // Keep the message and look again shortly.
-                self.defer(Utc::now() + chrono::Duration::seconds(1), delivery);
-                return Err(e.into());
+                // Keep the messages and look again shortly.
+                for (_, delivery) in jobs {
+                    self.defer(Utc::now() + chrono::Duration::seconds(1), delivery);
+                }
+                if works.is_empty() {
+                    return Err(e.into());
+                }
+                log(&format!("could not claim jobs, trying again shortly: {e}"));
+                return Ok(works);
             }
         };
+        for ((job_id, delivery), claim) in jobs.into_iter().zip(claims) {
+            if let Some(work) = self.answer(job_id, delivery, claim, worker).await {
+                works.push(work);
+            }
+        }
+        Ok(works)
+    }
+
+    /// Acts on what claiming a delivered job found.
+    async fn answer(
+        &self,
+        job_id: Uuid,
+        mut delivery: Delivery,
+        claim: JobClaim,
+        worker: &str,
+    ) -> Option<Work> {
         let id = delivery.message.id.clone();
         match claim {
             JobClaim::Claimed(job) => {
                 self.hold(&job.task_id, delivery.receipt);
-                Ok(Some(Work::Job(job)))
+                Some(Work::Job(job))
             }
             JobClaim::NotYet(at) => {
                 self.defer(at, delivery);
-                Ok(None)
+                None
             }
             JobClaim::Busy { holder, until } => {
                 if !delivery.noted {
@@ -427,7 +479,7 @@ impl Inner {
                     .min(now + chrono::Duration::seconds(2))
                     .max(now + chrono::Duration::milliseconds(500));
                 self.defer(next, delivery);
-                Ok(None)
+                None
             }
             JobClaim::Finished(status) => {
                 let message = match status {
@@ -438,13 +490,37 @@ impl Inner {
                 };
                 let _ = self.store.note(job_id, Some(worker), &message).await;
                 self.finish(delivery.receipt, Settle::Ack).await;
-                Ok(None)
+                None
             }
             JobClaim::Waiting | JobClaim::Missing => {
                 self.finish(delivery.receipt, Settle::Ack).await;
-                Ok(None)
+                None
             }
         }
+    }
+
+    /// More `pipeline.process` messages that are ready now, after `first`,
+    /// up to `max` in all: rendering jobs are short, and claiming and
+    /// completing them together saves most of their database round trips.
+    /// Transcriptions are never batched, so none waits behind another.
+    async fn with_ready_followers(&self, first: Delivery, max: usize) -> Vec<Delivery> {
+        let mut batch = vec![first];
+        if max <= 1 || batch[0].message.task != PROCESS_TASK {
+            return batch;
+        }
+        let mut inbox = self.inbox.lock().await;
+        while batch.len() < max {
+            match inbox.try_recv() {
+                Ok(delivery) if delivery.message.task == PROCESS_TASK => batch.push(delivery),
+                Ok(other) => {
+                    // Handled by the next claim, first.
+                    self.defer(Utc::now(), other);
+                    break;
+                }
+                Err(_) => break,
+            }
+        }
+        batch
     }
 
     /// Starts moving messages from the broker on the first claim (a
@@ -585,6 +661,19 @@ impl JobQueue for BrokerQueue {
         lease: Duration,
     ) -> QueueFuture<'a, Option<Work>> {
         Box::pin(async move {
+            let works = self.claim_batch(worker, job_types, lease, 1).await?;
+            Ok(works.into_iter().next())
+        })
+    }
+
+    fn claim_batch<'a>(
+        &'a self,
+        worker: &'a str,
+        job_types: &'a [JobType],
+        lease: Duration,
+        max: usize,
+    ) -> QueueFuture<'a, Vec<Work>> {
+        Box::pin(async move {
             let inner = &self.inner;
             inner.ensure_fetcher();
             inner.sweep().await?;
@@ -592,30 +681,33 @@ impl JobQueue for BrokerQueue {
             // table is looked at about once a second, not before every message.
             if inner.embedded_poll_due() {
                 if let Some(job) = inner.store.claim(worker, job_types, lease).await? {
-                    return Ok(Some(Work::Job(job)));
+                    return Ok(vec![Work::Job(job)]);
                 }
             }
             let deadline = Instant::now() + Duration::from_millis(500);
             loop {
-                if let Some(delivery) = inner.next_ready() {
-                    if let Some(work) = inner.handle(delivery, worker, lease).await? {
-                        return Ok(Some(work));
-                    }
-                    continue;
-                }
-                let remaining = deadline.saturating_duration_since(Instant::now());
-                if remaining.is_zero() {
-                    return Ok(None);
-                }
-                let received = {
-                    let mut inbox = inner.inbox.lock().await;
-                    tokio::time::timeout(remaining.min(Duration::from_millis(100)), inbox.recv())
+                let first = match inner.next_ready() {
+                    Some(delivery) => Some(delivery),
+                    None => {
+                        let remaining = deadline.saturating_duration_since(Instant::now());
+                        if remaining.is_zero() {
+                            return Ok(Vec::new());
+                        }
+                        let mut inbox = inner.inbox.lock().await;
+                        tokio::time::timeout(
+                            remaining.min(Duration::from_millis(100)),
+                            inbox.recv(),
+                        )
                         .await
-                };
-                if let Ok(Some(delivery)) = received {
-                    if let Some(work) = inner.handle(delivery, worker, lease).await? {
-                        return Ok(Some(work));
+                        .ok()
+                        .flatten()
                     }
+                };
+                let Some(first) = first else { continue };
+                let batch = inner.with_ready_followers(first, max.max(1)).await;
+                let works = inner.handle(batch, worker, lease).await?;
+                if !works.is_empty() {
+                    return Ok(works);
                 }
             }
         })

@@ -154,6 +154,26 @@ pub trait JobQueue: Send + Sync {
 
     /// Acknowledges (or hands back) the message of work whose outcome is
     /// recorded; `task_id` is the job's `task_id` or the ingest task's id.
+    /// Like [`JobQueue::claim`], but may return up to `max` pieces of work
+    /// that are ready together (short jobs delivered in a burst), claimed
+    /// in one transaction.
+    fn claim_batch<'a>(
+        &'a self,
+        worker: &'a str,
+        job_types: &'a [JobType],
+        lease: Duration,
+        max: usize,
+    ) -> QueueFuture<'a, Vec<Work>> {
+        let _ = max;
+        Box::pin(async move {
+            Ok(self
+                .claim(worker, job_types, lease)
+                .await?
+                .into_iter()
+                .collect())
+        })
+    }
+
     fn settle<'a>(&'a self, task_id: &'a str, how: Settle) -> QueueFuture<'a, ()>;
 
     /// Whether the broker answers, how fast, and how much waits in it.

@@ -328,27 +328,8 @@ impl Store {
         audio_id: Uuid,
         results: &AudioResults,
     ) -> Result<(), StoreError> {
-        let outputs = serde_json::to_string(&results.outputs).map_err(|e| StoreError::Corrupt {
-            table: "audio_results",
-            message: e.to_string(),
-        })?;
         let mut tx = self.pool.begin().await?;
-        sqlx::query("DELETE FROM audio_results WHERE audio_id = $1")
-            .bind(audio_id.to_string())
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query(
-            "INSERT INTO audio_results (audio_id, outputs, words, speech_seconds, \
-             words_per_minute, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(audio_id.to_string())
-        .bind(outputs)
-        .bind(i64::try_from(results.words).unwrap_or(i64::MAX))
-        .bind(results.speech_seconds)
-        .bind(results.words_per_minute)
-        .bind(ts(Utc::now()))
-        .execute(&mut *tx)
-        .await?;
+        write_results(&mut tx, audio_id, results).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -411,6 +392,34 @@ impl Store {
     }
 }
 
+/// Stores (or replaces) a file's outputs and statistics inside a transaction.
+pub(crate) async fn write_results(
+    tx: &mut Transaction<'_, Any>,
+    audio_id: Uuid,
+    results: &AudioResults,
+) -> Result<(), StoreError> {
+    let outputs = serde_json::to_string(&results.outputs).map_err(|e| StoreError::Corrupt {
+        table: "audio_results",
+        message: e.to_string(),
+    })?;
+    sqlx::query(
+        "INSERT INTO audio_results (audio_id, outputs, words, speech_seconds, \
+         words_per_minute, created_at) VALUES ($1, $2, $3, $4, $5, $6) \
+         ON CONFLICT (audio_id) DO UPDATE SET outputs = excluded.outputs, \
+         words = excluded.words, speech_seconds = excluded.speech_seconds, \
+         words_per_minute = excluded.words_per_minute, created_at = excluded.created_at",
+    )
+    .bind(audio_id.to_string())
+    .bind(outputs)
+    .bind(i64::try_from(results.words).unwrap_or(i64::MAX))
+    .bind(results.speech_seconds)
+    .bind(results.words_per_minute)
+    .bind(ts(Utc::now()))
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
 /// Recomputes a file's status from its jobs inside a transaction.
 pub(crate) async fn refresh_audio_status(
     tx: &mut Transaction<'_, Any>,
@@ -433,7 +442,17 @@ pub(crate) async fn refresh_audio_status(
                 })?,
         );
     }
-    let status = AudioStatus::derive(statuses);
+    write_audio_status(tx, outbox, audio_id, AudioStatus::derive(statuses)).await
+}
+
+/// Sets a file's status derived from jobs the transaction already holds
+/// locked, sparing the query that [`refresh_audio_status`] makes.
+pub(crate) async fn write_audio_status(
+    tx: &mut Transaction<'_, Any>,
+    outbox: Outbox,
+    audio_id: Uuid,
+    status: AudioStatus,
+) -> Result<AudioStatus, StoreError> {
     // Only a change is written (and reported), so `updated_at` is when the
     // file's status last moved.
     let changed = sqlx::query(

@@ -1,15 +1,15 @@
 //! Job transitions and the embedded queue's lease operations.
 
 use chrono::{DateTime, Duration as TimeDelta, Utc};
-use pipeline_core::{JobError, JobStatus, JobType, ProcessingJob};
+use pipeline_core::{AudioStatus, JobError, JobStatus, JobType, ProcessingJob};
 use sqlx::{Any, Row, Transaction};
 use std::collections::BTreeMap;
 use std::time::Duration;
 use uuid::Uuid;
 
-use crate::audio::refresh_audio_status;
+use crate::audio::{refresh_audio_status, write_audio_status, write_results, AudioResults};
 use crate::rows::{self, ts, JOB_COLUMNS};
-use crate::webhooks::Outbox;
+use crate::webhooks::{Outbox, ENDPOINT_COLUMN};
 use crate::{Backend, Store, StoreError};
 
 /// A job to create at ingest.
@@ -76,7 +76,7 @@ pub enum Heartbeat {
     Lost,
 }
 
-fn lease_end(now: DateTime<Utc>, lease: Duration) -> DateTime<Utc> {
+pub(crate) fn lease_end(now: DateTime<Utc>, lease: Duration) -> DateTime<Utc> {
     now + TimeDelta::from_std(lease).unwrap_or(TimeDelta::seconds(60))
 }
 
@@ -108,23 +108,33 @@ pub(crate) async fn insert_event(
 /// Takes the write lock on a file's jobs before reading them, so that the
 /// transaction sees what it changes (SQLite's deferred transactions would
 /// otherwise fail on upgrade; PostgreSQL locks the rows in one order).
+///
+/// Returns `outbox` knowing whether the file has its own webhook endpoint.
 async fn lock_jobs(
     tx: &mut Transaction<'_, Any>,
+    outbox: Outbox,
     audio_id: Uuid,
-) -> Result<Vec<ProcessingJob>, StoreError> {
-    sqlx::query("UPDATE processing_jobs SET status = status WHERE audio_id = $1")
-        .bind(audio_id.to_string())
-        .execute(&mut **tx)
-        .await?;
+) -> Result<(Vec<ProcessingJob>, Outbox), StoreError> {
+    // One round trip: the no-op update takes the locks and returns the rows.
     let rows = sqlx::query(&format!(
-        "SELECT {JOB_COLUMNS} FROM processing_jobs WHERE audio_id = $1 ORDER BY created_at, id"
+        "UPDATE processing_jobs SET status = status WHERE audio_id = $1 \
+         RETURNING {JOB_COLUMNS}, {ENDPOINT_COLUMN}"
     ))
     .bind(audio_id.to_string())
     .fetch_all(&mut **tx)
     .await?;
+    let outbox = match rows.first() {
+        Some(row) => outbox.for_row(row)?,
+        None => outbox,
+    };
     let mut jobs: Vec<ProcessingJob> = rows.iter().map(rows::job).collect::<Result<_, _>>()?;
-    jobs.sort_by_key(|j| j.job_type);
-    Ok(jobs)
+    jobs.sort_by(|a, b| {
+        a.job_type
+            .cmp(&b.job_type)
+            .then(a.created_at.cmp(&b.created_at))
+            .then(a.id.cmp(&b.id))
+    });
+    Ok((jobs, outbox))
 }
 
 /// Writes `new` over `old` if nobody changed `old` meanwhile, with its event.
@@ -177,6 +187,15 @@ async fn write_transition(
     outbox.job_moved(tx, Some(old.status), new).await
 }
 
+/// A job's attempt as it ended, with its file's jobs as they are now.
+#[derive(Debug, Clone)]
+pub struct Ended {
+    /// The job after the transition.
+    pub job: ProcessingJob,
+    /// All jobs of the file, in stage order, including the ones it released.
+    pub file_jobs: Vec<ProcessingJob>,
+}
+
 /// The claim a worker holds on one attempt of a job.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Lease {
@@ -199,7 +218,7 @@ impl Lease {
 }
 
 /// The job if `worker` holds `attempt` of it, or why it does not.
-fn held_by<'a>(
+pub(crate) fn held_by<'a>(
     jobs: &'a [ProcessingJob],
     job_id: Uuid,
     worker: &str,
@@ -364,7 +383,7 @@ impl Store {
             let id = rows::uuid("processing_jobs", "id", &row)?;
             let audio_id = rows::uuid("processing_jobs", "audio_id", &row)?;
             let mut tx = self.pool.begin().await?;
-            let jobs = lock_jobs(&mut tx, audio_id).await?;
+            let (jobs, outbox) = lock_jobs(&mut tx, self.outbox, audio_id).await?;
             let Some(old) = jobs.iter().find(|j| j.id == id) else {
                 continue;
             };
@@ -392,12 +411,11 @@ impl Store {
                 new.available_at = Utc::now();
                 format!("lease of {holder} expired; queued again")
             };
-            write_transition(&mut tx, self.outbox, old, &new, None, &message).await?;
+            write_transition(&mut tx, outbox, old, &new, None, &message).await?;
             if new.status == JobStatus::Failed {
-                settle_dependents(&mut tx, self.outbox, &jobs, old.job_type, JobStatus::Failed)
-                    .await?;
+                settle_dependents(&mut tx, outbox, &jobs, old.job_type, JobStatus::Failed).await?;
             }
-            refresh_audio_status(&mut tx, self.outbox, audio_id).await?;
+            refresh_audio_status(&mut tx, outbox, audio_id).await?;
             tx.commit().await?;
             reclaimed.push(new);
         }
@@ -557,36 +575,61 @@ impl Store {
 
     /// Ends the attempt `worker` holds with the change `end` computes from
     /// the job, in one transaction with its event, the jobs that wait on it
-    /// (moved to the status `end` names, if any) and the file's status.
+    /// (moved to the status `end` names, if any), the stage's results and
+    /// the file's status.
     async fn end_attempt(
         &self,
         held: &Lease,
+        results: Option<&AudioResults>,
         end: impl FnOnce(&ProcessingJob) -> (ProcessingJob, String, Option<JobStatus>),
-    ) -> Result<ProcessingJob, StoreError> {
+    ) -> Result<Ended, StoreError> {
         let mut tx = self.pool.begin().await?;
-        let jobs = lock_jobs(&mut tx, held.audio_id).await?;
+        let (mut jobs, outbox) = lock_jobs(&mut tx, self.outbox, held.audio_id).await?;
         let old = held_by(&jobs, held.job_id, &held.worker, held.attempt)?;
         let (new, message, dependents) = end(old);
-        write_transition(
+        write_transition(&mut tx, outbox, old, &new, Some(&held.worker), &message).await?;
+        let mut moved = match dependents {
+            Some(to) => settle_dependents(&mut tx, outbox, &jobs, old.job_type, to).await?,
+            None => Vec::new(),
+        };
+        moved.push(new.clone());
+        for job in &mut jobs {
+            if let Some(now) = moved.iter().find(|m| m.id == job.id) {
+                *job = now.clone();
+            }
+        }
+        if let Some(results) = results {
+            write_results(&mut tx, held.audio_id, results).await?;
+        }
+        // The file's jobs are locked, so their statuses are known here.
+        write_audio_status(
             &mut tx,
-            self.outbox,
-            old,
-            &new,
-            Some(&held.worker),
-            &message,
+            outbox,
+            held.audio_id,
+            AudioStatus::derive(jobs.iter().map(|j| j.status)),
         )
         .await?;
-        if let Some(to) = dependents {
-            settle_dependents(&mut tx, self.outbox, &jobs, old.job_type, to).await?;
-        }
-        refresh_audio_status(&mut tx, self.outbox, held.audio_id).await?;
         tx.commit().await?;
-        Ok(new)
+        Ok(Ended {
+            job: new,
+            file_jobs: jobs,
+        })
     }
 
     /// Marks the holder's attempt COMPLETED and queues the jobs waiting on it.
     pub async fn complete(&self, held: &Lease, message: &str) -> Result<ProcessingJob, StoreError> {
-        self.end_attempt(held, |old| {
+        Ok(self.complete_with(held, message, None).await?.job)
+    }
+
+    /// Marks the holder's attempt COMPLETED with the results its stage made
+    /// (stored in the same transaction) and queues the jobs waiting on it.
+    pub async fn complete_with(
+        &self,
+        held: &Lease,
+        message: &str,
+        results: Option<&AudioResults>,
+    ) -> Result<Ended, StoreError> {
+        self.end_attempt(held, results, |old| {
             let mut new = old.clone();
             new.status = JobStatus::Completed;
             new.progress = 100.0;
@@ -606,7 +649,7 @@ impl Store {
         error: &JobError,
         retry_at: Option<DateTime<Utc>>,
     ) -> Result<ProcessingJob, StoreError> {
-        self.end_attempt(held, |old| {
+        self.end_attempt(held, None, |old| {
             let mut new = old.clone();
             new.error = Some(error.clone());
             new.lease_expires_at = None;
@@ -631,12 +674,13 @@ impl Store {
             }
         })
         .await
+        .map(|ended| ended.job)
     }
 
     /// Hands a running job back to the queue (a worker shutting down): the
     /// attempt is not counted.
     pub async fn release(&self, held: &Lease, message: &str) -> Result<ProcessingJob, StoreError> {
-        self.end_attempt(held, |old| {
+        self.end_attempt(held, None, |old| {
             let mut new = old.clone();
             new.status = JobStatus::Queued;
             new.attempt = old.attempt.saturating_sub(1);
@@ -646,11 +690,12 @@ impl Store {
             (new, message.to_string(), None)
         })
         .await
+        .map(|ended| ended.job)
     }
 
     /// The holder stops a job whose cancellation was requested.
     pub async fn cancel_running(&self, held: &Lease) -> Result<ProcessingJob, StoreError> {
-        self.end_attempt(held, |old| {
+        self.end_attempt(held, None, |old| {
             let mut new = old.clone();
             new.status = JobStatus::Cancelled;
             new.completed_at = Some(Utc::now());
@@ -659,6 +704,7 @@ impl Store {
             (new, message, Some(JobStatus::Cancelled))
         })
         .await
+        .map(|ended| ended.job)
     }
 
     /// Cancels a file's unfinished jobs (or one job and those waiting on
@@ -669,7 +715,7 @@ impl Store {
         only_job: Option<Uuid>,
     ) -> Result<Vec<ProcessingJob>, StoreError> {
         let mut tx = self.pool.begin().await?;
-        let jobs = lock_jobs(&mut tx, audio_id).await?;
+        let (jobs, outbox) = lock_jobs(&mut tx, self.outbox, audio_id).await?;
         let mut changed = Vec::new();
         let first_type =
             only_job.and_then(|id| jobs.iter().find(|j| j.id == id).map(|j| j.job_type));
@@ -695,10 +741,10 @@ impl Store {
                 new.completed_at = Some(Utc::now());
                 "cancelled"
             };
-            write_transition(&mut tx, self.outbox, old, &new, None, message).await?;
+            write_transition(&mut tx, outbox, old, &new, None, message).await?;
             changed.push(new);
         }
-        refresh_audio_status(&mut tx, self.outbox, audio_id).await?;
+        refresh_audio_status(&mut tx, outbox, audio_id).await?;
         tx.commit().await?;
         Ok(changed)
     }
@@ -711,7 +757,7 @@ impl Store {
         only_job: Option<Uuid>,
     ) -> Result<Vec<ProcessingJob>, StoreError> {
         let mut tx = self.pool.begin().await?;
-        let jobs = lock_jobs(&mut tx, audio_id).await?;
+        let (jobs, outbox) = lock_jobs(&mut tx, self.outbox, audio_id).await?;
         let start_type = match only_job {
             Some(id) => Some(
                 jobs.iter()
@@ -755,10 +801,10 @@ impl Store {
             new.available_at = Utc::now();
             new.started_at = None;
             new.completed_at = None;
-            write_transition(&mut tx, self.outbox, old, &new, None, "retried by user").await?;
+            write_transition(&mut tx, outbox, old, &new, None, "retried by user").await?;
             changed.push(new);
         }
-        refresh_audio_status(&mut tx, self.outbox, audio_id).await?;
+        refresh_audio_status(&mut tx, outbox, audio_id).await?;
         tx.commit().await?;
         Ok(changed)
     }
@@ -796,7 +842,7 @@ async fn take(
         "UPDATE processing_jobs SET status = 'RUNNING', attempt = attempt + 1, progress = 0, \
          progress_notified = 0, \
          worker = $1, heartbeat_at = $2, lease_expires_at = $3, started_at = $2, \
-         completed_at = NULL WHERE id = $4 AND status = $5 RETURNING {JOB_COLUMNS}"
+         completed_at = NULL WHERE id = $4 AND status = $5 RETURNING {JOB_COLUMNS}, {ENDPOINT_COLUMN}"
     ))
     .bind(worker)
     .bind(ts(now))
@@ -809,12 +855,9 @@ async fn take(
         return Ok(None);
     };
     let job = rows::job(&claimed)?;
+    let outbox = outbox.for_row(&claimed)?;
     from.transition(JobStatus::Running)?;
-    let message = if job.attempt > 1 {
-        format!("claimed (attempt {} of {})", job.attempt, job.max_attempts)
-    } else {
-        "claimed".to_string()
-    };
+    let message = claim_message(&job);
     insert_event(
         tx,
         &job,
@@ -825,19 +868,80 @@ async fn take(
     )
     .await?;
     outbox.job_moved(tx, Some(from), &job).await?;
-    refresh_audio_status(tx, outbox, job.audio_id).await?;
+    mark_audio_started(tx, &[(job.audio_id, outbox)]).await?;
     Ok(Some(job))
+}
+
+/// The audit message of a claim.
+pub(crate) fn claim_message(job: &ProcessingJob) -> String {
+    if job.attempt > 1 {
+        format!("claimed (attempt {} of {})", job.attempt, job.max_attempts)
+    } else {
+        "claimed".to_string()
+    }
+}
+
+/// Sets the status of files one of whose jobs just started, in one
+/// statement: what [`AudioStatus::derive`] gives when a job is RUNNING
+/// (FAILED or CANCELLED when a sibling is, else PROCESSING). Each file comes
+/// with the outbox that knows whether it has its own endpoint.
+pub(crate) async fn mark_audio_started(
+    tx: &mut Transaction<'_, Any>,
+    files: &[(Uuid, Outbox)],
+) -> Result<(), StoreError> {
+    if files.is_empty() {
+        return Ok(());
+    }
+    let derived = "CASE WHEN EXISTS (SELECT 1 FROM processing_jobs p \
+         WHERE p.audio_id = audio_files.id AND p.status = 'FAILED') THEN 'FAILED' \
+         WHEN EXISTS (SELECT 1 FROM processing_jobs p \
+         WHERE p.audio_id = audio_files.id AND p.status = 'CANCELLED') THEN 'CANCELLED' \
+         ELSE 'PROCESSING' END";
+    let ids = placeholders(2, files.len());
+    let sql = format!(
+        "UPDATE audio_files SET status = {derived}, updated_at = $1 \
+         WHERE id IN ({ids}) AND status <> {derived} RETURNING id, status"
+    );
+    let mut query = sqlx::query_as::<_, (String, String)>(&sql).bind(ts(Utc::now()));
+    for (id, _) in files {
+        query = query.bind(id.to_string());
+    }
+    for (id, status) in query.fetch_all(&mut **tx).await? {
+        let Some((audio_id, outbox)) = files.iter().find(|(f, _)| f.to_string() == id) else {
+            continue;
+        };
+        let status: AudioStatus =
+            status
+                .parse()
+                .map_err(
+                    |e: pipeline_core::model::ParseEnumError| StoreError::Corrupt {
+                        table: "audio_files",
+                        message: e.to_string(),
+                    },
+                )?;
+        outbox.audio_moved(tx, *audio_id, status).await?;
+    }
+    Ok(())
+}
+
+/// `$first, $first+1, ...`: `count` numbered placeholders for an IN list.
+pub(crate) fn placeholders(first: usize, count: usize) -> String {
+    (first..first + count)
+        .map(|n| format!("${n}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Moves the jobs that wait on `done_type` once it has ended: QUEUED when
 /// it completed, else FAILED or CANCELLED with it.
-async fn settle_dependents(
+pub(crate) async fn settle_dependents(
     tx: &mut Transaction<'_, Any>,
     outbox: Outbox,
     jobs: &[ProcessingJob],
     done_type: JobType,
     to: JobStatus,
-) -> Result<(), StoreError> {
+) -> Result<Vec<ProcessingJob>, StoreError> {
+    let mut moved = Vec::new();
     for old in jobs
         .iter()
         .filter(|j| j.job_type.depends_on() == Some(done_type) && j.status == JobStatus::Pending)
@@ -860,8 +964,9 @@ async fn settle_dependents(
             }
         };
         write_transition(tx, outbox, old, &new, None, &message).await?;
+        moved.push(new);
     }
-    Ok(())
+    Ok(moved)
 }
 
 /// Figures for `/metrics`, read at scrape time.

@@ -8,6 +8,7 @@
 //! claimable again.
 
 mod audio;
+mod batch;
 mod error;
 mod jobs;
 mod keys;
@@ -18,8 +19,9 @@ mod webhooks;
 mod workers;
 
 pub use audio::{AudioResults, NewAudio};
+pub use batch::Completion;
 pub use error::StoreError;
-pub use jobs::{Heartbeat, JobClaim, JobMetrics, Lease, NewJob};
+pub use jobs::{Ended, Heartbeat, JobClaim, JobMetrics, Lease, NewJob};
 pub use keys::ApiKey;
 pub use segments::{LiveSegment, NewSegment};
 pub use webhooks::{AttemptOutcome, DeliveryStatus, WebhookDelivery, WebhookEndpoint};

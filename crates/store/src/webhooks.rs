@@ -115,7 +115,15 @@ pub enum AttemptOutcome {
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct Outbox {
     pub all_files: bool,
+    /// Whether the file at hand has its own endpoint, when the caller read
+    /// it already ([`ENDPOINT_COLUMN`]); unknown makes every write ask.
+    pub file_endpoint: Option<bool>,
 }
+
+/// A column for queries on `processing_jobs`: 1 when the job's file has its
+/// own webhook endpoint, so that the outbox need not ask per event.
+pub(crate) const ENDPOINT_COLUMN: &str = "CAST(CASE WHEN EXISTS (SELECT 1 FROM audio_webhooks w \
+     WHERE w.audio_id = processing_jobs.audio_id) THEN 1 ELSE 0 END AS BIGINT) AS file_endpoint";
 
 /// The event a job's move to `to` is reported as, if any.
 fn job_event_name(to: JobStatus) -> Option<&'static str> {
@@ -157,6 +165,20 @@ fn job_fields(job: &ProcessingJob) -> Value {
 }
 
 impl Outbox {
+    /// This outbox for a file known to have (or not) its own endpoint.
+    pub(crate) fn for_file(self, has_endpoint: bool) -> Outbox {
+        Outbox {
+            file_endpoint: Some(has_endpoint),
+            ..self
+        }
+    }
+
+    /// The same for a row read with [`ENDPOINT_COLUMN`].
+    pub(crate) fn for_row(self, row: &sqlx::any::AnyRow) -> Result<Outbox, StoreError> {
+        let flag: i64 = sqlx::Row::try_get(row, "file_endpoint")?;
+        Ok(self.for_file(flag != 0))
+    }
+
     /// Writes `event` for `audio_id` when someone listens for that file.
     async fn write(
         self,
@@ -166,6 +188,9 @@ impl Outbox {
         job_id: Option<Uuid>,
         details: (&str, Value),
     ) -> Result<(), StoreError> {
+        if !self.all_files && self.file_endpoint == Some(false) {
+            return Ok(());
+        }
         let event_id = Uuid::new_v4();
         let now = Utc::now();
         let mut payload = json!({

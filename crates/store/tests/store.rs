@@ -618,3 +618,145 @@ async fn transitions_write_webhook_events_that_are_delivered_in_order() {
         ));
     }
 }
+
+#[tokio::test]
+async fn jobs_delivered_together_are_claimed_and_completed_together_with_their_guards() {
+    use pipeline_store::{AudioResults, Completion, JobClaim};
+    for (store, _dir) in stores().await {
+        let mut first_jobs = Vec::new();
+        let mut files = Vec::new();
+        for sha in ["b1", "b2", "b3"] {
+            let (audio, jobs) = store
+                .ingest(&new_audio(sha), &pipeline_jobs())
+                .await
+                .unwrap();
+            files.push(audio.id);
+            first_jobs.push(jobs[0].clone());
+        }
+        let (a, b, c) = (&first_jobs[0], &first_jobs[1], &first_jobs[2]);
+        let unknown = Uuid::new_v4();
+        let answers = store
+            .claim_jobs(&[a.id, b.id, unknown, a.id, c.id], "w1", LEASE)
+            .await
+            .unwrap();
+        assert_eq!(answers.len(), 5);
+        let claimed: Vec<_> = answers
+            .iter()
+            .filter_map(|answer| match answer {
+                JobClaim::Claimed(job) => Some(job.clone()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            claimed.iter().map(|j| j.id).collect::<Vec<_>>(),
+            vec![a.id, b.id, c.id],
+            "{answers:?}"
+        );
+        assert!(claimed
+            .iter()
+            .all(|j| j.status == JobStatus::Running && j.attempt == 1));
+        assert_eq!(answers[2], JobClaim::Missing);
+        assert!(
+            matches!(&answers[3], JobClaim::Busy { holder, .. } if holder == "w1"),
+            "the second copy of a message waits: {:?}",
+            answers[3]
+        );
+        for id in &files {
+            assert_eq!(
+                store.audio(*id).await.unwrap().status,
+                AudioStatus::Processing
+            );
+        }
+        let again = store.claim_jobs(&[a.id, c.id], "w2", LEASE).await.unwrap();
+        assert!(again
+            .iter()
+            .all(|answer| matches!(answer, JobClaim::Busy { holder, .. } if holder == "w1")));
+
+        let results = AudioResults {
+            outputs: [("txt".to_string(), "/out/talk.txt".to_string())].into(),
+            words: 12,
+            speech_seconds: 5.0,
+            words_per_minute: 144.0,
+        };
+        let (lease_a, lease_b) = (Lease::of(&claimed[0]), Lease::of(&claimed[1]));
+        let ended = store
+            .complete_all(&[
+                Completion {
+                    held: &lease_a,
+                    message: "transcribed",
+                    results: Some(&results),
+                },
+                Completion {
+                    held: &lease_b,
+                    message: "transcribed",
+                    results: None,
+                },
+            ])
+            .await
+            .unwrap();
+        assert_eq!(ended.len(), 2);
+        for done in &ended {
+            assert_eq!(done.job.status, JobStatus::Completed);
+            let statuses: Vec<_> = done.file_jobs.iter().map(|j| j.status).collect();
+            assert_eq!(statuses, vec![JobStatus::Completed, JobStatus::Queued]);
+        }
+        assert_eq!(
+            store.results(files[0]).await.unwrap(),
+            Some(results.clone())
+        );
+        assert_eq!(store.results(files[1]).await.unwrap(), None);
+        assert_eq!(
+            store.claim_jobs(&[a.id, b.id], "w1", LEASE).await.unwrap(),
+            vec![
+                JobClaim::Finished(JobStatus::Completed),
+                JobClaim::Finished(JobStatus::Completed)
+            ]
+        );
+
+        // A stale lease among them: nothing is written, not even the good one.
+        let lease_c = Lease::of(&claimed[2]);
+        let conflict = store
+            .complete_all(&[
+                Completion {
+                    held: &lease_c,
+                    message: "transcribed",
+                    results: None,
+                },
+                Completion {
+                    held: &lease_a,
+                    message: "again",
+                    results: None,
+                },
+            ])
+            .await;
+        assert!(
+            matches!(conflict, Err(StoreError::Conflict { .. })),
+            "{conflict:?}"
+        );
+        assert_eq!(store.job(c.id).await.unwrap().status, JobStatus::Running);
+
+        let trail: Vec<(Option<JobStatus>, JobStatus, Option<String>)> = store
+            .events_for_job(a.id)
+            .await
+            .unwrap()
+            .iter()
+            .map(|e| (e.from_status, e.to_status, e.worker.clone()))
+            .collect();
+        assert_eq!(
+            trail,
+            vec![
+                (None, JobStatus::Queued, None),
+                (
+                    Some(JobStatus::Queued),
+                    JobStatus::Running,
+                    Some("w1".into())
+                ),
+                (
+                    Some(JobStatus::Running),
+                    JobStatus::Completed,
+                    Some("w1".into())
+                ),
+            ]
+        );
+    }
+}

@@ -5,7 +5,7 @@ use pipeline_asr::{AsrError, Transcriber};
 use pipeline_core::{JobError, ProcessingJob};
 use pipeline_queue::celery::backend::{ResultBackend, TaskState};
 use pipeline_queue::{IngestTask, JobQueue, Settle, Work};
-use pipeline_store::{Heartbeat, Lease, NewSegment, Store, StoreError, WorkerInfo};
+use pipeline_store::{Completion, Heartbeat, Lease, NewSegment, Store, StoreError, WorkerInfo};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -14,8 +14,12 @@ use tokio::sync::{Notify, OnceCell};
 use uuid::Uuid;
 
 use crate::retry::backoff;
-use crate::stages::{self, StageError};
+use crate::stages::{self, StageDone, StageError};
 use crate::storage::Storage;
+
+/// Short jobs a slot claims and records together at most (see
+/// `BrokerQueue`'s batching of `pipeline.process` messages).
+const SHORT_JOB_BATCH: usize = 16;
 
 /// Loads the speech engine; called once, on the first transcription.
 pub type EngineLoader = Arc<dyn Fn() -> Result<Arc<dyn Transcriber>, AsrError> + Send + Sync>;
@@ -111,6 +115,15 @@ pub(crate) struct JobControl {
     pub(crate) lease_lost: AtomicBool,
     pub(crate) shutdown: Shutdown,
     pub(crate) deadline: Instant,
+}
+
+/// Whether a job's outcome reached the store.
+enum Recorded {
+    /// Written (or moot: someone else holds the job); with the file's jobs
+    /// as the write left them, when it returned them.
+    Written(Option<Vec<ProcessingJob>>),
+    /// Not written: the lease will expire and another worker runs the job.
+    NotWritten,
 }
 
 /// Why a stage stopped before its end.
@@ -320,23 +333,32 @@ impl Worker {
         while !stop.is_triggered() {
             match self
                 .queue
-                .claim(&self.settings.id, &[], self.settings.lease)
+                .claim_batch(&self.settings.id, &[], self.settings.lease, SHORT_JOB_BATCH)
                 .await
                 .map_err(pipeline_queue::QueueError::into_store_error)
             {
-                Ok(Some(Work::Job(job))) => {
+                Ok(works) if !works.is_empty() => {
                     failures = 0;
-                    self.execute(job).await;
-                }
-                Ok(Some(Work::Ingest(task))) => {
-                    failures = 0;
-                    self.ingest(task).await;
+                    let mut jobs = Vec::new();
+                    for work in works {
+                        match work {
+                            Work::Job(job) => jobs.push(job),
+                            Work::Ingest(task) => self.ingest(task).await,
+                        }
+                    }
+                    if jobs.len() == 1 {
+                        if let Some(job) = jobs.pop() {
+                            self.execute(job).await;
+                        }
+                    } else if !jobs.is_empty() {
+                        self.execute_batch(jobs).await;
+                    }
                 }
                 // A broker queue's claim already waits for a message.
-                Ok(None) if self.queue.name() == "embedded" => {
+                Ok(_) if self.queue.name() == "embedded" => {
                     stop.sleep(self.settings.poll_interval).await
                 }
-                Ok(None) => {}
+                Ok(_) => {}
                 Err(e) if e.is_retryable() && failures < 20 => {
                     failures += 1;
                     stop.sleep(backoff(
@@ -352,7 +374,38 @@ impl Worker {
         Ok(())
     }
 
+    /// Runs one job and records its outcome.
     async fn execute(&self, job: ProcessingJob) {
+        let outcome = self.run_stage(&job).await;
+        let recorded = self.record(&job, &Lease::of(&job), &outcome).await;
+        self.announce_outcome(&job, &outcome, recorded).await;
+        self.forget_running(job.id);
+    }
+
+    /// Runs short jobs claimed together one after the other, then records
+    /// their completions in one transaction.
+    async fn execute_batch(&self, jobs: Vec<ProcessingJob>) {
+        let mut finished = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            let outcome = self.run_stage(&job).await;
+            finished.push((job, outcome));
+        }
+        let recorded = self.record_all(&finished).await;
+        for ((job, outcome), recorded) in finished.iter().zip(recorded) {
+            self.announce_outcome(job, outcome, recorded).await;
+            self.forget_running(job.id);
+        }
+    }
+
+    fn forget_running(&self, job_id: Uuid) {
+        if let Ok(mut running) = self.running.lock() {
+            running.retain(|id| *id != job_id);
+        }
+    }
+
+    /// Runs a job's stage with its heartbeat, up to (not including) the
+    /// record of its outcome.
+    async fn run_stage(&self, job: &ProcessingJob) -> Result<StageDone, StageError> {
         if let Ok(mut running) = self.running.lock() {
             running.push(job.id);
         }
@@ -379,7 +432,7 @@ impl Worker {
             let store = self.store.clone();
             let control = control.clone();
             let beating = beating.clone();
-            let held = Lease::of(&job);
+            let held = Lease::of(job);
             let lease = self.settings.lease;
             tokio::spawn(async move {
                 // About one write a second: progress stays live for
@@ -424,7 +477,7 @@ impl Worker {
                 }
             })
         };
-        let outcome = stages::run(self, &job, &control).await;
+        let outcome = stages::run(self, job, &control).await;
         beating.store(false, Ordering::SeqCst);
         {
             let _flushing = control.flushing.lock().await;
@@ -432,13 +485,9 @@ impl Worker {
         }
         let _ = self
             .store
-            .add_live_segments(&Lease::of(&job), &control.take_segments())
+            .add_live_segments(&Lease::of(job), &control.take_segments())
             .await;
-        let recorded = self.record(&job, &Lease::of(&job), &outcome).await;
-        self.announce_outcome(&job, &outcome, recorded).await;
-        if let Ok(mut running) = self.running.lock() {
-            running.retain(|id| *id != job.id);
-        }
+        outcome
     }
 
     /// After a job's outcome is committed: sends the jobs it released (the
@@ -447,19 +496,26 @@ impl Worker {
     async fn announce_outcome(
         &self,
         job: &ProcessingJob,
-        outcome: &Result<String, StageError>,
-        recorded: bool,
+        outcome: &Result<StageDone, StageError>,
+        recorded: Recorded,
     ) {
         // The embedded queue has nothing to send or acknowledge: without a
         // result backend there is nothing to announce.
         if self.queue.name() == "embedded" && self.results.is_none() {
             return;
         }
-        let now = self
-            .store
-            .jobs_for_audio(job.audio_id)
-            .await
-            .unwrap_or_default();
+        let (recorded, known) = match recorded {
+            Recorded::Written(known) => (true, known),
+            Recorded::NotWritten => (false, None),
+        };
+        let now = match known {
+            Some(file_jobs) => file_jobs,
+            None => self
+                .store
+                .jobs_for_audio(job.audio_id)
+                .await
+                .unwrap_or_default(),
+        };
         let released: Vec<ProcessingJob> = now
             .iter()
             .filter(|j| {
@@ -582,17 +638,68 @@ impl Worker {
         }
     }
 
+    /// Writes the outcomes of jobs run together: their completions in one
+    /// transaction, and anything else (or everything, if that transaction
+    /// fails) one by one.
+    async fn record_all(
+        &self,
+        finished: &[(ProcessingJob, Result<StageDone, StageError>)],
+    ) -> Vec<Recorded> {
+        let mut recorded: Vec<Option<Recorded>> = finished.iter().map(|_| None).collect();
+        let leases: Vec<(usize, Lease)> = finished
+            .iter()
+            .enumerate()
+            .filter(|(_, (_, outcome))| outcome.is_ok())
+            .map(|(i, (job, _))| (i, Lease::of(job)))
+            .collect();
+        if leases.len() > 1 {
+            let completions: Vec<Completion> = leases
+                .iter()
+                .filter_map(|(i, held)| {
+                    let done = finished[*i].1.as_ref().ok()?;
+                    Some(Completion {
+                        held,
+                        message: &done.message,
+                        results: done.results.as_ref(),
+                    })
+                })
+                .collect();
+            if let Ok(ended) = self.store.complete_all(&completions).await {
+                for ((i, _), ended) in leases.iter().zip(ended) {
+                    recorded[*i] = Some(Recorded::Written(Some(ended.file_jobs)));
+                }
+            }
+        }
+        let mut all = Vec::with_capacity(finished.len());
+        for ((job, outcome), done) in finished.iter().zip(recorded) {
+            all.push(match done {
+                Some(done) => done,
+                None => self.record(job, &Lease::of(job), outcome).await,
+            });
+        }
+        all
+    }
+
     /// Writes a job's outcome, retrying database blips: if it cannot be
-    /// written at all (false), the lease expires and another worker runs the job.
+    /// written at all, the lease expires and another worker runs the job.
     async fn record(
         &self,
         job: &ProcessingJob,
         held: &Lease,
-        outcome: &Result<String, StageError>,
-    ) -> bool {
+        outcome: &Result<StageDone, StageError>,
+    ) -> Recorded {
         for round in 1..=5u32 {
             let result = match outcome {
-                Ok(message) => self.store.complete(held, message).await.map(|_| ()),
+                Ok(done) => {
+                    match self
+                        .store
+                        .complete_with(held, &done.message, done.results.as_ref())
+                        .await
+                    {
+                        Ok(ended) => return Recorded::Written(Some(ended.file_jobs)),
+                        Err(e) => Err(e),
+                    }
+                }
                 Err(StageError::Interrupted(Interruption::LeaseLost)) => Ok(()),
                 Err(StageError::Interrupted(Interruption::Cancelled)) => {
                     self.store.cancel_running(held).await.map(|_| ())
@@ -612,9 +719,9 @@ impl Worker {
                 Err(StageError::Failed(error)) => self.fail(job, held, error).await,
             };
             match result {
-                Ok(()) => return true,
+                Ok(()) => return Recorded::Written(None),
                 // Someone else owns the job now (lease expired, reclaimed).
-                Err(StoreError::Conflict { .. }) => return true,
+                Err(StoreError::Conflict { .. }) => return Recorded::Written(None),
                 Err(e) if e.is_retryable() => {
                     tokio::time::sleep(backoff(
                         round,
@@ -623,10 +730,10 @@ impl Worker {
                     ))
                     .await;
                 }
-                Err(_) => return false,
+                Err(_) => return Recorded::NotWritten,
             }
         }
-        false
+        Recorded::NotWritten
     }
 
     async fn fail(

@@ -23,6 +23,23 @@ pub(crate) enum StageError {
     Failed(JobError),
 }
 
+/// What a stage did: the message for the audit trail, and results to store
+/// with the job's completion (one transaction instead of two).
+#[derive(Debug)]
+pub(crate) struct StageDone {
+    pub(crate) message: String,
+    pub(crate) results: Option<AudioResults>,
+}
+
+impl StageDone {
+    fn message(message: String) -> Self {
+        Self {
+            message,
+            results: None,
+        }
+    }
+}
+
 impl From<StoreError> for StageError {
     fn from(e: StoreError) -> Self {
         StageError::Failed(if e.is_retryable() {
@@ -33,12 +50,12 @@ impl From<StoreError> for StageError {
     }
 }
 
-/// Runs the stage of `job`; the message describes what was done.
+/// Runs the stage of `job`.
 pub(crate) async fn run(
     worker: &Worker,
     job: &ProcessingJob,
     control: &Arc<JobControl>,
-) -> Result<String, StageError> {
+) -> Result<StageDone, StageError> {
     let audio = worker.store.audio(job.audio_id).await?;
     let options: ProcessOptions = serde_json::from_value(audio.options.clone()).map_err(|e| {
         StageError::Failed(JobError::permanent(format!(
@@ -57,7 +74,7 @@ async fn transcribe(
     audio: &AudioFile,
     options: &ProcessOptions,
     control: &Arc<JobControl>,
-) -> Result<String, StageError> {
+) -> Result<StageDone, StageError> {
     let engine = worker.engine().await.map_err(asr_failure)?;
     let path = worker
         .storage
@@ -103,13 +120,13 @@ async fn transcribe(
         transcript.duration = audio.duration_seconds;
     }
     worker.store.save_transcript(audio.id, &transcript).await?;
-    Ok(format!(
+    Ok(StageDone::message(format!(
         "transcribed {:.1} s of audio in {:.1} s ({} segments, language {})",
         transcript.duration,
         started.elapsed().as_secs_f64(),
         transcript.segments.len(),
         transcript.language
-    ))
+    )))
 }
 
 async fn render_outputs(
@@ -117,7 +134,7 @@ async fn render_outputs(
     audio: &AudioFile,
     options: &ProcessOptions,
     control: &Arc<JobControl>,
-) -> Result<String, StageError> {
+) -> Result<StageDone, StageError> {
     let transcript = worker.store.transcript(audio.id).await?.ok_or_else(|| {
         StageError::Failed(JobError::permanent(format!(
             "no transcript stored for {}",
@@ -169,19 +186,7 @@ async fn render_outputs(
         control.set_progress(100.0 * (i + 1) as f64 / formats.len() as f64);
     }
     let stats = render::stats(&transcript);
-    worker
-        .store
-        .save_results(
-            audio.id,
-            &AudioResults {
-                outputs,
-                words: stats.words,
-                speech_seconds: stats.speech_seconds,
-                words_per_minute: stats.words_per_minute,
-            },
-        )
-        .await?;
-    Ok(format!(
+    let message = format!(
         "wrote {} to {} ({} words, {:.1} s of speech, {:.0} words per minute)",
         formats
             .iter()
@@ -192,7 +197,16 @@ async fn render_outputs(
         stats.words,
         stats.speech_seconds,
         stats.words_per_minute
-    ))
+    );
+    Ok(StageDone {
+        message,
+        results: Some(AudioResults {
+            outputs,
+            words: stats.words,
+            speech_seconds: stats.speech_seconds,
+            words_per_minute: stats.words_per_minute,
+        }),
+    })
 }
 
 /// Where each format of a file's outputs is written.

@@ -1,0 +1,395 @@
+//! Claims and completions of many short jobs at once. A broker delivers
+//! messages in bursts; one transaction of a few multi-row statements costs
+//! about what a single job's transaction did, and the guarantees are those
+//! of the one-job operations: every move is guarded by the status (and, to
+//! complete, the holder and attempt) it was read with, with its audit event.
+
+use chrono::Utc;
+use pipeline_core::{AudioStatus, JobStatus, ProcessingJob};
+use sqlx::{Any, Transaction};
+use std::collections::{BTreeMap, HashSet};
+use std::time::Duration;
+use uuid::Uuid;
+
+use crate::audio::{write_audio_status, write_results, AudioResults};
+use crate::jobs::{
+    claim_message, held_by, lease_end, mark_audio_started, placeholders, settle_dependents, Ended,
+    JobClaim, Lease,
+};
+use crate::rows::{self, ts, JOB_COLUMNS};
+use crate::webhooks::{Outbox, ENDPOINT_COLUMN};
+use crate::{Store, StoreError};
+
+/// A stage that ended well, to be recorded with others.
+#[derive(Debug, Clone, Copy)]
+pub struct Completion<'a> {
+    pub held: &'a Lease,
+    /// The audit message.
+    pub message: &'a str,
+    /// Results to store in the same transaction.
+    pub results: Option<&'a AudioResults>,
+}
+
+/// One audit event to append.
+struct NewEvent<'a> {
+    job: &'a ProcessingJob,
+    from: JobStatus,
+    worker: Option<&'a str>,
+    message: String,
+}
+
+/// Appends audit events in one statement.
+async fn insert_events(
+    tx: &mut Transaction<'_, Any>,
+    events: &[NewEvent<'_>],
+) -> Result<(), StoreError> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let rows = (0..events.len())
+        .map(|i| {
+            let n = i * 7;
+            format!(
+                "(${}, ${}, ${}, ${}, ${}, ${}, ${})",
+                n + 1,
+                n + 2,
+                n + 3,
+                n + 4,
+                n + 5,
+                n + 6,
+                n + 7
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    let sql = format!(
+        "INSERT INTO job_events (job_id, at, from_status, to_status, attempt, worker, message) \
+         VALUES {rows}"
+    );
+    let now = ts(Utc::now());
+    let mut query = sqlx::query(&sql);
+    for event in events {
+        query = query
+            .bind(event.job.id.to_string())
+            .bind(now.clone())
+            .bind(Some(event.from.as_str()))
+            .bind(event.job.status.as_str())
+            .bind(i64::from(event.job.attempt))
+            .bind(event.worker.map(str::to_string))
+            .bind(event.message.clone());
+    }
+    query.execute(&mut **tx).await?;
+    Ok(())
+}
+
+impl Store {
+    /// Claims the jobs whose messages a broker delivered together: one
+    /// answer per id, in the order given, as [`Store::claim_job`] would
+    /// answer. The runnable ones move to RUNNING in one transaction; a job
+    /// whose lease must be reclaimed, or that moved meanwhile, is claimed on
+    /// its own.
+    pub async fn claim_jobs(
+        &self,
+        ids: &[Uuid],
+        worker: &str,
+        lease: Duration,
+    ) -> Result<Vec<JobClaim>, StoreError> {
+        if ids.len() < 2 {
+            let mut answers = Vec::new();
+            for id in ids {
+                answers.push(self.claim_job(*id, worker, lease).await?);
+            }
+            return Ok(answers);
+        }
+        let now = Utc::now();
+        let current = self.jobs_by_id(ids).await?;
+        let mut answers: Vec<Option<JobClaim>> = vec![None; ids.len()];
+        let mut runnable: Vec<&ProcessingJob> = Vec::new();
+        let mut seen = HashSet::new();
+        for (answer, id) in answers.iter_mut().zip(ids) {
+            // The same message twice in one burst: the second copy is
+            // answered on its own, after the first is claimed.
+            if !seen.insert(*id) {
+                continue;
+            }
+            let Some(job) = current.get(id) else {
+                *answer = Some(JobClaim::Missing);
+                continue;
+            };
+            *answer = match job.status {
+                JobStatus::Queued | JobStatus::Retrying if job.available_at > now => {
+                    Some(JobClaim::NotYet(job.available_at))
+                }
+                JobStatus::Queued | JobStatus::Retrying => {
+                    runnable.push(job);
+                    None
+                }
+                JobStatus::Running => match job.lease_expires_at {
+                    Some(until) if until >= now => Some(JobClaim::Busy {
+                        holder: job.worker.clone().unwrap_or_default(),
+                        until,
+                    }),
+                    // Its holder is gone: claim_job reclaims it.
+                    _ => None,
+                },
+                JobStatus::Pending => Some(JobClaim::Waiting),
+                status => Some(JobClaim::Finished(status)),
+            };
+        }
+        if !runnable.is_empty() {
+            let mut tx = self.pool.begin().await?;
+            let taken = take_many(&mut tx, self.outbox, &runnable, worker, lease).await?;
+            tx.commit().await?;
+            for job in taken {
+                if let Some(index) = ids.iter().position(|id| *id == job.id) {
+                    answers[index] = Some(JobClaim::Claimed(job));
+                }
+            }
+        }
+        let mut settled = Vec::with_capacity(ids.len());
+        for (answer, id) in answers.into_iter().zip(ids) {
+            settled.push(match answer {
+                Some(answer) => answer,
+                None => self.claim_job(*id, worker, lease).await?,
+            });
+        }
+        Ok(settled)
+    }
+
+    /// The jobs with these ids that exist.
+    async fn jobs_by_id(&self, ids: &[Uuid]) -> Result<BTreeMap<Uuid, ProcessingJob>, StoreError> {
+        let sql = format!(
+            "SELECT {JOB_COLUMNS} FROM processing_jobs WHERE id IN ({})",
+            placeholders(1, ids.len())
+        );
+        let mut query = sqlx::query(&sql);
+        for id in ids {
+            query = query.bind(id.to_string());
+        }
+        let mut jobs = BTreeMap::new();
+        for row in query.fetch_all(&self.pool).await? {
+            let job = rows::job(&row)?;
+            jobs.insert(job.id, job);
+        }
+        Ok(jobs)
+    }
+
+    /// Marks several held attempts COMPLETED with their results in one
+    /// transaction, queueing the jobs that wait on them. Any conflict (a
+    /// lease lost meanwhile) fails the whole call and writes nothing: the
+    /// caller then records each on its own.
+    pub async fn complete_all(&self, done: &[Completion<'_>]) -> Result<Vec<Ended>, StoreError> {
+        if let [one] = done {
+            return Ok(vec![
+                self.complete_with(one.held, one.message, one.results)
+                    .await?,
+            ]);
+        }
+        if done.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut tx = self.pool.begin().await?;
+        let mut files = lock_files(&mut tx, self.outbox, done).await?;
+        let now = Utc::now();
+        let mut finished = Vec::with_capacity(done.len());
+        for completion in done {
+            let held = completion.held;
+            let (jobs, _) = files.get(&held.audio_id).ok_or(StoreError::NotFound {
+                what: "job",
+                id: held.job_id,
+            })?;
+            let old = held_by(jobs, held.job_id, &held.worker, held.attempt)?.clone();
+            let mut new = old.clone();
+            new.status = JobStatus::Completed;
+            new.progress = 100.0;
+            new.completed_at = Some(now);
+            new.lease_expires_at = None;
+            new.error = None;
+            finished.push((old, new));
+        }
+        let guards = (0..done.len())
+            .map(|i| {
+                let n = 2 + i * 3;
+                format!(
+                    "(id = ${} AND attempt = ${} AND worker = ${} AND status = 'RUNNING')",
+                    n,
+                    n + 1,
+                    n + 2
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(" OR ");
+        let sql = format!(
+            "UPDATE processing_jobs SET status = 'COMPLETED', progress = 100, completed_at = $1, \
+             lease_expires_at = NULL, error_kind = NULL, error_message = NULL WHERE {guards}"
+        );
+        let mut query = sqlx::query(&sql).bind(ts(now));
+        for (old, _) in &finished {
+            query = query
+                .bind(old.id.to_string())
+                .bind(i64::from(old.attempt))
+                .bind(old.worker.clone());
+        }
+        let updated = query.execute(&mut *tx).await?.rows_affected();
+        if updated != finished.len() as u64 {
+            return Err(StoreError::Conflict {
+                job_id: done[0].held.job_id,
+                message: format!(
+                    "{} of {} jobs were no longer held when completed together",
+                    finished.len() as u64 - updated.min(finished.len() as u64),
+                    finished.len()
+                ),
+            });
+        }
+        let events: Vec<NewEvent> = finished
+            .iter()
+            .zip(done)
+            .map(|((old, new), completion)| NewEvent {
+                job: new,
+                from: old.status,
+                worker: Some(completion.held.worker.as_str()),
+                message: completion.message.to_string(),
+            })
+            .collect();
+        insert_events(&mut tx, &events).await?;
+        for (old, new) in &finished {
+            let Some((jobs, outbox)) = files.get_mut(&new.audio_id) else {
+                continue;
+            };
+            let outbox = *outbox;
+            outbox.job_moved(&mut tx, Some(old.status), new).await?;
+            let moved =
+                settle_dependents(&mut tx, outbox, jobs, old.job_type, JobStatus::Queued).await?;
+            for job in jobs.iter_mut() {
+                if job.id == new.id {
+                    *job = new.clone();
+                } else if let Some(now) = moved.iter().find(|m| m.id == job.id) {
+                    *job = now.clone();
+                }
+            }
+        }
+        for completion in done {
+            if let Some(results) = completion.results {
+                write_results(&mut tx, completion.held.audio_id, results).await?;
+            }
+        }
+        for (audio_id, (jobs, outbox)) in &files {
+            let status = AudioStatus::derive(jobs.iter().map(|j| j.status));
+            write_audio_status(&mut tx, *outbox, *audio_id, status).await?;
+        }
+        tx.commit().await?;
+        Ok(finished
+            .into_iter()
+            .map(|(_, job)| {
+                let file_jobs = files
+                    .get(&job.audio_id)
+                    .map(|(jobs, _)| jobs.clone())
+                    .unwrap_or_default();
+                Ended { job, file_jobs }
+            })
+            .collect())
+    }
+}
+
+/// Moves the given QUEUED or RETRYING jobs to RUNNING for `worker` in one
+/// statement, each guarded by the status it was read with, then writes
+/// their events and their files' statuses. Returns the jobs that moved; one
+/// that someone else moved first is left out.
+async fn take_many(
+    tx: &mut Transaction<'_, Any>,
+    outbox: Outbox,
+    jobs: &[&ProcessingJob],
+    worker: &str,
+    lease: Duration,
+) -> Result<Vec<ProcessingJob>, StoreError> {
+    let now = Utc::now();
+    let guards = (0..jobs.len())
+        .map(|i| {
+            let n = 4 + i * 2;
+            format!("(id = ${} AND status = ${})", n, n + 1)
+        })
+        .collect::<Vec<_>>()
+        .join(" OR ");
+    let sql = format!(
+        "UPDATE processing_jobs SET status = 'RUNNING', attempt = attempt + 1, progress = 0, \
+         progress_notified = 0, worker = $1, heartbeat_at = $2, lease_expires_at = $3, \
+         started_at = $2, completed_at = NULL WHERE {guards} \
+         RETURNING {JOB_COLUMNS}, {ENDPOINT_COLUMN}"
+    );
+    let mut query = sqlx::query(&sql)
+        .bind(worker)
+        .bind(ts(now))
+        .bind(ts(lease_end(now, lease)));
+    for job in jobs {
+        query = query.bind(job.id.to_string()).bind(job.status.as_str());
+    }
+    let mut taken = Vec::new();
+    let mut files: Vec<(Uuid, Outbox)> = Vec::new();
+    for row in query.fetch_all(&mut **tx).await? {
+        let job = rows::job(&row)?;
+        let file_outbox = outbox.for_row(&row)?;
+        let Some(read) = jobs.iter().find(|j| j.id == job.id) else {
+            continue;
+        };
+        read.status.transition(JobStatus::Running)?;
+        if !files.iter().any(|(id, _)| *id == job.audio_id) {
+            files.push((job.audio_id, file_outbox));
+        }
+        taken.push((read.status, job, file_outbox));
+    }
+    let events: Vec<NewEvent> = taken
+        .iter()
+        .map(|(from, job, _)| NewEvent {
+            job,
+            from: *from,
+            worker: Some(worker),
+            message: claim_message(job),
+        })
+        .collect();
+    insert_events(tx, &events).await?;
+    for (from, job, file_outbox) in &taken {
+        file_outbox.job_moved(tx, Some(*from), job).await?;
+    }
+    mark_audio_started(tx, &files).await?;
+    Ok(taken.into_iter().map(|(_, job, _)| job).collect())
+}
+
+/// Locks the jobs of the files of `done` (one statement), grouped by file,
+/// each file with the outbox that knows whether it has its own endpoint.
+async fn lock_files(
+    tx: &mut Transaction<'_, Any>,
+    outbox: Outbox,
+    done: &[Completion<'_>],
+) -> Result<BTreeMap<Uuid, (Vec<ProcessingJob>, Outbox)>, StoreError> {
+    let mut audio_ids: Vec<Uuid> = done.iter().map(|c| c.held.audio_id).collect();
+    audio_ids.sort();
+    audio_ids.dedup();
+    let sql = format!(
+        "UPDATE processing_jobs SET status = status WHERE audio_id IN ({}) \
+         RETURNING {JOB_COLUMNS}, {ENDPOINT_COLUMN}",
+        placeholders(1, audio_ids.len())
+    );
+    let mut query = sqlx::query(&sql);
+    for id in &audio_ids {
+        query = query.bind(id.to_string());
+    }
+    let mut files: BTreeMap<Uuid, (Vec<ProcessingJob>, Outbox)> = BTreeMap::new();
+    for row in query.fetch_all(&mut **tx).await? {
+        let job = rows::job(&row)?;
+        let file_outbox = outbox.for_row(&row)?;
+        files
+            .entry(job.audio_id)
+            .or_insert_with(|| (Vec::new(), file_outbox))
+            .0
+            .push(job);
+    }
+    for (jobs, _) in files.values_mut() {
+        jobs.sort_by(|a, b| {
+            a.job_type
+                .cmp(&b.job_type)
+                .then(a.created_at.cmp(&b.created_at))
+                .then(a.id.cmp(&b.id))
+        });
+    }
+    Ok(files)
+}
