@@ -125,6 +125,23 @@ impl WhisperEngine {
     }
 }
 
+/// Hands the pages that a window's decoding freed back to the system.
+///
+/// Beam search over a prompt of up to 224 tokens needs tens of MiB of
+/// scratch per window. glibc keeps the freed pages, scattered between live
+/// allocations, so the resident size drifted up with the number of windows
+/// and one hour of audio peaked 16-30% above one minute. Trimming after each
+/// window keeps the peak at the live data plus one window's scratch, for a
+/// few milliseconds per 30 s window.
+fn release_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only returns free memory to the system; it takes
+    // the allocator's own locks.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 fn backend_error(e: impl std::fmt::Display) -> AsrError {
     AsrError::Backend(e.to_string())
 }
@@ -195,9 +212,9 @@ impl WhisperBackend for Ct2Backend<'_> {
             suppress_blank: options.suppress_blank,
             suppress_tokens: options.suppress_tokens.clone(),
         };
-        let result = self
-            .model
-            .generate(encoded, &[prompt], &whisper_options)
+        let result = self.model.generate(encoded, &[prompt], &whisper_options);
+        release_freed_memory();
+        let result = result
             .map_err(backend_error)?
             .into_iter()
             .next()
