@@ -1,19 +1,19 @@
 #!/usr/bin/env bash
 # Benchmarks our Whisper engine against faster-whisper (PyPI) on the same
-# model (tiny.en, int8, beam 5), audio and machine, in one run. Prints a
-# Markdown table for BENCHMARKS.md.
+# model (tiny.en, int8, beam 5), audio and machine, in one run: about 10 s
+# and 10 min of licence text read by espeak-ng, BENCH_RUNS (default 3) runs
+# of each, alternating. Prints a Markdown table for BENCHMARKS.md.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/pipeline-manager/target}"
 scripts/install-deps.sh
 scripts/install-model.sh
-scripts/make-fixtures.sh
 venv="$root/.venv-bench"
 [ -x "$venv/bin/python" ] && "$venv/bin/python" -c 'import faster_whisper' 2>/dev/null || {
   python3 -m venv "$venv"
   "$venv/bin/pip" install --quiet faster-whisper
 }
-cargo build --bin pipeline-manager
+flock /tmp/pipeline-cargo.lock cargo build --bin pipeline-manager
 model="${PIPELINE_MODEL:-${PIPELINE_DATA_DIR:-$HOME/.local/share/pipeline-manager}/models/tiny.en}"
 python3 scripts/bench_engine.py "$CARGO_TARGET_DIR/debug/pipeline-manager" "$model" "$venv/bin/python"

@@ -13,7 +13,6 @@ import time
 import wave
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-FIXTURES = os.path.join(ROOT, "fixtures", "generated")
 
 
 def words(text):
@@ -31,20 +30,18 @@ def wer(reference, hypothesis):
     return row[len(h)] / max(1, len(r))
 
 
-def synthesize(sentences, path):
-    """Speech of known text, distinct sentences (repeated text would look
-    like the decoding loop the engine guards against)."""
-    text = " ".join(sentences)
-    subprocess.run(["espeak-ng", "-s", "150", "-w", path, text], check=True)
-    with wave.open(path) as w:
-        duration = w.getnframes() / w.getframerate()
-    return text, duration
-
-
 def run(cmd, env=None):
+    """Runs a whole process; returns its stdout, wall seconds and peak RSS (MiB)."""
     started = time.perf_counter()
-    out = subprocess.run(cmd, capture_output=True, text=True, env=env, check=True).stdout
-    return out, time.perf_counter() - started
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
+    out = proc.stdout.read()
+    # wait4 reaps the process and gives its own rusage (peak RSS).
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    wall = time.perf_counter() - started
+    if proc.returncode:
+        raise SystemExit(f"{cmd[0]} failed with {proc.returncode}")
+    return out, wall, usage.ru_maxrss / 1024
 
 
 FW = """
@@ -56,27 +53,56 @@ print(" ".join(s.text.strip() for s in segments))
 """
 
 
+LICENCES = ["/usr/share/common-licenses/GPL-3", "/usr/share/common-licenses/GPL-2",
+            "/usr/share/common-licenses/Apache-2.0"]
+
+
+def licence_speech(word_count, path):
+    """The first words of the licence texts, read by espeak-ng at 160 words
+    a minute: non-repeating English of any length."""
+    text = " ".join(" ".join(open(f).read() for f in LICENCES).split()[:word_count])
+    subprocess.run(["espeak-ng", "-s", "160", "-w", path, text], check=True)
+    with wave.open(path) as w:
+        duration = w.getnframes() / w.getframerate()
+    return text, duration
+
+
+def median(values):
+    values = sorted(values)
+    return values[len(values) // 2]
+
+
 def main():
     ours, model, fw_python = sys.argv[1:4]
+    runs = int(os.environ.get("BENCH_RUNS", "3"))
     threads = str(os.cpu_count() or 1)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        sentences = [l.strip() for l in open(os.path.join(ROOT, "fixtures", "sentences.txt")) if l.strip()]
-        for count in (8, len(sentences)):
-            audio = os.path.join(tmp, f"sentences-{count}.wav")
-            reference, duration = synthesize(sentences[:count], audio)
+        for label, count in (("10 s", 16), ("10 min", 1600)):
+            audio = os.path.join(tmp, f"licence-{count}.wav")
+            reference, duration = licence_speech(count, audio)
             env = dict(os.environ, PIPELINE_MODEL=model, PIPELINE_MODEL_THREADS=threads)
-            # Wall time of a whole process each: model load, decode and
+            fw_env = dict(os.environ, HF_HUB_OFFLINE="1")
+            results = {"ours": [], "fw": []}
+            # Whole processes, alternating: model load, decode and
             # transcription, as a user of either tool would see it.
-            o_text, o_wall = run([ours, "transcribe", audio], env)
-            f_text, f_wall = run(
-                [fw_python, "-c", FW, model, audio, threads], dict(os.environ, HF_HUB_OFFLINE="1")
-            )
-            rows.append((duration, o_wall, f_wall, wer(reference, o_text), wer(reference, f_text)))
-    print("| audio | ours: wall (x real time) | faster-whisper: wall (x real time) | time ratio ours/fw | WER ours | WER fw |")
-    print("|---|---|---|---|---|---|")
-    for d, ow, fw, owe, fwe in rows:
-        print(f"| {d:.0f} s | {ow:.1f} s ({d / ow:.1f}x) | {fw:.1f} s ({d / fw:.1f}x) | {ow / fw:.2f} | {owe:.1%} | {fwe:.1%} |")
+            for _ in range(runs):
+                results["ours"].append(run([ours, "transcribe", audio], env))
+                results["fw"].append(run([fw_python, "-c", FW, model, audio, threads], fw_env))
+            row = [label, duration]
+            for side in ("ours", "fw"):
+                text = results[side][0][0]
+                row += [median(r[1] for r in results[side]), median(r[2] for r in results[side]),
+                        wer(reference, text)]
+            rows.append(row)
+            print(f"bench-engine: {label} done", file=sys.stderr, flush=True)
+    print(f"Medians of {runs} runs each, alternating.\n")
+    print("| audio | ours: wall (x real time) | faster-whisper: wall (x real time) | time ours/fw "
+          "| peak RSS ours / fw | WER ours | WER fw |")
+    print("|---|---|---|---|---|---|---|")
+    for label, d, ow, orss, owe, fw, frss, fwe in rows:
+        print(f"| {label} ({d:.0f} s) | {ow:.1f} s ({d / ow:.1f}x) | {fw:.1f} s ({d / fw:.1f}x) "
+              f"| {ow / fw:.2f} | {orss:.0f} / {frss:.0f} MiB ({orss / frss:.2f}) | {owe:.1%} | {fwe:.1%} |")
 
 
 if __name__ == "__main__":
