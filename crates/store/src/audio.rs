@@ -322,18 +322,6 @@ impl Store {
         .transpose()
     }
 
-    /// Stores (or replaces) the rendered outputs and statistics of a file.
-    pub async fn save_results(
-        &self,
-        audio_id: Uuid,
-        results: &AudioResults,
-    ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
-        write_results(&mut tx, audio_id, results).await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
     /// The rendered outputs and statistics of a file, if it has them.
     pub async fn results(&self, audio_id: Uuid) -> Result<Option<AudioResults>, StoreError> {
         let row = sqlx::query(

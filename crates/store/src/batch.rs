@@ -6,18 +6,16 @@
 
 use chrono::Utc;
 use pipeline_core::{AudioStatus, JobStatus, ProcessingJob};
-use sqlx::{Any, Transaction};
 use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 use uuid::Uuid;
 
 use crate::audio::{write_audio_status, write_results, AudioResults};
 use crate::jobs::{
-    claim_message, held_by, lease_end, mark_audio_started, placeholders, settle_dependents, Ended,
-    JobClaim, Lease,
+    held_by, insert_events, lock_files, placeholders, replace_moved, settle_dependents, take,
+    Ended, JobClaim, Lease, NewEvent,
 };
 use crate::rows::{self, ts, JOB_COLUMNS};
-use crate::webhooks::{Outbox, ENDPOINT_COLUMN};
 use crate::{Store, StoreError};
 
 /// A stage that ended well, to be recorded with others.
@@ -28,58 +26,6 @@ pub struct Completion<'a> {
     pub message: &'a str,
     /// Results to store in the same transaction.
     pub results: Option<&'a AudioResults>,
-}
-
-/// One audit event to append.
-struct NewEvent<'a> {
-    job: &'a ProcessingJob,
-    from: JobStatus,
-    worker: Option<&'a str>,
-    message: String,
-}
-
-/// Appends audit events in one statement.
-async fn insert_events(
-    tx: &mut Transaction<'_, Any>,
-    events: &[NewEvent<'_>],
-) -> Result<(), StoreError> {
-    if events.is_empty() {
-        return Ok(());
-    }
-    let rows = (0..events.len())
-        .map(|i| {
-            let n = i * 7;
-            format!(
-                "(${}, ${}, ${}, ${}, ${}, ${}, ${})",
-                n + 1,
-                n + 2,
-                n + 3,
-                n + 4,
-                n + 5,
-                n + 6,
-                n + 7
-            )
-        })
-        .collect::<Vec<_>>()
-        .join(", ");
-    let sql = format!(
-        "INSERT INTO job_events (job_id, at, from_status, to_status, attempt, worker, message) \
-         VALUES {rows}"
-    );
-    let now = ts(Utc::now());
-    let mut query = sqlx::query(&sql);
-    for event in events {
-        query = query
-            .bind(event.job.id.to_string())
-            .bind(now.clone())
-            .bind(Some(event.from.as_str()))
-            .bind(event.job.status.as_str())
-            .bind(i64::from(event.job.attempt))
-            .bind(event.worker.map(str::to_string))
-            .bind(event.message.clone());
-    }
-    query.execute(&mut **tx).await?;
-    Ok(())
 }
 
 impl Store {
@@ -138,7 +84,9 @@ impl Store {
         }
         if !runnable.is_empty() {
             let mut tx = self.pool.begin().await?;
-            let taken = take_many(&mut tx, self.outbox, &runnable, worker, lease).await?;
+            let wanted: Vec<(Uuid, JobStatus)> =
+                runnable.iter().map(|job| (job.id, job.status)).collect();
+            let taken = take(&mut tx, self.outbox, &wanted, worker, lease).await?;
             tx.commit().await?;
             for job in taken {
                 if let Some(index) = ids.iter().position(|id| *id == job.id) {
@@ -189,7 +137,10 @@ impl Store {
             return Ok(Vec::new());
         }
         let mut tx = self.pool.begin().await?;
-        let mut files = lock_files(&mut tx, self.outbox, done).await?;
+        let mut audio_ids: Vec<Uuid> = done.iter().map(|c| c.held.audio_id).collect();
+        audio_ids.sort();
+        audio_ids.dedup();
+        let mut files = lock_files(&mut tx, self.outbox, &audio_ids).await?;
         let now = Utc::now();
         let mut finished = Vec::with_capacity(done.len());
         for completion in done {
@@ -246,7 +197,8 @@ impl Store {
             .zip(done)
             .map(|((old, new), completion)| NewEvent {
                 job: new,
-                from: old.status,
+                from: Some(old.status),
+                to: new.status,
                 worker: Some(completion.held.worker.as_str()),
                 message: completion.message.to_string(),
             })
@@ -258,15 +210,10 @@ impl Store {
             };
             let outbox = *outbox;
             outbox.job_moved(&mut tx, Some(old.status), new).await?;
-            let moved =
+            let mut moved =
                 settle_dependents(&mut tx, outbox, jobs, old.job_type, JobStatus::Queued).await?;
-            for job in jobs.iter_mut() {
-                if job.id == new.id {
-                    *job = new.clone();
-                } else if let Some(now) = moved.iter().find(|m| m.id == job.id) {
-                    *job = now.clone();
-                }
-            }
+            moved.push(new.clone());
+            replace_moved(jobs, &moved);
         }
         for completion in done {
             if let Some(results) = completion.results {
@@ -289,107 +236,4 @@ impl Store {
             })
             .collect())
     }
-}
-
-/// Moves the given QUEUED or RETRYING jobs to RUNNING for `worker` in one
-/// statement, each guarded by the status it was read with, then writes
-/// their events and their files' statuses. Returns the jobs that moved; one
-/// that someone else moved first is left out.
-async fn take_many(
-    tx: &mut Transaction<'_, Any>,
-    outbox: Outbox,
-    jobs: &[&ProcessingJob],
-    worker: &str,
-    lease: Duration,
-) -> Result<Vec<ProcessingJob>, StoreError> {
-    let now = Utc::now();
-    let guards = (0..jobs.len())
-        .map(|i| {
-            let n = 4 + i * 2;
-            format!("(id = ${} AND status = ${})", n, n + 1)
-        })
-        .collect::<Vec<_>>()
-        .join(" OR ");
-    let sql = format!(
-        "UPDATE processing_jobs SET status = 'RUNNING', attempt = attempt + 1, progress = 0, \
-         progress_notified = 0, worker = $1, heartbeat_at = $2, lease_expires_at = $3, \
-         started_at = $2, completed_at = NULL WHERE {guards} \
-         RETURNING {JOB_COLUMNS}, {ENDPOINT_COLUMN}"
-    );
-    let mut query = sqlx::query(&sql)
-        .bind(worker)
-        .bind(ts(now))
-        .bind(ts(lease_end(now, lease)));
-    for job in jobs {
-        query = query.bind(job.id.to_string()).bind(job.status.as_str());
-    }
-    let mut taken = Vec::new();
-    let mut files: Vec<(Uuid, Outbox)> = Vec::new();
-    for row in query.fetch_all(&mut **tx).await? {
-        let job = rows::job(&row)?;
-        let file_outbox = outbox.for_row(&row)?;
-        let Some(read) = jobs.iter().find(|j| j.id == job.id) else {
-            continue;
-        };
-        read.status.transition(JobStatus::Running)?;
-        if !files.iter().any(|(id, _)| *id == job.audio_id) {
-            files.push((job.audio_id, file_outbox));
-        }
-        taken.push((read.status, job, file_outbox));
-    }
-    let events: Vec<NewEvent> = taken
-        .iter()
-        .map(|(from, job, _)| NewEvent {
-            job,
-            from: *from,
-            worker: Some(worker),
-            message: claim_message(job),
-        })
-        .collect();
-    insert_events(tx, &events).await?;
-    for (from, job, file_outbox) in &taken {
-        file_outbox.job_moved(tx, Some(*from), job).await?;
-    }
-    mark_audio_started(tx, &files).await?;
-    Ok(taken.into_iter().map(|(_, job, _)| job).collect())
-}
-
-/// Locks the jobs of the files of `done` (one statement), grouped by file,
-/// each file with the outbox that knows whether it has its own endpoint.
-async fn lock_files(
-    tx: &mut Transaction<'_, Any>,
-    outbox: Outbox,
-    done: &[Completion<'_>],
-) -> Result<BTreeMap<Uuid, (Vec<ProcessingJob>, Outbox)>, StoreError> {
-    let mut audio_ids: Vec<Uuid> = done.iter().map(|c| c.held.audio_id).collect();
-    audio_ids.sort();
-    audio_ids.dedup();
-    let sql = format!(
-        "UPDATE processing_jobs SET status = status WHERE audio_id IN ({}) \
-         RETURNING {JOB_COLUMNS}, {ENDPOINT_COLUMN}",
-        placeholders(1, audio_ids.len())
-    );
-    let mut query = sqlx::query(&sql);
-    for id in &audio_ids {
-        query = query.bind(id.to_string());
-    }
-    let mut files: BTreeMap<Uuid, (Vec<ProcessingJob>, Outbox)> = BTreeMap::new();
-    for row in query.fetch_all(&mut **tx).await? {
-        let job = rows::job(&row)?;
-        let file_outbox = outbox.for_row(&row)?;
-        files
-            .entry(job.audio_id)
-            .or_insert_with(|| (Vec::new(), file_outbox))
-            .0
-            .push(job);
-    }
-    for (jobs, _) in files.values_mut() {
-        jobs.sort_by(|a, b| {
-            a.job_type
-                .cmp(&b.job_type)
-                .then(a.created_at.cmp(&b.created_at))
-                .then(a.id.cmp(&b.id))
-        });
-    }
-    Ok(files)
 }

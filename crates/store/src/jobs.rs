@@ -89,19 +89,54 @@ pub(crate) async fn insert_event(
     worker: Option<&str>,
     message: &str,
 ) -> Result<(), StoreError> {
-    sqlx::query(
+    let event = NewEvent {
+        job,
+        from,
+        to,
+        worker,
+        message: message.to_string(),
+    };
+    insert_events(tx, &[event]).await
+}
+
+/// One audit event of a transition of `job`.
+pub(crate) struct NewEvent<'a> {
+    pub(crate) job: &'a ProcessingJob,
+    pub(crate) from: Option<JobStatus>,
+    pub(crate) to: JobStatus,
+    pub(crate) worker: Option<&'a str>,
+    pub(crate) message: String,
+}
+
+/// Appends audit events in one statement.
+pub(crate) async fn insert_events(
+    tx: &mut Transaction<'_, Any>,
+    events: &[NewEvent<'_>],
+) -> Result<(), StoreError> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let rows = (0..events.len())
+        .map(|i| format!("({})", placeholders(1 + i * 7, 7)))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let sql = format!(
         "INSERT INTO job_events (job_id, at, from_status, to_status, attempt, worker, message) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
-    )
-    .bind(job.id.to_string())
-    .bind(ts(Utc::now()))
-    .bind(from.map(|s| s.as_str()))
-    .bind(to.as_str())
-    .bind(i64::from(job.attempt))
-    .bind(worker.map(str::to_string))
-    .bind(message)
-    .execute(&mut **tx)
-    .await?;
+         VALUES {rows}"
+    );
+    let now = ts(Utc::now());
+    let mut query = sqlx::query(&sql);
+    for event in events {
+        query = query
+            .bind(event.job.id.to_string())
+            .bind(now.clone())
+            .bind(event.from.map(|s| s.as_str()))
+            .bind(event.to.as_str())
+            .bind(i64::from(event.job.attempt))
+            .bind(event.worker.map(str::to_string))
+            .bind(event.message.clone());
+    }
+    query.execute(&mut **tx).await?;
     Ok(())
 }
 
@@ -115,26 +150,57 @@ async fn lock_jobs(
     outbox: Outbox,
     audio_id: Uuid,
 ) -> Result<(Vec<ProcessingJob>, Outbox), StoreError> {
-    // One round trip: the no-op update takes the locks and returns the rows.
-    let rows = sqlx::query(&format!(
-        "UPDATE processing_jobs SET status = status WHERE audio_id = $1 \
-         RETURNING {JOB_COLUMNS}, {ENDPOINT_COLUMN}"
-    ))
-    .bind(audio_id.to_string())
-    .fetch_all(&mut **tx)
-    .await?;
-    let outbox = match rows.first() {
-        Some(row) => outbox.for_row(row)?,
-        None => outbox,
-    };
-    let mut jobs: Vec<ProcessingJob> = rows.iter().map(rows::job).collect::<Result<_, _>>()?;
-    jobs.sort_by(|a, b| {
-        a.job_type
-            .cmp(&b.job_type)
-            .then(a.created_at.cmp(&b.created_at))
-            .then(a.id.cmp(&b.id))
-    });
-    Ok((jobs, outbox))
+    Ok(lock_files(tx, outbox, &[audio_id])
+        .await?
+        .remove(&audio_id)
+        .unwrap_or((Vec::new(), outbox)))
+}
+
+/// [`lock_jobs`] for several files in one statement: each file's jobs in
+/// stage order, with the outbox that knows whether it has its own endpoint.
+pub(crate) async fn lock_files(
+    tx: &mut Transaction<'_, Any>,
+    outbox: Outbox,
+    audio_ids: &[Uuid],
+) -> Result<BTreeMap<Uuid, (Vec<ProcessingJob>, Outbox)>, StoreError> {
+    // The no-op update takes the locks and returns the rows.
+    let sql = format!(
+        "UPDATE processing_jobs SET status = status WHERE audio_id IN ({}) \
+         RETURNING {JOB_COLUMNS}, {ENDPOINT_COLUMN}",
+        placeholders(1, audio_ids.len())
+    );
+    let mut query = sqlx::query(&sql);
+    for id in audio_ids {
+        query = query.bind(id.to_string());
+    }
+    let mut files: BTreeMap<Uuid, (Vec<ProcessingJob>, Outbox)> = BTreeMap::new();
+    for row in query.fetch_all(&mut **tx).await? {
+        let job = rows::job(&row)?;
+        let file_outbox = outbox.for_row(&row)?;
+        files
+            .entry(job.audio_id)
+            .or_insert_with(|| (Vec::new(), file_outbox))
+            .0
+            .push(job);
+    }
+    for (jobs, _) in files.values_mut() {
+        jobs.sort_by(|a, b| {
+            a.job_type
+                .cmp(&b.job_type)
+                .then(a.created_at.cmp(&b.created_at))
+                .then(a.id.cmp(&b.id))
+        });
+    }
+    Ok(files)
+}
+
+/// Puts the moved versions of jobs in place in a file's list.
+pub(crate) fn replace_moved(jobs: &mut [ProcessingJob], moved: &[ProcessingJob]) {
+    for job in jobs {
+        if let Some(now) = moved.iter().find(|m| m.id == job.id) {
+            *job = now.clone();
+        }
+    }
 }
 
 /// Writes `new` over `old` if nobody changed `old` meanwhile, with its event.
@@ -346,17 +412,13 @@ impl Store {
             let Some(row) = row else {
                 return Ok(None);
             };
-            let id: String = row.try_get("id")?;
+            let id = rows::uuid("processing_jobs", "id", &row)?;
             let from: String = row.try_get("status")?;
-            let from: JobStatus =
-                from.parse()
-                    .map_err(
-                        |e: pipeline_core::model::ParseEnumError| StoreError::Corrupt {
-                            table: "processing_jobs",
-                            message: e.to_string(),
-                        },
-                    )?;
-            let Some(job) = take(&mut tx, self.outbox, &id, from, worker, lease).await? else {
+            let from: JobStatus = rows::parse("processing_jobs", "status", &from)?;
+            let Some(job) = take(&mut tx, self.outbox, &[(id, from)], worker, lease)
+                .await?
+                .pop()
+            else {
                 tx.rollback().await?;
                 continue;
             };
@@ -442,15 +504,9 @@ impl Store {
                         return Ok(JobClaim::NotYet(job.available_at));
                     }
                     let mut tx = self.pool.begin().await?;
-                    match take(
-                        &mut tx,
-                        self.outbox,
-                        &id.to_string(),
-                        job.status,
-                        worker,
-                        lease,
-                    )
-                    .await?
+                    match take(&mut tx, self.outbox, &[(id, job.status)], worker, lease)
+                        .await?
+                        .pop()
                     {
                         Some(claimed) => {
                             tx.commit().await?;
@@ -593,11 +649,7 @@ impl Store {
             None => Vec::new(),
         };
         moved.push(new.clone());
-        for job in &mut jobs {
-            if let Some(now) = moved.iter().find(|m| m.id == job.id) {
-                *job = now.clone();
-            }
-        }
+        replace_moved(&mut jobs, &moved);
         if let Some(results) = results {
             write_results(&mut tx, held.audio_id, results).await?;
         }
@@ -827,53 +879,75 @@ impl Store {
     }
 }
 
-/// Moves job `id` from `from` (QUEUED or RETRYING) to RUNNING for `worker`
-/// with its event, unless someone else moved it first (`None`).
-async fn take(
+/// Moves each wanted job from the status it was read with (QUEUED or
+/// RETRYING) to RUNNING for `worker`, in one statement, then writes their
+/// events and their files' statuses. Returns the jobs that moved; one that
+/// someone else moved first is left out.
+pub(crate) async fn take(
     tx: &mut Transaction<'_, Any>,
     outbox: Outbox,
-    id: &str,
-    from: JobStatus,
+    wanted: &[(Uuid, JobStatus)],
     worker: &str,
     lease: Duration,
-) -> Result<Option<ProcessingJob>, StoreError> {
+) -> Result<Vec<ProcessingJob>, StoreError> {
+    if wanted.is_empty() {
+        return Ok(Vec::new());
+    }
     let now = Utc::now();
-    let claimed = sqlx::query(&format!(
+    let guards = (0..wanted.len())
+        .map(|i| {
+            let n = 4 + i * 2;
+            format!("(id = ${} AND status = ${})", n, n + 1)
+        })
+        .collect::<Vec<_>>()
+        .join(" OR ");
+    let sql = format!(
         "UPDATE processing_jobs SET status = 'RUNNING', attempt = attempt + 1, progress = 0, \
-         progress_notified = 0, \
-         worker = $1, heartbeat_at = $2, lease_expires_at = $3, started_at = $2, \
-         completed_at = NULL WHERE id = $4 AND status = $5 RETURNING {JOB_COLUMNS}, {ENDPOINT_COLUMN}"
-    ))
-    .bind(worker)
-    .bind(ts(now))
-    .bind(ts(lease_end(now, lease)))
-    .bind(id)
-    .bind(from.as_str())
-    .fetch_optional(&mut **tx)
-    .await?;
-    let Some(claimed) = claimed else {
-        return Ok(None);
-    };
-    let job = rows::job(&claimed)?;
-    let outbox = outbox.for_row(&claimed)?;
-    from.transition(JobStatus::Running)?;
-    let message = claim_message(&job);
-    insert_event(
-        tx,
-        &job,
-        Some(from),
-        JobStatus::Running,
-        Some(worker),
-        &message,
-    )
-    .await?;
-    outbox.job_moved(tx, Some(from), &job).await?;
-    mark_audio_started(tx, &[(job.audio_id, outbox)]).await?;
-    Ok(Some(job))
+         progress_notified = 0, worker = $1, heartbeat_at = $2, lease_expires_at = $3, \
+         started_at = $2, completed_at = NULL WHERE {guards} \
+         RETURNING {JOB_COLUMNS}, {ENDPOINT_COLUMN}"
+    );
+    let mut query = sqlx::query(&sql)
+        .bind(worker)
+        .bind(ts(now))
+        .bind(ts(lease_end(now, lease)));
+    for (id, from) in wanted {
+        query = query.bind(id.to_string()).bind(from.as_str());
+    }
+    let mut taken = Vec::new();
+    let mut files: Vec<(Uuid, Outbox)> = Vec::new();
+    for row in query.fetch_all(&mut **tx).await? {
+        let job = rows::job(&row)?;
+        let file_outbox = outbox.for_row(&row)?;
+        let Some((_, from)) = wanted.iter().find(|(id, _)| *id == job.id) else {
+            continue;
+        };
+        from.transition(JobStatus::Running)?;
+        if !files.iter().any(|(id, _)| *id == job.audio_id) {
+            files.push((job.audio_id, file_outbox));
+        }
+        taken.push((*from, job, file_outbox));
+    }
+    let events: Vec<NewEvent> = taken
+        .iter()
+        .map(|(from, job, _)| NewEvent {
+            job,
+            from: Some(*from),
+            to: job.status,
+            worker: Some(worker),
+            message: claim_message(job),
+        })
+        .collect();
+    insert_events(tx, &events).await?;
+    for (from, job, file_outbox) in &taken {
+        file_outbox.job_moved(tx, Some(*from), job).await?;
+    }
+    mark_audio_started(tx, &files).await?;
+    Ok(taken.into_iter().map(|(_, job, _)| job).collect())
 }
 
 /// The audit message of a claim.
-pub(crate) fn claim_message(job: &ProcessingJob) -> String {
+fn claim_message(job: &ProcessingJob) -> String {
     if job.attempt > 1 {
         format!("claimed (attempt {} of {})", job.attempt, job.max_attempts)
     } else {
@@ -910,15 +984,7 @@ pub(crate) async fn mark_audio_started(
         let Some((audio_id, outbox)) = files.iter().find(|(f, _)| f.to_string() == id) else {
             continue;
         };
-        let status: AudioStatus =
-            status
-                .parse()
-                .map_err(
-                    |e: pipeline_core::model::ParseEnumError| StoreError::Corrupt {
-                        table: "audio_files",
-                        message: e.to_string(),
-                    },
-                )?;
+        let status: AudioStatus = rows::parse("audio_files", "status", &status)?;
         outbox.audio_moved(tx, *audio_id, status).await?;
     }
     Ok(())

@@ -41,7 +41,11 @@ where
         .map_err(|e| corrupt(table, format!("column {column}: {e}")))
 }
 
-fn parse<T: FromStr>(table: &'static str, column: &str, value: &str) -> Result<T, StoreError>
+pub(crate) fn parse<T: FromStr>(
+    table: &'static str,
+    column: &str,
+    value: &str,
+) -> Result<T, StoreError>
 where
     T::Err: std::fmt::Display,
 {

@@ -165,18 +165,13 @@ fn job_fields(job: &ProcessingJob) -> Value {
 }
 
 impl Outbox {
-    /// This outbox for a file known to have (or not) its own endpoint.
-    pub(crate) fn for_file(self, has_endpoint: bool) -> Outbox {
-        Outbox {
-            file_endpoint: Some(has_endpoint),
-            ..self
-        }
-    }
-
-    /// The same for a row read with [`ENDPOINT_COLUMN`].
+    /// This outbox for the file of a row read with [`ENDPOINT_COLUMN`].
     pub(crate) fn for_row(self, row: &sqlx::any::AnyRow) -> Result<Outbox, StoreError> {
         let flag: i64 = sqlx::Row::try_get(row, "file_endpoint")?;
-        Ok(self.for_file(flag != 0))
+        Ok(Outbox {
+            file_endpoint: Some(flag != 0),
+            ..self
+        })
     }
 
     /// Writes `event` for `audio_id` when someone listens for that file.

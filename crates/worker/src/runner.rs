@@ -349,12 +349,8 @@ impl Worker {
                             Work::Ingest(task) => self.ingest(task).await,
                         }
                     }
-                    if jobs.len() == 1 {
-                        if let Some(job) = jobs.pop() {
-                            self.execute(job).await;
-                        }
-                    } else if !jobs.is_empty() {
-                        self.execute_batch(jobs).await;
+                    if !jobs.is_empty() {
+                        self.execute(jobs).await;
                     }
                 }
                 // A broker queue's claim already waits for a message.
@@ -377,17 +373,9 @@ impl Worker {
         Ok(())
     }
 
-    /// Runs one job and records its outcome.
-    async fn execute(&self, job: ProcessingJob) {
-        let outcome = self.run_stage(&job).await;
-        let recorded = self.record(&job, &Lease::of(&job), &outcome).await;
-        self.announce_outcome(&job, &outcome, recorded).await;
-        self.forget_running(job.id);
-    }
-
-    /// Runs short jobs claimed together one after the other, then records
-    /// their completions in one transaction.
-    async fn execute_batch(&self, jobs: Vec<ProcessingJob>) {
+    /// Runs jobs claimed together one after the other (usually one), then
+    /// records their completions in one transaction.
+    async fn execute(&self, jobs: Vec<ProcessingJob>) {
         let mut finished = Vec::with_capacity(jobs.len());
         for job in jobs {
             let outcome = self.run_stage(&job).await;
