@@ -2,13 +2,23 @@
 worker with the same concurrency on the same broker, in one run.
 
     bench_queue.py [run] [--n 2000] [--concurrency 2] [--brokers redis,amqp]
-                   [--sides ours,celery] [--order idle|backlog] [--out FILE]
-    bench_queue.py celery-worker ...     (the Celery peer; started by `run`)
+                   [--sides ours,celery,tracked] [--order idle|backlog] [--out FILE]
+    bench_queue.py celery-worker ...     (the Celery peers; started by `run`)
 
-Per broker and side: N PROCESSING jobs (ours: a real job, claimed in
-PostgreSQL, txt/srt/vtt/json/tsv rendered from a stored transcript,
-committed, then acknowledged) or N `pipeline.process` tasks (Celery: the
-task only records its start and end, unless --celery-work files). Reported:
+Per broker and side:
+
+- ours: N PROCESSING jobs, each a real job (claimed in PostgreSQL,
+  txt/srt/vtt/json/tsv rendered from a stored transcript, committed, then
+  acknowledged) run by `pipeline-manager worker`;
+- celery: N `pipeline.process` tasks sent by Celery's client to a Celery
+  worker whose task only records its start and end (unless --celery-work
+  files);
+- tracked: the same seeded jobs and the same messages as ours, run by a
+  Celery worker whose task does the same tracked job in Python with psycopg
+  (`TrackedJobs`): the fair peer, a Celery system that keeps its jobs in
+  PostgreSQL as the one this project replaces did.
+
+Reported:
 
 - jobs/s: N over first start to last end (the worker's rate);
 - e2e jobs/s: N over the first enqueue to the last end;
@@ -63,8 +73,10 @@ def celery_worker(argv):
     p.add_argument("--out", required=True)
     p.add_argument("--ready", required=True)
     p.add_argument("--acks-late", action="store_true")
-    p.add_argument("--work", choices=["none", "files"], default="none")
+    p.add_argument("--work", choices=["none", "files", "tracked"], default="none")
     p.add_argument("--work-dir")
+    p.add_argument("--postgres", help="with --work tracked: the seeded schema's database URL")
+    p.add_argument("--pool", choices=["threads", "prefork"], default="threads")
     a = p.parse_args(argv)
 
     from celery import Celery
@@ -94,11 +106,16 @@ def celery_worker(argv):
                 f.write(text)
             os.replace(path + ".tmp", path)
 
+    tracker = TrackedJobs(a.postgres, a.work_dir, f"celery@{platform.node()}:{os.getpid()}") \
+        if a.work == "tracked" else None
+
     @app.task(name=TASK, bind=True)
     def process(self, audio_id=None, job_id=None, enqueued_at=None, **_):
         start = time.time()
         if a.work == "files":
             render(job_id or self.request.id)
+        elif tracker is not None:
+            tracker.run(audio_id, job_id)
         end = time.time()
         line = json.dumps({"id": self.request.id, "enq": enqueued_at, "start": start, "end": end})
         with lock:
@@ -111,9 +128,131 @@ def celery_worker(argv):
 
     app.worker_main([
         "worker", "--queues", a.queue, "--concurrency", str(a.concurrency),
-        "--pool", "threads", "--loglevel", "WARNING", "--without-gossip",
+        "--pool", a.pool, "--loglevel", "WARNING", "--without-gossip",
         "--without-mingle", "--without-heartbeat",
     ])
+
+
+class TrackedJobs:
+    """The PROCESSING job as a Python Celery task that tracks it in
+    PostgreSQL would run it (the system this project replaces kept its jobs
+    in a database too): on the schema our seeder made, from the message our
+    seeder sent, the same rows our worker writes.
+
+    Per job: a claim transaction (job RUNNING with its attempt, worker and
+    lease, an audit event, the file PROCESSING), a read of the file and its
+    transcript, five outputs rendered and written atomically, and a
+    completion transaction (job COMPLETED, audit event, results upserted,
+    file COMPLETED). psycopg 3, one connection per pool thread or process,
+    statements prepared by the server after their first uses. Acked late."""
+
+    LEASE_SECONDS = 300
+
+    def __init__(self, url, out_dir, worker):
+        self.url = url
+        self.out_dir = out_dir
+        self.worker = worker
+        self.local = threading.local()
+
+    def conn(self):
+        conn = getattr(self.local, "conn", None)
+        if conn is None or conn.closed:
+            import psycopg
+
+            conn = psycopg.connect(self.url)
+            self.local.conn = conn
+        return conn
+
+    @staticmethod
+    def now():
+        return dt.datetime.now(dt.timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+    def run(self, audio_id, job_id):
+        conn = self.conn()
+        now = dt.datetime.now(dt.timezone.utc)
+        at = now.isoformat(timespec="microseconds").replace("+00:00", "Z")
+        lease = (now + dt.timedelta(seconds=self.LEASE_SECONDS)).isoformat(
+            timespec="microseconds").replace("+00:00", "Z")
+        with conn.transaction():
+            row = conn.execute(
+                "UPDATE processing_jobs SET status = 'RUNNING', attempt = attempt + 1, worker = %s, "
+                "started_at = coalesce(started_at, %s), heartbeat_at = %s, lease_expires_at = %s "
+                "WHERE id = %s AND status = 'QUEUED' RETURNING attempt",
+                (self.worker, at, at, lease, job_id)).fetchone()
+            if row is None:
+                return  # claimed or finished elsewhere: nothing to do twice
+            attempt = row[0]
+            conn.execute(
+                "INSERT INTO job_events (job_id, at, from_status, to_status, attempt, worker, message) "
+                "VALUES (%s, %s, 'QUEUED', 'RUNNING', %s, %s, %s)",
+                (job_id, at, attempt, self.worker, f"claimed by {self.worker}"))
+            conn.execute(
+                "UPDATE audio_files SET status = 'PROCESSING', updated_at = %s "
+                "WHERE id = %s AND status <> 'PROCESSING'", (at, audio_id))
+        name, = conn.execute("SELECT original_name FROM audio_files WHERE id = %s", (audio_id,)).fetchone()
+        body, = conn.execute("SELECT body FROM transcripts WHERE audio_id = %s", (audio_id,)).fetchone()
+        conn.commit()  # the reads' implicit transaction
+        transcript = json.loads(body)
+        folder = os.path.join(self.out_dir, audio_id)
+        os.makedirs(folder, exist_ok=True)
+        stem = os.path.splitext(name)[0] or "transcript"
+        outputs = {}
+        for ext, text in render_transcript(transcript).items():
+            path = os.path.join(folder, f"{stem}.{ext}")
+            with open(path + ".tmp", "w") as f:
+                f.write(text)
+            os.replace(path + ".tmp", path)
+            outputs[ext] = path
+        segments = transcript.get("segments", [])
+        words = sum(len(s["text"].split()) for s in segments)
+        speech = sum(max(0.0, s["end"] - s["start"]) for s in segments)
+        wpm = words * 60.0 / speech if speech > 0 else 0.0
+        at = self.now()
+        with conn.transaction():
+            done = conn.execute(
+                "UPDATE processing_jobs SET status = 'COMPLETED', progress = 100, completed_at = %s, "
+                "lease_expires_at = NULL WHERE id = %s AND status = 'RUNNING' AND worker = %s "
+                "AND attempt = %s", (at, job_id, self.worker, attempt)).rowcount
+            if done != 1:
+                raise RuntimeError(f"job {job_id} moved while it ran")
+            conn.execute(
+                "INSERT INTO job_events (job_id, at, from_status, to_status, attempt, worker, message) "
+                "VALUES (%s, %s, 'RUNNING', 'COMPLETED', %s, %s, %s)",
+                (job_id, at, attempt, self.worker, f"wrote {', '.join(outputs)} to {folder}"))
+            conn.execute(
+                "INSERT INTO audio_results (audio_id, outputs, words, speech_seconds, words_per_minute, "
+                "created_at) VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (audio_id) DO UPDATE SET "
+                "outputs = excluded.outputs, words = excluded.words, "
+                "speech_seconds = excluded.speech_seconds, "
+                "words_per_minute = excluded.words_per_minute, created_at = excluded.created_at",
+                (audio_id, json.dumps(outputs), words, speech, wpm, at))
+            conn.execute(
+                "UPDATE audio_files SET status = 'COMPLETED', updated_at = %s WHERE id = %s "
+                "AND NOT EXISTS (SELECT 1 FROM processing_jobs p WHERE p.audio_id = %s "
+                "AND p.status <> 'COMPLETED')", (at, audio_id, audio_id))
+
+
+def render_transcript(t):
+    """txt, srt, vtt, json and tsv of a stored transcript, as faster-whisper's
+    and Whisper's writers lay them out."""
+
+    def clock(seconds, sep):
+        ms = int(round(seconds * 1000))
+        h, ms = divmod(ms, 3_600_000)
+        m, ms = divmod(ms, 60_000)
+        s, ms = divmod(ms, 1000)
+        return f"{h:02d}:{m:02d}:{s:02d}{sep}{ms:03d}"
+
+    segs = t.get("segments", [])
+    txt = "".join(s["text"].strip() + "\n" for s in segs)
+    srt = "".join(f"{i}\n{clock(s['start'], ',')} --> {clock(s['end'], ',')}\n{s['text'].strip()}\n\n"
+                  for i, s in enumerate(segs, 1))
+    vtt = "WEBVTT\n\n" + "".join(
+        f"{clock(s['start'], '.')} --> {clock(s['end'], '.')}\n{s['text'].strip()}\n\n" for s in segs)
+    tsv = "start\tend\ttext\n" + "".join(
+        f"{int(round(s['start'] * 1000))}\t{int(round(s['end'] * 1000))}\t{s['text'].strip()}\n"
+        for s in segs)
+    return {"txt": txt, "srt": srt, "vtt": vtt, "json": json.dumps(t, indent=2), "tsv": tsv}
 
 
 # ---------------------------------------------------------------- helpers
@@ -347,9 +486,12 @@ def analyse_ours(postgres, schema, n, dispatch_start):
     return summary
 
 
-def run_ours(args, broker, workdir, audio):
+def run_ours(args, broker, workdir, audio, side="ours"):
+    """Seeds and dispatches N PROCESSING jobs, then runs them with our worker
+    or, for side `tracked`, with a Celery worker whose task does the same
+    tracked job in Python (`TrackedJobs`)."""
     schema = "bench_" + uuid.uuid4().hex[:12]
-    queue = "bench-ours-" + uuid.uuid4().hex[:8]
+    queue = f"bench-{side}-" + uuid.uuid4().hex[:8]
     psql(args.postgres, f"CREATE SCHEMA {schema}")
     db_url = f"{args.postgres}?options=-c%20search_path%3D{schema}"
     data = os.path.join(workdir, f"data-{broker.kind}")
@@ -384,12 +526,26 @@ def run_ours(args, broker, workdir, audio):
         log(f"ours/{broker.kind}: seeded in {ready['seed_seconds']:.1f} s")
 
         def start_worker():
-            w = Proc(
-                f"pipeline-manager worker ({broker.kind})",
-                [args.bin, "worker", "--concurrency", str(args.concurrency)],
-                os.path.join(workdir, f"ours-worker-{broker.kind}.log"), env=env, cwd=workdir,
-            )
-            wait_until(lambda: " started: " in w.log_text(), 60, "the worker to start", w)
+            if side == "tracked":
+                ready_file = os.path.join(workdir, f"tracked-{broker.kind}.ready")
+                w = Proc(
+                    f"celery worker, tracked jobs ({broker.kind})",
+                    [sys.executable, os.path.abspath(__file__), "celery-worker",
+                     "--broker", broker.url, "--queue", queue,
+                     "--concurrency", str(args.concurrency), "--pool", args.celery_pool,
+                     "--out", os.path.join(workdir, f"tracked-{broker.kind}.jsonl"),
+                     "--ready", ready_file, "--acks-late", "--work", "tracked",
+                     "--postgres", db_url, "--work-dir", os.path.join(data, "outputs")],
+                    os.path.join(workdir, f"tracked-worker-{broker.kind}.log"), cwd=workdir,
+                )
+                wait_until(lambda: os.path.exists(ready_file), 60, "the Celery worker to be ready", w)
+            else:
+                w = Proc(
+                    f"pipeline-manager worker ({broker.kind})",
+                    [args.bin, "worker", "--concurrency", str(args.concurrency)],
+                    os.path.join(workdir, f"ours-worker-{broker.kind}.log"), env=env, cwd=workdir,
+                )
+                wait_until(lambda: " started: " in w.log_text(), 60, "the worker to start", w)
             broker.wait_consuming(queue, w)
             return w
 
@@ -447,7 +603,8 @@ def run_celery(args, broker, workdir):
         def start_worker():
             argv = [sys.executable, os.path.abspath(__file__), "celery-worker",
                     "--broker", broker.url, "--queue", queue,
-                    "--concurrency", str(args.concurrency), "--out", out, "--ready", ready_file,
+                    "--concurrency", str(args.concurrency), "--pool", args.celery_pool,
+                    "--out", out, "--ready", ready_file,
                     "--work", args.celery_work,
                     "--work-dir", os.path.join(workdir, f"celery-out-{broker.kind}")]
             if args.celery_acks_late:
@@ -542,16 +699,18 @@ def report(results, args):
             )
     lines.append("")
     for kind, sides in results.items():
-        ours, celery = sides.get("ours", {}), sides.get("celery", {})
-        ratio = ratios(ours, celery)
-        if ratio:
-            sides["ratio_ours_over_celery"] = ratio
+        ours = sides.get("ours", {})
+        for peer in ("celery", "tracked"):
+            ratio = ratios(ours, sides.get(peer, {}))
+            if not ratio:
+                continue
+            sides[f"ratio_ours_over_{peer}"] = ratio
             lines.append(
-                f"{kind}: ours/celery jobs/s {fmt(ratio.get('jobs_per_second'), 2)}x, "
+                f"{kind}: ours/{peer} jobs/s {fmt(ratio.get('jobs_per_second'), 2)}x, "
                 f"latency p50 {fmt(ratio.get('latency_p50'), 2)}x, p99 {fmt(ratio.get('latency_p99'), 2)}x "
                 "(jobs/s above 1 and latency below 1 favour ours)"
             )
-        for side, r in sides.items():
+        for side, r in list(sides.items()):
             if isinstance(r, dict) and r.get("problem"):
                 lines.append(f"{kind}/{side}: PROBLEM: {r['problem']}")
     return "\n".join(lines)
@@ -599,6 +758,8 @@ def run(argv):
     p.add_argument("--audio", help="a small audio file for the seeded rows (default: a generated 2 s WAV)")
     p.add_argument("--celery-work", choices=["none", "files"], default="none",
                    help="what the Celery task does besides recording: nothing, or write five small files")
+    p.add_argument("--celery-pool", choices=["threads", "prefork"], default="threads",
+                   help="the Celery workers' pool (default %(default)s)")
     p.add_argument("--celery-acks-late", action="store_true",
                    help="acknowledge after the task, as our worker does (Celery's default is before)")
     p.add_argument("--timeout", type=float, default=600, help="seconds per side to finish all jobs")
@@ -607,7 +768,7 @@ def run(argv):
     args = p.parse_args(argv)
     sides = [s for s in args.sides.split(",") if s]
     kinds = [b for b in args.brokers.split(",") if b]
-    if "ours" in sides:
+    if "ours" in sides or "tracked" in sides:
         for path in (args.bin, args.seeder):
             if not os.access(path, os.X_OK):
                 sys.exit(f"bench-queue: {path} is missing; build it with "
@@ -626,8 +787,8 @@ def run(argv):
                 # Another build or test run on the machine skews the numbers; say so.
                 load = os.getloadavg()[0]
                 try:
-                    if side == "ours":
-                        results[kind][side] = run_ours(args, broker, workdir, audio)
+                    if side in ("ours", "tracked"):
+                        results[kind][side] = run_ours(args, broker, workdir, audio, side)
                     else:
                         results[kind][side] = run_celery(args, broker, workdir)
                 except Exception as e:
