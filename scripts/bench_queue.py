@@ -77,6 +77,7 @@ def celery_worker(argv):
     p.add_argument("--work-dir")
     p.add_argument("--postgres", help="with --work tracked: the seeded schema's database URL")
     p.add_argument("--pool", choices=["threads", "prefork"], default="threads")
+    p.add_argument("--prefetch-multiplier", type=int, default=4)
     a = p.parse_args(argv)
 
     from celery import Celery
@@ -90,6 +91,7 @@ def celery_worker(argv):
         worker_hijack_root_logger=False,
         task_ignore_result=True,
         task_acks_late=a.acks_late,
+        worker_prefetch_multiplier=a.prefetch_multiplier,
     )
     lock = threading.Lock()
     out = open(a.out, "a", buffering=1)
@@ -501,6 +503,7 @@ def run_ours(args, broker, workdir, audio, side="ours"):
         "PIPELINE_BROKER_URL": broker.url,
         "PIPELINE_BROKER_QUEUE": queue,
         "PIPELINE_DATA_DIR": data,
+        "PIPELINE_BROKER_PREFETCH_MULTIPLIER": str(args.prefetch_multiplier),
         "NO_COLOR": "1",
     })
     seeder = worker = None
@@ -533,6 +536,7 @@ def run_ours(args, broker, workdir, audio, side="ours"):
                     [sys.executable, os.path.abspath(__file__), "celery-worker",
                      "--broker", broker.url, "--queue", queue,
                      "--concurrency", str(args.concurrency), "--pool", args.celery_pool,
+                     "--prefetch-multiplier", str(args.prefetch_multiplier),
                      "--out", os.path.join(workdir, f"tracked-{broker.kind}.jsonl"),
                      "--ready", ready_file, "--acks-late", "--work", "tracked",
                      "--postgres", db_url, "--work-dir", os.path.join(data, "outputs")],
@@ -604,6 +608,7 @@ def run_celery(args, broker, workdir):
             argv = [sys.executable, os.path.abspath(__file__), "celery-worker",
                     "--broker", broker.url, "--queue", queue,
                     "--concurrency", str(args.concurrency), "--pool", args.celery_pool,
+                     "--prefetch-multiplier", str(args.prefetch_multiplier),
                     "--out", out, "--ready", ready_file,
                     "--work", args.celery_work,
                     "--work-dir", os.path.join(workdir, f"celery-out-{broker.kind}")]
@@ -680,8 +685,9 @@ def fmt(v, digits=1):
 
 def report(results, args):
     lines = [
-        f"{args.n} short jobs, concurrency {args.concurrency}, order {args.order}, "
-        f"Celery task work: {args.celery_work}",
+        f"{args.n} short jobs, concurrency {args.concurrency}, prefetch multiplier "
+        f"{args.prefetch_multiplier}, order {args.order}, Celery task work: {args.celery_work}, "
+        f"pool: {args.celery_pool}",
         "",
         "| broker | worker | jobs/s | e2e jobs/s | latency p50 ms | latency p99 ms | enqueue s | worker CPU s | load before |",
         "|---|---|---|---|---|---|---|---|---|",
@@ -758,6 +764,9 @@ def run(argv):
     p.add_argument("--audio", help="a small audio file for the seeded rows (default: a generated 2 s WAV)")
     p.add_argument("--celery-work", choices=["none", "files"], default="none",
                    help="what the Celery task does besides recording: nothing, or write five small files")
+    p.add_argument("--prefetch-multiplier", type=int, default=4,
+                   help="messages each worker slot holds, on every side (Celery's "
+                        "worker_prefetch_multiplier, our broker.prefetch_multiplier; default %(default)s)")
     p.add_argument("--celery-pool", choices=["threads", "prefork"], default="threads",
                    help="the Celery workers' pool (default %(default)s)")
     p.add_argument("--celery-acks-late", action="store_true",
@@ -811,6 +820,8 @@ def run(argv):
         "order": args.order,
         "celery_work": args.celery_work,
         "celery_acks_late": args.celery_acks_late,
+        "celery_pool": args.celery_pool,
+        "prefetch_multiplier": args.prefetch_multiplier,
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
         "versions": {"python": platform.python_version(), "celery": celery.__version__,
                      "kombu": kombu.__version__, "git": git_rev()},
