@@ -66,6 +66,10 @@ pub struct BrokerConfig {
     /// Redis: seconds a message may stay unacknowledged before it is
     /// delivered again (kombu's `visibility_timeout`).
     pub visibility_timeout_secs: u64,
+    /// Messages a worker holds unacknowledged per slot (Celery's
+    /// `worker_prefetch_multiplier`); short jobs held together are claimed
+    /// and completed together.
+    pub prefetch_multiplier: u64,
 }
 
 /// `[storage]`: where files live.
@@ -182,6 +186,7 @@ impl fmt::Debug for BrokerConfig {
             .field("queue", &self.queue)
             .field("connect_timeout_secs", &self.connect_timeout_secs)
             .field("visibility_timeout_secs", &self.visibility_timeout_secs)
+            .field("prefetch_multiplier", &self.prefetch_multiplier)
             .finish()
     }
 }
@@ -247,6 +252,7 @@ impl Config {
                 queue: "celery".to_string(),
                 connect_timeout_secs: 5,
                 visibility_timeout_secs: 3600,
+                prefetch_multiplier: 4,
             },
             storage: StorageConfig {
                 data_dir,
@@ -931,6 +937,7 @@ const KEYS: &[KeySpec] = &[
     spec("broker.queue", Kind::Text),
     spec("broker.connect_timeout_secs", Kind::UInt),
     spec("broker.visibility_timeout_secs", Kind::UInt),
+    spec("broker.prefetch_multiplier", Kind::UInt),
     spec("storage.data_dir", Kind::Path),
     opt("storage.output_dir", Kind::OptPath, Secrecy::Public, "none"),
     opt(
@@ -1266,6 +1273,7 @@ fn apply(c: &mut Config, key: &str, value: Parsed) -> Result<(), String> {
         ("broker.queue", P::Text(Some(v))) => c.broker.queue = v,
         ("broker.connect_timeout_secs", P::UInt(v)) => c.broker.connect_timeout_secs = v,
         ("broker.visibility_timeout_secs", P::UInt(v)) => c.broker.visibility_timeout_secs = v,
+        ("broker.prefetch_multiplier", P::UInt(v)) => c.broker.prefetch_multiplier = v,
         ("storage.data_dir", P::Path(Some(v))) => c.storage.data_dir = v,
         ("storage.output_dir", P::Path(v)) => c.storage.output_dir = v,
         ("storage.url", P::Text(v)) => c.storage.url = v,
@@ -1317,6 +1325,7 @@ fn get(c: &Config, key: &str) -> Json {
         "broker.queue" => json!(c.broker.queue),
         "broker.connect_timeout_secs" => json!(c.broker.connect_timeout_secs),
         "broker.visibility_timeout_secs" => json!(c.broker.visibility_timeout_secs),
+        "broker.prefetch_multiplier" => json!(c.broker.prefetch_multiplier),
         "storage.data_dir" => path(&c.storage.data_dir),
         "storage.output_dir" => path(&c.output_dir()),
         "storage.url" => json!(c.storage.url),

@@ -312,14 +312,41 @@ impl Store {
             .bind(audio_id.to_string())
             .fetch_optional(&self.pool)
             .await?;
-        row.map(|row| {
-            let body: String = row.try_get("body")?;
-            serde_json::from_str(&body).map_err(|e| StoreError::Corrupt {
-                table: "transcripts",
-                message: e.to_string(),
+        row.map(|row| parse_transcript(&row.try_get::<String, _>("body")?))
+            .transpose()
+    }
+
+    /// Files with their stored transcripts, in one read: what a batch of
+    /// rendering jobs needs. Files that do not exist are left out.
+    pub async fn audio_with_transcripts(
+        &self,
+        ids: &[Uuid],
+    ) -> Result<Vec<(AudioFile, Option<Transcript>)>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = format!(
+            "SELECT {AUDIO_COLUMNS}, (SELECT body FROM transcripts t \
+             WHERE t.audio_id = audio_files.id) AS transcript_body \
+             FROM audio_files WHERE id IN ({})",
+            crate::jobs::placeholders(1, ids.len())
+        );
+        let mut query = sqlx::query(&sql);
+        for id in ids {
+            query = query.bind(id.to_string());
+        }
+        query
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|row| {
+                let body: Option<String> = row.try_get("transcript_body")?;
+                Ok((
+                    rows::audio(row)?,
+                    body.as_deref().map(parse_transcript).transpose()?,
+                ))
             })
-        })
-        .transpose()
+            .collect()
     }
 
     /// The rendered outputs and statistics of a file, if it has them.
@@ -455,4 +482,11 @@ pub(crate) async fn write_audio_status(
         outbox.audio_moved(tx, audio_id, status).await?;
     }
     Ok(status)
+}
+
+fn parse_transcript(body: &str) -> Result<Transcript, StoreError> {
+    serde_json::from_str(body).map_err(|e| StoreError::Corrupt {
+        table: "transcripts",
+        message: e.to_string(),
+    })
 }

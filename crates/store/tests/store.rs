@@ -760,3 +760,53 @@ async fn jobs_delivered_together_are_claimed_and_completed_together_with_their_g
         );
     }
 }
+
+#[tokio::test]
+async fn files_and_their_transcripts_are_read_together() {
+    use pipeline_core::{Segment, Transcript};
+    for (store, _dir) in stores().await {
+        let (with, _) = store
+            .ingest(&new_audio("t1"), &pipeline_jobs())
+            .await
+            .unwrap();
+        let (without, _) = store
+            .ingest(&new_audio("t2"), &pipeline_jobs())
+            .await
+            .unwrap();
+        let transcript = Transcript {
+            language: "en".into(),
+            language_probability: 0.9,
+            duration: 2.0,
+            model: "tiny.en".into(),
+            segments: vec![Segment {
+                id: 0,
+                start: 0.0,
+                end: 2.0,
+                text: " Hello there.".into(),
+                avg_logprob: -0.1,
+                no_speech_prob: 0.01,
+                compression_ratio: 1.1,
+                temperature: 0.0,
+                words: Vec::new(),
+            }],
+        };
+        store.save_transcript(with.id, &transcript).await.unwrap();
+        let missing = Uuid::new_v4();
+        let read = store
+            .audio_with_transcripts(&[without.id, missing, with.id])
+            .await
+            .unwrap();
+        assert_eq!(read.len(), 2, "a file that does not exist is left out");
+        let by_id: std::collections::HashMap<_, _> = read
+            .into_iter()
+            .map(|(audio, t)| (audio.id, (audio, t)))
+            .collect();
+        let (audio, stored) = &by_id[&with.id];
+        assert_eq!(audio.storage_key, with.storage_key);
+        assert_eq!(stored.as_ref(), Some(&transcript));
+        let (audio, stored) = &by_id[&without.id];
+        assert_eq!(audio.storage_key, without.storage_key);
+        assert!(stored.is_none(), "a file without a transcript has none");
+        assert!(store.audio_with_transcripts(&[]).await.unwrap().is_empty());
+    }
+}

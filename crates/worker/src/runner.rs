@@ -2,10 +2,11 @@
 
 use chrono::Utc;
 use pipeline_asr::{AsrError, Transcriber};
-use pipeline_core::{JobError, ProcessingJob};
+use pipeline_core::{JobError, JobType, ProcessingJob};
 use pipeline_queue::celery::backend::{ResultBackend, TaskState};
 use pipeline_queue::{IngestTask, JobQueue, Settle, Work};
 use pipeline_store::{Completion, Heartbeat, Lease, NewSegment, Store, StoreError, WorkerInfo};
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -14,15 +15,15 @@ use tokio::sync::{Notify, OnceCell};
 use uuid::Uuid;
 
 use crate::retry::backoff;
-use crate::stages::{self, StageDone, StageError};
+use crate::stages::{self, StageDone, StageError, StageInputs};
 use crate::storage::Storage;
 
 /// Short jobs a slot claims and records together at most (see
-/// `BrokerQueue`'s batching of `pipeline.process` messages); in practice
-/// the prefetch window (4 per slot) bounds it. Batches of 4 per slot
-/// were slower than one slot taking the whole window (180 against 335
-/// jobs/s on Redis): the cost is per transaction, not per job.
-const SHORT_JOB_BATCH: usize = 16;
+/// `BrokerQueue`'s batching of `pipeline.process` messages); the prefetch
+/// window (`broker.prefetch_multiplier` per slot) bounds it too. Batches
+/// of 4 per slot were slower than one slot taking the whole window (180
+/// against 335 jobs/s on Redis): the cost is per transaction, not per job.
+const SHORT_JOB_BATCH: usize = 64;
 
 /// Loads the speech engine; called once, on the first transcription.
 pub type EngineLoader = Arc<dyn Fn() -> Result<Arc<dyn Transcriber>, AsrError> + Send + Sync>;
@@ -376,15 +377,40 @@ impl Worker {
     /// Runs jobs claimed together one after the other (usually one), then
     /// records their completions in one transaction.
     async fn execute(&self, jobs: Vec<ProcessingJob>) {
+        let mut preloaded = self.preload(&jobs).await;
         let mut finished = Vec::with_capacity(jobs.len());
         for job in jobs {
-            let outcome = self.run_stage(&job).await;
+            let inputs = preloaded.remove(&job.audio_id);
+            let outcome = self.run_stage(&job, inputs).await;
             finished.push((job, outcome));
         }
         let recorded = self.record_all(&finished).await;
-        for ((job, outcome), recorded) in finished.iter().zip(recorded) {
-            self.announce_outcome(job, outcome, recorded).await;
-            self.forget_running(job.id);
+        // Together: on Redis each acknowledgement is a round trip, and the
+        // multiplexed connection sends them at once instead of one by one.
+        futures_util::future::join_all(finished.iter().zip(recorded).map(
+            |((job, outcome), recorded)| async move {
+                self.announce_outcome(job, outcome, recorded).await;
+                self.forget_running(job.id);
+            },
+        ))
+        .await;
+    }
+
+    /// The files and transcripts of the rendering jobs among `jobs`, in one
+    /// read instead of two per job. A failed read preloads nothing: each
+    /// stage then reads its own and reports what went wrong.
+    async fn preload(&self, jobs: &[ProcessingJob]) -> HashMap<Uuid, StageInputs> {
+        let ids: Vec<Uuid> = jobs
+            .iter()
+            .filter(|job| job.job_type == JobType::Processing)
+            .map(|job| job.audio_id)
+            .collect();
+        match self.store.audio_with_transcripts(&ids).await {
+            Ok(files) => files
+                .into_iter()
+                .map(|(audio, transcript)| (audio.id, StageInputs { audio, transcript }))
+                .collect(),
+            Err(_) => HashMap::new(),
         }
     }
 
@@ -396,7 +422,11 @@ impl Worker {
 
     /// Runs a job's stage with its heartbeat, up to (not including) the
     /// record of its outcome.
-    async fn run_stage(&self, job: &ProcessingJob) -> Result<StageDone, StageError> {
+    async fn run_stage(
+        &self,
+        job: &ProcessingJob,
+        inputs: Option<StageInputs>,
+    ) -> Result<StageDone, StageError> {
         if let Ok(mut running) = self.running.lock() {
             running.push(job.id);
         }
@@ -468,7 +498,7 @@ impl Worker {
                 }
             })
         };
-        let outcome = stages::run(self, job, &control).await;
+        let outcome = stages::run(self, job, &control, inputs).await;
         beating.store(false, Ordering::SeqCst);
         {
             let _flushing = control.flushing.lock().await;

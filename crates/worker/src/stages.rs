@@ -3,7 +3,7 @@
 use pipeline_asr::{AsrError, AudioSource, TranscribeObserver};
 use pipeline_audio::{AudioError, Decoder};
 use pipeline_core::render::{self, OutputFormat};
-use pipeline_core::{AudioFile, JobError, JobType, ProcessingJob};
+use pipeline_core::{AudioFile, JobError, JobType, ProcessingJob, Transcript};
 use pipeline_store::{AudioResults, StoreError};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -50,13 +50,26 @@ impl From<StoreError> for StageError {
     }
 }
 
-/// Runs the stage of `job`.
+/// What a stage reads from the store before it starts, when a batch read
+/// it already.
+#[derive(Debug)]
+pub(crate) struct StageInputs {
+    pub(crate) audio: AudioFile,
+    pub(crate) transcript: Option<Transcript>,
+}
+
+/// Runs the stage of `job`, reading its file (and, for rendering, its
+/// transcript) unless `inputs` holds them.
 pub(crate) async fn run(
     worker: &Worker,
     job: &ProcessingJob,
     control: &Arc<JobControl>,
+    inputs: Option<StageInputs>,
 ) -> Result<StageDone, StageError> {
-    let audio = worker.store.audio(job.audio_id).await?;
+    let (audio, transcript) = match inputs {
+        Some(StageInputs { audio, transcript }) => (audio, Some(transcript)),
+        None => (worker.store.audio(job.audio_id).await?, None),
+    };
     let options: ProcessOptions = serde_json::from_value(audio.options.clone()).map_err(|e| {
         StageError::Failed(JobError::permanent(format!(
             "stored options of {} are unreadable: {e}",
@@ -65,7 +78,13 @@ pub(crate) async fn run(
     })?;
     match job.job_type {
         JobType::Transcription => transcribe(worker, &audio, &options, control).await,
-        JobType::Processing => render_outputs(worker, &audio, &options, control).await,
+        JobType::Processing => {
+            let transcript = match transcript {
+                Some(preloaded) => preloaded,
+                None => worker.store.transcript(audio.id).await?,
+            };
+            render_outputs(worker, &audio, transcript, &options, control).await
+        }
     }
 }
 
@@ -132,10 +151,11 @@ async fn transcribe(
 async fn render_outputs(
     worker: &Worker,
     audio: &AudioFile,
+    transcript: Option<Transcript>,
     options: &ProcessOptions,
     control: &Arc<JobControl>,
 ) -> Result<StageDone, StageError> {
-    let transcript = worker.store.transcript(audio.id).await?.ok_or_else(|| {
+    let transcript = transcript.ok_or_else(|| {
         StageError::Failed(JobError::permanent(format!(
             "no transcript stored for {}",
             audio.id

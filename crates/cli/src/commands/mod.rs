@@ -117,11 +117,23 @@ pub fn queue(
         consume: consume.to_vec(),
         connect_timeout: Duration::from_secs(config.broker.connect_timeout_secs.max(1)),
         visibility_timeout: Duration::from_secs(config.broker.visibility_timeout_secs.max(1)),
-        prefetch: config.processing.concurrency.max(1) * 4,
+        prefetch: prefetch_window(config),
     };
     pipeline_queue::BrokerQueue::new(store.clone(), settings)
         .map(|q| Arc::new(q) as Arc<dyn pipeline_queue::JobQueue>)
         .map_err(|e| crate::app::failure(crate::app::exit::BAD_INPUT, format!("broker.url: {e}")))
+}
+
+/// Messages a worker holds unacknowledged: one window per slot, as Celery's
+/// prefetch count is its concurrency times `worker_prefetch_multiplier`.
+fn prefetch_window(config: &Config) -> usize {
+    let multiplier = usize::try_from(config.broker.prefetch_multiplier.max(1)).unwrap_or(1);
+    config
+        .processing
+        .concurrency
+        .max(1)
+        .saturating_mul(multiplier)
+        .min(usize::from(u16::MAX))
 }
 
 /// Audio and output storage: the data directory, or the object store at
