@@ -407,31 +407,58 @@ impl Store {
     }
 }
 
-/// Stores (or replaces) a file's outputs and statistics inside a transaction.
+/// Upserts the results of each file, in one statement. A file named twice
+/// keeps its last results (PostgreSQL refuses to upsert one row twice in a
+/// statement).
 pub(crate) async fn write_results(
     tx: &mut Transaction<'_, Any>,
-    audio_id: Uuid,
-    results: &AudioResults,
+    results: &[(Uuid, &AudioResults)],
 ) -> Result<(), StoreError> {
-    let outputs = serde_json::to_string(&results.outputs).map_err(|e| StoreError::Corrupt {
-        table: "audio_results",
-        message: e.to_string(),
-    })?;
-    sqlx::query(
+    let mut unique: Vec<(Uuid, &AudioResults)> = Vec::with_capacity(results.len());
+    for (audio_id, result) in results {
+        match unique.iter_mut().find(|(id, _)| id == audio_id) {
+            Some(slot) => slot.1 = result,
+            None => unique.push((*audio_id, result)),
+        }
+    }
+    if unique.is_empty() {
+        return Ok(());
+    }
+    let rows = (0..unique.len())
+        .map(|i| {
+            let n = 2 + i * 5;
+            format!(
+                "(${}, ${}, ${}, ${}, ${}, $1)",
+                n,
+                n + 1,
+                n + 2,
+                n + 3,
+                n + 4
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    let sql = format!(
         "INSERT INTO audio_results (audio_id, outputs, words, speech_seconds, \
-         words_per_minute, created_at) VALUES ($1, $2, $3, $4, $5, $6) \
+         words_per_minute, created_at) VALUES {rows} \
          ON CONFLICT (audio_id) DO UPDATE SET outputs = excluded.outputs, \
          words = excluded.words, speech_seconds = excluded.speech_seconds, \
-         words_per_minute = excluded.words_per_minute, created_at = excluded.created_at",
-    )
-    .bind(audio_id.to_string())
-    .bind(outputs)
-    .bind(i64::try_from(results.words).unwrap_or(i64::MAX))
-    .bind(results.speech_seconds)
-    .bind(results.words_per_minute)
-    .bind(ts(Utc::now()))
-    .execute(&mut **tx)
-    .await?;
+         words_per_minute = excluded.words_per_minute, created_at = excluded.created_at"
+    );
+    let mut query = sqlx::query(&sql).bind(ts(Utc::now()));
+    for (audio_id, result) in unique {
+        let outputs = serde_json::to_string(&result.outputs).map_err(|e| StoreError::Corrupt {
+            table: "audio_results",
+            message: e.to_string(),
+        })?;
+        query = query
+            .bind(audio_id.to_string())
+            .bind(outputs)
+            .bind(i64::try_from(result.words).unwrap_or(i64::MAX))
+            .bind(result.speech_seconds)
+            .bind(result.words_per_minute);
+    }
+    query.execute(&mut **tx).await?;
     Ok(())
 }
 
@@ -468,20 +495,44 @@ pub(crate) async fn write_audio_status(
     audio_id: Uuid,
     status: AudioStatus,
 ) -> Result<AudioStatus, StoreError> {
-    // Only a change is written (and reported), so `updated_at` is when the
-    // file's status last moved.
-    let changed = sqlx::query(
-        "UPDATE audio_files SET status = $1, updated_at = $2 WHERE id = $3 AND status <> $1",
-    )
-    .bind(status.as_str())
-    .bind(ts(Utc::now()))
-    .bind(audio_id.to_string())
-    .execute(&mut **tx)
-    .await?;
-    if changed.rows_affected() == 1 {
-        outbox.audio_moved(tx, audio_id, status).await?;
-    }
+    write_audio_statuses(tx, &[(audio_id, outbox, status)]).await?;
     Ok(status)
+}
+
+/// Writes the status of each file, in one statement. Only a change is
+/// written (and reported), so `updated_at` is when a file's status last moved.
+pub(crate) async fn write_audio_statuses(
+    tx: &mut Transaction<'_, Any>,
+    files: &[(Uuid, Outbox, AudioStatus)],
+) -> Result<(), StoreError> {
+    if files.is_empty() {
+        return Ok(());
+    }
+    // A join on the new statuses: on PostgreSQL a chain of ORs costs a
+    // comparison per file for every row it reads.
+    let rows = (0..files.len())
+        .map(|i| format!("(${}, ${})", 2 + i * 2, 3 + i * 2))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let sql = format!(
+        "UPDATE audio_files SET status = wanted.column2, updated_at = $1 \
+         FROM (VALUES {rows}) AS wanted \
+         WHERE audio_files.id = wanted.column1 AND audio_files.status <> wanted.column2 \
+         RETURNING audio_files.id"
+    );
+    let mut query = sqlx::query_as::<_, (String,)>(&sql).bind(ts(Utc::now()));
+    for (audio_id, _, status) in files {
+        query = query.bind(audio_id.to_string()).bind(status.as_str());
+    }
+    for (id,) in query.fetch_all(&mut **tx).await? {
+        if let Some((audio_id, outbox, status)) = files
+            .iter()
+            .find(|(audio_id, _, _)| audio_id.to_string() == id)
+        {
+            outbox.audio_moved(tx, *audio_id, *status).await?;
+        }
+    }
+    Ok(())
 }
 
 fn parse_transcript(body: &str) -> Result<Transcript, StoreError> {
