@@ -163,12 +163,22 @@ pub(crate) async fn lock_files(
     outbox: Outbox,
     audio_ids: &[Uuid],
 ) -> Result<BTreeMap<Uuid, (Vec<ProcessingJob>, Outbox)>, StoreError> {
-    // The no-op update takes the locks and returns the rows.
-    let sql = format!(
-        "UPDATE processing_jobs SET status = status WHERE audio_id IN ({}) \
-         RETURNING {JOB_COLUMNS}, {ENDPOINT_COLUMN}",
-        placeholders(1, audio_ids.len())
-    );
+    let ids = placeholders(1, audio_ids.len());
+    let sql = if tx.backend_name() == "PostgreSQL" {
+        // The lock an UPDATE takes, without the new row versions (and their
+        // WAL) that a no-op update writes.
+        format!(
+            "SELECT {JOB_COLUMNS}, {ENDPOINT_COLUMN} FROM processing_jobs \
+             WHERE audio_id IN ({ids}) FOR NO KEY UPDATE OF processing_jobs"
+        )
+    } else {
+        // SQLite has no row locks: the no-op update makes this transaction
+        // the database's one writer before it reads.
+        format!(
+            "UPDATE processing_jobs SET status = status WHERE audio_id IN ({ids}) \
+             RETURNING {JOB_COLUMNS}, {ENDPOINT_COLUMN}"
+        )
+    };
     let mut query = sqlx::query(&sql);
     for id in audio_ids {
         query = query.bind(id.to_string());
