@@ -687,19 +687,21 @@ def report(results, args):
     lines = [
         f"{args.n} short jobs, concurrency {args.concurrency}, prefetch multiplier "
         f"{args.prefetch_multiplier}, order {args.order}, Celery task work: {args.celery_work}, "
-        f"pool: {args.celery_pool}",
+        f"pool: {args.celery_pool}, median of {args.runs} run(s)",
         "",
-        "| broker | worker | jobs/s | e2e jobs/s | latency p50 ms | latency p99 ms | enqueue s | worker CPU s | load before |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| broker | worker | jobs/s | each run | e2e jobs/s | latency p50 ms | latency p99 ms | enqueue s | worker CPU s | load before |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for kind, sides in results.items():
         for side, r in sides.items():
             if "error" in r:
-                lines.append(f"| {kind} | {side} | error: {r['error'].splitlines()[0]} ||||||||")
+                lines.append(f"| {kind} | {side} | error: {r['error'].splitlines()[0]} |||||||||")
                 continue
             lat = r.get("latency_ms", {})
             lines.append(
-                f"| {kind} | {side} | {fmt(r.get('jobs_per_second'))} | {fmt(r.get('e2e_jobs_per_second'))} "
+                f"| {kind} | {side} | {fmt(r.get('jobs_per_second'))} "
+                f"| {' / '.join(fmt(v, 0) for v in r.get('runs_jobs_per_second', []))} "
+                f"| {fmt(r.get('e2e_jobs_per_second'))} "
                 f"| {fmt(lat.get('p50'), 0)} | {fmt(lat.get('p99'), 0)} | {fmt(r.get('enqueue_seconds'), 2)} "
                 f"| {fmt(r.get('worker_cpu_seconds'), 2)} | {fmt(r.get('load_average_before'), 2)} |"
             )
@@ -720,6 +722,18 @@ def report(results, args):
             if isinstance(r, dict) and r.get("problem"):
                 lines.append(f"{kind}/{side}: PROBLEM: {r['problem']}")
     return "\n".join(lines)
+
+
+def median_run(rs):
+    """The run with the median rate, carrying every run's rate; a failed run
+    wins, so that its error is reported."""
+    for r in rs:
+        if "error" in r or r.get("problem"):
+            return r
+    ordered = sorted(rs, key=lambda r: r.get("jobs_per_second") or 0)
+    chosen = dict(ordered[(len(ordered) - 1) // 2])
+    chosen["runs_jobs_per_second"] = [r.get("jobs_per_second") for r in rs]
+    return chosen
 
 
 def ratios(ours, celery):
@@ -764,6 +778,8 @@ def run(argv):
     p.add_argument("--audio", help="a small audio file for the seeded rows (default: a generated 2 s WAV)")
     p.add_argument("--celery-work", choices=["none", "files"], default="none",
                    help="what the Celery task does besides recording: nothing, or write five small files")
+    p.add_argument("--runs", type=int, default=1,
+                   help="rounds of every side; each figure is the median round's (default %(default)s)")
     p.add_argument("--prefetch-multiplier", type=int, default=4,
                    help="messages each worker slot holds, on every side (Celery's "
                         "worker_prefetch_multiplier, our broker.prefetch_multiplier; default %(default)s)")
@@ -791,23 +807,30 @@ def run(argv):
     audio = args.audio or os.path.join(workdir, "tone.wav")
     if not args.audio:
         make_wav(audio)
-    results = {}
+    runs = {kind: {side: [] for side in sides} for kind in kinds}
     try:
-        for kind in kinds:
-            broker = Broker(kind, urls[kind])
-            results[kind] = {}
-            for side in sides:
-                # Another build or test run on the machine skews the numbers; say so.
-                load = os.getloadavg()[0]
-                try:
-                    if side in ("ours", "tracked"):
-                        results[kind][side] = run_ours(args, broker, workdir, audio, side)
-                    else:
-                        results[kind][side] = run_celery(args, broker, workdir)
-                except Exception as e:
-                    log(f"{side}/{kind} failed: {e}")
-                    results[kind][side] = {"error": str(e)}
-                results[kind][side]["load_average_before"] = round(load, 2)
+        # Sides alternate within each round, so that drift on the machine
+        # (checkpoints, other work) falls on all of them alike.
+        for round_no in range(args.runs):
+            for kind in kinds:
+                broker = Broker(kind, urls[kind])
+                for side in sides:
+                    # Another build or test run on the machine skews the numbers; say so.
+                    load = os.getloadavg()[0]
+                    try:
+                        if side in ("ours", "tracked"):
+                            r = run_ours(args, broker, workdir, audio, side)
+                        else:
+                            r = run_celery(args, broker, workdir)
+                    except Exception as e:
+                        log(f"{side}/{kind} failed: {e}")
+                        r = {"error": str(e)}
+                    r["load_average_before"] = round(load, 2)
+                    runs[kind][side].append(r)
+                    log(f"round {round_no + 1}/{args.runs} {kind}/{side}: "
+                        f"{r.get('jobs_per_second', r.get('error'))} jobs/s")
+        results = {kind: {side: median_run(rs) for side, rs in by_side.items()}
+                   for kind, by_side in runs.items()}
     finally:
         if args.keep:
             log(f"kept {workdir}")
@@ -826,6 +849,7 @@ def run(argv):
         "celery_acks_late": args.celery_acks_late,
         "celery_pool": args.celery_pool,
         "prefetch_multiplier": args.prefetch_multiplier,
+        "runs": args.runs,
         "work_root": args.work_root or tempfile.gettempdir(),
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
         "versions": {"python": platform.python_version(), "celery": celery.__version__,
