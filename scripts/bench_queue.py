@@ -496,7 +496,7 @@ def run_ours(args, broker, workdir, audio, side="ours"):
     queue = f"bench-{side}-" + uuid.uuid4().hex[:8]
     psql(args.postgres, f"CREATE SCHEMA {schema}")
     db_url = f"{args.postgres}?options=-c%20search_path%3D{schema}"
-    data = os.path.join(workdir, f"data-{broker.kind}")
+    data = os.path.join(workdir, f"data-{queue}")
     os.makedirs(data, exist_ok=True)
     env = clean_env({
         "PIPELINE_DATABASE_URL": db_url,
@@ -509,7 +509,7 @@ def run_ours(args, broker, workdir, audio, side="ours"):
     seeder = worker = None
     try:
         log(f"ours/{broker.kind}: seeding {args.n} jobs in schema {schema}")
-        seed_log = open(os.path.join(workdir, f"seed-{broker.kind}.log"), "ab")
+        seed_log = open(os.path.join(workdir, f"seed-{queue}.log"), "ab")
         seeder = subprocess.Popen(
             [args.seeder, db_url, broker.url, queue, str(args.n), audio, "--go-on-stdin"],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=seed_log, text=True,
@@ -530,24 +530,24 @@ def run_ours(args, broker, workdir, audio, side="ours"):
 
         def start_worker():
             if side == "tracked":
-                ready_file = os.path.join(workdir, f"tracked-{broker.kind}.ready")
+                ready_file = os.path.join(workdir, f"tracked-{queue}.ready")
                 w = Proc(
                     f"celery worker, tracked jobs ({broker.kind})",
                     [sys.executable, os.path.abspath(__file__), "celery-worker",
                      "--broker", broker.url, "--queue", queue,
                      "--concurrency", str(args.concurrency), "--pool", args.celery_pool,
                      "--prefetch-multiplier", str(args.prefetch_multiplier),
-                     "--out", os.path.join(workdir, f"tracked-{broker.kind}.jsonl"),
+                     "--out", os.path.join(workdir, f"tracked-{queue}.jsonl"),
                      "--ready", ready_file, "--acks-late", "--work", "tracked",
                      "--postgres", db_url, "--work-dir", os.path.join(data, "outputs")],
-                    os.path.join(workdir, f"tracked-worker-{broker.kind}.log"), cwd=workdir,
+                    os.path.join(workdir, f"tracked-worker-{queue}.log"), cwd=workdir,
                 )
                 wait_until(lambda: os.path.exists(ready_file), 60, "the Celery worker to be ready", w)
             else:
                 w = Proc(
                     f"pipeline-manager worker ({broker.kind})",
                     [args.bin, "worker", "--concurrency", str(args.concurrency)],
-                    os.path.join(workdir, f"ours-worker-{broker.kind}.log"), env=env, cwd=workdir,
+                    os.path.join(workdir, f"ours-worker-{queue}.log"), env=env, cwd=workdir,
                 )
                 wait_until(lambda: " started: " in w.log_text(), 60, "the worker to start", w)
             broker.wait_consuming(queue, w)
@@ -600,8 +600,11 @@ def run_celery(args, broker, workdir):
     from celery import Celery
 
     queue = "bench-celery-" + uuid.uuid4().hex[:8]
-    out = os.path.join(workdir, f"celery-{broker.kind}.jsonl")
-    ready_file = os.path.join(workdir, f"celery-{broker.kind}.ready")
+    # Names of their own: with --runs, a file from the round before would
+    # count as this worker's output or readiness.
+    tag = f"{broker.kind}-{uuid.uuid4().hex[:8]}"
+    out = os.path.join(workdir, f"celery-{tag}.jsonl")
+    ready_file = os.path.join(workdir, f"celery-{tag}.ready")
     worker = None
     try:
         def start_worker():
@@ -611,11 +614,11 @@ def run_celery(args, broker, workdir):
                      "--prefetch-multiplier", str(args.prefetch_multiplier),
                     "--out", out, "--ready", ready_file,
                     "--work", args.celery_work,
-                    "--work-dir", os.path.join(workdir, f"celery-out-{broker.kind}")]
+                    "--work-dir", os.path.join(workdir, f"celery-out-{tag}")]
             if args.celery_acks_late:
                 argv.append("--acks-late")
             w = Proc(f"celery worker ({broker.kind})", argv,
-                     os.path.join(workdir, f"celery-worker-{broker.kind}.log"), cwd=workdir)
+                     os.path.join(workdir, f"celery-worker-{tag}.log"), cwd=workdir)
             wait_until(lambda: os.path.exists(ready_file), 60, "the Celery worker to be ready", w)
             broker.wait_consuming(queue, w)
             return w
