@@ -142,7 +142,7 @@ pub(crate) async fn insert_events(
 
 /// Takes the write lock on a file's jobs before reading them, so that the
 /// transaction sees what it changes (SQLite's deferred transactions would
-/// otherwise fail on upgrade; PostgreSQL locks the rows in one order).
+/// otherwise fail on upgrade; PostgreSQL locks the rows in id order).
 ///
 /// Returns `outbox` knowing whether the file has its own webhook endpoint.
 async fn lock_jobs(
@@ -166,10 +166,11 @@ pub(crate) async fn lock_files(
     let ids = placeholders(1, audio_ids.len());
     let sql = if tx.backend_name() == "PostgreSQL" {
         // The lock an UPDATE takes, without the new row versions (and their
-        // WAL) that a no-op update writes.
+        // WAL) that a no-op update writes; in id order, so that two batches
+        // with files in common cannot deadlock.
         format!(
             "SELECT {JOB_COLUMNS}, {ENDPOINT_COLUMN} FROM processing_jobs \
-             WHERE audio_id IN ({ids}) FOR NO KEY UPDATE OF processing_jobs"
+             WHERE audio_id IN ({ids}) ORDER BY id FOR NO KEY UPDATE OF processing_jobs"
         )
     } else {
         // SQLite has no row locks: the no-op update makes this transaction

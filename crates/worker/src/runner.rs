@@ -1,6 +1,7 @@
 //! The worker loop: claim, run with a renewed lease, record the outcome.
 
 use chrono::Utc;
+use futures_util::StreamExt;
 use pipeline_asr::{AsrError, Transcriber};
 use pipeline_core::{JobError, JobType, ProcessingJob};
 use pipeline_queue::celery::backend::{ResultBackend, TaskState};
@@ -24,6 +25,9 @@ use crate::storage::Storage;
 /// of 4 per slot were slower than one slot taking the whole window (180
 /// against 335 jobs/s on Redis): the cost is per transaction, not per job.
 const SHORT_JOB_BATCH: usize = 64;
+
+/// Outcomes of a batch reported and settled at once at most.
+const ANNOUNCED_AT_ONCE: usize = 16;
 
 /// Loads the speech engine; called once, on the first transcription.
 pub type EngineLoader = Arc<dyn Fn() -> Result<Arc<dyn Transcriber>, AsrError> + Send + Sync>;
@@ -379,21 +383,59 @@ impl Worker {
     async fn execute(&self, jobs: Vec<ProcessingJob>) {
         let mut preloaded = self.preload(&jobs).await;
         let mut finished = Vec::with_capacity(jobs.len());
+        // A long batch must not outlive the leases its claim took: what is
+        // done is recorded, and a job that waited renews its lease first.
+        let stale = self.settings.lease / 4;
+        let claimed = Instant::now();
+        let mut recorded = Instant::now();
         for job in jobs {
-            let inputs = preloaded.remove(&job.audio_id);
-            let outcome = self.run_stage(&job, inputs).await;
+            if recorded.elapsed() >= stale {
+                self.record_and_announce(std::mem::take(&mut finished))
+                    .await;
+                recorded = Instant::now();
+            }
+            let outcome = if claimed.elapsed() >= stale && !self.renew(&job).await {
+                Err(StageError::Interrupted(Interruption::LeaseLost))
+            } else {
+                let inputs = preloaded.remove(&job.audio_id);
+                self.run_stage(&job, inputs).await
+            };
             finished.push((job, outcome));
         }
+        self.record_and_announce(finished).await;
+    }
+
+    /// Records the outcomes of finished jobs (together when it can), then
+    /// reports and settles each.
+    async fn record_and_announce(
+        &self,
+        finished: Vec<(ProcessingJob, Result<StageDone, StageError>)>,
+    ) {
+        if finished.is_empty() {
+            return;
+        }
         let recorded = self.record_all(&finished).await;
-        // Together: on Redis each acknowledgement is a round trip, and the
-        // multiplexed connection sends them at once instead of one by one.
-        futures_util::future::join_all(finished.iter().zip(recorded).map(
-            |((job, outcome), recorded)| async move {
+        // Several at once: on Redis each acknowledgement is a round trip,
+        // which the multiplexed connection then sends together; a few, so
+        // that reads of a file's jobs leave the database pool to others.
+        futures_util::stream::iter(finished.iter().zip(recorded))
+            .for_each_concurrent(ANNOUNCED_AT_ONCE, |((job, outcome), recorded)| async move {
                 self.announce_outcome(job, outcome, recorded).await;
                 self.forget_running(job.id);
-            },
-        ))
-        .await;
+            })
+            .await;
+    }
+
+    /// Renews the lease of a claimed job that has not started yet; false
+    /// when it is no longer this worker's. A database blip counts as held:
+    /// the stage's own heartbeat finds out soon enough.
+    async fn renew(&self, job: &ProcessingJob) -> bool {
+        !matches!(
+            self.store
+                .heartbeat(&Lease::of(job), None, self.settings.lease)
+                .await,
+            Ok(Heartbeat::Lost)
+        )
     }
 
     /// The files and transcripts of the rendering jobs among `jobs`, in one
@@ -410,7 +452,10 @@ impl Worker {
                 .into_iter()
                 .map(|(audio, transcript)| (audio.id, StageInputs { audio, transcript }))
                 .collect(),
-            Err(_) => HashMap::new(),
+            Err(e) => {
+                eprintln!("pipeline-manager: reading a batch's files at once failed ({e}); each job reads its own");
+                HashMap::new()
+            }
         }
     }
 
