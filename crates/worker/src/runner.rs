@@ -383,24 +383,31 @@ impl Worker {
     async fn execute(&self, jobs: Vec<ProcessingJob>) {
         let mut preloaded = self.preload(&jobs).await;
         let mut finished = Vec::with_capacity(jobs.len());
-        // A long batch must not outlive the leases its claim took: what is
-        // done is recorded, and a job that waited renews its lease first.
+        // A long batch must not outlive the leases its claim took: every
+        // quarter lease, what is done is recorded and the leases of the jobs
+        // still waiting are renewed (those lost meanwhile are skipped).
         let stale = self.settings.lease / 4;
-        let claimed = Instant::now();
-        let mut recorded = Instant::now();
-        for job in jobs {
-            if recorded.elapsed() >= stale {
+        let mut checkpoint = Instant::now();
+        let mut lost = Vec::new();
+        for next in 0..jobs.len() {
+            if checkpoint.elapsed() >= stale {
                 self.record_and_announce(std::mem::take(&mut finished))
                     .await;
-                recorded = Instant::now();
+                for held in &jobs[next..] {
+                    if !lost.contains(&held.id) && !self.renew(held).await {
+                        lost.push(held.id);
+                    }
+                }
+                checkpoint = Instant::now();
             }
-            let outcome = if claimed.elapsed() >= stale && !self.renew(&job).await {
+            let job = &jobs[next];
+            let outcome = if lost.contains(&job.id) {
                 Err(StageError::Interrupted(Interruption::LeaseLost))
             } else {
                 let inputs = preloaded.remove(&job.audio_id);
-                self.run_stage(&job, inputs).await
+                self.run_stage(job, inputs).await
             };
-            finished.push((job, outcome));
+            finished.push((job.clone(), outcome));
         }
         self.record_and_announce(finished).await;
     }
