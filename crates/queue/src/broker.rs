@@ -654,18 +654,6 @@ impl JobQueue for BrokerQueue {
         Box::pin(self.inner.dispatch(jobs))
     }
 
-    fn claim<'a>(
-        &'a self,
-        worker: &'a str,
-        job_types: &'a [JobType],
-        lease: Duration,
-    ) -> QueueFuture<'a, Option<Work>> {
-        Box::pin(async move {
-            let works = self.claim_batch(worker, job_types, lease, 1).await?;
-            Ok(works.into_iter().next())
-        })
-    }
-
     fn claim_batch<'a>(
         &'a self,
         worker: &'a str,

@@ -32,18 +32,22 @@ impl JobQueue for EmbeddedQueue {
         Box::pin(async { Ok(Dispatched::default()) })
     }
 
-    fn claim<'a>(
+    fn claim_batch<'a>(
         &'a self,
         worker: &'a str,
         job_types: &'a [JobType],
         lease: Duration,
-    ) -> QueueFuture<'a, Option<Work>> {
+        _max: usize,
+    ) -> QueueFuture<'a, Vec<Work>> {
+        // One job per claim: the table has no burst to batch.
         Box::pin(async move {
             Ok(self
                 .store
                 .claim(worker, job_types, lease)
                 .await?
-                .map(Work::Job))
+                .map(Work::Job)
+                .into_iter()
+                .collect())
         })
     }
 

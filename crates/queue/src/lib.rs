@@ -143,37 +143,32 @@ pub trait JobQueue: Send + Sync {
     /// broker cannot take them they fall back to the embedded queue.
     fn dispatch<'a>(&'a self, jobs: &'a [ProcessingJob]) -> QueueFuture<'a, Dispatched>;
 
-    /// The next piece of work for `worker`, jobs held under a lease of
-    /// `lease`; `None` when there is none for now.
-    fn claim<'a>(
-        &'a self,
-        worker: &'a str,
-        job_types: &'a [JobType],
-        lease: Duration,
-    ) -> QueueFuture<'a, Option<Work>>;
-
-    /// Acknowledges (or hands back) the message of work whose outcome is
-    /// recorded; `task_id` is the job's `task_id` or the ingest task's id.
-    /// Like [`JobQueue::claim`], but may return up to `max` pieces of work
-    /// that are ready together (short jobs delivered in a burst), claimed
-    /// in one transaction.
+    /// Work for `worker`, jobs held under a lease of `lease`: at least one
+    /// piece and at most `max` (short jobs delivered in a burst, claimed in
+    /// one transaction), or none for now.
     fn claim_batch<'a>(
         &'a self,
         worker: &'a str,
         job_types: &'a [JobType],
         lease: Duration,
         max: usize,
-    ) -> QueueFuture<'a, Vec<Work>> {
-        let _ = max;
+    ) -> QueueFuture<'a, Vec<Work>>;
+
+    /// The next piece of work for `worker`; `None` when there is none for now.
+    fn claim<'a>(
+        &'a self,
+        worker: &'a str,
+        job_types: &'a [JobType],
+        lease: Duration,
+    ) -> QueueFuture<'a, Option<Work>> {
         Box::pin(async move {
-            Ok(self
-                .claim(worker, job_types, lease)
-                .await?
-                .into_iter()
-                .collect())
+            let works = self.claim_batch(worker, job_types, lease, 1).await?;
+            Ok(works.into_iter().next())
         })
     }
 
+    /// Acknowledges (or hands back) the message of work whose outcome is
+    /// recorded; `task_id` is the job's `task_id` or the ingest task's id.
     fn settle<'a>(&'a self, task_id: &'a str, how: Settle) -> QueueFuture<'a, ()>;
 
     /// Whether the broker answers, how fast, and how much waits in it.
