@@ -13,7 +13,7 @@ use uuid::Uuid;
 use crate::audio::{write_audio_statuses, write_results, AudioResults};
 use crate::jobs::{
     held_by, insert_events, lock_files, placeholders, replace_moved, settle_dependents, take,
-    Ended, JobClaim, Lease, NewEvent,
+    ClaimStep, Ended, JobClaim, Lease, NewEvent,
 };
 use crate::rows::{self, ts, JOB_COLUMNS};
 use crate::webhooks::Outbox;
@@ -63,24 +63,14 @@ impl Store {
                 *answer = Some(JobClaim::Missing);
                 continue;
             };
-            *answer = match job.status {
-                JobStatus::Queued | JobStatus::Retrying if job.available_at > now => {
-                    Some(JobClaim::NotYet(job.available_at))
-                }
-                JobStatus::Queued | JobStatus::Retrying => {
+            *answer = match ClaimStep::of(job, now) {
+                ClaimStep::Answer(answer) => Some(answer),
+                ClaimStep::Take => {
                     runnable.push(job);
                     None
                 }
-                JobStatus::Running => match job.lease_expires_at {
-                    Some(until) if until >= now => Some(JobClaim::Busy {
-                        holder: job.worker.clone().unwrap_or_default(),
-                        until,
-                    }),
-                    // Its holder is gone: claim_job reclaims it.
-                    _ => None,
-                },
-                JobStatus::Pending => Some(JobClaim::Waiting),
-                status => Some(JobClaim::Finished(status)),
+                // Its holder is gone: claim_job reclaims it.
+                ClaimStep::Reclaim => None,
             };
         }
         if !runnable.is_empty() {

@@ -67,6 +67,44 @@ pub enum JobClaim {
     Missing,
 }
 
+/// What claiming a job as it was read calls for.
+// Short-lived, one per job read: boxing the answer would cost more than it saves.
+#[allow(clippy::large_enum_variant)]
+pub(crate) enum ClaimStep {
+    /// The answer, without claiming.
+    Answer(JobClaim),
+    /// Take it from the status it was read with.
+    Take,
+    /// Its holder's lease ran out: reclaim it, then look again.
+    Reclaim,
+}
+
+impl ClaimStep {
+    /// The step for `job` as read at `now`; the one rule that single and
+    /// batched claims share.
+    pub(crate) fn of(job: &ProcessingJob, now: DateTime<Utc>) -> Self {
+        match job.status {
+            JobStatus::Queued | JobStatus::Retrying if job.available_at > now => {
+                ClaimStep::Answer(JobClaim::NotYet(job.available_at))
+            }
+            JobStatus::Queued | JobStatus::Retrying => ClaimStep::Take,
+            JobStatus::Running => {
+                let until = job.lease_expires_at.unwrap_or(now);
+                if until < now {
+                    ClaimStep::Reclaim
+                } else {
+                    ClaimStep::Answer(JobClaim::Busy {
+                        holder: job.worker.clone().unwrap_or_default(),
+                        until,
+                    })
+                }
+            }
+            JobStatus::Pending => ClaimStep::Answer(JobClaim::Waiting),
+            status => ClaimStep::Answer(JobClaim::Finished(status)),
+        }
+    }
+}
+
 /// What a worker learns when it renews its lease.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Heartbeat {
@@ -509,11 +547,9 @@ impl Store {
                 Err(StoreError::NotFound { .. }) => return Ok(JobClaim::Missing),
                 Err(e) => return Err(e),
             };
-            match job.status {
-                JobStatus::Queued | JobStatus::Retrying => {
-                    if job.available_at > Utc::now() {
-                        return Ok(JobClaim::NotYet(job.available_at));
-                    }
+            match ClaimStep::of(&job, Utc::now()) {
+                ClaimStep::Answer(answer) => return Ok(answer),
+                ClaimStep::Take => {
                     let mut tx = self.pool.begin().await?;
                     match take(&mut tx, self.outbox, &[(id, job.status)], worker, lease)
                         .await?
@@ -527,20 +563,10 @@ impl Store {
                         None => tx.rollback().await?,
                     }
                 }
-                JobStatus::Running => {
-                    let until = job.lease_expires_at.unwrap_or_else(Utc::now);
-                    if until < Utc::now() {
-                        // Its holder is gone: put it back, then look again.
-                        self.reclaim_expired().await?;
-                        continue;
-                    }
-                    return Ok(JobClaim::Busy {
-                        holder: job.worker.unwrap_or_default(),
-                        until,
-                    });
+                // Its holder is gone: put it back, then look again.
+                ClaimStep::Reclaim => {
+                    self.reclaim_expired().await?;
                 }
-                JobStatus::Pending => return Ok(JobClaim::Waiting),
-                status => return Ok(JobClaim::Finished(status)),
             }
         }
         Ok(JobClaim::Busy {
