@@ -530,19 +530,10 @@ def run_ours(args, broker, workdir, audio, side="ours"):
 
         def start_worker():
             if side == "tracked":
-                ready_file = os.path.join(workdir, f"tracked-{queue}.ready")
-                w = Proc(
-                    f"celery worker, tracked jobs ({broker.kind})",
-                    [sys.executable, os.path.abspath(__file__), "celery-worker",
-                     "--broker", broker.url, "--queue", queue,
-                     "--concurrency", str(args.concurrency), "--pool", args.celery_pool,
-                     "--prefetch-multiplier", str(args.prefetch_multiplier),
-                     "--out", os.path.join(workdir, f"tracked-{queue}.jsonl"),
-                     "--ready", ready_file, "--acks-late", "--work", "tracked",
-                     "--postgres", db_url, "--work-dir", os.path.join(data, "outputs")],
-                    os.path.join(workdir, f"tracked-worker-{queue}.log"), cwd=workdir,
-                )
-                wait_until(lambda: os.path.exists(ready_file), 60, "the Celery worker to be ready", w)
+                w = start_celery_worker(
+                    args, broker, workdir, queue, f"tracked-{queue}", "tracked jobs",
+                    ["--acks-late", "--work", "tracked", "--postgres", db_url,
+                     "--work-dir", os.path.join(data, "outputs")])
             else:
                 w = Proc(
                     f"pipeline-manager worker ({broker.kind})",
@@ -596,6 +587,22 @@ def run_ours(args, broker, workdir, audio, side="ours"):
 # ---------------------------------------------------------------- the Celery side
 
 
+def start_celery_worker(args, broker, workdir, queue, name, what, work):
+    """A `celery-worker` of this script on `queue`, once it is ready; its
+    files are `<name>.jsonl` (one line per task), `.ready` and `.log`."""
+    ready_file = os.path.join(workdir, f"{name}.ready")
+    argv = [sys.executable, os.path.abspath(__file__), "celery-worker",
+            "--broker", broker.url, "--queue", queue,
+            "--concurrency", str(args.concurrency), "--pool", args.celery_pool,
+            "--prefetch-multiplier", str(args.prefetch_multiplier),
+            "--out", os.path.join(workdir, f"{name}.jsonl"), "--ready", ready_file, *work]
+    w = Proc(f"celery worker, {what} ({broker.kind})", argv,
+             os.path.join(workdir, f"{name}.log"), cwd=workdir)
+    wait_until(lambda: os.path.exists(ready_file), 60, "the Celery worker to be ready", w)
+    return w
+
+
+
 def run_celery(args, broker, workdir):
     from celery import Celery
 
@@ -604,22 +611,13 @@ def run_celery(args, broker, workdir):
     # count as this worker's output or readiness.
     tag = f"{broker.kind}-{uuid.uuid4().hex[:8]}"
     out = os.path.join(workdir, f"celery-{tag}.jsonl")
-    ready_file = os.path.join(workdir, f"celery-{tag}.ready")
     worker = None
     try:
         def start_worker():
-            argv = [sys.executable, os.path.abspath(__file__), "celery-worker",
-                    "--broker", broker.url, "--queue", queue,
-                    "--concurrency", str(args.concurrency), "--pool", args.celery_pool,
-                     "--prefetch-multiplier", str(args.prefetch_multiplier),
-                    "--out", out, "--ready", ready_file,
-                    "--work", args.celery_work,
-                    "--work-dir", os.path.join(workdir, f"celery-out-{tag}")]
+            work = ["--work", args.celery_work, "--work-dir", os.path.join(workdir, f"celery-out-{tag}")]
             if args.celery_acks_late:
-                argv.append("--acks-late")
-            w = Proc(f"celery worker ({broker.kind})", argv,
-                     os.path.join(workdir, f"celery-worker-{tag}.log"), cwd=workdir)
-            wait_until(lambda: os.path.exists(ready_file), 60, "the Celery worker to be ready", w)
+                work.append("--acks-late")
+            w = start_celery_worker(args, broker, workdir, queue, f"celery-{tag}", "no-op task", work)
             broker.wait_consuming(queue, w)
             return w
 
