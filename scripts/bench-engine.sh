@@ -14,6 +14,7 @@ venv="$root/.venv-bench"
   python3 -m venv "$venv"
   "$venv/bin/pip" install --quiet faster-whisper
 }
-flock /tmp/pipeline-cargo.lock cargo build --bin pipeline-manager
+scripts/install-ctranslate2.sh
+flock /tmp/pipeline-cargo.lock cargo build --release --bin pipeline-manager
 model="${PIPELINE_MODEL:-${PIPELINE_DATA_DIR:-$HOME/.local/share/pipeline-manager}/models/tiny.en}"
-python3 scripts/bench_engine.py "$CARGO_TARGET_DIR/debug/pipeline-manager" "$model" "$venv/bin/python"
+python3 scripts/bench_engine.py "$CARGO_TARGET_DIR/release/pipeline-manager" "$model" "$venv/bin/python"

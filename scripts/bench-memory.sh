@@ -16,8 +16,9 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/pipeline-manager/targe
 runs="${1:-3}"
 scripts/install-deps.sh
 scripts/install-model.sh
-flock /tmp/pipeline-cargo.lock cargo build --bin pipeline-manager
-bin="$CARGO_TARGET_DIR/debug/pipeline-manager"
+scripts/install-ctranslate2.sh
+flock /tmp/pipeline-cargo.lock cargo build --release --bin pipeline-manager
+bin="$CARGO_TARGET_DIR/release/pipeline-manager"
 
 audio="$HOME/.cache/pipeline-manager/bench-audio"
 mkdir -p "$audio"

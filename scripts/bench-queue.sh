@@ -19,8 +19,9 @@ scripts/setup-python.sh
 # psycopg for the `tracked` peer, a Celery task that keeps its job in PostgreSQL.
 "$root/.venv/bin/python" -c "import psycopg" 2>/dev/null ||
   "$root/.venv/bin/python" -m pip install --quiet "psycopg[binary]>=3.1,<4"
-flock /tmp/pipeline-cargo.lock cargo build -p pipeline-cli --bins --examples
+scripts/install-ctranslate2.sh
+flock /tmp/pipeline-cargo.lock cargo build --release -p pipeline-cli --bins --examples
 exec "$root/.venv/bin/python" scripts/bench_queue.py \
-  --bin "$CARGO_TARGET_DIR/debug/pipeline-manager" \
-  --seeder "$CARGO_TARGET_DIR/debug/examples/seed_process_jobs" \
+  --bin "$CARGO_TARGET_DIR/release/pipeline-manager" \
+  --seeder "$CARGO_TARGET_DIR/release/examples/seed_process_jobs" \
   --n 2000 --concurrency 2 --sides ours,celery,tracked "$@"

@@ -12,8 +12,9 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/pipeline-manager/targe
 duration="${1:-10}"
 command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
 scripts/make-fixtures.sh >/dev/null
-flock /tmp/pipeline-cargo.lock cargo build -p pipeline-cli --bins
-bin="$CARGO_TARGET_DIR/debug/pipeline-manager"
+scripts/install-ctranslate2.sh
+flock /tmp/pipeline-cargo.lock cargo build --release -p pipeline-cli --bins
+bin="$CARGO_TARGET_DIR/release/pipeline-manager"
 work="$(mktemp -d)"
 trap 'kill $server 2>/dev/null || true; rm -rf "$work"' EXIT
 export PIPELINE_DATA_DIR="$work/data"

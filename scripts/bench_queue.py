@@ -774,8 +774,8 @@ def run(argv):
                    help="a Redis database the tests do not use (default %(default)s)")
     p.add_argument("--amqp-url", default="amqp://guest:guest@127.0.0.1:5672/%2f")
     p.add_argument("--postgres", default="postgres://postgres@127.0.0.1:5432/test")
-    p.add_argument("--bin", default=os.path.join(TARGET, "debug", "pipeline-manager"))
-    p.add_argument("--seeder", default=os.path.join(TARGET, "debug", "examples", "seed_process_jobs"))
+    p.add_argument("--bin", default=os.path.join(TARGET, "release", "pipeline-manager"))
+    p.add_argument("--seeder", default=os.path.join(TARGET, "release", "examples", "seed_process_jobs"))
     p.add_argument("--audio", help="a small audio file for the seeded rows (default: a generated 2 s WAV)")
     p.add_argument("--celery-work", choices=["none", "files"], default="none",
                    help="what the Celery task does besides recording: nothing, or write five small files")
@@ -802,7 +802,7 @@ def run(argv):
         for path in (args.bin, args.seeder):
             if not os.access(path, os.X_OK):
                 sys.exit(f"bench-queue: {path} is missing; build it with "
-                         "`cargo build -p pipeline-cli --bins --examples` (or run scripts/bench-queue.sh)")
+                         "`cargo build --release -p pipeline-cli --bins --examples` (or run scripts/bench-queue.sh)")
     urls = {"redis": args.redis_url, "amqp": args.amqp_url}
     workdir = tempfile.mkdtemp(prefix="bench-queue-", dir=args.work_root)
     audio = args.audio or os.path.join(workdir, "tone.wav")

@@ -10,10 +10,10 @@
 set -euo pipefail
 
 need=()
-command -v cmake >/dev/null 2>&1 || need+=(cmake)
 command -v ffmpeg >/dev/null 2>&1 || need+=(ffmpeg)
 command -v espeak-ng >/dev/null 2>&1 || need+=(espeak-ng)
 command -v g++ >/dev/null 2>&1 || need+=(g++)
+command -v patchelf >/dev/null 2>&1 || need+=(patchelf)
 command -v flock >/dev/null 2>&1 || need+=(util-linux)
 if [ "${1:-}" = "--services" ]; then
   command -v chromium >/dev/null 2>&1 || need+=(chromium)

@@ -13,6 +13,7 @@ pub mod mel;
 mod model;
 pub mod openai;
 mod options;
+pub mod runtime;
 pub mod tokenizer;
 pub mod vad;
 #[cfg(feature = "ctranslate2")]
@@ -23,7 +24,7 @@ pub use model::{check_model_dir, MODEL_FILES};
 pub use options::{DecodeOptions, EngineOptions, Task};
 pub use pipeline_core::{Segment, Transcript, Word};
 #[cfg(feature = "ctranslate2")]
-pub use whisper::{parse_compute_type, WhisperEngine};
+pub use whisper::{choose_device, parse_compute_type, WhisperEngine};
 
 /// Sample rate every engine expects, in Hz.
 pub const SAMPLE_RATE: u32 = 16_000;
@@ -92,3 +93,12 @@ pub fn load_whisper(
         })
     }
 }
+
+#[cfg(all(
+    feature = "ctranslate2",
+    not(any(feature = "ctranslate2-prebuilt", feature = "ctranslate2-source"))
+))]
+compile_error!(
+    "feature `ctranslate2` needs a library: enable `ctranslate2-prebuilt` (the wheel's, \
+     scripts/install-ctranslate2.sh) or `ctranslate2-source` (oneDNN, built from source)"
+);

@@ -95,6 +95,10 @@ pub struct EngineOptions {
     pub threads: usize,
     /// Model replicas that decode windows in parallel.
     pub replicas: usize,
+    /// `cpu`, `cuda` (an NVIDIA GPU, through the CUDA runtime inside the
+    /// CTranslate2 library and cuBLAS 12 loaded at run time) or `auto`
+    /// (CUDA when a device is seen, else the CPU).
+    pub device: String,
 }
 
 impl Default for EngineOptions {
@@ -103,6 +107,7 @@ impl Default for EngineOptions {
             compute_type: "int8".to_string(),
             threads: 0,
             replicas: 1,
+            device: "cpu".to_string(),
         }
     }
 }

@@ -71,9 +71,9 @@ impl WhisperEngine {
             options.threads
         };
         let config = Config {
-            device: Device::CPU,
+            device: choose_device(&options.device)?,
             compute_type,
-            // CTranslate2 makes one replica per entry; on a CPU they share device 0.
+            // CTranslate2 makes one replica per entry; they share device 0.
             device_indices: vec![0; options.replicas.max(1)],
             num_threads_per_replica: threads,
             ..Config::default()
@@ -122,6 +122,26 @@ impl WhisperEngine {
     /// Mel bins the model expects.
     pub fn n_mels(&self) -> usize {
         self.front_end.n_mels()
+    }
+}
+
+/// The CTranslate2 device for `model.device`, refusing CUDA on a machine
+/// where CTranslate2 sees no CUDA device (before it fails deep inside).
+pub fn choose_device(name: &str) -> Result<Device, AsrError> {
+    let gpus = crate::runtime::cuda_devices;
+    match name.trim().to_ascii_lowercase().as_str() {
+        "cpu" => Ok(Device::CPU),
+        "cuda" if gpus() > 0 => Ok(Device::CUDA),
+        "cuda" => Err(AsrError::InvalidOption(
+            "model.device = \"cuda\", but CTranslate2 sees no CUDA device on this machine \
+             (no NVIDIA GPU, or no driver); use device = \"cpu\" or \"auto\""
+                .to_string(),
+        )),
+        "auto" if gpus() > 0 => Ok(Device::CUDA),
+        "auto" => Ok(Device::CPU),
+        other => Err(AsrError::InvalidOption(format!(
+            "unknown device {other:?} (use cpu, cuda or auto)"
+        ))),
     }
 }
 

@@ -75,6 +75,7 @@ pub fn engine_options(config: &Config, jobs_at_once: usize) -> EngineOptions {
             n => n,
         },
         replicas: jobs_at_once,
+        device: config.model.device.clone(),
     }
 }
 

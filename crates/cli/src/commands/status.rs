@@ -183,6 +183,7 @@ fn print_status(app: &App, doc: &Value) {
             ))
         );
     }
+    print_runtime(&model["runtime"]);
     if let Some(queue) = doc["queue"].as_object() {
         let depth: Vec<String> = pipeline_core::JobStatus::ALL
             .iter()
@@ -224,6 +225,22 @@ fn print_status(app: &App, doc: &Value) {
     }
 }
 
+/// One line on what CTranslate2 dispatched to, so a slow machine can be told apart.
+fn print_runtime(runtime: &Value) {
+    if runtime.is_null() {
+        return;
+    }
+    println!(
+        "Engine: CTranslate2 {}, {}; CPU {} with {} kernels, GEMM {}; CUDA devices: {}",
+        runtime["ctranslate2"].as_str().unwrap_or(""),
+        runtime["library"].as_str().unwrap_or(""),
+        runtime["cpu_vendor"].as_str().unwrap_or(""),
+        runtime["cpu_isa"].as_str().unwrap_or(""),
+        runtime["gemm_backend"].as_str().unwrap_or(""),
+        runtime["cuda_devices"]
+    );
+}
+
 async fn database_health(app: &App) -> (Value, Option<Store>) {
     let url = app.config().database_url();
     let masked = pipeline_core::config::mask_url(&url);
@@ -258,6 +275,15 @@ async fn model_health(app: &App, try_load: bool) -> Value {
                       "source": app.loaded.source("model.endpoint").to_string(),
                       "files_present": true, "loads": true, "load_seconds": 0.0, "error": null});
     }
+    let runtime = pipeline_asr::runtime::engine_runtime(&config.model.compute_type);
+    let mut doc = local_model_health(app, try_load).await;
+    doc["device"] = json!(config.model.device);
+    doc["runtime"] = json!(runtime);
+    doc
+}
+
+async fn local_model_health(app: &App, try_load: bool) -> Value {
+    let config = app.config();
     let dir = config.model_dir();
     let source = match app.loaded.source("model.path") {
         Source::Default => format!(
@@ -307,6 +333,8 @@ pub async fn model(app: &App) -> Result<u8> {
         println!("Model: {}", doc["name"].as_str().unwrap_or(""));
         println!("Path: {}", doc["path"].as_str().unwrap_or(""));
         println!("From: {}", doc["source"].as_str().unwrap_or(""));
+        println!("Device: {}", doc["device"].as_str().unwrap_or(""));
+        print_runtime(&doc["runtime"]);
         if present {
             println!("{}", app.style.ok("All model files present (config.json, model.bin, tokenizer.json, vocabulary.txt)"));
         } else {
