@@ -76,33 +76,44 @@ def main():
     ours, model, fw_python = sys.argv[1:4]
     runs = int(os.environ.get("BENCH_RUNS", "3"))
     threads = str(os.cpu_count() or 1)
+    env = dict(os.environ, PIPELINE_MODEL=model, PIPELINE_MODEL_THREADS=threads)
+    # Sides: (label, argv before the audio path, environment).
+    sides = [("ours", [ours, "transcribe"], env)]
+    # Optional: another build of ours (BENCH_OURS_FROM_SOURCE=path, the
+    # oneDNN-from-source engine) and the prebuilt library with MKL forced on
+    # a non-Intel CPU (BENCH_MKL=1).
+    if os.environ.get("BENCH_OURS_FROM_SOURCE"):
+        sides.append(("ours, from source", [os.environ["BENCH_OURS_FROM_SOURCE"], "transcribe"], env))
+    if os.environ.get("BENCH_MKL"):
+        sides.append(("ours, CT2_USE_MKL=1", [ours, "transcribe"], dict(env, CT2_USE_MKL="1")))
+    fw_env = dict(os.environ, HF_HUB_OFFLINE="1")
+    sides.append(("faster-whisper", [fw_python, "-c", FW, model], fw_env))
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for label, count in (("10 s", 16), ("10 min", 1600)):
             audio = os.path.join(tmp, f"licence-{count}.wav")
             reference, duration = licence_speech(count, audio)
-            env = dict(os.environ, PIPELINE_MODEL=model, PIPELINE_MODEL_THREADS=threads)
-            fw_env = dict(os.environ, HF_HUB_OFFLINE="1")
-            results = {"ours": [], "fw": []}
+            results = {side: [] for side, _, _ in sides}
             # Whole processes, alternating: model load, decode and
             # transcription, as a user of either tool would see it.
             for _ in range(runs):
-                results["ours"].append(run([ours, "transcribe", audio], env))
-                results["fw"].append(run([fw_python, "-c", FW, model, audio, threads], fw_env))
-            row = [label, duration]
-            for side in ("ours", "fw"):
-                text = results[side][0][0]
-                row += [median(r[1] for r in results[side]), median(r[2] for r in results[side]),
-                        wer(reference, text)]
-            rows.append(row)
+                for side, argv, side_env in sides:
+                    extra = [threads] if side == "faster-whisper" else []
+                    results[side].append(run(argv + [audio] + extra, side_env))
+            for side, _, _ in sides:
+                rows.append((label, duration, side,
+                             median(r[1] for r in results[side]),
+                             median(r[2] for r in results[side]),
+                             wer(reference, results[side][0][0])))
             print(f"bench-engine: {label} done", file=sys.stderr, flush=True)
     print(f"Medians of {runs} runs each, alternating.\n")
-    print("| audio | ours: wall (x real time) | faster-whisper: wall (x real time) | time ours/fw "
-          "| peak RSS ours / fw | WER ours | WER fw |")
-    print("|---|---|---|---|---|---|---|")
-    for label, d, ow, orss, owe, fw, frss, fwe in rows:
-        print(f"| {label} ({d:.0f} s) | {ow:.1f} s ({d / ow:.1f}x) | {fw:.1f} s ({d / fw:.1f}x) "
-              f"| {ow / fw:.2f} | {orss:.0f} / {frss:.0f} MiB ({orss / frss:.2f}) | {owe:.1%} | {fwe:.1%} |")
+    print("| audio | engine | wall (x real time) | time / faster-whisper | peak RSS | WER |")
+    print("|---|---|---|---|---|---|")
+    fw = {label: (wall, rss) for label, _, side, wall, rss, _ in rows if side == "faster-whisper"}
+    for label, d, side, wall, rss, w in rows:
+        fw_wall, fw_rss = fw[label]
+        print(f"| {label} ({d:.0f} s) | {side} | {wall:.1f} s ({d / wall:.1f}x) | {wall / fw_wall:.2f} "
+              f"| {rss:.0f} MiB ({rss / fw_rss:.2f}) | {w:.1%} |")
 
 
 if __name__ == "__main__":

@@ -11,10 +11,20 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/pipeline-manager/target}"
 
-scripts/install-deps.sh
+# The build needs only the compiler and the engine's library; the Debian
+# packages and the model are installed meanwhile and waited for after it.
 scripts/install-ctranslate2.sh
-scripts/install-model.sh
+log=$(mktemp)
+(scripts/install-deps.sh && scripts/install-model.sh) >"$log" 2>&1 &
+installs=$!
 cargo build --release --bin pipeline-manager
+if ! wait "$installs"; then
+  cat "$log" >&2
+  echo "quickstart: installing the Debian packages or the model failed (above)" >&2
+  exit 1
+fi
+cat "$log"
+rm -f "$log"
 bin="$CARGO_TARGET_DIR/release/pipeline-manager"
 
 sample_dir="$root/fixtures/generated"

@@ -11,12 +11,27 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/pipeline-manager/target}"
 
-scripts/install-deps.sh --services
+# The build needs only the compiler and the engine's library; everything
+# the tests need besides is installed meanwhile (downloads and unpacking
+# leave the cores to the compiler), and waited for before the tests run.
 scripts/install-ctranslate2.sh
-scripts/install-model.sh
-scripts/install-model.sh base
-scripts/setup-python.sh
-scripts/make-fixtures.sh
-scripts/setup-node.sh
 command -v cargo-nextest >/dev/null 2>&1 || cargo install --locked cargo-nextest
+log=$(mktemp)
+(
+  scripts/install-deps.sh --services
+  scripts/install-model.sh
+  scripts/install-model.sh base
+  scripts/setup-python.sh
+  scripts/make-fixtures.sh
+  scripts/setup-node.sh
+) >"$log" 2>&1 &
+installs=$!
+cargo nextest run --workspace --no-run "$@"
+if ! wait "$installs"; then
+  cat "$log" >&2
+  echo "test.sh: installing what the tests need failed (above)" >&2
+  exit 1
+fi
+cat "$log"
+rm -f "$log"
 cargo nextest run --workspace --no-fail-fast "$@"
