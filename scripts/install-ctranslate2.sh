@@ -25,6 +25,8 @@ gomp_sha256=25b19bcd491ab3a317c65c9b6a44b3075f8ab25a57b901cfa1ee6c0d6ea206ac
 
 data_home="${XDG_DATA_HOME:-$HOME/.local/share}"
 dest="${PIPELINE_CT2_LIB_DIR:-$data_home/pipeline-manager/lib/ctranslate2-$version}"
+# Absolute: the path becomes the library's SONAME, which binaries load by.
+dest=$(realpath -m "$dest")
 if [ "${1:-}" = "--print" ]; then
   echo "$dest"
   exit 0
