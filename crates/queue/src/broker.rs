@@ -301,7 +301,10 @@ impl Inner {
             }
             *last = Some(Instant::now());
         }
-        let reclaimed = self.store.reclaim_expired().await?;
+        let reclaimed = self
+            .store
+            .reclaim_expired(pipeline_store::Reclaim::Transport(self.name))
+            .await?;
         if !reclaimed.is_empty() {
             self.dispatch_jobs(&reclaimed).await?;
         }

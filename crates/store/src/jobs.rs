@@ -363,6 +363,15 @@ pub(crate) fn held_by<'a>(
     Ok(job)
 }
 
+/// Which expired leases [`Store::reclaim_expired`] puts back.
+#[derive(Debug, Clone, Copy)]
+pub enum Reclaim<'a> {
+    /// Every job carried by this transport (`embedded`, `amqp`, `redis`).
+    Transport(&'a str),
+    /// One job, whose message has just been delivered.
+    Job(Uuid),
+}
+
 impl Store {
     /// One job.
     pub async fn job(&self, id: Uuid) -> Result<ProcessingJob, StoreError> {
@@ -416,7 +425,9 @@ impl Store {
         job_types: &[JobType],
         lease: Duration,
     ) -> Result<Option<ProcessingJob>, StoreError> {
-        self.reclaim_expired().await?;
+        // Only the embedded queue's own jobs: one carried by a broker that
+        // is put back here would wait for a message nobody sends again.
+        self.reclaim_expired(Reclaim::Transport("embedded")).await?;
         let types: Vec<&str> = if job_types.is_empty() {
             JobType::ALL.iter().map(|t| t.as_str()).collect()
         } else {
@@ -477,16 +488,27 @@ impl Store {
         Ok(None)
     }
 
-    /// Puts back (or fails, when out of attempts) running jobs whose lease
-    /// expired: their worker died or lost its connection. Returns the jobs
-    /// as they are now, so that a broker queue can send their messages again.
-    pub async fn reclaim_expired(&self) -> Result<Vec<ProcessingJob>, StoreError> {
+    /// Puts back (or fails, when out of attempts) running jobs in `scope`
+    /// whose lease expired: their worker died or lost its connection.
+    /// Returns the jobs as they are now, so that whoever put back a broker's
+    /// jobs sends their messages again: only the broker's own sweep (all of
+    /// its transport's jobs) or the delivery of a job's own message may put
+    /// back a job a broker carries.
+    pub async fn reclaim_expired(
+        &self,
+        scope: Reclaim<'_>,
+    ) -> Result<Vec<ProcessingJob>, StoreError> {
         let now = Utc::now();
-        let rows = sqlx::query(
+        let (filter, value) = match scope {
+            Reclaim::Transport(transport) => ("transport = $2", transport.to_string()),
+            Reclaim::Job(id) => ("id = $2", id.to_string()),
+        };
+        let rows = sqlx::query(&format!(
             "SELECT id, audio_id FROM processing_jobs \
-             WHERE status = 'RUNNING' AND lease_expires_at < $1",
-        )
+             WHERE status = 'RUNNING' AND lease_expires_at < $1 AND {filter}"
+        ))
         .bind(ts(now))
+        .bind(value)
         .fetch_all(&self.pool)
         .await?;
         let mut reclaimed = Vec::new();
@@ -563,9 +585,10 @@ impl Store {
                         None => tx.rollback().await?,
                     }
                 }
-                // Its holder is gone: put it back, then look again.
+                // Its holder is gone: put it back, then look again. Only
+                // this job: its message is the one in hand.
                 ClaimStep::Reclaim => {
-                    self.reclaim_expired().await?;
+                    self.reclaim_expired(Reclaim::Job(id)).await?;
                 }
             }
         }

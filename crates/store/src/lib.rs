@@ -21,7 +21,7 @@ mod workers;
 pub use audio::{AudioResults, NewAudio};
 pub use batch::Completion;
 pub use error::StoreError;
-pub use jobs::{Ended, Heartbeat, JobClaim, JobMetrics, Lease, NewJob};
+pub use jobs::{Ended, Heartbeat, JobClaim, JobMetrics, Lease, NewJob, Reclaim};
 pub use keys::ApiKey;
 pub use segments::{LiveSegment, NewSegment};
 pub use webhooks::{AttemptOutcome, DeliveryStatus, WebhookDelivery, WebhookEndpoint};

@@ -2,8 +2,8 @@
 
 use pipeline_core::{AudioStatus, JobError, JobStatus, JobType};
 use pipeline_store::{
-    AttemptOutcome, Backend, DeliveryStatus, Heartbeat, Lease, NewAudio, NewJob, Store, StoreError,
-    WebhookEndpoint,
+    AttemptOutcome, Backend, DeliveryStatus, Heartbeat, JobClaim, Lease, NewAudio, NewJob, Reclaim,
+    Store, StoreError, WebhookEndpoint,
 };
 use std::collections::HashSet;
 use std::time::Duration;
@@ -251,6 +251,69 @@ async fn an_expired_lease_hands_the_job_to_another_worker() {
         assert!(
             messages.iter().any(|m| m.contains("lease of dead expired")),
             "{messages:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn only_its_own_transport_or_its_own_message_puts_back_a_broker_job() {
+    for (store, _dir) in stores().await {
+        // Two files whose jobs a broker carries, each transcription claimed
+        // from its message by a worker that then dies.
+        let mut held = Vec::new();
+        for sha in ["r1", "r2"] {
+            let jobs: Vec<NewJob> = pipeline_jobs()
+                .into_iter()
+                .map(|mut j| {
+                    j.transport = "redis".to_string();
+                    j
+                })
+                .collect();
+            let (_, jobs) = store.ingest(&new_audio(sha), &jobs).await.unwrap();
+            let claim = store
+                .claim_job(jobs[0].id, "dead", Duration::from_millis(1))
+                .await
+                .unwrap();
+            let JobClaim::Claimed(job) = claim else {
+                panic!("{claim:?}")
+            };
+            held.push(job);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+
+        // The embedded queue's claim must leave them: nobody would send
+        // their messages again, and they would sit QUEUED for good.
+        assert!(store.claim("local", &[], LEASE).await.unwrap().is_none());
+        for job in &held {
+            assert_eq!(store.job(job.id).await.unwrap().status, JobStatus::Running);
+        }
+
+        // The delivery of the first one's own message puts back that one
+        // only, and runs it.
+        let claim = store.claim_job(held[0].id, "alive", LEASE).await.unwrap();
+        let JobClaim::Claimed(again) = claim else {
+            panic!("{claim:?}")
+        };
+        assert_eq!((again.attempt, again.worker.as_deref()), (2, Some("alive")));
+        assert_eq!(
+            store.job(held[1].id).await.unwrap().status,
+            JobStatus::Running
+        );
+
+        // Another transport's sweep leaves it; its own sweep returns it so
+        // that its message is sent again.
+        assert!(store
+            .reclaim_expired(Reclaim::Transport("amqp"))
+            .await
+            .unwrap()
+            .is_empty());
+        let back = store
+            .reclaim_expired(Reclaim::Transport("redis"))
+            .await
+            .unwrap();
+        assert_eq!(
+            back.iter().map(|j| (j.id, j.status)).collect::<Vec<_>>(),
+            vec![(held[1].id, JobStatus::Queued)]
         );
     }
 }
