@@ -3,6 +3,9 @@
 # model (tiny.en, int8, beam 5), audio and machine, in one run: about 10 s
 # and 10 min of licence text read by espeak-ng, BENCH_RUNS (default 3) runs
 # of each, alternating. Prints a Markdown table for BENCHMARKS.md.
+# BENCH_MKL=1 adds our binary with CT2_USE_MKL=1 (MKL on a non-Intel CPU);
+# BENCH_OURS_FROM_SOURCE=PATH adds another build of ours (the engine built
+# from source with `--features engine-from-source`).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
