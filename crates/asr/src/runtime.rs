@@ -105,11 +105,10 @@ fn read_runtime(compute_type: &str) -> EngineRuntime {
         _ => isa_name(unsafe { ffi::get_cpu_isa() }).to_string(),
     };
     let use_mkl = std::env::var("CT2_USE_MKL").unwrap_or_default();
+    // CTranslate2's own `string_to_bool`: only these three are true.
     let gemm_backend = if cfg!(not(feature = "ctranslate2-prebuilt"))
-        && matches!(
-            use_mkl.as_str(),
-            "1" | "true" | "True" | "TRUE" | "on" | "ON"
-        ) {
+        && matches!(use_mkl.as_str(), "1" | "true" | "TRUE")
+    {
         "CT2_USE_MKL is set but this build has no MKL".to_string()
     } else {
         // SAFETY: throws only for CT2_USE_MKL=1 without MKL, excluded above.
