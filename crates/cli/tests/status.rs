@@ -60,6 +60,48 @@ fn status_reports_a_healthy_local_setup() {
     assert!(human.stdout.contains("schema version 3"), "{human}");
 }
 
+#[test]
+fn the_engine_reports_its_kernels_and_refuses_cuda_without_a_device() {
+    let Some(sb) = Sandbox::with_model() else {
+        return;
+    };
+    let doc = sb.json(&["model"]);
+    let runtime = &doc["runtime"];
+    assert_eq!(runtime["ctranslate2"], "4.8.4", "{doc:#}");
+    assert!(
+        ["GENERIC", "AVX", "AVX2", "AVX512", "NEON"]
+            .contains(&runtime["cpu_isa"].as_str().unwrap_or("")),
+        "{doc:#}"
+    );
+    assert!(
+        ["MKL", "DNNL"].contains(&runtime["gemm_backend"].as_str().unwrap_or("")),
+        "{doc:#}"
+    );
+    assert_eq!(doc["device"], "cpu", "{doc:#}");
+    let human = sb.run(&["model"]);
+    human.expect_code(0);
+    assert!(
+        human.stdout.contains("Engine: CTranslate2 4.8.4"),
+        "{human}"
+    );
+
+    // Where CTranslate2 sees no GPU, asking for one is refused by name,
+    // before anything is decoded.
+    if runtime["cuda_devices"] == 0 {
+        let out = sb.run_env(
+            &["transcribe", fixture("speech.wav").to_str().unwrap()],
+            &[("PIPELINE_MODEL_DEVICE", "cuda")],
+        );
+        assert_ne!(out.code, Some(0), "{out}");
+        assert!(
+            out.stderr.contains("model.device = \"cuda\"")
+                && out.stderr.contains("sees no CUDA device"),
+            "{out}"
+        );
+        assert!(out.stdout.is_empty(), "{out}");
+    }
+}
+
 /// Each command here waits out the pool's connect timeout (about 5 s), so
 /// the list is kept to one of each kind: a read of one file, a listing,
 /// and the health report in both forms.
