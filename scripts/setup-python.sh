@@ -4,8 +4,9 @@
 # Celery 5 with its Redis and AMQP clients (the interop peers), and moto's
 # S3 server with boto3 (the object store the storage tests run against),
 # and schemathesis (fuzzes the HTTP API against its OpenAPI document; pinned
-# because the test relies on its command line and its checks).
-# --no-deps keeps av/ctranslate2/onnxruntime out; the tests load
+# because the test relies on its command line and its checks), and
+# onnxruntime (faster-whisper's VAD, the reference of ours, runs on it).
+# --no-deps keeps av and ctranslate2 out; the tests load
 # feature_extractor.py by path, so faster-whisper's __init__ never runs.
 # Idempotent: an existing, complete venv is left as it is.
 set -euo pipefail
@@ -16,7 +17,8 @@ ready() {
   [ -x "$venv/bin/python" ] &&
     "$venv/bin/python" - <<'PY' 2>/dev/null
 import importlib.util, numpy, pathlib, sys
-import celery, redis, amqp, boto3, moto, openai, schemathesis
+import celery, redis, amqp, boto3, moto, openai, schemathesis, onnxruntime
+assert onnxruntime.__version__ == "1.31.1"
 assert celery.VERSION.major == 5
 assert schemathesis.__version__ == "4.32.5"
 spec = importlib.util.find_spec("faster_whisper")
@@ -33,6 +35,9 @@ fi
 "$venv/bin/python" -m pip install --quiet --upgrade pip
 "$venv/bin/python" -m pip install --quiet numpy
 "$venv/bin/python" -m pip install --quiet --no-deps faster-whisper
+# faster-whisper's VAD (vad.py, the reference of ours) runs on onnxruntime;
+# the same version as the library scripts/install-vad.sh installs.
+"$venv/bin/python" -m pip install --quiet onnxruntime==1.31.1
 "$venv/bin/python" -m pip install --quiet "celery[redis]>=5.3,<6"
 # A local S3 server (moto) for the object storage tests.
 "$venv/bin/python" -m pip install --quiet "moto[server]>=5,<6" boto3

@@ -21,6 +21,7 @@ log=$(mktemp)
   scripts/install-deps.sh --services
   scripts/install-model.sh
   scripts/install-model.sh base
+  scripts/install-vad.sh
   scripts/setup-python.sh
   scripts/make-fixtures.sh
   scripts/setup-node.sh

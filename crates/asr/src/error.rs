@@ -28,6 +28,10 @@ pub enum AsrError {
         status: u16,
         message: String,
     },
+    /// Voice activity detection could not run (its runtime or model is
+    /// missing, or it failed).
+    #[error("{0}")]
+    Vad(#[from] pipeline_vad::VadError),
     /// The observer asked to stop.
     #[error("transcription cancelled")]
     Cancelled,

@@ -4,6 +4,7 @@
 //! the default; and a client for an OpenAI-compatible
 //! `/v1/audio/transcriptions` endpoint, for users with a GPU server.
 
+pub mod batched;
 mod buffer;
 pub mod decode;
 mod error;
@@ -21,8 +22,9 @@ mod whisper;
 
 pub use error::AsrError;
 pub use model::{check_model_dir, MODEL_FILES};
-pub use options::{DecodeOptions, EngineOptions, Task};
+pub use options::{DecodeMode, DecodeOptions, EngineOptions, Task};
 pub use pipeline_core::{Segment, Transcript, Word};
+pub use pipeline_vad::VadOptions;
 #[cfg(feature = "ctranslate2")]
 pub use whisper::{choose_device, parse_compute_type, WhisperEngine};
 

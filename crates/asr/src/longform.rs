@@ -97,16 +97,47 @@ pub trait WhisperBackend {
         text_tokens: &[TokenId],
         num_frames: usize,
     ) -> Result<Alignment, AsrError>;
+
+    /// Runs the encoder on `batch` windows of `[n_mels][3000]` features, back to back.
+    fn encode_batch(
+        &self,
+        features: &mut [f32],
+        batch: usize,
+        n_mels: usize,
+    ) -> Result<Self::Encoded, AsrError>;
+
+    /// The most likely language of each window of a batch.
+    fn detect_language_batch(
+        &self,
+        encoded: &Self::Encoded,
+    ) -> Result<Vec<(String, f32)>, AsrError>;
+
+    /// Decodes each window of a batch from its prompt.
+    fn generate_batch(
+        &self,
+        encoded: &Self::Encoded,
+        prompts: &[Vec<TokenId>],
+        options: &GenerateOptions,
+    ) -> Result<Vec<Generation>, AsrError>;
+
+    /// Aligns each window's text tokens with its first `num_frames[i]` mel frames.
+    fn align_batch(
+        &self,
+        encoded: &Self::Encoded,
+        start_sequence: &[TokenId],
+        text_tokens: &[Vec<TokenId>],
+        num_frames: &[usize],
+    ) -> Result<Vec<Alignment>, AsrError>;
 }
 
 /// What one decoding pass of a window produced.
 #[derive(Debug, Clone)]
-struct Decoded {
-    tokens: Vec<TokenId>,
-    avg_logprob: f32,
-    no_speech_prob: f32,
-    temperature: f32,
-    compression_ratio: f32,
+pub(crate) struct Decoded {
+    pub(crate) tokens: Vec<TokenId>,
+    pub(crate) avg_logprob: f32,
+    pub(crate) no_speech_prob: f32,
+    pub(crate) temperature: f32,
+    pub(crate) compression_ratio: f32,
 }
 
 /// Transcribes a whole stream with `backend`.
@@ -129,27 +160,92 @@ pub fn transcribe_stream<B: WhisperBackend>(
     .run(model_name, audio, observer)
 }
 
-struct LongForm<'a, B> {
-    backend: &'a B,
-    tokenizer: &'a Tokenizer,
-    front_end: &'a MelFrontEnd,
-    options: &'a DecodeOptions,
-    suppress: Vec<i32>,
+pub(crate) struct LongForm<'a, B> {
+    pub(crate) backend: &'a B,
+    pub(crate) tokenizer: &'a Tokenizer,
+    pub(crate) front_end: &'a MelFrontEnd,
+    pub(crate) options: &'a DecodeOptions,
+    pub(crate) suppress: Vec<i32>,
 }
 
 impl<B: WhisperBackend> LongForm<'_, B> {
+    /// The `generate` settings at `temperature`: beam search at 0, sampling above.
+    pub(crate) fn generate_options(&self, temperature: f32) -> GenerateOptions {
+        let options = self.options;
+        let sampling = temperature > 0.0;
+        GenerateOptions {
+            beam_size: if sampling {
+                1
+            } else {
+                options.beam_size.max(1)
+            },
+            patience: options.patience,
+            length_penalty: options.length_penalty,
+            repetition_penalty: options.repetition_penalty,
+            no_repeat_ngram_size: options.no_repeat_ngram_size,
+            max_length: MAX_LENGTH,
+            sampling_topk: if sampling { 0 } else { 1 },
+            sampling_temperature: if sampling { temperature } else { 1.0 },
+            num_hypotheses: 1,
+            max_initial_timestamp_index: (f64::from(options.max_initial_timestamp) / TIME_PRECISION)
+                .round()
+                .max(0.0) as usize,
+            suppress_blank: options.suppress_blank,
+            suppress_tokens: self.suppress.clone(),
+        }
+    }
+
+    /// The language to decode in and its probability, when it is known
+    /// before decoding: English-only models write English whatever they are
+    /// told; `None` is detected from the audio.
+    pub(crate) fn initial_language(&self) -> Result<(Option<String>, f32), AsrError> {
+        match (&self.options.language, self.backend.is_multilingual()) {
+            (_, false) => Ok((Some("en".to_string()), 1.0)),
+            (Some(code), true) => {
+                let code = code.trim().to_ascii_lowercase();
+                if self.tokenizer.language_token(&code).is_none() {
+                    return Err(AsrError::InvalidOption(format!(
+                        "unknown language code {code:?}"
+                    )));
+                }
+                Ok((Some(code), 1.0))
+            }
+            (None, true) => Ok((None, 0.0)),
+        }
+    }
+
+    /// The tokens of `initial_prompt`, which every window sees as earlier text.
+    pub(crate) fn initial_prompt_tokens(&self) -> Vec<TokenId> {
+        match self.options.initial_prompt.as_deref().map(str::trim) {
+            Some(initial) if !initial.is_empty() => self.tokenizer.encode(&format!(" {initial}")),
+            _ => Vec::new(),
+        }
+    }
+
+    /// A generation with the measures the thresholds look at.
+    pub(crate) fn decoded(&self, generation: Generation, temperature: f32) -> Decoded {
+        let text = self.tokenizer.decode(&generation.tokens);
+        Decoded {
+            compression_ratio: compression_ratio(text.trim()),
+            avg_logprob: avg_logprob(
+                generation.score,
+                generation.tokens.len(),
+                self.options.length_penalty,
+            ),
+            tokens: generation.tokens,
+            no_speech_prob: generation.no_speech_prob,
+            temperature,
+        }
+    }
+
     /// Decodes a window at each temperature in turn until the result passes
     /// the compression-ratio and log-probability thresholds.
-    fn generate_with_fallback(
+    pub(crate) fn generate_with_fallback(
         &self,
         encoded: &B::Encoded,
         prompt: &[TokenId],
     ) -> Result<Decoded, AsrError> {
         let options = self.options;
-        let max_initial_timestamp_index = (f64::from(options.max_initial_timestamp)
-            / TIME_PRECISION)
-            .round()
-            .max(0.0) as usize;
         let temperatures: &[f32] = if options.temperatures.is_empty() {
             &[0.0]
         } else {
@@ -161,24 +257,7 @@ impl<B: WhisperBackend> LongForm<'_, B> {
         for &temperature in temperatures {
             last_temperature = temperature;
             let sampling = temperature > 0.0;
-            let generate_options = GenerateOptions {
-                beam_size: if sampling {
-                    1
-                } else {
-                    options.beam_size.max(1)
-                },
-                patience: options.patience,
-                length_penalty: options.length_penalty,
-                repetition_penalty: options.repetition_penalty,
-                no_repeat_ngram_size: options.no_repeat_ngram_size,
-                max_length: MAX_LENGTH,
-                sampling_topk: if sampling { 0 } else { 1 },
-                sampling_temperature: if sampling { temperature } else { 1.0 },
-                num_hypotheses: 1,
-                max_initial_timestamp_index,
-                suppress_blank: options.suppress_blank,
-                suppress_tokens: self.suppress.clone(),
-            };
+            let generate_options = self.generate_options(temperature);
             // faster-whisper samples its `best_of` candidates as one batch;
             // CTranslate2 then runs the whole prompt for each of them at
             // once, and that step's attention over a full prompt was the
@@ -193,40 +272,14 @@ impl<B: WhisperBackend> LongForm<'_, B> {
                     generation = other;
                 }
             }
-            let avg = avg_logprob(
-                generation.score,
-                generation.tokens.len(),
-                options.length_penalty,
-            );
-            let text = self.tokenizer.decode(&generation.tokens);
-            let decoded = Decoded {
-                compression_ratio: compression_ratio(text.trim()),
-                tokens: generation.tokens,
-                avg_logprob: avg,
-                no_speech_prob: generation.no_speech_prob,
-                temperature,
-            };
-            let mut needs_fallback = false;
-            if let Some(threshold) = options.compression_ratio_threshold {
-                if decoded.compression_ratio > threshold {
-                    needs_fallback = true;
-                } else {
-                    below_cr.push(decoded.clone());
-                }
-            }
-            if let Some(threshold) = options.log_prob_threshold {
-                if decoded.avg_logprob < threshold {
-                    needs_fallback = true;
-                }
-            }
-            // A silent window: the no-speech gate drops it, retrying is useless.
-            if let (Some(ns), Some(lp)) = (options.no_speech_threshold, options.log_prob_threshold)
+            let decoded = self.decoded(generation, temperature);
+            if options
+                .compression_ratio_threshold
+                .is_none_or(|threshold| decoded.compression_ratio <= threshold)
             {
-                if decoded.no_speech_prob > ns && decoded.avg_logprob < lp {
-                    needs_fallback = false;
-                }
+                below_cr.push(decoded.clone());
             }
-            if !needs_fallback {
+            if !needs_fallback(&decoded, options) {
                 return Ok(decoded);
             }
             all.push(decoded);
@@ -242,7 +295,7 @@ impl<B: WhisperBackend> LongForm<'_, B> {
     }
 
     /// Word timings of a window's segments through the backend's alignment.
-    fn add_word_timestamps(
+    pub(crate) fn add_word_timestamps(
         &self,
         segments: &mut [RawSegment],
         encoded: &B::Encoded,
@@ -273,7 +326,7 @@ impl<B: WhisperBackend> LongForm<'_, B> {
         Ok(())
     }
 
-    fn run(
+    pub(crate) fn run(
         &self,
         model_name: &str,
         audio: &mut dyn AudioSource,
@@ -288,27 +341,8 @@ impl<B: WhisperBackend> LongForm<'_, B> {
         }
         let multilingual = self.backend.is_multilingual();
         let timestamp_begin = tokenizer.special().timestamp_begin;
-        let (mut language, mut language_probability) = match (&options.language, multilingual) {
-            // English-only models write English whatever they are told.
-            (_, false) => (Some("en".to_string()), 1.0),
-            (Some(code), true) => {
-                let code = code.trim().to_ascii_lowercase();
-                if tokenizer.language_token(&code).is_none() {
-                    return Err(AsrError::InvalidOption(format!(
-                        "unknown language code {code:?}"
-                    )));
-                }
-                (Some(code), 1.0)
-            }
-            (None, true) => (None, 0.0),
-        };
-        let mut all_tokens: Vec<TokenId> = Vec::new();
-        if let Some(initial) = options.initial_prompt.as_deref() {
-            let initial = initial.trim();
-            if !initial.is_empty() {
-                all_tokens.extend(tokenizer.encode(&format!(" {initial}")));
-            }
-        }
+        let (mut language, mut language_probability) = self.initial_language()?;
+        let mut all_tokens = self.initial_prompt_tokens();
         let mut prompt_reset_since = 0usize;
         let mut last_speech_timestamp = 0.0f64;
         let mut segments: Vec<Segment> = Vec::new();
@@ -391,18 +425,10 @@ impl<B: WhisperBackend> LongForm<'_, B> {
                 reset_prompt = true;
             }
 
-            if let Some(threshold) = options.no_speech_threshold {
-                let mut skip = decoded.no_speech_prob > threshold;
-                if let Some(lp) = options.log_prob_threshold {
-                    if decoded.avg_logprob > lp {
-                        skip = false;
-                    }
-                }
-                if skip {
-                    seek += segment_size;
-                    reported = report(observer, seek, content_frames, hint, reported);
-                    continue;
-                }
+            if is_silent(&decoded, options) {
+                seek += segment_size;
+                reported = report(observer, seek, content_frames, hint, reported);
+                continue;
             }
 
             let previous_seek = seek;
@@ -477,6 +503,31 @@ impl<B: WhisperBackend> LongForm<'_, B> {
     }
 }
 
+/// Whether a decoding fails the compression-ratio or log-probability
+/// threshold; a silent window never does (retrying it is useless).
+pub(crate) fn needs_fallback(decoded: &Decoded, options: &DecodeOptions) -> bool {
+    let repetitive = options
+        .compression_ratio_threshold
+        .is_some_and(|threshold| decoded.compression_ratio > threshold);
+    let unlikely = options
+        .log_prob_threshold
+        .is_some_and(|threshold| decoded.avg_logprob < threshold);
+    let silent = options.log_prob_threshold.is_some() && is_silent(decoded, options);
+    (repetitive || unlikely) && !silent
+}
+
+/// The no-speech gate: the model thinks nothing is said, and what it wrote
+/// is unlikely.
+pub(crate) fn is_silent(decoded: &Decoded, options: &DecodeOptions) -> bool {
+    let Some(threshold) = options.no_speech_threshold else {
+        return false;
+    };
+    decoded.no_speech_prob > threshold
+        && options
+            .log_prob_threshold
+            .is_none_or(|lp| decoded.avg_logprob <= lp)
+}
+
 /// Reports progress in seconds, never backwards; returns what was reported.
 fn report(
     observer: &mut dyn TranscribeObserver,
@@ -495,7 +546,7 @@ fn report(
 
 /// Turns a raw segment into the transcript's form, keeping times ordered and
 /// inside the audio: starts never go back, nothing ends after the window's audio.
-fn finish_segment(
+pub(crate) fn finish_segment(
     id: usize,
     raw: &RawSegment,
     text: String,
@@ -603,6 +654,29 @@ mod tests {
                 pairs,
                 text_token_probs: vec![0.9; text_tokens.len()],
             })
+        }
+        fn encode_batch(&self, _: &mut [f32], _: usize, _: usize) -> Result<usize, AsrError> {
+            unreachable!("sequential decoding encodes one window at a time")
+        }
+        fn detect_language_batch(&self, _: &usize) -> Result<Vec<(String, f32)>, AsrError> {
+            unreachable!()
+        }
+        fn generate_batch(
+            &self,
+            _: &usize,
+            _: &[Vec<TokenId>],
+            _: &GenerateOptions,
+        ) -> Result<Vec<Generation>, AsrError> {
+            unreachable!()
+        }
+        fn align_batch(
+            &self,
+            _: &usize,
+            _: &[TokenId],
+            _: &[Vec<TokenId>],
+            _: &[usize],
+        ) -> Result<Vec<Alignment>, AsrError> {
+            unreachable!()
         }
     }
 

@@ -23,6 +23,42 @@ impl std::str::FromStr for Task {
     }
 }
 
+/// How a file's audio is laid out for the model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DecodeMode {
+    /// One 30 s window after another, each conditioned on the text before
+    /// it (faster-whisper's `transcribe()`).
+    #[default]
+    Sequential,
+    /// Speech found by the Silero VAD, joined into chunks of up to 30 s and
+    /// decoded `batch_size` at a time (faster-whisper's `BatchedInferencePipeline`).
+    Batched,
+}
+
+impl std::str::FromStr for DecodeMode {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "sequential" => Ok(DecodeMode::Sequential),
+            "batched" => Ok(DecodeMode::Batched),
+            other => Err(format!(
+                "unknown mode {other:?} (expected sequential or batched)"
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for DecodeMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            DecodeMode::Sequential => "sequential",
+            DecodeMode::Batched => "batched",
+        })
+    }
+}
+
 /// How to decode; the defaults are faster-whisper's `transcribe()` defaults.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -55,6 +91,12 @@ pub struct DecodeOptions {
     pub word_timestamps: bool,
     /// Skip stretches of silence before decoding.
     pub vad_filter: bool,
+    /// Sequential windows or batches of speech chunks.
+    pub mode: DecodeMode,
+    /// Chunks per batch in batched mode.
+    pub batch_size: usize,
+    /// The speech detector's settings in batched mode.
+    pub vad: pipeline_vad::VadOptions,
 }
 
 impl Default for DecodeOptions {
@@ -81,6 +123,9 @@ impl Default for DecodeOptions {
             max_initial_timestamp: 1.0,
             word_timestamps: false,
             vad_filter: false,
+            mode: DecodeMode::Sequential,
+            batch_size: 8,
+            vad: pipeline_vad::VadOptions::default(),
         }
     }
 }
@@ -99,6 +144,10 @@ pub struct EngineOptions {
     /// CTranslate2 library and cuBLAS 12 loaded at run time) or `auto`
     /// (CUDA when a device is seen, else the CPU).
     pub device: String,
+    /// The ONNX Runtime library the speech detector runs on (batched mode).
+    pub onnxruntime: Option<std::path::PathBuf>,
+    /// The Silero VAD model (batched mode).
+    pub vad_model: Option<std::path::PathBuf>,
 }
 
 impl Default for EngineOptions {
@@ -108,6 +157,8 @@ impl Default for EngineOptions {
             threads: 0,
             replicas: 1,
             device: "cpu".to_string(),
+            onnxruntime: None,
+            vad_model: None,
         }
     }
 }

@@ -2,18 +2,21 @@
 //! binding; the decoding itself is in [`crate::longform`].
 
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use ct2rs::sys::{ComputeType, Config, Device, StorageView, Whisper, WhisperOptions};
 
+use crate::batched::transcribe_batched;
+use crate::decode::suppressed_tokens;
 use crate::longform::{
-    transcribe_stream, Alignment, GenerateOptions, Generation, WhisperBackend, MEDIAN_FILTER_WIDTH,
+    Alignment, GenerateOptions, Generation, LongForm, WhisperBackend, MEDIAN_FILTER_WIDTH,
 };
 use crate::mel::{MelFrontEnd, WINDOW_FRAMES};
 use crate::model::check_model_dir;
 use crate::tokenizer::{TokenId, Tokenizer};
 use crate::{
-    AsrError, AudioSource, DecodeOptions, EngineOptions, TranscribeObserver, Transcriber,
-    Transcript,
+    AsrError, AudioSource, DecodeMode, DecodeOptions, EngineOptions, TranscribeObserver,
+    Transcriber, Transcript,
 };
 
 /// A Whisper model loaded once and shared by a worker's threads.
@@ -24,6 +27,10 @@ pub struct WhisperEngine {
     multilingual: bool,
     name: String,
     dir: PathBuf,
+    /// Where the speech detector of batched mode comes from.
+    vad_files: Option<(PathBuf, PathBuf)>,
+    /// The speech detector, loaded by the first batched transcription.
+    silero: Mutex<Option<Arc<pipeline_vad::Silero>>>,
 }
 
 impl std::fmt::Debug for WhisperEngine {
@@ -101,7 +108,26 @@ impl WhisperEngine {
             multilingual,
             name,
             dir: dir.to_path_buf(),
+            vad_files: options.onnxruntime.clone().zip(options.vad_model.clone()),
+            silero: Mutex::new(None),
         })
+    }
+
+    /// The speech detector, loaded on first use; a failure is not kept, so
+    /// installing the files fixes the next transcription.
+    fn silero(&self) -> Result<Arc<pipeline_vad::Silero>, AsrError> {
+        let mut slot = self.silero.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(silero) = slot.as_ref() {
+            return Ok(Arc::clone(silero));
+        }
+        let Some((runtime, model)) = &self.vad_files else {
+            return Err(AsrError::InvalidOption(
+                "batched mode needs the Silero VAD: set vad.onnxruntime and vad.model".into(),
+            ));
+        };
+        let silero = Arc::new(pipeline_vad::Silero::load(runtime, model)?);
+        *slot = Some(Arc::clone(&silero));
+        Ok(silero)
     }
 
     /// Whether the model knows languages other than English.
@@ -186,19 +212,10 @@ impl WhisperBackend for Ct2Backend<'_> {
     }
 
     fn detect_language(&self, encoded: &Self::Encoded) -> Result<(String, f32), AsrError> {
-        let results = self.model.detect_language(encoded).map_err(backend_error)?;
-        let best = results
+        self.detect_language_batch(encoded)?
             .into_iter()
             .next()
-            .and_then(|r| r.into_iter().next())
-            .ok_or_else(|| AsrError::Backend("language detection returned nothing".into()))?;
-        let (token, probability) = detection_parts(&best);
-        let code = token
-            .strip_prefix("<|")
-            .and_then(|t| t.strip_suffix("|>"))
-            .unwrap_or(&token)
-            .to_string();
-        Ok((code, probability))
+            .ok_or_else(|| AsrError::Backend("language detection returned nothing".into()))
     }
 
     fn generate(
@@ -207,52 +224,10 @@ impl WhisperBackend for Ct2Backend<'_> {
         prompt: &[TokenId],
         options: &GenerateOptions,
     ) -> Result<Generation, AsrError> {
-        let prompt: Vec<&str> = prompt
-            .iter()
-            .map(|id| {
-                self.tokenizer.token(*id).ok_or_else(|| {
-                    AsrError::Backend(format!("token id {id} outside the vocabulary"))
-                })
-            })
-            .collect::<Result<_, _>>()?;
-        let whisper_options = WhisperOptions {
-            beam_size: options.beam_size,
-            patience: options.patience,
-            length_penalty: options.length_penalty,
-            repetition_penalty: options.repetition_penalty,
-            no_repeat_ngram_size: options.no_repeat_ngram_size,
-            max_length: options.max_length,
-            sampling_topk: options.sampling_topk,
-            sampling_temperature: options.sampling_temperature,
-            num_hypotheses: options.num_hypotheses,
-            return_scores: true,
-            return_logits_vocab: false,
-            return_no_speech_prob: true,
-            max_initial_timestamp_index: options.max_initial_timestamp_index,
-            suppress_blank: options.suppress_blank,
-            suppress_tokens: options.suppress_tokens.clone(),
-        };
-        let result = self.model.generate(encoded, &[prompt], &whisper_options);
-        release_freed_memory();
-        let result = result
-            .map_err(backend_error)?
+        self.generate_batch(encoded, &[prompt.to_vec()], options)?
             .into_iter()
             .next()
-            .ok_or_else(|| AsrError::Backend("generation returned no result".into()))?;
-        let tokens = result
-            .sequences_ids
-            .first()
-            .map(|seq| {
-                seq.iter()
-                    .filter_map(|t| TokenId::try_from(*t).ok())
-                    .collect()
-            })
-            .unwrap_or_default();
-        Ok(Generation {
-            tokens,
-            score: result.scores.first().copied().unwrap_or(f32::NEG_INFINITY),
-            no_speech_prob: result.no_speech_prob,
-        })
+            .ok_or_else(|| AsrError::Backend("generation returned no result".into()))
     }
 
     fn align(
@@ -262,15 +237,80 @@ impl WhisperBackend for Ct2Backend<'_> {
         text_tokens: &[TokenId],
         num_frames: usize,
     ) -> Result<Alignment, AsrError> {
+        Ok(self
+            .align_batch(
+                encoded,
+                start_sequence,
+                &[text_tokens.to_vec()],
+                &[num_frames],
+            )?
+            .into_iter()
+            .next()
+            .unwrap_or_default())
+    }
+
+    fn encode_batch(
+        &self,
+        features: &mut [f32],
+        batch: usize,
+        n_mels: usize,
+    ) -> Result<Self::Encoded, AsrError> {
+        let shape = [batch, n_mels, WINDOW_FRAMES];
+        let view = StorageView::new(&shape, features, Device::CPU).map_err(backend_error)?;
+        self.model.encode(&view, false).map_err(backend_error)
+    }
+
+    fn detect_language_batch(
+        &self,
+        encoded: &Self::Encoded,
+    ) -> Result<Vec<(String, f32)>, AsrError> {
+        self.model
+            .detect_language(encoded)
+            .map_err(backend_error)?
+            .into_iter()
+            .map(language_of)
+            .collect()
+    }
+
+    fn generate_batch(
+        &self,
+        encoded: &Self::Encoded,
+        prompts: &[Vec<TokenId>],
+        options: &GenerateOptions,
+    ) -> Result<Vec<Generation>, AsrError> {
+        let prompts: Vec<Vec<&str>> = prompts
+            .iter()
+            .map(|p| self.prompt_strings(p))
+            .collect::<Result<_, _>>()?;
+        let result = self
+            .model
+            .generate(encoded, &prompts, &whisper_options(options));
+        release_freed_memory();
+        Ok(result
+            .map_err(backend_error)?
+            .into_iter()
+            .map(generation)
+            .collect())
+    }
+
+    fn align_batch(
+        &self,
+        encoded: &Self::Encoded,
+        start_sequence: &[TokenId],
+        text_tokens: &[Vec<TokenId>],
+        num_frames: &[usize],
+    ) -> Result<Vec<Alignment>, AsrError> {
         let start: Vec<usize> = start_sequence.iter().map(|t| *t as usize).collect();
-        let text: Vec<usize> = text_tokens.iter().map(|t| *t as usize).collect();
+        let text: Vec<Vec<usize>> = text_tokens
+            .iter()
+            .map(|row| row.iter().map(|t| *t as usize).collect())
+            .collect();
         let results = self
             .model
-            .align(encoded, &start, &[text], &[num_frames], MEDIAN_FILTER_WIDTH)
+            .align(encoded, &start, &text, num_frames, MEDIAN_FILTER_WIDTH)
             .map_err(backend_error)?;
         Ok(results
             .into_iter()
-            .next()
             .map(|r| Alignment {
                 pairs: r
                     .alignments
@@ -279,8 +319,72 @@ impl WhisperBackend for Ct2Backend<'_> {
                     .collect(),
                 text_token_probs: r.text_token_probs,
             })
-            .unwrap_or_default())
+            .collect())
     }
+}
+
+impl Ct2Backend<'_> {
+    fn prompt_strings<'t>(&'t self, prompt: &[TokenId]) -> Result<Vec<&'t str>, AsrError> {
+        prompt
+            .iter()
+            .map(|id| {
+                self.tokenizer.token(*id).ok_or_else(|| {
+                    AsrError::Backend(format!("token id {id} outside the vocabulary"))
+                })
+            })
+            .collect()
+    }
+}
+
+fn whisper_options(options: &GenerateOptions) -> WhisperOptions {
+    WhisperOptions {
+        beam_size: options.beam_size,
+        patience: options.patience,
+        length_penalty: options.length_penalty,
+        repetition_penalty: options.repetition_penalty,
+        no_repeat_ngram_size: options.no_repeat_ngram_size,
+        max_length: options.max_length,
+        sampling_topk: options.sampling_topk,
+        sampling_temperature: options.sampling_temperature,
+        num_hypotheses: options.num_hypotheses,
+        return_scores: true,
+        return_logits_vocab: false,
+        return_no_speech_prob: true,
+        max_initial_timestamp_index: options.max_initial_timestamp_index,
+        suppress_blank: options.suppress_blank,
+        suppress_tokens: options.suppress_tokens.clone(),
+    }
+}
+
+fn generation(result: ct2rs::sys::WhisperGenerationResult) -> Generation {
+    let tokens = result
+        .sequences_ids
+        .first()
+        .map(|seq| {
+            seq.iter()
+                .filter_map(|t| TokenId::try_from(*t).ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    Generation {
+        tokens,
+        score: result.scores.first().copied().unwrap_or(f32::NEG_INFINITY),
+        no_speech_prob: result.no_speech_prob,
+    }
+}
+
+fn language_of(results: Vec<ct2rs::sys::DetectionResult>) -> Result<(String, f32), AsrError> {
+    let best = results
+        .into_iter()
+        .next()
+        .ok_or_else(|| AsrError::Backend("language detection returned nothing".into()))?;
+    let (token, probability) = detection_parts(&best);
+    let code = token
+        .strip_prefix("<|")
+        .and_then(|t| t.strip_suffix("|>"))
+        .unwrap_or(&token)
+        .to_string();
+    Ok((code, probability))
 }
 
 /// The (token, probability) of a language detection result. The binding's
@@ -317,15 +421,21 @@ impl Transcriber for WhisperEngine {
             model: &self.model,
             tokenizer: &self.tokenizer,
         };
-        transcribe_stream(
-            &backend,
-            &self.tokenizer,
-            &self.front_end,
-            &self.name,
-            audio,
+        let form = LongForm {
+            backend: &backend,
+            tokenizer: &self.tokenizer,
+            front_end: &self.front_end,
             options,
-            observer,
-        )
+            suppress: suppressed_tokens(&self.tokenizer, &options.suppress_tokens),
+        };
+        match options.mode {
+            DecodeMode::Sequential => form.run(&self.name, audio, observer),
+            DecodeMode::Batched => {
+                let silero = self.silero()?;
+                let mut vad = pipeline_vad::Vad::new(&silero, &options.vad)?;
+                transcribe_batched(&form, &self.name, audio, &mut vad, observer)
+            }
+        }
     }
 }
 

@@ -4,14 +4,16 @@
 
 mod common;
 
+use common::VecSource;
+
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use pipeline_asr::{
-    AsrError, AudioSource, DecodeOptions, EngineOptions, NoObserver, Segment, TranscribeObserver,
-    Transcriber, Transcript, WhisperEngine,
+    AsrError, DecodeOptions, EngineOptions, NoObserver, Segment, TranscribeObserver, Transcriber,
+    Transcript, WhisperEngine,
 };
 use pipeline_core::wer::{normalize, word_error_rate};
 
@@ -36,37 +38,6 @@ fn engine() -> Option<&'static WhisperEngine> {
             Some(WhisperEngine::load(&dir, &options).expect("load the model"))
         })
         .as_ref()
-}
-
-/// Samples in memory, handed out in blocks; counts how far it was read.
-struct VecSource {
-    samples: Arc<Vec<f32>>,
-    position: Arc<AtomicUsize>,
-    hint: bool,
-}
-
-impl VecSource {
-    fn new(samples: Vec<f32>) -> Self {
-        Self {
-            samples: Arc::new(samples),
-            position: Arc::new(AtomicUsize::new(0)),
-            hint: true,
-        }
-    }
-}
-
-impl AudioSource for VecSource {
-    fn read(&mut self, buf: &mut [f32]) -> Result<usize, AsrError> {
-        let at = self.position.load(Ordering::SeqCst);
-        let n = buf.len().min(self.samples.len() - at).min(4096);
-        buf[..n].copy_from_slice(&self.samples[at..at + n]);
-        self.position.store(at + n, Ordering::SeqCst);
-        Ok(n)
-    }
-
-    fn duration_hint(&self) -> Option<f64> {
-        self.hint.then(|| self.samples.len() as f64 / 16_000.0)
-    }
 }
 
 #[derive(Default)]

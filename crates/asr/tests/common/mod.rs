@@ -3,6 +3,10 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use pipeline_asr::{AsrError, AudioSource};
 
 /// Whether the tests run under CI, where a missing model or tool is a failure.
 pub fn under_ci() -> bool {
@@ -140,3 +144,89 @@ pub static SENTENCES: std::sync::LazyLock<Vec<&'static str>> = std::sync::LazyLo
         .filter(|l| !l.trim().is_empty())
         .collect()
 });
+
+/// Samples in memory, handed out in blocks; counts how far it was read.
+pub struct VecSource {
+    pub samples: Arc<Vec<f32>>,
+    pub position: Arc<AtomicUsize>,
+    pub hint: bool,
+}
+
+impl VecSource {
+    pub fn new(samples: Vec<f32>) -> Self {
+        Self {
+            samples: Arc::new(samples),
+            position: Arc::new(AtomicUsize::new(0)),
+            hint: true,
+        }
+    }
+}
+
+impl AudioSource for VecSource {
+    fn read(&mut self, buf: &mut [f32]) -> Result<usize, AsrError> {
+        let at = self.position.load(Ordering::SeqCst);
+        let n = buf.len().min(self.samples.len() - at).min(4096);
+        buf[..n].copy_from_slice(&self.samples[at..at + n]);
+        self.position.store(at + n, Ordering::SeqCst);
+        Ok(n)
+    }
+
+    fn duration_hint(&self) -> Option<f64> {
+        self.hint.then(|| self.samples.len() as f64 / 16_000.0)
+    }
+}
+
+/// The data directory the install scripts use.
+pub fn data_dir() -> PathBuf {
+    std::env::var_os("PIPELINE_DATA_DIR")
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share/pipeline-manager"))
+        })
+        .unwrap_or_default()
+}
+
+/// The ONNX Runtime library and the Silero model that scripts/install-vad.sh
+/// installs; `None` (with a message) when missing outside CI, a panic under CI.
+pub fn vad_files() -> Option<(PathBuf, PathBuf)> {
+    let data = data_dir();
+    let files = (
+        pipeline_vad::default_runtime_path(&data),
+        pipeline_vad::default_model_path(&data),
+    );
+    if files.0.is_file() && files.1.is_file() {
+        return Some(files);
+    }
+    assert!(
+        !under_ci(),
+        "CI: no Silero VAD under {} (run scripts/install-vad.sh)",
+        data.display()
+    );
+    eprintln!(
+        "SKIPPED: no Silero VAD under {}; run scripts/install-vad.sh",
+        data.display()
+    );
+    None
+}
+
+/// The Python of scripts/setup-python.sh, with faster-whisper and onnxruntime.
+pub fn python() -> Option<PathBuf> {
+    let python = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/python");
+    let ready = Command::new(&python)
+        .args([
+            "-c",
+            "import importlib.util, numpy, onnxruntime; \
+             assert importlib.util.find_spec('faster_whisper')",
+        ])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if ready {
+        return Some(python);
+    }
+    assert!(
+        !under_ci(),
+        "CI: .venv lacks onnxruntime (run scripts/setup-python.sh)"
+    );
+    eprintln!("SKIPPED: .venv lacks onnxruntime; run scripts/setup-python.sh");
+    None
+}

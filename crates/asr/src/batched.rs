@@ -1,0 +1,781 @@
+//! Batched decoding, as faster-whisper's `BatchedInferencePipeline` does it
+//! (transcribe.py, v1.2.1): voice activity detection finds the speech,
+//! speeches are joined into chunks of at most 30 s (the silence between them
+//! left out), and `batch_size` chunks go through one encoder call and one
+//! beam search. No chunk is conditioned on another's text.
+//!
+//! Beyond faster-whisper: the audio is streamed (speeches are taken as the
+//! detector settles them, and a batch is decoded as soon as it is full, so
+//! an hour is never held whole); timestamps stay on, so chunks split into
+//! sentences, and text after the last timestamp pair is kept; a chunk that
+//! fails the compression-ratio or log-probability threshold is decoded again
+//! on its own with the temperature fallback; the no-speech gate drops chunks
+//! the model hears nothing in.
+
+use pipeline_vad::Speech;
+
+use crate::decode::{
+    assign_words, build_prompt, split_segments_by_timestamps, word_timings, RawSegment,
+    FRAMES_PER_SECOND,
+};
+use crate::longform::{
+    finish_segment, is_silent, needs_fallback, Decoded, LongForm, WhisperBackend,
+};
+use crate::mel::{HOP_LENGTH, SAMPLE_RATE, WINDOW_FRAMES, WINDOW_SAMPLES};
+use crate::tokenizer::TokenId;
+use crate::{AsrError, AudioSource, Segment, TranscribeObserver, Transcript};
+
+/// Samples read from the source at a time (1 s).
+const READ_BLOCK: usize = SAMPLE_RATE;
+/// Audio left out at the end of a chunk that is decoded again (a sentence).
+const MIN_TAIL_SECONDS: f64 = 2.0;
+
+/// Finds speech in a stream as it is read.
+pub trait SpeechFinder {
+    /// Takes the next samples; the speeches now settled go to `out`, in order.
+    fn push(&mut self, samples: &[f32], out: &mut Vec<Speech>) -> Result<(), AsrError>;
+
+    /// Ends the stream; the last speeches go to `out`.
+    fn finish(&mut self, out: &mut Vec<Speech>) -> Result<(), AsrError>;
+
+    /// The first sample a speech not yet given out may cover.
+    fn keep_from(&self) -> usize;
+}
+
+impl SpeechFinder for pipeline_vad::Vad<'_> {
+    fn push(&mut self, samples: &[f32], out: &mut Vec<Speech>) -> Result<(), AsrError> {
+        Ok(pipeline_vad::Vad::push(self, samples, out)?)
+    }
+
+    fn finish(&mut self, out: &mut Vec<Speech>) -> Result<(), AsrError> {
+        Ok(pipeline_vad::Vad::finish(self, out)?)
+    }
+
+    fn keep_from(&self) -> usize {
+        pipeline_vad::Vad::keep_from(self)
+    }
+}
+
+/// Speeches joined into one window of at most 30 s.
+#[derive(Debug)]
+struct Chunk {
+    pieces: Vec<Speech>,
+    samples: Vec<f32>,
+}
+
+impl Chunk {
+    fn first_sample(&self) -> usize {
+        self.pieces.first().map_or(0, |p| p.start)
+    }
+
+    fn end_seconds(&self) -> f64 {
+        self.pieces.last().map_or(0.0, |p| p.end as f64) / SAMPLE_RATE as f64
+    }
+
+    /// Mel frames of the chunk's audio, at most one window.
+    fn frames(&self) -> usize {
+        (self.samples.len() / HOP_LENGTH).min(WINDOW_FRAMES)
+    }
+
+    /// The part after `local` seconds into the chunk, when the model left
+    /// out more than [`MIN_TAIL_SECONDS`] there after covering at least 1 s.
+    fn tail(&self, local: f64) -> Option<Chunk> {
+        let from = (local.max(0.0) * SAMPLE_RATE as f64) as usize;
+        let left = self.samples.len().saturating_sub(from);
+        if local < 1.0 || (left as f64) < MIN_TAIL_SECONDS * SAMPLE_RATE as f64 {
+            return None;
+        }
+        let mut pieces = Vec::new();
+        let mut before = 0;
+        for piece in &self.pieces {
+            let len = piece.end - piece.start;
+            if before + len > from {
+                let skip = from.saturating_sub(before);
+                pieces.push(Speech {
+                    start: piece.start + skip,
+                    end: piece.end,
+                });
+            }
+            before += len;
+        }
+        Some(Chunk {
+            pieces,
+            samples: self.samples[from..].to_vec(),
+        })
+    }
+
+    /// The time in the file of `local` seconds into the chunk; an end that
+    /// falls on a join between two speeches belongs to the earlier one.
+    fn original(&self, local: f64, is_end: bool) -> f64 {
+        let sample = (local.max(0.0) * SAMPLE_RATE as f64).round() as usize;
+        let mut before = 0;
+        for (i, piece) in self.pieces.iter().enumerate() {
+            let len = piece.end - piece.start;
+            let inside = sample < before + len || (is_end && sample == before + len);
+            if inside || i + 1 == self.pieces.len() {
+                let into = sample.saturating_sub(before).min(len);
+                return (piece.start + into) as f64 / SAMPLE_RATE as f64;
+            }
+            before += len;
+        }
+        0.0
+    }
+}
+
+/// The samples between the first one a speech may still need and the last read.
+#[derive(Default)]
+struct Held {
+    samples: Vec<f32>,
+    start: usize,
+}
+
+impl Held {
+    fn slice(&self, from: usize, to: usize) -> &[f32] {
+        let end = self.start + self.samples.len();
+        let from = from.clamp(self.start, end) - self.start;
+        let to = to.clamp(self.start, end) - self.start;
+        &self.samples[from..to.max(from)]
+    }
+
+    fn discard_before(&mut self, position: usize) {
+        let drop = position.saturating_sub(self.start).min(self.samples.len());
+        self.samples.drain(..drop);
+        self.start += drop;
+    }
+}
+
+/// Joins speeches into chunks as collect_chunks does: a speech that would
+/// make the chunk longer than the window starts the next one.
+struct Collector {
+    current: Option<Chunk>,
+}
+
+impl Collector {
+    fn add(&mut self, speech: Speech, samples: &[f32]) -> Option<Chunk> {
+        let fresh = || Chunk {
+            pieces: vec![speech],
+            samples: samples.to_vec(),
+        };
+        match &mut self.current {
+            Some(chunk) if chunk.samples.len() + samples.len() > WINDOW_SAMPLES => {
+                self.current.replace(fresh())
+            }
+            Some(chunk) => {
+                chunk.pieces.push(speech);
+                chunk.samples.extend_from_slice(samples);
+                None
+            }
+            None => {
+                self.current = Some(fresh());
+                None
+            }
+        }
+    }
+}
+
+/// The state of one batched transcription.
+struct Batched<'f, 'a, B> {
+    form: &'f LongForm<'a, B>,
+    language: Option<String>,
+    language_probability: f32,
+    initial: Vec<TokenId>,
+    segments: Vec<Segment>,
+    reported: f64,
+    hint: Option<f64>,
+}
+
+/// Transcribes a whole stream in batches of speech chunks found by `speech`.
+pub(crate) fn transcribe_batched<B: WhisperBackend>(
+    form: &LongForm<'_, B>,
+    model_name: &str,
+    audio: &mut dyn AudioSource,
+    speech: &mut dyn SpeechFinder,
+    observer: &mut dyn TranscribeObserver,
+) -> Result<Transcript, AsrError> {
+    let options = form.options;
+    if options.beam_size == 0 || options.best_of == 0 || options.batch_size == 0 {
+        return Err(AsrError::InvalidOption(
+            "beam_size, best_of and batch_size must be at least 1".into(),
+        ));
+    }
+    let (language, language_probability) = form.initial_language()?;
+    let mut state = Batched {
+        form,
+        language,
+        language_probability,
+        initial: form.initial_prompt_tokens(),
+        segments: Vec::new(),
+        reported: 0.0,
+        hint: audio.duration_hint().filter(|d| d.is_finite() && *d > 0.0),
+    };
+    let batch_size = options.batch_size;
+    let mut block = vec![0.0f32; READ_BLOCK];
+    let mut held = Held::default();
+    let mut spans = Vec::new();
+    let mut collector = Collector { current: None };
+    let mut ready: Vec<Chunk> = Vec::new();
+    let mut read = 0usize;
+    loop {
+        if observer.is_cancelled() {
+            return Err(AsrError::Cancelled);
+        }
+        let n = audio.read(&mut block)?.min(block.len());
+        if n == 0 {
+            break;
+        }
+        read += n;
+        held.samples.extend_from_slice(&block[..n]);
+        speech.push(&block[..n], &mut spans)?;
+        for span in spans.drain(..) {
+            debug_assert!(span.start >= held.start, "speech audio already dropped");
+            ready.extend(collector.add(span, held.slice(span.start, span.end)));
+        }
+        held.discard_before(speech.keep_from());
+        while ready.len() >= batch_size {
+            let batch: Vec<Chunk> = ready.drain(..batch_size).collect();
+            state.decode(batch, observer)?;
+        }
+        // Everything before the first speech not yet decoded is done.
+        let pending = ready.first().or(collector.current.as_ref());
+        let done = pending.map_or_else(|| speech.keep_from().min(read), Chunk::first_sample);
+        state.report(observer, done as f64 / SAMPLE_RATE as f64, read);
+    }
+    speech.finish(&mut spans)?;
+    for span in spans.drain(..) {
+        ready.extend(collector.add(span, held.slice(span.start, span.end)));
+    }
+    drop(held);
+    ready.extend(collector.current.take());
+    let mut rest = ready.into_iter().peekable();
+    while rest.peek().is_some() {
+        if observer.is_cancelled() {
+            return Err(AsrError::Cancelled);
+        }
+        let batch: Vec<Chunk> = rest.by_ref().take(batch_size).collect();
+        state.decode(batch, observer)?;
+    }
+    let duration = read as f64 / SAMPLE_RATE as f64;
+    observer.on_progress(duration, duration);
+    Ok(Transcript {
+        language: state.language.unwrap_or_else(|| "en".to_string()),
+        language_probability: state.language_probability,
+        duration,
+        model: model_name.to_string(),
+        segments: state.segments,
+    })
+}
+
+impl<B: WhisperBackend> Batched<'_, '_, B> {
+    fn report(&mut self, observer: &mut dyn TranscribeObserver, done: f64, read: usize) {
+        if done < self.reported + 1.0 {
+            return;
+        }
+        self.reported = done;
+        let total = self
+            .hint
+            .unwrap_or(read as f64 / SAMPLE_RATE as f64)
+            .max(done);
+        observer.on_progress(done, total);
+    }
+
+    /// Decodes one batch of chunks and adds their segments.
+    fn decode(
+        &mut self,
+        chunks: Vec<Chunk>,
+        observer: &mut dyn TranscribeObserver,
+    ) -> Result<(), AsrError> {
+        let form = self.form;
+        let (backend, tokenizer, options) = (form.backend, form.tokenizer, form.options);
+        let n_mels = form.front_end.n_mels();
+        let mut features = Vec::with_capacity(chunks.len() * n_mels * WINDOW_FRAMES);
+        for chunk in &chunks {
+            features.extend(form.front_end.window_features(&chunk.samples));
+        }
+        let encoded = backend.encode_batch(&mut features, chunks.len(), n_mels)?;
+        drop(features);
+        let language = match &self.language {
+            Some(code) => code.clone(),
+            None => {
+                let (code, probability) = backend
+                    .detect_language_batch(&encoded)?
+                    .into_iter()
+                    .next()
+                    .ok_or_else(|| {
+                        AsrError::Backend("language detection returned nothing".into())
+                    })?;
+                self.language = Some(code.clone());
+                self.language_probability = probability;
+                code
+            }
+        };
+        let multilingual = backend.is_multilingual();
+        let sot = tokenizer.sot_sequence(multilingual, &language, options.task)?;
+        let prompt = build_prompt(tokenizer, &sot, &self.initial, options.without_timestamps);
+        let first_temperature = options.temperatures.first().copied().unwrap_or(0.0);
+        let generations = backend.generate_batch(
+            &encoded,
+            &vec![prompt.clone(); chunks.len()],
+            &form.generate_options(first_temperature),
+        )?;
+        if generations.len() != chunks.len() {
+            return Err(AsrError::Backend(format!(
+                "{} results for a batch of {}",
+                generations.len(),
+                chunks.len()
+            )));
+        }
+
+        // Per chunk: its decoding, and its own encoder output when it had
+        // to be decoded again alone.
+        let mut results: Vec<Option<(Decoded, Option<B::Encoded>)>> = Vec::new();
+        for (chunk, generation) in chunks.iter().zip(generations) {
+            let mut decoded = form.decoded(generation, first_temperature);
+            let mut own = None;
+            if options.temperatures.len() > 1 && needs_fallback(&decoded, options) {
+                let mut alone = form.front_end.window_features(&chunk.samples);
+                let encoded_alone = backend.encode(&mut alone, n_mels)?;
+                decoded = form.generate_with_fallback(&encoded_alone, &prompt)?;
+                own = Some(encoded_alone);
+            }
+            results.push((!is_silent(&decoded, options)).then_some((decoded, own)));
+        }
+
+        let timestamp_begin = tokenizer.special().timestamp_begin;
+        let eot = tokenizer.special().eot;
+        let mut raws: Vec<Vec<RawSegment>> = chunks
+            .iter()
+            .zip(&results)
+            .map(|(chunk, result)| match result {
+                Some((decoded, _)) => chunk_segments(&decoded.tokens, timestamp_begin, eot, chunk),
+                None => Vec::new(),
+            })
+            .collect();
+        if options.word_timestamps {
+            let texts: Vec<Vec<TokenId>> = raws
+                .iter()
+                .zip(&results)
+                .map(|(raw, result)| match result {
+                    Some((_, None)) => text_tokens(raw, eot),
+                    _ => Vec::new(),
+                })
+                .collect();
+            if texts.iter().any(|t| !t.is_empty()) {
+                let frames: Vec<usize> = chunks.iter().map(Chunk::frames).collect();
+                let alignments = backend.align_batch(&encoded, &sot, &texts, &frames)?;
+                for ((raw, text), alignment) in raws.iter_mut().zip(&texts).zip(alignments) {
+                    if text.is_empty() {
+                        continue;
+                    }
+                    let timings = word_timings(
+                        tokenizer,
+                        &language,
+                        text,
+                        &alignment.pairs,
+                        &alignment.text_token_probs,
+                    );
+                    assign_words(raw, timings, eot, 0.0);
+                }
+            }
+            for ((raw, chunk), result) in raws.iter_mut().zip(&chunks).zip(&results) {
+                if let Some((_, Some(alone))) = result {
+                    form.add_word_timestamps(raw, alone, &sot, &language, chunk.frames(), 0.0)?;
+                }
+            }
+        }
+
+        for ((chunk, raw), result) in chunks.iter().zip(raws).zip(&results) {
+            let Some((decoded, _)) = result else { continue };
+            let covered = raw.iter().map(|s| s.end).fold(0.0, f64::max);
+            self.add_segments(chunk, raw, decoded, observer);
+            // The model sometimes ends a chunk early, leaving its last
+            // sentences out; the sequential loop would seek there and decode
+            // again, so the rest of the chunk is decoded again here, before
+            // any later chunk's segments.
+            if !options.without_timestamps {
+                if let Some(tail) = chunk.tail(covered) {
+                    self.decode(vec![tail], observer)?;
+                }
+            }
+        }
+        if let Some(last) = chunks.last() {
+            let done = last.end_seconds();
+            let read = (done * SAMPLE_RATE as f64) as usize;
+            self.report(observer, done, read);
+        }
+        Ok(())
+    }
+
+    /// Moves a chunk's segments to the file's timeline and adds them.
+    fn add_segments(
+        &mut self,
+        chunk: &Chunk,
+        raws: Vec<RawSegment>,
+        decoded: &Decoded,
+        observer: &mut dyn TranscribeObserver,
+    ) {
+        let tokenizer = self.form.tokenizer;
+        let chunk_end = chunk.end_seconds();
+        for mut raw in raws {
+            let text = tokenizer.decode(&raw.tokens);
+            if raw.start == raw.end || !text.chars().any(char::is_alphanumeric) {
+                continue;
+            }
+            raw.start = chunk.original(raw.start, false);
+            raw.end = chunk.original(raw.end, true);
+            for word in &mut raw.words {
+                word.start = chunk.original(word.start, false);
+                word.end = chunk.original(word.end, true);
+            }
+            if let (Some(first), Some(last)) = (raw.words.first(), raw.words.last()) {
+                raw.start = first.start;
+                raw.end = last.end;
+            }
+            let floor = self.segments.last().map_or(0.0, |s| s.start);
+            let segment =
+                finish_segment(self.segments.len(), &raw, text, decoded, floor, chunk_end);
+            observer.on_segment(&segment);
+            self.segments.push(segment);
+        }
+    }
+}
+
+/// The text tokens of a chunk's segments, timestamps left out.
+fn text_tokens(segments: &[RawSegment], eot: TokenId) -> Vec<TokenId> {
+    segments
+        .iter()
+        .flat_map(|s| s.tokens.iter().copied().filter(|t| *t < eot))
+        .collect()
+}
+
+/// A chunk's tokens split at timestamp pairs, in seconds into the chunk.
+/// Unlike a sequential window, nothing decodes the rest again, so text after
+/// the last pair becomes a segment to the end of the chunk.
+fn chunk_segments(
+    tokens: &[TokenId],
+    timestamp_begin: TokenId,
+    eot: TokenId,
+    chunk: &Chunk,
+) -> Vec<RawSegment> {
+    let frames = chunk.frames();
+    let duration = frames as f64 / FRAMES_PER_SECOND;
+    let (mut segments, _, _) =
+        split_segments_by_timestamps(tokens, timestamp_begin, 0.0, frames, duration, 0);
+    let used: usize = segments.iter().map(|s| s.tokens.len()).sum();
+    let rest = &tokens[used.min(tokens.len())..];
+    if rest.iter().any(|t| *t < eot) {
+        let start = segments.last().map_or(0.0, |s| s.end);
+        segments.push(RawSegment {
+            seek: 0,
+            start,
+            end: duration.max(start),
+            tokens: rest.to_vec(),
+            words: Vec::new(),
+        });
+    }
+    segments
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::RefCell;
+
+    use super::*;
+    use crate::decode::suppressed_tokens;
+    use crate::longform::{Alignment, GenerateOptions, Generation};
+    use crate::mel::MelFrontEnd;
+    use crate::tokenizer::{synthetic, Tokenizer};
+    use crate::{DecodeMode, DecodeOptions};
+
+    /// Speeches known in advance, given out once the stream has passed them.
+    struct Known {
+        speeches: Vec<Speech>,
+        read: usize,
+    }
+
+    impl SpeechFinder for Known {
+        fn push(&mut self, samples: &[f32], out: &mut Vec<Speech>) -> Result<(), AsrError> {
+            self.read += samples.len();
+            while self.speeches.first().is_some_and(|s| s.end <= self.read) {
+                out.push(self.speeches.remove(0));
+            }
+            Ok(())
+        }
+        fn finish(&mut self, out: &mut Vec<Speech>) -> Result<(), AsrError> {
+            out.append(&mut self.speeches);
+            Ok(())
+        }
+        fn keep_from(&self) -> usize {
+            self.speeches
+                .first()
+                .map_or(self.read, |s| s.start.min(self.read))
+        }
+    }
+
+    type Respond = dyn Fn(usize, &GenerateOptions) -> Generation;
+
+    /// A model whose windows are numbered in encoding order.
+    struct Fake {
+        respond: Box<Respond>,
+        encoded: RefCell<usize>,
+        batches: RefCell<Vec<usize>>,
+        generated: RefCell<Vec<(usize, f32)>>,
+    }
+
+    impl Fake {
+        fn new(respond: Box<Respond>) -> Self {
+            Self {
+                respond,
+                encoded: RefCell::new(0),
+                batches: RefCell::new(Vec::new()),
+                generated: RefCell::new(Vec::new()),
+            }
+        }
+        fn number(&self, n: usize) -> Vec<usize> {
+            let mut next = self.encoded.borrow_mut();
+            let ids = (*next..*next + n).collect();
+            *next += n;
+            ids
+        }
+    }
+
+    impl WhisperBackend for Fake {
+        type Encoded = Vec<usize>;
+        fn is_multilingual(&self) -> bool {
+            false
+        }
+        fn encode(&self, _: &mut [f32], _: usize) -> Result<Vec<usize>, AsrError> {
+            Ok(self.number(1))
+        }
+        fn detect_language(&self, _: &Vec<usize>) -> Result<(String, f32), AsrError> {
+            Ok(("en".into(), 1.0))
+        }
+        fn generate(
+            &self,
+            window: &Vec<usize>,
+            _: &[TokenId],
+            options: &GenerateOptions,
+        ) -> Result<Generation, AsrError> {
+            self.generated
+                .borrow_mut()
+                .push((window[0], options.sampling_temperature));
+            Ok((self.respond)(window[0], options))
+        }
+        fn align(
+            &self,
+            _: &Vec<usize>,
+            _: &[TokenId],
+            _: &[TokenId],
+            _: usize,
+        ) -> Result<Alignment, AsrError> {
+            Ok(Alignment::default())
+        }
+        fn encode_batch(
+            &self,
+            features: &mut [f32],
+            batch: usize,
+            n_mels: usize,
+        ) -> Result<Vec<usize>, AsrError> {
+            assert_eq!(features.len(), batch * n_mels * WINDOW_FRAMES);
+            self.batches.borrow_mut().push(batch);
+            Ok(self.number(batch))
+        }
+        fn detect_language_batch(&self, w: &Vec<usize>) -> Result<Vec<(String, f32)>, AsrError> {
+            Ok(vec![("en".into(), 1.0); w.len()])
+        }
+        fn generate_batch(
+            &self,
+            windows: &Vec<usize>,
+            prompts: &[Vec<TokenId>],
+            options: &GenerateOptions,
+        ) -> Result<Vec<Generation>, AsrError> {
+            assert_eq!(windows.len(), prompts.len());
+            windows
+                .iter()
+                .map(|w| self.generate(&vec![*w], &prompts[0], options))
+                .collect()
+        }
+        fn align_batch(
+            &self,
+            windows: &Vec<usize>,
+            _: &[TokenId],
+            _: &[Vec<TokenId>],
+            _: &[usize],
+        ) -> Result<Vec<Alignment>, AsrError> {
+            Ok(vec![Alignment::default(); windows.len()])
+        }
+    }
+
+    struct Silence(usize);
+
+    impl AudioSource for Silence {
+        fn read(&mut self, buf: &mut [f32]) -> Result<usize, AsrError> {
+            let n = buf.len().min(self.0);
+            buf[..n].iter_mut().for_each(|s| *s = 0.01);
+            self.0 -= n;
+            Ok(n)
+        }
+        fn duration_hint(&self) -> Option<f64> {
+            None
+        }
+    }
+
+    fn seconds(from: f64, to: f64) -> Speech {
+        let at = |s: f64| (s * SAMPLE_RATE as f64) as usize;
+        Speech {
+            start: at(from),
+            end: at(to),
+        }
+    }
+
+    fn run(
+        fake: &Fake,
+        tokenizer: &Tokenizer,
+        speeches: Vec<Speech>,
+        total_seconds: usize,
+        options: &DecodeOptions,
+    ) -> Transcript {
+        let front_end = MelFrontEnd::new(80);
+        let form = LongForm {
+            backend: fake,
+            tokenizer,
+            front_end: &front_end,
+            options,
+            suppress: suppressed_tokens(tokenizer, &options.suppress_tokens),
+        };
+        let mut finder = Known { speeches, read: 0 };
+        let mut audio = Silence(total_seconds * SAMPLE_RATE);
+        transcribe_batched(
+            &form,
+            "fake",
+            &mut audio,
+            &mut finder,
+            &mut crate::NoObserver,
+        )
+        .unwrap()
+    }
+
+    fn options(batch_size: usize) -> DecodeOptions {
+        DecodeOptions {
+            mode: DecodeMode::Batched,
+            batch_size,
+            ..DecodeOptions::default()
+        }
+    }
+
+    fn words(tok: &Tokenizer, parts: &[(&str, u32, u32)], closed: bool) -> Vec<TokenId> {
+        let ts = tok.special().timestamp_begin;
+        let mut t = Vec::new();
+        for (i, (text, from, to)) in parts.iter().enumerate() {
+            t.push(ts + from);
+            t.extend(tok.encode(text));
+            if closed || i + 1 < parts.len() {
+                t.push(ts + to);
+            }
+        }
+        t
+    }
+
+    fn good(tokens: Vec<TokenId>) -> Generation {
+        Generation {
+            tokens,
+            score: -0.1,
+            no_speech_prob: 0.01,
+        }
+    }
+
+    #[test]
+    fn chunks_join_speeches_and_times_return_to_the_file() {
+        let tok = synthetic(false);
+        let closed = words(&tok, &[(" hi", 0, 200), (" there", 200, 400)], true);
+        let open = words(&tok, &[(" hi", 0, 200), (" there", 200, 400)], false);
+        let fake = Fake::new(Box::new(move |window, _| {
+            good(if window == 0 {
+                closed.clone()
+            } else {
+                open.clone()
+            })
+        }));
+        let speeches = vec![
+            seconds(2.0, 6.0),
+            seconds(7.0, 11.0),
+            seconds(40.0, 65.0),
+            seconds(70.0, 75.0),
+        ];
+        let t = run(&fake, &tok, speeches, 100, &options(8));
+        let times: Vec<(f64, f64)> = t.segments.iter().map(|s| (s.start, s.end)).collect();
+        // Chunk 0 is 2-6 s and 7-11 s: 4 s into it is the join, 6 s as an
+        // end and 7 s as a start. Chunk 1 is 40-65 s and 70-75 s; its text
+        // after the last pair runs to the chunk's end.
+        assert_eq!(
+            times,
+            vec![(2.0, 6.0), (7.0, 11.0), (40.0, 44.0), (44.0, 75.0)]
+        );
+        assert_eq!(*fake.batches.borrow(), vec![2], "both chunks in one batch");
+        assert_eq!(t.duration, 100.0);
+        let texts: Vec<&str> = t.segments.iter().map(|s| s.text.as_str()).collect();
+        assert_eq!(texts, vec![" hi", " there", " hi", " there"]);
+    }
+
+    #[test]
+    fn full_batches_go_as_soon_as_they_fill() {
+        let tok = synthetic(false);
+        let reply = words(&tok, &[(" hi", 0, 100)], false);
+        let fake = Fake::new(Box::new(move |_, _| good(reply.clone())));
+        let speeches = (0..5)
+            .map(|i| seconds(i as f64 * 40.0, i as f64 * 40.0 + 20.0))
+            .collect();
+        let t = run(&fake, &tok, speeches, 200, &options(2));
+        assert_eq!(*fake.batches.borrow(), vec![2, 2, 1]);
+        assert_eq!(t.segments.len(), 5);
+        assert!(t.segments.windows(2).all(|w| w[0].end <= w[1].start));
+    }
+
+    #[test]
+    fn a_failing_chunk_alone_falls_back_and_silence_decodes_nothing() {
+        let tok = synthetic(false);
+        let reply = words(&tok, &[(" hi", 0, 100)], false);
+        // Beyond window 0 (the first chunk), beam search is unlikely.
+        let fake = Fake::new(Box::new(move |window, o| {
+            let mut g = good(reply.clone());
+            if window > 0 && o.sampling_topk == 1 {
+                g.score = -3.0;
+            }
+            g
+        }));
+        let speeches = vec![seconds(0.0, 20.0), seconds(40.0, 60.0)];
+        let t = run(&fake, &tok, speeches, 60, &options(8));
+        assert_eq!(t.segments.len(), 2);
+        // The batch, then chunk 1 encoded alone (window 2): beam search
+        // again, then best_of candidates at the first sampled temperature.
+        let generated = fake.generated.borrow();
+        assert_eq!(generated[..2], [(0, 1.0), (1, 1.0)]);
+        assert_eq!(
+            generated[2..],
+            [(2, 1.0), (2, 0.2), (2, 0.2), (2, 0.2), (2, 0.2), (2, 0.2)]
+        );
+        assert_eq!(t.segments[1].temperature, 0.2);
+
+        let quiet = Fake::new(Box::new(|_, _| unreachable!("nothing to decode")));
+        let t = run(&quiet, &tok, Vec::new(), 90, &options(8));
+        assert!(t.segments.is_empty());
+        assert_eq!(t.duration, 90.0);
+    }
+
+    #[test]
+    fn what_the_model_leaves_out_at_a_chunks_end_is_decoded_again() {
+        let tok = synthetic(false);
+        let first = words(&tok, &[(" hi", 0, 200)], true);
+        let rest = words(&tok, &[(" there", 0, 100)], false);
+        let fake = Fake::new(Box::new(move |window, _| {
+            good(if window == 0 {
+                first.clone()
+            } else {
+                rest.clone()
+            })
+        }));
+        let t = run(&fake, &tok, vec![seconds(10.0, 30.0)], 40, &options(8));
+        let times: Vec<(f64, f64)> = t.segments.iter().map(|s| (s.start, s.end)).collect();
+        assert_eq!(times, vec![(10.0, 14.0), (14.0, 30.0)]);
+        assert_eq!(*fake.batches.borrow(), vec![1, 1]);
+    }
+}
