@@ -41,6 +41,23 @@ pub struct Config {
     pub webhooks: WebhooksConfig,
     /// The HTTP API.
     pub server: ServerConfig,
+    /// The speech detector of batched transcription.
+    pub vad: VadConfig,
+}
+
+/// `[vad]`: the Silero voice activity detector that batched mode runs first.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VadConfig {
+    /// The ONNX Runtime library; `None` means `<data_dir>/lib/onnxruntime-1.31.1/libonnxruntime.so.1.31.1`.
+    pub onnxruntime: Option<PathBuf>,
+    /// The Silero VAD v6 model; `None` means `<data_dir>/models/silero-vad-v6.onnx`.
+    pub model: Option<PathBuf>,
+    /// Speech probability at or above which a 32 ms window is speech.
+    pub threshold: f64,
+    /// Silence that ends a speech, in milliseconds.
+    pub min_silence_ms: u32,
+    /// Audio kept on each side of a speech, in milliseconds.
+    pub speech_pad_ms: u32,
 }
 
 /// `[database]`: the store of audio files, jobs and events.
@@ -111,6 +128,10 @@ pub struct ModelConfig {
     pub word_timestamps: bool,
     /// Whether to skip silence with voice activity detection before decoding.
     pub vad_filter: bool,
+    /// `sequential` (30 s windows in turn) or `batched` (speech chunks, `batch_size` at a time).
+    pub mode: String,
+    /// Chunks decoded at once in batched mode.
+    pub batch_size: usize,
     /// An OpenAI-compatible server (`http://gpu-box:8000`) that transcribes
     /// instead of the local model; `None` runs the model here.
     pub endpoint: Option<String>,
@@ -220,6 +241,8 @@ impl fmt::Debug for ModelConfig {
             .field("language", &self.language)
             .field("word_timestamps", &self.word_timestamps)
             .field("vad_filter", &self.vad_filter)
+            .field("mode", &self.mode)
+            .field("batch_size", &self.batch_size)
             .field("endpoint", &self.endpoint.as_deref().map(mask_url))
             .field("api_key", &self.api_key.as_ref().map(|_| MASK))
             .finish()
@@ -273,6 +296,8 @@ impl Config {
                 language: None,
                 word_timestamps: false,
                 vad_filter: false,
+                mode: "sequential".to_string(),
+                batch_size: 8,
                 endpoint: None,
                 api_key: None,
             },
@@ -297,6 +322,13 @@ impl Config {
                 auth: true,
                 max_upload_bytes: 2 * 1024 * 1024 * 1024,
             },
+            vad: VadConfig {
+                onnxruntime: None,
+                model: None,
+                threshold: 0.5,
+                min_silence_ms: 160,
+                speech_pad_ms: 400,
+            },
         }
     }
 
@@ -309,6 +341,24 @@ impl Config {
                 self.storage.data_dir.join("pipeline.db").display()
             ),
         }
+    }
+
+    /// The ONNX Runtime library of the speech detector, defaulting to where
+    /// scripts/install-vad.sh puts it under the data directory.
+    pub fn vad_runtime(&self) -> PathBuf {
+        self.vad.onnxruntime.clone().unwrap_or_else(|| {
+            self.storage
+                .data_dir
+                .join("lib/onnxruntime-1.31.1/libonnxruntime.so.1.31.1")
+        })
+    }
+
+    /// The Silero VAD model, defaulting to `<data_dir>/models/silero-vad-v6.onnx`.
+    pub fn vad_model(&self) -> PathBuf {
+        self.vad
+            .model
+            .clone()
+            .unwrap_or_else(|| self.storage.data_dir.join("models/silero-vad-v6.onnx"))
     }
 
     /// The model directory, defaulting to `<data_dir>/models/<name>`.
@@ -642,6 +692,7 @@ impl LoadedConfig {
                 c.database.max_connections as u64,
             ),
             ("model.beam_size", c.model.beam_size as u64),
+            ("model.batch_size", c.model.batch_size as u64),
             ("processing.max_attempts", c.processing.max_attempts as u64),
             ("processing.job_timeout_secs", c.processing.job_timeout_secs),
             ("processing.lease_secs", c.processing.lease_secs),
@@ -706,6 +757,21 @@ impl LoadedConfig {
                     DEVICES.join(", ")
                 ),
             ));
+        }
+        if !MODES.contains(&c.model.mode.as_str()) {
+            return Err(self.invalid(
+                "model.mode",
+                format!("\"{}\" is not one of: {}", c.model.mode, MODES.join(", ")),
+            ));
+        }
+        if !(0.0..=1.0).contains(&c.vad.threshold) {
+            return Err(self.invalid("vad.threshold", "must be between 0 and 1"));
+        }
+        if c.vad.speech_pad_ms > 10_000 {
+            return Err(self.invalid("vad.speech_pad_ms", "must be at most 10000"));
+        }
+        if c.vad.min_silence_ms > 60_000 {
+            return Err(self.invalid("vad.min_silence_ms", "must be at most 60000"));
         }
         if !COMPUTE_TYPES.contains(&c.model.compute_type.as_str()) {
             return Err(self.invalid(
@@ -832,9 +898,11 @@ const SECTIONS: &[&str] = &[
     "processing",
     "webhooks",
     "server",
+    "vad",
 ];
 
 const DEVICES: &[&str] = &["cpu", "cuda", "auto"];
+const MODES: &[&str] = &["sequential", "batched"];
 
 /// What CTranslate2 accepts as `compute_type`.
 const COMPUTE_TYPES: &[&str] = &[
@@ -979,6 +1047,8 @@ const KEYS: &[KeySpec] = &[
     ),
     spec("model.word_timestamps", Kind::Bool),
     spec("model.vad_filter", Kind::Bool),
+    spec("model.mode", Kind::Text),
+    spec("model.batch_size", Kind::UInt),
     opt(
         "model.endpoint",
         Kind::OptText,
@@ -1006,6 +1076,21 @@ const KEYS: &[KeySpec] = &[
     spec("server.bind", Kind::Text),
     spec("server.auth", Kind::Bool),
     spec("server.max_upload_bytes", Kind::Bytes),
+    opt(
+        "vad.onnxruntime",
+        Kind::OptPath,
+        Secrecy::Public,
+        "<data_dir>/lib/onnxruntime-1.31.1/libonnxruntime.so.1.31.1",
+    ),
+    opt(
+        "vad.model",
+        Kind::OptPath,
+        Secrecy::Public,
+        "<data_dir>/models/silero-vad-v6.onnx",
+    ),
+    spec("vad.threshold", Kind::Float),
+    spec("vad.min_silence_ms", Kind::UInt),
+    spec("vad.speech_pad_ms", Kind::UInt),
 ];
 
 fn lookup(key: &str) -> Option<&'static KeySpec> {
@@ -1290,6 +1375,8 @@ fn apply(c: &mut Config, key: &str, value: Parsed) -> Result<(), String> {
         ("model.language", P::Text(v)) => c.model.language = v,
         ("model.word_timestamps", P::Bool(v)) => c.model.word_timestamps = v,
         ("model.vad_filter", P::Bool(v)) => c.model.vad_filter = v,
+        ("model.mode", P::Text(Some(v))) => c.model.mode = v.trim().to_ascii_lowercase(),
+        ("model.batch_size", P::UInt(v)) => c.model.batch_size = narrow(v)?,
         ("model.endpoint", P::Text(v)) => c.model.endpoint = v,
         ("model.api_key", P::Text(v)) => c.model.api_key = v,
         ("processing.max_attempts", P::UInt(v)) => c.processing.max_attempts = narrow(v)?,
@@ -1307,6 +1394,11 @@ fn apply(c: &mut Config, key: &str, value: Parsed) -> Result<(), String> {
         ("server.bind", P::Text(Some(v))) => c.server.bind = v,
         ("server.auth", P::Bool(v)) => c.server.auth = v,
         ("server.max_upload_bytes", P::UInt(v)) => c.server.max_upload_bytes = v,
+        ("vad.onnxruntime", P::Path(v)) => c.vad.onnxruntime = v,
+        ("vad.model", P::Path(v)) => c.vad.model = v,
+        ("vad.threshold", P::Float(v)) => c.vad.threshold = v,
+        ("vad.min_silence_ms", P::UInt(v)) => c.vad.min_silence_ms = narrow(v)?,
+        ("vad.speech_pad_ms", P::UInt(v)) => c.vad.speech_pad_ms = narrow(v)?,
         // Only a mismatch between KEYS and this table gets here; the tests
         // set every key through every layer to keep them in step.
         (key, value) => return Err(format!("internal: no field for {key} = {value:?}")),
@@ -1342,6 +1434,8 @@ fn get(c: &Config, key: &str) -> Json {
         "model.language" => json!(c.model.language),
         "model.word_timestamps" => json!(c.model.word_timestamps),
         "model.vad_filter" => json!(c.model.vad_filter),
+        "model.mode" => json!(c.model.mode),
+        "model.batch_size" => json!(c.model.batch_size),
         "model.endpoint" => json!(c.model.endpoint),
         "model.api_key" => json!(c.model.api_key),
         "processing.max_attempts" => json!(c.processing.max_attempts),
@@ -1359,6 +1453,11 @@ fn get(c: &Config, key: &str) -> Json {
         "server.bind" => json!(c.server.bind),
         "server.auth" => json!(c.server.auth),
         "server.max_upload_bytes" => json!(c.server.max_upload_bytes),
+        "vad.onnxruntime" => path(&c.vad_runtime()),
+        "vad.model" => path(&c.vad_model()),
+        "vad.threshold" => json!(c.vad.threshold),
+        "vad.min_silence_ms" => json!(c.vad.min_silence_ms),
+        "vad.speech_pad_ms" => json!(c.vad.speech_pad_ms),
         _ => Json::Null,
     }
 }
@@ -1951,6 +2050,8 @@ mod tests {
             _ if key == "webhooks.urls" => "https://h/x",
             _ if key == "model.device" => "cuda",
             _ if key == "model.compute_type" => "float16",
+            _ if key == "model.mode" => "batched",
+            _ if key == "vad.threshold" => "0.3",
             _ if key == "processing.heartbeat_secs" => "7",
             _ if key == "processing.retry_base_secs" => "1.5",
             Some(Kind::Text | Kind::OptText) => "value",

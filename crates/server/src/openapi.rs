@@ -217,6 +217,19 @@ pub struct UploadForm {
         pattern = r"^ *(?:[tT][rR][aA][nN][sS][cC][rR][iI][bB][eE]|[tT][rR][aA][nN][sS][lL][aA][tT][eE]) *$"
     )]
     task: String,
+    /// `sequential` (30 s windows in turn) or `batched` (speech chunks found
+    /// by the Silero VAD, decoded `batch_size` at a time); `model.mode` when
+    /// absent or empty.
+    #[serde(default)]
+    #[schema(
+        pattern = r"^ *(?:[sS][eE][qQ][uU][eE][nN][tT][iI][aA][lL]|[bB][aA][tT][cC][hH][eE][dD]) *$"
+    )]
+    mode: String,
+    /// Chunks decoded at once in batched mode, 1 to 64; `model.batch_size`
+    /// when absent or empty.
+    #[serde(default)]
+    #[schema(pattern = r"^ *(?:[1-9]|[1-5][0-9]|6[0-4]) *$")]
+    batch_size: String,
     /// Comma-separated outputs to render (any case): txt, srt, vtt, json,
     /// tsv. All of them when absent.
     #[serde(default)]

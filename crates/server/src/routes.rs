@@ -471,8 +471,8 @@ pub(crate) async fn ingest_upload(
     Ok(ingested)
 }
 
-/// `POST /api/v1/audio` (multipart: `file`, and optional `language`,
-/// `formats`, `webhook_url`, `webhook_secret`): streamed to disk under the size limit, then taken in like
+/// `POST /api/v1/audio` (multipart: `file`, and optional `language`, `task`,
+/// `mode`, `batch_size`, `formats`, `webhook_url`, `webhook_secret`): streamed to disk under the size limit, then taken in like
 /// `process --detach`. 202 with the file and its jobs; 422 when the content
 /// is not audio (recorded as FAILED); 413 over the limit.
 #[utoipa::path(post, path = "/api/v1/audio", tag = "audio",
@@ -500,6 +500,21 @@ pub async fn upload(
                 options.task = value.parse().map_err(ApiError::bad_request)?;
             }
             "task" => {}
+            "mode" if !value.trim().is_empty() => {
+                options.mode = value.parse().map_err(ApiError::bad_request)?;
+            }
+            "mode" => {}
+            "batch_size" if !value.trim().is_empty() => {
+                options.batch_size = value
+                    .trim()
+                    .parse()
+                    .ok()
+                    .filter(|b| (1..=64).contains(b))
+                    .ok_or_else(|| {
+                        ApiError::bad_request(format!("batch_size {value:?}: expected 1 to 64"))
+                    })?;
+            }
+            "batch_size" => {}
             "formats" => {
                 options.formats = value
                     .split(',')
@@ -521,7 +536,7 @@ pub async fn upload(
             "webhook_secret" => {}
             other => {
                 return Err(ApiError::bad_request(format!(
-                    "unknown field {other:?} (expected file, language, task, formats, webhook_url, webhook_secret)"
+                    "unknown field {other:?} (expected file, language, task, mode, batch_size, formats, webhook_url, webhook_secret)"
                 )))
             }
         }

@@ -1,6 +1,6 @@
 //! Turning a file on disk into a tracked AudioFile with its jobs.
 
-use pipeline_asr::{DecodeOptions, Task};
+use pipeline_asr::{DecodeMode, DecodeOptions, Task, VadOptions};
 use pipeline_core::render::OutputFormat;
 use pipeline_core::{AudioFile, JobError, JobType, ProcessingJob};
 use pipeline_queue::{JobQueue, QueueError};
@@ -23,6 +23,12 @@ pub struct ProcessOptions {
     pub beam_size: usize,
     pub word_timestamps: bool,
     pub vad_filter: bool,
+    /// Sequential windows or batches of speech chunks.
+    pub mode: DecodeMode,
+    /// Chunks per batch in batched mode.
+    pub batch_size: usize,
+    /// The speech detector's settings in batched mode.
+    pub vad: VadOptions,
     pub formats: Vec<OutputFormat>,
     /// Where outputs go; `None` means `<output_dir>/<audio_id>`.
     pub output_dir: Option<PathBuf>,
@@ -41,6 +47,9 @@ impl Default for ProcessOptions {
             beam_size: 5,
             word_timestamps: false,
             vad_filter: false,
+            mode: DecodeMode::Sequential,
+            batch_size: 8,
+            vad: VadOptions::default(),
             formats: OutputFormat::ALL.to_vec(),
             output_dir: None,
             webhooks: Vec::new(),
@@ -57,6 +66,9 @@ impl ProcessOptions {
             beam_size: self.beam_size.max(1),
             word_timestamps: self.word_timestamps,
             vad_filter: self.vad_filter,
+            mode: self.mode,
+            batch_size: self.batch_size.max(1),
+            vad: self.vad.clone(),
             ..DecodeOptions::default()
         }
     }
@@ -71,6 +83,11 @@ impl ProcessOptions {
             "beam_size": self.beam_size,
             "word_timestamps": self.word_timestamps,
             "vad_filter": self.vad_filter,
+            "mode": self.mode,
+            // Batches group chunks differently, which may change a digit of
+            // the arithmetic; the detector decides what is decoded at all.
+            "batch_size": (self.mode == DecodeMode::Batched).then_some(self.batch_size),
+            "vad": (self.mode == DecodeMode::Batched).then_some(&self.vad),
             "formats": self.formats,
             "output_dir": self.output_dir,
         });

@@ -10,7 +10,7 @@ pub mod worker;
 
 use anyhow::Result;
 use pipeline_asr::openai::{OpenAiEngine, OpenAiOptions};
-use pipeline_asr::{AsrError, EngineOptions, Transcriber};
+use pipeline_asr::{AsrError, DecodeMode, EngineOptions, Transcriber, VadOptions};
 use pipeline_core::config::Config;
 use pipeline_worker::{EngineLoader, ProcessOptions, WorkerSettings};
 use std::sync::Arc;
@@ -76,6 +76,8 @@ pub fn engine_options(config: &Config, jobs_at_once: usize) -> EngineOptions {
         },
         replicas: jobs_at_once,
         device: config.model.device.clone(),
+        onnxruntime: Some(config.vad_runtime()),
+        vad_model: Some(config.vad_model()),
     }
 }
 
@@ -185,8 +187,55 @@ pub fn default_process_options(config: &Config) -> ProcessOptions {
         beam_size: config.model.beam_size,
         word_timestamps: config.model.word_timestamps,
         vad_filter: config.model.vad_filter,
+        mode: config_mode(config),
+        batch_size: config.model.batch_size,
+        vad: vad_options(config),
         formats: config.processing.formats.clone(),
         ..ProcessOptions::default()
+    }
+}
+
+/// `model.mode` (checked when the configuration was loaded).
+pub fn config_mode(config: &Config) -> DecodeMode {
+    config.model.mode.parse().unwrap_or_default()
+}
+
+/// The speech detector's settings from `[vad]`, the rest faster-whisper's
+/// batched defaults.
+pub fn vad_options(config: &Config) -> VadOptions {
+    VadOptions {
+        threshold: config.vad.threshold as f32,
+        min_silence_duration_ms: config.vad.min_silence_ms,
+        speech_pad_ms: config.vad.speech_pad_ms,
+        ..VadOptions::default()
+    }
+}
+
+/// `--mode` and `--batch-size`, shared by `transcribe` and `process`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ModeArgs {
+    /// sequential (30 s windows in turn, each conditioned on the text before)
+    /// or batched (speech found by the Silero VAD, decoded in batches of
+    /// chunks) [default: model.mode].
+    #[arg(long, value_parser = ["sequential", "batched"])]
+    pub mode: Option<String>,
+    /// Chunks decoded at once in batched mode [default: model.batch_size].
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=64))]
+    pub batch_size: Option<u64>,
+}
+
+impl ModeArgs {
+    /// The mode and batch size, the configuration's where not given.
+    pub fn resolve(&self, config: &Config) -> (DecodeMode, usize) {
+        let mode = self
+            .mode
+            .as_deref()
+            .and_then(|m| m.parse().ok())
+            .unwrap_or_else(|| config_mode(config));
+        let batch = self
+            .batch_size
+            .map_or(config.model.batch_size, |b| b as usize);
+        (mode, batch)
     }
 }
 

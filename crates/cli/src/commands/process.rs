@@ -48,6 +48,8 @@ pub struct ProcessArgs {
     /// Beam width [default: model.beam_size].
     #[arg(long)]
     pub beam_size: Option<usize>,
+    #[command(flatten)]
+    pub decoding: super::ModeArgs,
     /// Jobs run at once by the in-process worker [default: processing.concurrency].
     #[arg(long)]
     pub concurrency: Option<usize>,
@@ -105,6 +107,8 @@ pub async fn run(app: &App, args: ProcessArgs) -> Result<u8> {
             None => defaults.task,
         },
         beam_size: args.beam_size.unwrap_or(defaults.beam_size),
+        mode: args.decoding.resolve(config).0,
+        batch_size: args.decoding.resolve(config).1,
         word_timestamps: args.word_timestamps || defaults.word_timestamps,
         formats,
         output_dir,
@@ -414,6 +418,12 @@ async fn run_remote(app: &App, args: &ProcessArgs, remote: crate::remote::Remote
     }
     if let Some(task) = &args.task {
         fields.push(("task", task.clone()));
+    }
+    if let Some(mode) = &args.decoding.mode {
+        fields.push(("mode", mode.clone()));
+    }
+    if let Some(batch) = args.decoding.batch_size {
+        fields.push(("batch_size", batch.to_string()));
     }
     if !args.formats.is_empty() {
         fields.push(("formats", args.formats.join(",")));

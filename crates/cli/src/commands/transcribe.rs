@@ -29,6 +29,8 @@ pub struct TranscribeArgs {
     /// Add word-level timestamps.
     #[arg(long)]
     pub word_timestamps: bool,
+    #[command(flatten)]
+    pub decoding: super::ModeArgs,
 }
 
 /// `transcribe FILE`.
@@ -51,6 +53,9 @@ pub async fn run(app: &App, args: TranscribeArgs) -> Result<u8> {
         beam_size: config.model.beam_size.max(1),
         word_timestamps: args.word_timestamps || config.model.word_timestamps,
         vad_filter: config.model.vad_filter,
+        mode: args.decoding.resolve(&config).0,
+        batch_size: args.decoding.resolve(&config).1,
+        vad: super::vad_options(&config),
         ..DecodeOptions::default()
     };
     let show_bar = std::io::stderr().is_terminal() && !app.json;
