@@ -15,7 +15,7 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/pipeline-manager/targe
 # packages and the model are installed meanwhile and waited for after it.
 scripts/install-ctranslate2.sh
 log=$(mktemp)
-(scripts/install-deps.sh && scripts/install-model.sh) >"$log" 2>&1 &
+(scripts/install-deps.sh && scripts/install-model.sh && scripts/install-vad.sh) >"$log" 2>&1 &
 installs=$!
 cargo build --release --bin pipeline-manager
 if ! wait "$installs"; then

@@ -179,6 +179,7 @@ struct Batched<'f, 'a, B> {
     language: Option<String>,
     language_probability: f32,
     initial: Vec<TokenId>,
+    hotwords: Vec<TokenId>,
     segments: Vec<Segment>,
     reported: f64,
     hint: Option<f64>,
@@ -204,6 +205,7 @@ pub(crate) fn transcribe_batched<B: WhisperBackend>(
         language,
         language_probability,
         initial: form.initial_prompt_tokens(),
+        hotwords: form.hotword_tokens(),
         segments: Vec::new(),
         reported: 0.0,
         hint: audio.duration_hint().filter(|d| d.is_finite() && *d > 0.0),
@@ -310,7 +312,13 @@ impl<B: WhisperBackend> Batched<'_, '_, B> {
         };
         let multilingual = backend.is_multilingual();
         let sot = tokenizer.sot_sequence(multilingual, &language, options.task)?;
-        let prompt = build_prompt(tokenizer, &sot, &self.initial, options.without_timestamps);
+        let prompt = build_prompt(
+            tokenizer,
+            &sot,
+            &self.initial,
+            &self.hotwords,
+            options.without_timestamps,
+        );
         let first_temperature = options.temperatures.first().copied().unwrap_or(0.0);
         let generations = backend.generate_batch(
             &encoded,

@@ -145,19 +145,24 @@ pub fn avg_logprob(score: f32, num_tokens: usize, length_penalty: f32) -> f32 {
     cumulative / (num_tokens as f32 + 1.0)
 }
 
-/// The prompt of one window: `<|startofprev|>` and the last 223 previous
-/// tokens when there are any, the start sequence, and `<|notimestamps|>` when
-/// timestamps are off.
+/// The prompt of one window, as faster-whisper's `get_prompt` builds it:
+/// `<|startofprev|>` with the hotwords (at most 223 tokens) and the last 223
+/// previous tokens when there are any, the start sequence, and
+/// `<|notimestamps|>` when timestamps are off.
 pub fn build_prompt(
     tokenizer: &Tokenizer,
     sot_sequence: &[TokenId],
     previous_tokens: &[TokenId],
+    hotwords: &[TokenId],
     without_timestamps: bool,
 ) -> Vec<TokenId> {
     let mut prompt = Vec::new();
-    if !previous_tokens.is_empty() {
+    let keep = MAX_LENGTH / 2 - 1;
+    if !previous_tokens.is_empty() || !hotwords.is_empty() {
         prompt.push(tokenizer.special().sot_prev);
-        let keep = MAX_LENGTH / 2 - 1;
+        prompt.extend_from_slice(&hotwords[..hotwords.len().min(keep)]);
+    }
+    if !previous_tokens.is_empty() {
         let from = previous_tokens.len().saturating_sub(keep);
         prompt.extend_from_slice(&previous_tokens[from..]);
     }

@@ -214,6 +214,14 @@ impl<B: WhisperBackend> LongForm<'_, B> {
         }
     }
 
+    /// The tokens of `hotwords`, which every window's prompt carries.
+    pub(crate) fn hotword_tokens(&self) -> Vec<TokenId> {
+        match self.options.hotwords.as_deref().map(str::trim) {
+            Some(words) if !words.is_empty() => self.tokenizer.encode(&format!(" {words}")),
+            _ => Vec::new(),
+        }
+    }
+
     /// The tokens of `initial_prompt`, which every window sees as earlier text.
     pub(crate) fn initial_prompt_tokens(&self) -> Vec<TokenId> {
         match self.options.initial_prompt.as_deref().map(str::trim) {
@@ -343,6 +351,7 @@ impl<B: WhisperBackend> LongForm<'_, B> {
         let timestamp_begin = tokenizer.special().timestamp_begin;
         let (mut language, mut language_probability) = self.initial_language()?;
         let mut all_tokens = self.initial_prompt_tokens();
+        let hotwords = self.hotword_tokens();
         let mut prompt_reset_since = 0usize;
         let mut last_speech_timestamp = 0.0f64;
         let mut segments: Vec<Segment> = Vec::new();
@@ -407,6 +416,7 @@ impl<B: WhisperBackend> LongForm<'_, B> {
                 tokenizer,
                 &sot_sequence,
                 previous,
+                &hotwords,
                 options.without_timestamps,
             );
             let mut decoded = self.generate_with_fallback(&encoded, &prompt)?;
@@ -420,7 +430,13 @@ impl<B: WhisperBackend> LongForm<'_, B> {
                 // Conditioned on its previous text, the model sometimes writes
                 // that text again instead of what was said: decode the window
                 // once more without it, and stop conditioning on it.
-                let bare = build_prompt(tokenizer, &sot_sequence, &[], options.without_timestamps);
+                let bare = build_prompt(
+                    tokenizer,
+                    &sot_sequence,
+                    &[],
+                    &hotwords,
+                    options.without_timestamps,
+                );
                 decoded = self.generate_with_fallback(&encoded, &bare)?;
                 reset_prompt = true;
             }

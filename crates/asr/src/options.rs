@@ -82,7 +82,11 @@ pub struct DecodeOptions {
     pub condition_on_previous_text: bool,
     /// Stop conditioning after a window needed a temperature at or above this.
     pub prompt_reset_on_temperature: f32,
+    /// Text every window sees as what was said before it (names, spellings, style).
     pub initial_prompt: Option<String>,
+    /// Words and phrases put in every window's prompt (faster-whisper's
+    /// `hotwords`): names and jargon to spell as given.
+    pub hotwords: Option<String>,
     pub suppress_blank: bool,
     /// Token ids to suppress; -1 means the model's default set.
     pub suppress_tokens: Vec<i32>,
@@ -117,6 +121,7 @@ impl Default for DecodeOptions {
             condition_on_previous_text: true,
             prompt_reset_on_temperature: 0.5,
             initial_prompt: None,
+            hotwords: None,
             suppress_blank: true,
             suppress_tokens: vec![-1],
             without_timestamps: false,

@@ -264,3 +264,37 @@ fn a_missing_detector_names_its_file() {
     assert!(err.contains("/nonexistent/libonnxruntime.so"), "{err}");
     assert!(err.contains("install-vad.sh"), "{err}");
 }
+
+#[test]
+fn hotwords_and_a_prompt_spell_a_made_up_name_in_both_modes() {
+    let Some(engine) = engine() else { return };
+    let Some(samples) = common::speak(
+        "Tomorrow morning, doctor Quilvane Brassory will present the quarterly results \
+         to the board. Please send your questions to Quilvane before noon.",
+    ) else {
+        return;
+    };
+    for mode in [DecodeMode::Sequential, DecodeMode::Batched] {
+        let plain = DecodeOptions {
+            mode,
+            ..DecodeOptions::default()
+        };
+        let unhinted = transcribe(engine, samples.clone(), &plain).text();
+        assert!(!unhinted.contains("Quilvane"), "{mode}: {unhinted}");
+        let hinted = [
+            DecodeOptions {
+                hotwords: Some("Quilvane Brassory".into()),
+                ..plain.clone()
+            },
+            DecodeOptions {
+                initial_prompt: Some("Doctor Quilvane Brassory presents the results.".into()),
+                ..plain.clone()
+            },
+        ];
+        for options in hinted {
+            let text = transcribe(engine, samples.clone(), &options).text();
+            assert!(text.contains("Quilvane Brassory"), "{mode}: {text}");
+            assert!(text.contains("questions to Quilvane"), "{mode}: {text}");
+        }
+    }
+}

@@ -73,17 +73,26 @@ fn prompts_for_english_only_model() {
     // .en models: no language or task token, even when asked to translate.
     let sot = tok.sot_sequence(false, "en", Task::Translate).expect("sot");
     assert_eq!(sot, vec![s.sot]);
-    assert_eq!(build_prompt(&tok, &sot, &[], false), vec![s.sot]);
+    assert_eq!(build_prompt(&tok, &sot, &[], &[], false), vec![s.sot]);
     assert_eq!(
-        build_prompt(&tok, &sot, &[], true),
+        build_prompt(&tok, &sot, &[], &[], true),
         vec![s.sot, s.no_timestamps]
     );
     let previous: Vec<u32> = (0..300).collect();
-    let prompt = build_prompt(&tok, &sot, &previous, false);
+    let prompt = build_prompt(&tok, &sot, &previous, &[], false);
     assert_eq!(prompt[0], s.sot_prev);
     assert_eq!(prompt.len(), 1 + 223 + 1);
     assert_eq!(prompt[1], 300 - 223);
     assert_eq!(*prompt.last().expect("sot"), s.sot);
+    // Hotwords come first after <|startofprev|>, at most 223 of them, then
+    // the previous text.
+    let hotwords: Vec<u32> = (1000..1300).collect();
+    let prompt = build_prompt(&tok, &sot, &previous[..5], &hotwords, false);
+    assert_eq!(prompt.len(), 1 + 223 + 5 + 1);
+    assert_eq!(prompt[..3], [s.sot_prev, 1000, 1001]);
+    assert_eq!(prompt[224..229], previous[..5]);
+    let alone = build_prompt(&tok, &sot, &[], &hotwords[..2], false);
+    assert_eq!(alone, vec![s.sot_prev, 1000, 1001, s.sot]);
     // The same vocabulary read as multilingual would put <|en|><|transcribe|>.
     let multi = tok.sot_sequence(true, "en", Task::Transcribe).expect("sot");
     assert_eq!(multi, vec![s.sot, 50258, s.transcribe]);

@@ -132,6 +132,10 @@ pub struct ModelConfig {
     pub mode: String,
     /// Chunks decoded at once in batched mode.
     pub batch_size: usize,
+    /// Text every window sees as what was said before it.
+    pub initial_prompt: Option<String>,
+    /// Names and jargon put in every window's prompt.
+    pub hotwords: Option<String>,
     /// An OpenAI-compatible server (`http://gpu-box:8000`) that transcribes
     /// instead of the local model; `None` runs the model here.
     pub endpoint: Option<String>,
@@ -243,6 +247,8 @@ impl fmt::Debug for ModelConfig {
             .field("vad_filter", &self.vad_filter)
             .field("mode", &self.mode)
             .field("batch_size", &self.batch_size)
+            .field("initial_prompt", &self.initial_prompt)
+            .field("hotwords", &self.hotwords)
             .field("endpoint", &self.endpoint.as_deref().map(mask_url))
             .field("api_key", &self.api_key.as_ref().map(|_| MASK))
             .finish()
@@ -298,6 +304,8 @@ impl Config {
                 vad_filter: false,
                 mode: "sequential".to_string(),
                 batch_size: 8,
+                initial_prompt: None,
+                hotwords: None,
                 endpoint: None,
                 api_key: None,
             },
@@ -1050,6 +1058,13 @@ const KEYS: &[KeySpec] = &[
     spec("model.mode", Kind::Text),
     spec("model.batch_size", Kind::UInt),
     opt(
+        "model.initial_prompt",
+        Kind::OptText,
+        Secrecy::Public,
+        "none",
+    ),
+    opt("model.hotwords", Kind::OptText, Secrecy::Public, "none"),
+    opt(
         "model.endpoint",
         Kind::OptText,
         Secrecy::Url,
@@ -1377,6 +1392,8 @@ fn apply(c: &mut Config, key: &str, value: Parsed) -> Result<(), String> {
         ("model.vad_filter", P::Bool(v)) => c.model.vad_filter = v,
         ("model.mode", P::Text(Some(v))) => c.model.mode = v.trim().to_ascii_lowercase(),
         ("model.batch_size", P::UInt(v)) => c.model.batch_size = narrow(v)?,
+        ("model.initial_prompt", P::Text(v)) => c.model.initial_prompt = v,
+        ("model.hotwords", P::Text(v)) => c.model.hotwords = v,
         ("model.endpoint", P::Text(v)) => c.model.endpoint = v,
         ("model.api_key", P::Text(v)) => c.model.api_key = v,
         ("processing.max_attempts", P::UInt(v)) => c.processing.max_attempts = narrow(v)?,
@@ -1436,6 +1453,8 @@ fn get(c: &Config, key: &str) -> Json {
         "model.vad_filter" => json!(c.model.vad_filter),
         "model.mode" => json!(c.model.mode),
         "model.batch_size" => json!(c.model.batch_size),
+        "model.initial_prompt" => json!(c.model.initial_prompt),
+        "model.hotwords" => json!(c.model.hotwords),
         "model.endpoint" => json!(c.model.endpoint),
         "model.api_key" => json!(c.model.api_key),
         "processing.max_attempts" => json!(c.processing.max_attempts),

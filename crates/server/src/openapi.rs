@@ -230,6 +230,12 @@ pub struct UploadForm {
     #[serde(default)]
     #[schema(pattern = r"^ *(?:[1-9]|[1-5][0-9]|6[0-4]) *$")]
     batch_size: String,
+    /// Text the model takes as what was said before (names, spellings, style).
+    #[serde(default)]
+    initial_prompt: String,
+    /// Names and jargon to spell as given, put in every window's prompt.
+    #[serde(default)]
+    hotwords: String,
     /// Comma-separated outputs to render (any case): txt, srt, vtt, json,
     /// tsv. All of them when absent.
     #[serde(default)]

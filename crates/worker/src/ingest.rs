@@ -29,6 +29,10 @@ pub struct ProcessOptions {
     pub batch_size: usize,
     /// The speech detector's settings in batched mode.
     pub vad: VadOptions,
+    /// Text every window sees as what was said before it.
+    pub initial_prompt: Option<String>,
+    /// Names and jargon put in every window's prompt.
+    pub hotwords: Option<String>,
     pub formats: Vec<OutputFormat>,
     /// Where outputs go; `None` means `<output_dir>/<audio_id>`.
     pub output_dir: Option<PathBuf>,
@@ -50,6 +54,8 @@ impl Default for ProcessOptions {
             mode: DecodeMode::Sequential,
             batch_size: 8,
             vad: VadOptions::default(),
+            initial_prompt: None,
+            hotwords: None,
             formats: OutputFormat::ALL.to_vec(),
             output_dir: None,
             webhooks: Vec::new(),
@@ -69,6 +75,8 @@ impl ProcessOptions {
             mode: self.mode,
             batch_size: self.batch_size.max(1),
             vad: self.vad.clone(),
+            initial_prompt: self.initial_prompt.clone(),
+            hotwords: self.hotwords.clone(),
             ..DecodeOptions::default()
         }
     }
@@ -84,6 +92,8 @@ impl ProcessOptions {
             "word_timestamps": self.word_timestamps,
             "vad_filter": self.vad_filter,
             "mode": self.mode,
+            "initial_prompt": self.initial_prompt,
+            "hotwords": self.hotwords,
             // Batches group chunks differently, which may change a digit of
             // the arithmetic; the detector decides what is decoded at all.
             "batch_size": (self.mode == DecodeMode::Batched).then_some(self.batch_size),

@@ -190,6 +190,8 @@ pub fn default_process_options(config: &Config) -> ProcessOptions {
         mode: config_mode(config),
         batch_size: config.model.batch_size,
         vad: vad_options(config),
+        initial_prompt: config.model.initial_prompt.clone(),
+        hotwords: config.model.hotwords.clone(),
         formats: config.processing.formats.clone(),
         ..ProcessOptions::default()
     }
@@ -211,9 +213,17 @@ pub fn vad_options(config: &Config) -> VadOptions {
     }
 }
 
-/// `--mode` and `--batch-size`, shared by `transcribe` and `process`.
+/// How to decode, shared by `transcribe` and `process`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ModeArgs {
+    /// Text the model takes as what was said before (names, spellings,
+    /// style) [default: model.initial_prompt].
+    #[arg(long, value_name = "TEXT")]
+    pub prompt: Option<String>,
+    /// Names and jargon to spell as given, put in every window's prompt
+    /// [default: model.hotwords].
+    #[arg(long, value_name = "WORDS")]
+    pub hotwords: Option<String>,
     /// sequential (30 s windows in turn, each conditioned on the text before)
     /// or batched (speech found by the Silero VAD, decoded in batches of
     /// chunks) [default: model.mode].

@@ -109,6 +109,12 @@ pub async fn run(app: &App, args: ProcessArgs) -> Result<u8> {
         beam_size: args.beam_size.unwrap_or(defaults.beam_size),
         mode: args.decoding.resolve(config).0,
         batch_size: args.decoding.resolve(config).1,
+        initial_prompt: args
+            .decoding
+            .prompt
+            .clone()
+            .or(defaults.initial_prompt.clone()),
+        hotwords: args.decoding.hotwords.clone().or(defaults.hotwords.clone()),
         word_timestamps: args.word_timestamps || defaults.word_timestamps,
         formats,
         output_dir,
@@ -418,6 +424,12 @@ async fn run_remote(app: &App, args: &ProcessArgs, remote: crate::remote::Remote
     }
     if let Some(task) = &args.task {
         fields.push(("task", task.clone()));
+    }
+    if let Some(prompt) = &args.decoding.prompt {
+        fields.push(("initial_prompt", prompt.clone()));
+    }
+    if let Some(hotwords) = &args.decoding.hotwords {
+        fields.push(("hotwords", hotwords.clone()));
     }
     if let Some(mode) = &args.decoding.mode {
         fields.push(("mode", mode.clone()));

@@ -56,6 +56,16 @@ pub async fn run(app: &App, args: TranscribeArgs) -> Result<u8> {
         mode: args.decoding.resolve(&config).0,
         batch_size: args.decoding.resolve(&config).1,
         vad: super::vad_options(&config),
+        initial_prompt: args
+            .decoding
+            .prompt
+            .clone()
+            .or(config.model.initial_prompt.clone()),
+        hotwords: args
+            .decoding
+            .hotwords
+            .clone()
+            .or(config.model.hotwords.clone()),
         ..DecodeOptions::default()
     };
     let show_bar = std::io::stderr().is_terminal() && !app.json;
