@@ -4,16 +4,24 @@
 # use when they are not running. Idempotent.
 #
 #   scripts/install-deps.sh            packages for building and running
+#   scripts/install-deps.sh --build    only what compiling needs (a C compiler,
+#                                      pkg-config and libopus-dev, patchelf for
+#                                      the engine's library): run before a build
 #   scripts/install-deps.sh --services also what only the tests need (chromium
 #                                      and node for the dashboard test), and
 #                                      start PostgreSQL if it is down
 set -euo pipefail
 
 need=()
-command -v ffmpeg >/dev/null 2>&1 || need+=(ffmpeg)
-command -v espeak-ng >/dev/null 2>&1 || need+=(espeak-ng)
 command -v g++ >/dev/null 2>&1 || need+=(g++)
 command -v patchelf >/dev/null 2>&1 || need+=(patchelf)
+command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
+# Opus is decoded by libopus (crates/audio/src/opus.rs).
+pkg-config --exists opus 2>/dev/null || need+=(libopus-dev)
+if [ "${1:-}" != "--build" ]; then
+  command -v ffmpeg >/dev/null 2>&1 || need+=(ffmpeg)
+  command -v espeak-ng >/dev/null 2>&1 || need+=(espeak-ng)
+fi
 command -v flock >/dev/null 2>&1 || need+=(util-linux)
 if [ "${1:-}" = "--services" ]; then
   command -v chromium >/dev/null 2>&1 || need+=(chromium)

@@ -13,6 +13,7 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/pipeline-manager/targe
 
 # The build needs only the compiler and the engine's library; the Debian
 # packages and the model are installed meanwhile and waited for after it.
+scripts/install-deps.sh --build
 scripts/install-ctranslate2.sh
 log=$(mktemp)
 (scripts/install-deps.sh && scripts/install-model.sh && scripts/install-vad.sh) >"$log" 2>&1 &

@@ -14,6 +14,7 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/pipeline-manager/targe
 # The build needs only the compiler and the engine's library; everything
 # the tests need besides is installed meanwhile (downloads and unpacking
 # leave the cores to the compiler), and waited for before the tests run.
+scripts/install-deps.sh --build
 scripts/install-ctranslate2.sh
 command -v cargo-nextest >/dev/null 2>&1 || cargo install --locked cargo-nextest
 log=$(mktemp)

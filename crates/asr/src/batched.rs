@@ -27,8 +27,10 @@ use crate::{AsrError, AudioSource, Segment, TranscribeObserver, Transcript};
 
 /// Samples read from the source at a time (1 s).
 const READ_BLOCK: usize = SAMPLE_RATE;
-/// Audio left out at the end of a chunk that is decoded again (a sentence).
-const MIN_TAIL_SECONDS: f64 = 2.0;
+/// Audio of a chunk that no segment covers and is decoded again (a sentence).
+const MIN_GAP_SECONDS: f64 = 2.0;
+/// How many times the audio a decoding passed over is decoded again.
+const MAX_REDECODES: usize = 2;
 
 /// Finds speech in a stream as it is read.
 pub trait SpeechFinder {
@@ -77,31 +79,49 @@ impl Chunk {
         (self.samples.len() / HOP_LENGTH).min(WINDOW_FRAMES)
     }
 
-    /// The part after `local` seconds into the chunk, when the model left
-    /// out more than [`MIN_TAIL_SECONDS`] there after covering at least 1 s.
-    fn tail(&self, local: f64) -> Option<Chunk> {
-        let from = (local.max(0.0) * SAMPLE_RATE as f64) as usize;
-        let left = self.samples.len().saturating_sub(from);
-        if local < 1.0 || (left as f64) < MIN_TAIL_SECONDS * SAMPLE_RATE as f64 {
-            return None;
-        }
+    /// The audio between `from` and `to` seconds into the chunk, as a chunk.
+    fn part(&self, from: f64, to: f64) -> Chunk {
+        let at = |t: f64| ((t.max(0.0) * SAMPLE_RATE as f64) as usize).min(self.samples.len());
+        let (from, to) = (at(from), at(to));
         let mut pieces = Vec::new();
         let mut before = 0;
         for piece in &self.pieces {
             let len = piece.end - piece.start;
-            if before + len > from {
-                let skip = from.saturating_sub(before);
+            let (lo, hi) = (from.max(before), to.min(before + len));
+            if lo < hi {
                 pieces.push(Speech {
-                    start: piece.start + skip,
-                    end: piece.end,
+                    start: piece.start + (lo - before),
+                    end: piece.start + (hi - before),
                 });
             }
             before += len;
         }
-        Some(Chunk {
+        Chunk {
             pieces,
-            samples: self.samples[from..].to_vec(),
-        })
+            samples: self.samples[from..to.max(from)].to_vec(),
+        }
+    }
+
+    /// The stretches of at least [`MIN_GAP_SECONDS`] that no segment in
+    /// `covered` (seconds into the chunk) accounts for, when the segments
+    /// cover at least 1 s: speech the model passed over.
+    fn gaps(&self, covered: &[(f64, f64)]) -> Vec<Chunk> {
+        let total: f64 = covered.iter().map(|(a, b)| (b - a).max(0.0)).sum();
+        if total < 1.0 {
+            return Vec::new();
+        }
+        let duration = self.samples.len() as f64 / SAMPLE_RATE as f64;
+        let mut spans = covered.to_vec();
+        spans.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let mut gaps = Vec::new();
+        let mut at = 0.0f64;
+        for (start, end) in spans.into_iter().chain([(duration, duration)]) {
+            if start - at >= MIN_GAP_SECONDS {
+                gaps.push(self.part(at, start));
+            }
+            at = at.max(end);
+        }
+        gaps
     }
 
     /// The time in the file of `local` seconds into the chunk; an end that
@@ -280,17 +300,49 @@ impl<B: WhisperBackend> Batched<'_, '_, B> {
         observer.on_progress(done, total);
     }
 
-    /// Decodes one batch of chunks and adds their segments.
+    /// Decodes one batch of chunks and adds their segments, in order.
     fn decode(
         &mut self,
         chunks: Vec<Chunk>,
         observer: &mut dyn TranscribeObserver,
     ) -> Result<(), AsrError> {
+        let pieces = self.decode_pieces(&chunks, 0)?;
+        let chunk_ends = chunks.iter().map(Chunk::end_seconds);
+        for (found, chunk_end) in pieces.into_iter().zip(chunk_ends) {
+            for piece in found {
+                let floor = self.segments.last().map_or(0.0, |s| s.start);
+                let segment = finish_segment(
+                    self.segments.len(),
+                    &piece.raw,
+                    piece.text,
+                    &piece.decoded,
+                    floor,
+                    chunk_end,
+                );
+                observer.on_segment(&segment);
+                self.segments.push(segment);
+            }
+        }
+        if let Some(last) = chunks.last() {
+            let done = last.end_seconds();
+            let read = (done * SAMPLE_RATE as f64) as usize;
+            self.report(observer, done, read);
+        }
+        Ok(())
+    }
+
+    /// Each chunk's segments in the file's timeline, in order; the stretches
+    /// a decoding passed over decoded again, `depth` times at most so far.
+    fn decode_pieces(
+        &mut self,
+        chunks: &[Chunk],
+        depth: usize,
+    ) -> Result<Vec<Vec<Piece>>, AsrError> {
         let form = self.form;
         let (backend, tokenizer, options) = (form.backend, form.tokenizer, form.options);
         let n_mels = form.front_end.n_mels();
         let mut features = Vec::with_capacity(chunks.len() * n_mels * WINDOW_FRAMES);
-        for chunk in &chunks {
+        for chunk in chunks {
             features.extend(form.front_end.window_features(&chunk.samples));
         }
         let encoded = backend.encode_batch(&mut features, chunks.len(), n_mels)?;
@@ -384,50 +436,49 @@ impl<B: WhisperBackend> Batched<'_, '_, B> {
                     assign_words(raw, timings, eot, 0.0);
                 }
             }
-            for ((raw, chunk), result) in raws.iter_mut().zip(&chunks).zip(&results) {
+            for ((raw, chunk), result) in raws.iter_mut().zip(chunks).zip(&results) {
                 if let Some((_, Some(alone))) = result {
                     form.add_word_timestamps(raw, alone, &sot, &language, chunk.frames(), 0.0)?;
                 }
             }
         }
 
+        let mut out = Vec::with_capacity(chunks.len());
         for ((chunk, raw), result) in chunks.iter().zip(raws).zip(&results) {
-            let Some((decoded, _)) = result else { continue };
-            let covered = raw.iter().map(|s| s.end).fold(0.0, f64::max);
-            self.add_segments(chunk, raw, decoded, observer);
-            // The model sometimes ends a chunk early, leaving its last
-            // sentences out; the sequential loop would seek there and decode
-            // again, so the rest of the chunk is decoded again here, before
-            // any later chunk's segments.
-            if !options.without_timestamps {
-                if let Some(tail) = chunk.tail(covered) {
-                    self.decode(vec![tail], observer)?;
+            let Some((decoded, _)) = result else {
+                out.push(Vec::new());
+                continue;
+            };
+            let mut found = self.pieces(chunk, raw, decoded);
+            // The model sometimes passes over a sentence, most often at the
+            // start or the end of a chunk; the sequential loop would seek
+            // there and decode again, so those stretches are decoded again
+            // here, and their segments put in their place.
+            if !options.without_timestamps && depth < MAX_REDECODES {
+                let covered: Vec<(f64, f64)> =
+                    found.iter().map(|p| (p.local.0, p.local.1)).collect();
+                let gaps = chunk.gaps(&covered);
+                if !gaps.is_empty() {
+                    let again = self.decode_pieces(&gaps, depth + 1)?;
+                    found.extend(again.into_iter().flatten());
+                    found.sort_by(|a, b| a.raw.start.total_cmp(&b.raw.start));
                 }
             }
+            out.push(found);
         }
-        if let Some(last) = chunks.last() {
-            let done = last.end_seconds();
-            let read = (done * SAMPLE_RATE as f64) as usize;
-            self.report(observer, done, read);
-        }
-        Ok(())
+        Ok(out)
     }
 
-    /// Moves a chunk's segments to the file's timeline and adds them.
-    fn add_segments(
-        &mut self,
-        chunk: &Chunk,
-        raws: Vec<RawSegment>,
-        decoded: &Decoded,
-        observer: &mut dyn TranscribeObserver,
-    ) {
+    /// A chunk's segments with text, moved to the file's timeline.
+    fn pieces(&self, chunk: &Chunk, raws: Vec<RawSegment>, decoded: &Decoded) -> Vec<Piece> {
         let tokenizer = self.form.tokenizer;
-        let chunk_end = chunk.end_seconds();
+        let mut pieces = Vec::new();
         for mut raw in raws {
             let text = tokenizer.decode(&raw.tokens);
             if raw.start == raw.end || !text.chars().any(char::is_alphanumeric) {
                 continue;
             }
+            let local = (raw.start, raw.end);
             raw.start = chunk.original(raw.start, false);
             raw.end = chunk.original(raw.end, true);
             for word in &mut raw.words {
@@ -438,13 +489,24 @@ impl<B: WhisperBackend> Batched<'_, '_, B> {
                 raw.start = first.start;
                 raw.end = last.end;
             }
-            let floor = self.segments.last().map_or(0.0, |s| s.start);
-            let segment =
-                finish_segment(self.segments.len(), &raw, text, decoded, floor, chunk_end);
-            observer.on_segment(&segment);
-            self.segments.push(segment);
+            pieces.push(Piece {
+                raw,
+                local,
+                text,
+                decoded: decoded.clone(),
+            });
         }
+        pieces
     }
+}
+
+/// A segment found in a chunk, in the file's timeline.
+struct Piece {
+    raw: RawSegment,
+    /// Where it lies in the chunk, in seconds.
+    local: (f64, f64),
+    text: String,
+    decoded: Decoded,
 }
 
 /// The text tokens of a chunk's segments, timestamps left out.

@@ -8,7 +8,7 @@ use rubato::{
 use symphonia::core::audio::{AudioBufferRef, SampleBuffer};
 
 use crate::error::AudioError;
-use crate::probe::{probe, AudioInfo};
+use crate::probe::{probe_with, AudioInfo, Limits};
 use crate::source::Source;
 
 /// The sample rate every decoder output has, the one speech models expect.
@@ -44,6 +44,8 @@ pub struct Decoder {
     frame_limit: Option<u64>,
     /// Output frames handed to `read` so far.
     delivered: u64,
+    /// Source frames past which the stream is too long (a header can lie).
+    max_frames: u64,
     finished: bool,
 }
 
@@ -60,9 +62,15 @@ struct Resampling {
 }
 
 impl Decoder {
-    /// Opens `path` for decoding; fails at once on a file with no decodable audio.
+    /// Opens `path` for decoding within the default [`Limits`]; fails at
+    /// once on a file with no decodable audio.
     pub fn open(path: &Path) -> Result<Self, AudioError> {
-        let info = probe(path)?;
+        Self::open_with(path, &Limits::default())
+    }
+
+    /// [`Decoder::open`] within `limits`, checked again while decoding.
+    pub fn open_with(path: &Path, limits: &Limits) -> Result<Self, AudioError> {
+        let info = probe_with(path, limits)?;
         let src = Source::open(path)?;
         let resampler = if info.sample_rate == TARGET_SAMPLE_RATE {
             None
@@ -89,6 +97,7 @@ impl Decoder {
             resampler,
             frames_in: 0,
             delivered: 0,
+            max_frames: (limits.max_duration_secs * rate) as u64,
             finished: false,
         })
     }
@@ -160,6 +169,12 @@ impl Decoder {
                 .truncate(before + room.min(self.pending_in.len() - before));
         }
         self.frames_in += (self.pending_in.len() - before) as u64;
+        if self.frames_in > self.max_frames {
+            return Err(AudioError::TooLong {
+                file: self.src.file.clone(),
+                max_seconds: self.max_frames as f64 / f64::from(self.source_rate),
+            });
+        }
         match &mut self.resampler {
             None => {
                 self.ready.extend(self.pending_in.drain(..).map(clamp));

@@ -44,6 +44,14 @@ pub enum AudioError {
         /// The last decoder complaint, in words.
         reason: String,
     },
+    /// The audio is longer than the limit allows (from its header, or as decoded).
+    #[error("{file}: longer than the limit of {max_seconds:.0} s (processing.max_duration_secs)")]
+    TooLong {
+        /// The file as the caller named it.
+        file: String,
+        /// The longest audio taken, in seconds.
+        max_seconds: f64,
+    },
     /// The sample rate cannot be converted to 16 kHz.
     #[error("{file}: cannot resample {rate} Hz audio to 16 kHz ({reason})")]
     Resample {
@@ -84,6 +92,7 @@ impl AudioError {
             | AudioError::NoAudioTrack { file }
             | AudioError::Undecodable { file, .. }
             | AudioError::Resample { file, .. }
+            | AudioError::TooLong { file, .. }
             | AudioError::Io { file, .. } => file,
         }
     }

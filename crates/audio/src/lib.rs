@@ -8,10 +8,11 @@ mod decode;
 mod error;
 mod hash;
 mod mp4edit;
+mod opus;
 mod probe;
 mod source;
 
 pub use decode::{Decoder, TARGET_SAMPLE_RATE};
 pub use error::AudioError;
 pub use hash::sha256_file;
-pub use probe::{probe, AudioInfo};
+pub use probe::{probe, probe_with, AudioInfo, Limits, MAX_CHANNELS, SAMPLE_RATES};

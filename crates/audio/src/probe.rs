@@ -18,8 +18,35 @@ pub struct AudioInfo {
     pub channels: u16,
 }
 
-/// Reads what a file holds, decoding at least one packet to prove it is audio.
+/// Sample rates taken, in Hz: below 4 kHz there is no intelligible speech,
+/// and a header claiming 1 Hz would turn a few bytes into hours of audio.
+pub const SAMPLE_RATES: std::ops::RangeInclusive<u32> = 4_000..=384_000;
+/// Most channels taken.
+pub const MAX_CHANNELS: usize = 32;
+
+/// What no input may exceed, whatever its header says.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Limits {
+    /// The longest audio taken, in seconds.
+    pub max_duration_secs: f64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_duration_secs: 12.0 * 3600.0,
+        }
+    }
+}
+
+/// Reads what a file holds, decoding at least one packet to prove it is
+/// audio, within the default [`Limits`].
 pub fn probe(path: &Path) -> Result<AudioInfo, AudioError> {
+    probe_with(path, &Limits::default())
+}
+
+/// [`probe`] within `limits`.
+pub fn probe_with(path: &Path, limits: &Limits) -> Result<AudioInfo, AudioError> {
     let mut src = Source::open(path)?;
     let codec = src.codec_name().to_string();
     let container = src.container.to_string();
@@ -53,13 +80,36 @@ pub fn probe(path: &Path) -> Result<AudioInfo, AudioError> {
             reason: format!("invalid stream: {sample_rate} Hz, {channels} channels"),
         });
     }
+    if !SAMPLE_RATES.contains(&sample_rate) {
+        return Err(AudioError::Unsupported {
+            file: src.file.clone(),
+            reason: format!("unsupported sample rate {sample_rate} Hz (4 kHz to 384 kHz)"),
+        });
+    }
+    if channels > MAX_CHANNELS {
+        return Err(AudioError::Unsupported {
+            file: src.file.clone(),
+            reason: format!("{channels} channels (at most {MAX_CHANNELS})"),
+        });
+    }
+    let too_long = |file: &str| AudioError::TooLong {
+        file: file.to_string(),
+        max_seconds: limits.max_duration_secs,
+    };
+    if header_duration.is_some_and(|d| d > limits.max_duration_secs) {
+        return Err(too_long(&src.file));
+    }
 
     let duration_seconds = match header_duration {
         Some(d) => d,
         None => {
             // Counting frames only; nothing is kept, so memory stays flat.
+            let max_frames = limits.max_duration_secs * f64::from(sample_rate);
             while let Some(buf) = src.next()? {
                 frames += buf.frames() as u64;
+                if frames as f64 > max_frames {
+                    return Err(too_long(&src.file));
+                }
             }
             let seconds = frames as f64 / f64::from(sample_rate);
             seconds - src.edit.map_or(0.0, |e| e.skip_seconds.min(seconds))

@@ -5,9 +5,12 @@
 use std::fs::File;
 use std::io::{self, Read};
 use std::path::Path;
+use std::sync::LazyLock;
 
 use symphonia::core::audio::AudioBufferRef;
-use symphonia::core::codecs::{Decoder as CodecDecoder, DecoderOptions, CODEC_TYPE_NULL};
+use symphonia::core::codecs::{
+    CodecRegistry, Decoder as CodecDecoder, DecoderOptions, CODEC_TYPE_NULL,
+};
 use symphonia::core::errors::Error as SymError;
 use symphonia::core::formats::{FormatOptions, FormatReader};
 use symphonia::core::io::MediaSourceStream;
@@ -89,7 +92,7 @@ impl Source {
             .ok_or_else(|| AudioError::NoAudioTrack { file: file.clone() })?;
         let track_id = track.id;
         let codec = track.codec_params.codec;
-        let decoder = symphonia::default::get_codecs()
+        let decoder = codecs()
             .make(&track.codec_params, &DecoderOptions::default())
             .map_err(|e| match e {
                 SymError::Unsupported(_) => AudioError::Unsupported {
@@ -99,8 +102,13 @@ impl Source {
                 other => open_error(&file, other),
             })?;
 
-        let container = sniffed.unwrap_or_else(|| container_from_codec(codec_name_of(codec)));
-        let edit = matches!(container, "m4a" | "mp4")
+        let container = match sniffed {
+            // WebM is Matroska with a narrower set of codecs; the name says which.
+            Some("mkv") if has_extension(path, "webm") => "webm",
+            Some(container) => container,
+            None => container_from_codec(codec_name_of(codec)),
+        };
+        let edit = matches!(container, "m4a" | "mp4" | "mov")
             .then(|| read_edit(path))
             .flatten();
         Ok(Source {
@@ -292,7 +300,12 @@ fn sniff_container(head: &[u8]) -> Option<&'static str> {
         [b'f', b'L', b'a', b'C', ..] => Some("flac"),
         [b'O', b'g', b'g', b'S', ..] => Some("ogg"),
         [_, _, _, _, b'f', b't', b'y', b'p', b'M', b'4', ..] => Some("m4a"),
+        [_, _, _, _, b'f', b't', b'y', b'p', b'q', b't', ..] => Some("mov"),
         [_, _, _, _, b'f', b't', b'y', b'p', ..] => Some("mp4"),
+        [0x1a, 0x45, 0xdf, 0xa3, ..] => Some("mkv"),
+        [b'F', b'O', b'R', b'M', _, _, _, _, b'A', b'I', b'F', b'F', ..] => Some("aiff"),
+        [b'F', b'O', b'R', b'M', _, _, _, _, b'A', b'I', b'F', b'C', ..] => Some("aifc"),
+        [b'c', b'a', b'f', b'f', ..] => Some("caf"),
         _ => None,
     }
 }
@@ -307,8 +320,25 @@ fn container_from_codec(codec: &'static str) -> &'static str {
     }
 }
 
+fn has_extension(path: &Path, ext: &str) -> bool {
+    path.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| e.eq_ignore_ascii_case(ext))
+}
+
+/// symphonia's codecs and Opus (libopus), which symphonia lacks.
+pub(crate) fn codecs() -> &'static CodecRegistry {
+    static CODECS: LazyLock<CodecRegistry> = LazyLock::new(|| {
+        let mut registry = CodecRegistry::new();
+        symphonia::default::register_enabled_codecs(&mut registry);
+        registry.register_all::<crate::opus::OpusDecoder>();
+        registry
+    });
+    &CODECS
+}
+
 fn codec_name_of(codec: symphonia::core::codecs::CodecType) -> &'static str {
-    symphonia::default::get_codecs()
+    codecs()
         .get_codec(codec)
         .map(|d| d.short_name)
         .unwrap_or("unknown")

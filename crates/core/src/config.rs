@@ -152,6 +152,8 @@ pub struct ProcessingConfig {
     pub retry_base_secs: f64,
     /// Upper bound of the retry delay.
     pub retry_max_secs: f64,
+    /// The longest audio taken, in seconds (checked from the header and while decoding).
+    pub max_duration_secs: u64,
     /// A job running longer than this is stopped and counted as a failed attempt.
     pub job_timeout_secs: u64,
     /// How long a claimed job stays with its worker without a heartbeat.
@@ -314,6 +316,7 @@ impl Config {
                 retry_base_secs: 2.0,
                 retry_max_secs: 300.0,
                 job_timeout_secs: 3600,
+                max_duration_secs: 12 * 3600,
                 lease_secs: 60,
                 heartbeat_secs: 10,
                 concurrency: 1,
@@ -703,6 +706,10 @@ impl LoadedConfig {
             ("model.batch_size", c.model.batch_size as u64),
             ("processing.max_attempts", c.processing.max_attempts as u64),
             ("processing.job_timeout_secs", c.processing.job_timeout_secs),
+            (
+                "processing.max_duration_secs",
+                c.processing.max_duration_secs,
+            ),
             ("processing.lease_secs", c.processing.lease_secs),
             ("processing.heartbeat_secs", c.processing.heartbeat_secs),
             ("processing.concurrency", c.processing.concurrency as u64),
@@ -1075,6 +1082,7 @@ const KEYS: &[KeySpec] = &[
     spec("processing.retry_base_secs", Kind::Float),
     spec("processing.retry_max_secs", Kind::Float),
     spec("processing.job_timeout_secs", Kind::UInt),
+    spec("processing.max_duration_secs", Kind::UInt),
     spec("processing.lease_secs", Kind::UInt),
     spec("processing.heartbeat_secs", Kind::UInt),
     spec("processing.concurrency", Kind::UInt),
@@ -1400,6 +1408,7 @@ fn apply(c: &mut Config, key: &str, value: Parsed) -> Result<(), String> {
         ("processing.retry_base_secs", P::Float(v)) => c.processing.retry_base_secs = v,
         ("processing.retry_max_secs", P::Float(v)) => c.processing.retry_max_secs = v,
         ("processing.job_timeout_secs", P::UInt(v)) => c.processing.job_timeout_secs = v,
+        ("processing.max_duration_secs", P::UInt(v)) => c.processing.max_duration_secs = v,
         ("processing.lease_secs", P::UInt(v)) => c.processing.lease_secs = v,
         ("processing.heartbeat_secs", P::UInt(v)) => c.processing.heartbeat_secs = v,
         ("processing.concurrency", P::UInt(v)) => c.processing.concurrency = narrow(v)?,
@@ -1461,6 +1470,7 @@ fn get(c: &Config, key: &str) -> Json {
         "processing.retry_base_secs" => json!(c.processing.retry_base_secs),
         "processing.retry_max_secs" => json!(c.processing.retry_max_secs),
         "processing.job_timeout_secs" => json!(c.processing.job_timeout_secs),
+        "processing.max_duration_secs" => json!(c.processing.max_duration_secs),
         "processing.lease_secs" => json!(c.processing.lease_secs),
         "processing.heartbeat_secs" => json!(c.processing.heartbeat_secs),
         "processing.concurrency" => json!(c.processing.concurrency),

@@ -33,6 +33,9 @@ pub struct ProcessOptions {
     pub initial_prompt: Option<String>,
     /// Names and jargon put in every window's prompt.
     pub hotwords: Option<String>,
+    /// The longest audio taken, checked before the file is stored and again
+    /// while it is decoded (a header can lie).
+    pub max_duration_secs: f64,
     pub formats: Vec<OutputFormat>,
     /// Where outputs go; `None` means `<output_dir>/<audio_id>`.
     pub output_dir: Option<PathBuf>,
@@ -56,6 +59,7 @@ impl Default for ProcessOptions {
             vad: VadOptions::default(),
             initial_prompt: None,
             hotwords: None,
+            max_duration_secs: pipeline_audio::Limits::default().max_duration_secs,
             formats: OutputFormat::ALL.to_vec(),
             output_dir: None,
             webhooks: Vec::new(),
@@ -64,6 +68,13 @@ impl Default for ProcessOptions {
 }
 
 impl ProcessOptions {
+    /// The bounds a file of these options is decoded within.
+    pub fn limits(&self) -> pipeline_audio::Limits {
+        pipeline_audio::Limits {
+            max_duration_secs: self.max_duration_secs,
+        }
+    }
+
     /// The engine's options for these settings.
     pub fn decode_options(&self) -> DecodeOptions {
         DecodeOptions {
@@ -174,10 +185,11 @@ pub async fn ingest_file(
         return Err(unreadable("not a regular file".into()));
     }
     let owned = path.to_path_buf();
+    let limits = options.limits();
     let (hash, probed) = tokio::task::spawn_blocking(move || {
         (
             pipeline_audio::sha256_file(&owned),
-            pipeline_audio::probe(&owned),
+            pipeline_audio::probe_with(&owned, &limits),
         )
     })
     .await

@@ -109,10 +109,11 @@ async fn transcribe(
         })?;
     let name = audio.original_name.clone();
     let decode = options.decode_options();
+    let limits = options.limits();
     let control_for_engine = control.clone();
     let started = Instant::now();
     let transcript = tokio::task::spawn_blocking(move || {
-        let mut source = DecoderSource::open(&path, &name)?;
+        let mut source = DecoderSource::open(&path, &name, &limits)?;
         let mut observer = ControlObserver {
             control: control_for_engine,
         };
@@ -292,9 +293,13 @@ pub struct DecoderSource {
 }
 
 impl DecoderSource {
-    /// Opens `path` for decoding.
-    pub fn open(path: &Path, name: &str) -> Result<Self, AsrError> {
-        let decoder = Decoder::open(path).map_err(|e| audio_failure(name, &e))?;
+    /// Opens `path` for decoding within `limits`.
+    pub fn open(
+        path: &Path,
+        name: &str,
+        limits: &pipeline_audio::Limits,
+    ) -> Result<Self, AsrError> {
+        let decoder = Decoder::open_with(path, limits).map_err(|e| audio_failure(name, &e))?;
         Ok(Self {
             decoder,
             name: name.to_string(),

@@ -192,6 +192,7 @@ pub fn default_process_options(config: &Config) -> ProcessOptions {
         vad: vad_options(config),
         initial_prompt: config.model.initial_prompt.clone(),
         hotwords: config.model.hotwords.clone(),
+        max_duration_secs: config.processing.max_duration_secs as f64,
         formats: config.processing.formats.clone(),
         ..ProcessOptions::default()
     }

@@ -46,7 +46,10 @@ pub async fn run(app: &App, args: TranscribeArgs) -> Result<u8> {
             .map_err(|e: render::ParseFormatError| failure(exit::BAD_INPUT, e.to_string()))?
     };
     let name = args.file.display().to_string();
-    let mut source = DecoderSource::open(&args.file, &name)
+    let limits = pipeline_audio::Limits {
+        max_duration_secs: config.processing.max_duration_secs as f64,
+    };
+    let mut source = DecoderSource::open(&args.file, &name, &limits)
         .map_err(|e| failure(exit::BAD_INPUT, e.to_string()))?;
     let options = DecodeOptions {
         language: args.language.clone().or(config.model.language.clone()),

@@ -1,0 +1,216 @@
+//! The containers and codecs beyond wav/mp3/flac/ogg/m4a, made from the
+//! speech fixture with ffmpeg at test time and checked against ffmpeg's own
+//! decoding; and the bounds no header can get past.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::{best_correlation, decode_all, ffmpeg_16k, fixtures};
+use pipeline_audio::{probe, probe_with, AudioError, Decoder, Limits};
+
+fn ffmpeg(args: &[&str], out: &Path) {
+    let ok = Command::new("ffmpeg")
+        .args(["-nostdin", "-v", "error", "-y"])
+        .args(args)
+        .arg(out)
+        .status()
+        .expect("run ffmpeg")
+        .success();
+    assert!(ok, "ffmpeg could not make {}", out.display());
+}
+
+/// `speech.wav` in a container and codec, as ffmpeg writes it.
+fn make(dir: &Path, name: &str, codec: &[&str]) -> PathBuf {
+    let path = dir.join(name);
+    let speech = fixtures().join("speech.wav");
+    let mut args = vec!["-i", speech.to_str().expect("utf-8 path")];
+    args.extend_from_slice(codec);
+    ffmpeg(&args, &path);
+    path
+}
+
+#[test]
+fn new_containers_and_codecs_decode_like_ffmpeg() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let dir = tmp.path();
+    let cases: Vec<(&str, Vec<&str>, &str, &str)> = vec![
+        // (file, ffmpeg codec args, container, codec)
+        (
+            "voice.opus",
+            vec!["-c:a", "libopus", "-b:a", "32k"],
+            "ogg",
+            "opus",
+        ),
+        ("browser.webm", vec!["-c:a", "libopus"], "webm", "opus"),
+        ("voice.mka", vec!["-c:a", "libopus"], "mkv", "opus"),
+        ("vorbis.mkv", vec!["-c:a", "libvorbis"], "mkv", "vorbis"),
+        ("flac.mkv", vec!["-c:a", "flac"], "mkv", "flac"),
+        (
+            "speech.aiff",
+            vec!["-c:a", "pcm_s16be"],
+            "aiff",
+            "pcm_s16be",
+        ),
+        ("speech.caf", vec!["-c:a", "pcm_s16le"], "caf", "pcm_s16le"),
+        ("speech.mov", vec!["-c:a", "aac", "-f", "mov"], "mov", "aac"),
+    ];
+    for (name, codec, container, codec_name) in cases {
+        let path = make(dir, name, &codec);
+        let info = probe(&path).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(
+            (info.container.as_str(), info.codec.as_str()),
+            (container, codec_name),
+            "{name}"
+        );
+        let ours = decode_all(&path, 10_000);
+        let theirs = ffmpeg_16k(&path);
+        let (c, lag) = best_correlation(&ours, &theirs, 400);
+        eprintln!(
+            "{name}: {container}/{codec_name}, {:.2} s, correlation {c:.4} at lag {lag}",
+            info.duration_seconds
+        );
+        assert!(c > 0.9, "{name}: correlation with ffmpeg {c:.4}");
+        let seconds = |n: usize| n as f64 / 16_000.0;
+        assert!(
+            (seconds(ours.len()) - seconds(theirs.len())).abs() < 0.1,
+            "{name}: {} vs ffmpeg {}",
+            ours.len(),
+            theirs.len()
+        );
+    }
+}
+
+#[test]
+fn the_audio_track_of_video_files_is_decoded() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let speech = fixtures().join("speech.wav");
+    let speech = speech.to_str().expect("utf-8 path");
+    for (name, video, audio) in [
+        ("clip.mkv", "mpeg4", "libopus"),
+        ("clip.webm", "libvpx", "libopus"),
+        ("clip.mov", "mpeg4", "aac"),
+    ] {
+        let path = tmp.path().join(name);
+        ffmpeg(
+            &[
+                "-f",
+                "lavfi",
+                "-i",
+                "color=c=black:s=32x32:r=5",
+                "-i",
+                speech,
+                "-shortest",
+                "-c:v",
+                video,
+                "-c:a",
+                audio,
+            ],
+            &path,
+        );
+        let ours = decode_all(&path, 10_000);
+        let theirs = ffmpeg_16k(&path);
+        let (c, _) = best_correlation(&ours, &theirs, 400);
+        assert!(c > 0.9, "{name}: correlation with ffmpeg {c:.4}");
+    }
+}
+
+fn wav_header(rate: u32, channels: u16, data_bytes: u32) -> Vec<u8> {
+    let mut h = Vec::new();
+    h.extend_from_slice(b"RIFF");
+    h.extend_from_slice(&(36 + data_bytes).to_le_bytes());
+    h.extend_from_slice(b"WAVEfmt ");
+    h.extend_from_slice(&16u32.to_le_bytes());
+    h.extend_from_slice(&1u16.to_le_bytes());
+    h.extend_from_slice(&channels.to_le_bytes());
+    h.extend_from_slice(&rate.to_le_bytes());
+    h.extend_from_slice(&(rate * u32::from(channels) * 2).to_le_bytes());
+    h.extend_from_slice(&(channels * 2).to_le_bytes());
+    h.extend_from_slice(&16u16.to_le_bytes());
+    h.extend_from_slice(b"data");
+    h.extend_from_slice(&data_bytes.to_le_bytes());
+    h
+}
+
+fn noise_wav(path: &Path, rate: u32, channels: u16, bytes: u32) {
+    let mut file = wav_header(rate, channels, bytes);
+    file.extend((0..bytes).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8));
+    std::fs::write(path, file).expect("write wav");
+}
+
+#[test]
+fn absurd_rates_and_channel_counts_are_refused_by_name() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    for (name, rate, channels) in [
+        ("one-hertz.wav", 1, 1),
+        ("seven-hertz.wav", 7, 1),
+        ("three-khz.wav", 3_999, 1),
+        ("too-fast.wav", 768_000, 1),
+        ("forty-channels.wav", 16_000, 40),
+    ] {
+        let path = tmp.path().join(name);
+        noise_wav(&path, rate, channels, 4_000);
+        let started = std::time::Instant::now();
+        let err = probe(&path).expect_err(name);
+        assert!(
+            matches!(err, AudioError::Unsupported { .. }),
+            "{name}: {err:?}"
+        );
+        let text = err.to_string();
+        assert!(text.contains(name), "{text}");
+        assert!(
+            text.contains("sample rate") || text.contains("channels"),
+            "{text}"
+        );
+        assert!(!err.is_retryable());
+        assert!(Decoder::open(&path).is_err(), "{name}");
+        assert!(
+            started.elapsed().as_secs() < 5,
+            "{name} took {:?}",
+            started.elapsed()
+        );
+    }
+    // The edges are taken.
+    for rate in [4_000, 384_000] {
+        let path = tmp.path().join(format!("edge-{rate}.wav"));
+        noise_wav(&path, rate, 2, 64_000);
+        let info = probe(&path).unwrap_or_else(|e| panic!("{rate} Hz: {e}"));
+        assert_eq!(info.sample_rate, rate);
+    }
+}
+
+#[test]
+fn audio_over_the_duration_limit_is_refused_from_the_header_and_while_decoding() {
+    let speech = fixtures().join("speech.wav");
+    let short = Limits {
+        max_duration_secs: 5.0,
+    };
+    let err = probe_with(&speech, &short).expect_err("11 s over a 5 s limit");
+    assert!(matches!(err, AudioError::TooLong { .. }), "{err:?}");
+    assert!(err.to_string().contains("max_duration_secs"), "{err}");
+    // A header that states no length (an mp3 without a frame count, or a
+    // stream) is counted while decoding.
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let raw = tmp.path().join("stream.mka");
+    ffmpeg(
+        &[
+            "-i",
+            speech.to_str().expect("utf-8"),
+            "-c:a",
+            "libopus",
+            "-f",
+            "matroska",
+            "-live",
+            "1",
+        ],
+        &raw,
+    );
+    let result = Decoder::open_with(&raw, &short).and_then(|mut d| {
+        let mut buf = vec![0.0f32; 16_000];
+        while d.read(&mut buf)? > 0 {}
+        Ok(())
+    });
+    let err = result.expect_err("decoded past the limit");
+    assert!(matches!(err, AudioError::TooLong { .. }), "{err:?}");
+}

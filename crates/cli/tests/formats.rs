@@ -1,0 +1,133 @@
+//! Recordings people have (Opus voice notes, a browser's WebM, Matroska,
+//! AIFF, a video's audio track) through `process`, end to end; and a file
+//! whose header claims 1 Hz refused by name while the rest complete.
+
+mod common;
+
+use common::*;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn ffmpeg(args: &[&str], out: &Path) {
+    let ok = Command::new("ffmpeg")
+        .args(["-nostdin", "-v", "error", "-y"])
+        .args(args)
+        .arg(out)
+        .status()
+        .expect("run ffmpeg")
+        .success();
+    assert!(ok, "ffmpeg could not make {}", out.display());
+}
+
+#[test]
+fn opus_webm_mkv_aiff_and_video_are_transcribed_as_well_as_the_wav() {
+    let Some(sb) = Sandbox::with_model() else {
+        return;
+    };
+    let wav = fixture("speech.wav");
+    let dir = sb.root().join("inputs");
+    std::fs::create_dir_all(&dir).expect("inputs dir");
+    let make = |name: &str, args: &[&str]| -> PathBuf {
+        let out = dir.join(name);
+        let mut all = vec!["-i", path(&wav)];
+        all.extend_from_slice(args);
+        ffmpeg(&all, &out);
+        out
+    };
+    let files = [
+        make("voice-note.opus", &["-c:a", "libopus", "-b:a", "24k"]),
+        make("recording.webm", &["-c:a", "libopus"]),
+        make("speech.mka", &["-c:a", "libvorbis"]),
+        make("speech.aiff", &["-c:a", "pcm_s16be"]),
+        make(
+            "meeting.mkv",
+            &[
+                "-f",
+                "lavfi",
+                "-i",
+                "color=c=black:s=32x32:r=5",
+                "-shortest",
+                "-c:v",
+                "mpeg4",
+                "-c:a",
+                "libopus",
+            ],
+        ),
+    ];
+    let reference = sb.run(&["transcribe", path(&wav)]);
+    reference.expect_code(0);
+    let wav_wer = speech_wer(&reference.stdout);
+    let mut args = vec!["process"];
+    args.extend(files.iter().map(|f| path(f)));
+    let out = sb.run(&args);
+    out.expect_code(0);
+    let recent = sb.json(&["list-recent"]);
+    let entries = recent["files"].as_array().expect("files");
+    assert_eq!(entries.len(), files.len(), "{recent:#}");
+    for entry in entries {
+        let name = entry["original_name"].as_str().unwrap_or("");
+        assert_eq!(entry["status"], "COMPLETED", "{entry:#}");
+        let id = entry["id"].as_str().expect("id");
+        let text = sb.run(&["transcript", id, "--format", "txt"]);
+        text.expect_code(0);
+        // Lossy codecs change a word or two of tiny.en's guesses on espeak's
+        // voice, either way; the words must stay as right as the wav's.
+        let wer = speech_wer(&text.stdout);
+        eprintln!("{name}: WER {wer:.3}, the wav's {wav_wer:.3}");
+        assert!(
+            wer <= wav_wer + 0.10,
+            "{name}: {}\nvs {}",
+            text.stdout,
+            reference.stdout
+        );
+    }
+}
+
+#[test]
+fn a_header_claiming_one_hertz_fails_by_name_and_the_other_file_completes() {
+    let Some(sb) = Sandbox::with_model() else {
+        return;
+    };
+    // 4 KB that a 1 Hz header would make 2000 s of audio.
+    let bogus = sb.root().join("one-hertz.wav");
+    let mut file = Vec::new();
+    file.extend_from_slice(b"RIFF");
+    file.extend_from_slice(&(36u32 + 4000).to_le_bytes());
+    file.extend_from_slice(b"WAVEfmt ");
+    file.extend_from_slice(&16u32.to_le_bytes());
+    file.extend_from_slice(&1u16.to_le_bytes());
+    file.extend_from_slice(&1u16.to_le_bytes());
+    file.extend_from_slice(&1u32.to_le_bytes());
+    file.extend_from_slice(&2u32.to_le_bytes());
+    file.extend_from_slice(&2u16.to_le_bytes());
+    file.extend_from_slice(&16u16.to_le_bytes());
+    file.extend_from_slice(b"data");
+    file.extend_from_slice(&4000u32.to_le_bytes());
+    file.extend((0..4000u32).map(|i| (i * 37 % 251) as u8));
+    std::fs::write(&bogus, file).expect("write");
+    let wav = fixture("speech.wav");
+    let out = sb.run(&["process", path(&bogus), path(&wav)]);
+    out.expect_code(2);
+    assert!(out.stderr.contains("one-hertz.wav"), "{out}");
+    assert!(out.stderr.contains("unsupported sample rate 1 Hz"), "{out}");
+    let recent = sb.json(&["list-recent"]);
+    let statuses: Vec<(String, String)> = recent["files"]
+        .as_array()
+        .expect("files")
+        .iter()
+        .map(|f| {
+            (
+                f["original_name"].as_str().unwrap_or("").to_string(),
+                f["status"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    assert!(
+        statuses.contains(&("speech.wav".into(), "COMPLETED".into())),
+        "{statuses:?}"
+    );
+    assert!(
+        statuses.contains(&("one-hertz.wav".into(), "FAILED".into())),
+        "{statuses:?}"
+    );
+}
