@@ -75,7 +75,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             },
         ),
     ];
-    for (label, options) in variants {
+    // BATCHED_VARIANTS=substring runs only the variants whose label has it.
+    let only = std::env::var("BATCHED_VARIANTS").unwrap_or_default();
+    for (label, options) in variants.into_iter().filter(|(l, _)| l.contains(&only)) {
         let started = Instant::now();
         let t = engine.transcribe(&mut Samples(samples.clone(), 0), &options, &mut NoObserver)?;
         let words = t.text().split_whitespace().count();

@@ -285,7 +285,12 @@ impl WhisperBackend for Ct2Backend<'_> {
         let result = self
             .model
             .generate(encoded, &prompts, &whisper_options(options));
-        release_freed_memory();
+        // A batch's scratch is needed again by the next batch: handing it
+        // back would only fault it in again (a third of the time went to the
+        // kernel with it). One window's is trimmed, as before.
+        if prompts.len() == 1 {
+            release_freed_memory();
+        }
         Ok(result
             .map_err(backend_error)?
             .into_iter()
