@@ -19,6 +19,9 @@ use crate::{
     Transcriber, Transcript,
 };
 
+/// The seed of CTranslate2's sampling (any fixed value).
+const SAMPLING_SEED: u32 = 0x5eed;
+
 /// A Whisper model loaded once and shared by a worker's threads.
 pub struct WhisperEngine {
     model: Whisper,
@@ -85,6 +88,12 @@ impl WhisperEngine {
             num_threads_per_replica: threads,
             ..Config::default()
         };
+        // The temperature fallback samples; a fixed seed makes the same
+        // file give the same transcript from one run of the program to the
+        // next. CTranslate2 seeds one generator per thread at its first
+        // use, so within a long-running worker the draws still depend on
+        // what that thread sampled before.
+        ct2rs::set_random_seed(SAMPLING_SEED);
         let model = Whisper::new(dir, config).map_err(|e| AsrError::InvalidModel {
             path: dir.to_path_buf(),
             reason: format!("CTranslate2 could not load it: {e}"),

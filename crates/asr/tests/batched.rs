@@ -298,3 +298,26 @@ fn hotwords_and_a_prompt_spell_a_made_up_name_in_both_modes() {
         }
     }
 }
+
+#[test]
+fn the_same_audio_gives_the_same_transcript_in_both_modes() {
+    let Some(engine) = engine() else { return };
+    let Some((samples, _)) = with_pauses() else {
+        return;
+    };
+    for mode in [DecodeMode::Sequential, DecodeMode::Batched] {
+        let options = DecodeOptions {
+            mode,
+            word_timestamps: true,
+            ..DecodeOptions::default()
+        };
+        let first = transcribe(engine, samples.clone(), &options);
+        let second = transcribe(engine, samples.clone(), &options);
+        assert!(!first.segments.is_empty(), "{mode}");
+        assert_eq!(
+            serde_json::to_string(&first).expect("json"),
+            serde_json::to_string(&second).expect("json"),
+            "{mode}"
+        );
+    }
+}

@@ -11,6 +11,45 @@ use crate::error::AudioError;
 use crate::probe::{probe_with, AudioInfo, Limits};
 use crate::source::Source;
 
+/// Which of a file's channels is transcribed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Channel {
+    /// The mean of all channels.
+    #[default]
+    Mix,
+    /// One channel, from 0 (the left of a stereo file).
+    Index(usize),
+}
+
+impl std::str::FromStr for Channel {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "mix" | "" => Ok(Channel::Mix),
+            "left" => Ok(Channel::Index(0)),
+            "right" => Ok(Channel::Index(1)),
+            n => n
+                .parse::<usize>()
+                .ok()
+                .filter(|n| *n < crate::MAX_CHANNELS)
+                .map(Channel::Index)
+                .ok_or_else(|| format!("unknown channel {s:?} (mix, left, right or 0 to 31)")),
+        }
+    }
+}
+
+impl std::fmt::Display for Channel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Channel::Mix => f.write_str("mix"),
+            Channel::Index(0) => f.write_str("left"),
+            Channel::Index(1) => f.write_str("right"),
+            Channel::Index(n) => write!(f, "{n}"),
+        }
+    }
+}
+
 /// The sample rate every decoder output has, the one speech models expect.
 pub const TARGET_SAMPLE_RATE: u32 = 16_000;
 
@@ -46,6 +85,8 @@ pub struct Decoder {
     delivered: u64,
     /// Source frames past which the stream is too long (a header can lie).
     max_frames: u64,
+    /// Which channel becomes the mono stream; `None` mixes them all.
+    channel: Option<usize>,
     finished: bool,
 }
 
@@ -98,8 +139,29 @@ impl Decoder {
             frames_in: 0,
             delivered: 0,
             max_frames: (limits.max_duration_secs * rate) as u64,
+            channel: None,
             finished: false,
         })
+    }
+
+    /// Takes one channel (0 is the left of a stereo file) instead of the
+    /// mix of all: a call recorded with one speaker per side.
+    pub fn select_channel(&mut self, channel: Channel) -> Result<(), AudioError> {
+        self.channel = match channel {
+            Channel::Mix => None,
+            Channel::Index(i) if i < usize::from(self.info.channels) => Some(i),
+            Channel::Index(i) => {
+                return Err(AudioError::Unsupported {
+                    file: self.src.file.clone(),
+                    reason: format!(
+                        "channel {i} asked for, the file has {} (0 to {})",
+                        self.info.channels,
+                        self.info.channels.saturating_sub(1)
+                    ),
+                })
+            }
+        };
+        Ok(())
     }
 
     /// What the file holds, as `probe` reports it.
@@ -157,7 +219,12 @@ impl Decoder {
             return Ok(());
         }
         let before = self.pending_in.len();
-        downmix_into(&mut self.interleaved, decoded, &mut self.pending_in);
+        downmix_into(
+            &mut self.interleaved,
+            decoded,
+            self.channel,
+            &mut self.pending_in,
+        );
         if self.trim_front > 0 {
             let drop = (self.pending_in.len() - before).min(self.trim_front as usize);
             self.pending_in.drain(before..before + drop);
@@ -354,6 +421,7 @@ impl Resampling {
 fn downmix_into(
     scratch: &mut Option<SampleBuffer<f32>>,
     decoded: AudioBufferRef<'_>,
+    channel: Option<usize>,
     out: &mut Vec<f32>,
 ) {
     let spec = *decoded.spec();
@@ -370,6 +438,8 @@ fn downmix_into(
     let samples = sb.samples();
     if channels == 1 {
         out.extend_from_slice(samples);
+    } else if let Some(c) = channel.filter(|c| *c < channels) {
+        out.extend(samples.chunks_exact(channels).map(|f| f[c]));
     } else {
         let scale = 1.0 / channels as f32;
         out.extend(

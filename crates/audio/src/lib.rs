@@ -12,7 +12,7 @@ mod opus;
 mod probe;
 mod source;
 
-pub use decode::{Decoder, TARGET_SAMPLE_RATE};
+pub use decode::{Channel, Decoder, TARGET_SAMPLE_RATE};
 pub use error::AudioError;
 pub use hash::sha256_file;
 pub use probe::{probe, probe_with, AudioInfo, Limits, MAX_CHANNELS, SAMPLE_RATES};

@@ -214,3 +214,56 @@ fn audio_over_the_duration_limit_is_refused_from_the_header_and_while_decoding()
     let err = result.expect_err("decoded past the limit");
     assert!(matches!(err, AudioError::TooLong { .. }), "{err:?}");
 }
+
+#[test]
+fn one_channel_of_a_two_sided_call_is_taken_when_asked() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let speech = fixtures().join("speech.wav");
+    let path = tmp.path().join("call.wav");
+    // Speech on the left, silence on the right.
+    ffmpeg(
+        &[
+            "-i",
+            speech.to_str().expect("utf-8"),
+            "-f",
+            "lavfi",
+            "-i",
+            "anullsrc=r=16000:cl=mono",
+            "-filter_complex",
+            "[0:a][1:a]amerge=inputs=2[a]",
+            "-map",
+            "[a]",
+            "-ac",
+            "2",
+            "-shortest",
+        ],
+        &path,
+    );
+    let read = |channel: pipeline_audio::Channel| {
+        let mut d = Decoder::open(&path).expect("open");
+        d.select_channel(channel).expect("channel");
+        let mut out = Vec::new();
+        let mut buf = vec![0.0f32; 8_192];
+        loop {
+            let n = d.read(&mut buf).expect("read");
+            if n == 0 {
+                break;
+            }
+            out.extend_from_slice(&buf[..n]);
+        }
+        out
+    };
+    let left = read("left".parse().expect("left"));
+    let right = read("right".parse().expect("right"));
+    let mix = read(pipeline_audio::Channel::Mix);
+    let lone = decode_all(&speech, 10_000);
+    let (c, _) = best_correlation(&left, &lone, 8);
+    assert!(c > 0.99, "left against the speech: {c}");
+    assert!(common::rms(&right) < 1e-4, "right is silent");
+    assert!((common::rms(&mix) * 2.0 - common::rms(&left)).abs() < 0.01 * common::rms(&left));
+    let mut d = Decoder::open(&path).expect("open");
+    let err = d
+        .select_channel(pipeline_audio::Channel::Index(2))
+        .expect_err("a third channel");
+    assert!(err.to_string().contains("channel 2"), "{err}");
+}

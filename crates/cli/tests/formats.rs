@@ -131,3 +131,42 @@ fn a_header_claiming_one_hertz_fails_by_name_and_the_other_file_completes() {
         "{statuses:?}"
     );
 }
+
+#[test]
+fn the_channel_option_transcribes_one_side_of_a_call() {
+    let Some(sb) = Sandbox::with_model() else {
+        return;
+    };
+    let english = fixture("speech.wav");
+    let german = fixture("german.wav");
+    let call = sb.root().join("call.wav");
+    ffmpeg(
+        &[
+            "-i",
+            path(&english),
+            "-i",
+            path(&german),
+            "-filter_complex",
+            "[0:a]aresample=16000,aformat=sample_fmts=s16:channel_layouts=mono[l];\
+             [1:a]aresample=16000,aformat=sample_fmts=s16:channel_layouts=mono,apad[r];\
+             [l][r]amerge=inputs=2[a]",
+            "-map",
+            "[a]",
+            "-ac",
+            "2",
+        ],
+        &call,
+    );
+    let left = sb.run(&["transcribe", path(&call), "--channel", "left"]);
+    left.expect_code(0);
+    assert!(speech_wer(&left.stdout) <= 0.35, "{left}");
+    let right = sb.run(&["transcribe", path(&call), "--channel", "right"]);
+    right.expect_code(0);
+    assert!(
+        !right.stdout.to_lowercase().contains("brown fox"),
+        "{right}"
+    );
+    let bad = sb.run(&["transcribe", path(&call), "--channel", "5"]);
+    bad.expect_code(2);
+    assert!(bad.stderr.contains("channel 5"), "{bad}");
+}

@@ -236,6 +236,13 @@ pub struct UploadForm {
     /// Names and jargon to spell as given, put in every window's prompt.
     #[serde(default)]
     hotwords: String,
+    /// The channel to transcribe: `mix` (all, the default), `left`, `right`,
+    /// or a number from 0 to 31.
+    #[serde(default)]
+    #[schema(
+        pattern = r"^ *(?:[mM][iI][xX]|[lL][eE][fF][tT]|[rR][iI][gG][hH][tT]|[0-9]|[12][0-9]|3[01])? *$"
+    )]
+    channel: String,
     /// Comma-separated outputs to render (any case): txt, srt, vtt, json,
     /// tsv. All of them when absent.
     #[serde(default)]

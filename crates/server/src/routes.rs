@@ -472,7 +472,7 @@ pub(crate) async fn ingest_upload(
 }
 
 /// `POST /api/v1/audio` (multipart: `file`, and optional `language`, `task`,
-/// `mode`, `batch_size`, `initial_prompt`, `hotwords`, `formats`, `webhook_url`, `webhook_secret`): streamed to disk under the size limit, then taken in like
+/// `mode`, `batch_size`, `initial_prompt`, `hotwords`, `channel`, `formats`, `webhook_url`, `webhook_secret`): streamed to disk under the size limit, then taken in like
 /// `process --detach`. 202 with the file and its jobs; 422 when the content
 /// is not audio (recorded as FAILED); 413 over the limit.
 #[utoipa::path(post, path = "/api/v1/audio", tag = "audio",
@@ -503,6 +503,12 @@ pub async fn upload(
             "initial_prompt" => {
                 options.initial_prompt = Some(value.trim().to_string()).filter(|p| !p.is_empty());
             }
+            "channel" if !value.trim().is_empty() => {
+                let channel: pipeline_audio::Channel =
+                    value.parse().map_err(ApiError::bad_request)?;
+                options.channel = channel.to_string();
+            }
+            "channel" => {}
             "hotwords" => {
                 options.hotwords = Some(value.trim().to_string()).filter(|h| !h.is_empty());
             }
@@ -542,7 +548,7 @@ pub async fn upload(
             "webhook_secret" => {}
             other => {
                 return Err(ApiError::bad_request(format!(
-                    "unknown field {other:?} (expected file, language, task, mode, batch_size, initial_prompt, hotwords, formats, webhook_url, webhook_secret)"
+                    "unknown field {other:?} (expected file, language, task, mode, batch_size, initial_prompt, hotwords, channel, formats, webhook_url, webhook_secret)"
                 )))
             }
         }

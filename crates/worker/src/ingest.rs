@@ -36,6 +36,8 @@ pub struct ProcessOptions {
     /// The longest audio taken, checked before the file is stored and again
     /// while it is decoded (a header can lie).
     pub max_duration_secs: f64,
+    /// `mix` (all channels), `left`, `right` or a channel number from 0.
+    pub channel: String,
     pub formats: Vec<OutputFormat>,
     /// Where outputs go; `None` means `<output_dir>/<audio_id>`.
     pub output_dir: Option<PathBuf>,
@@ -60,6 +62,7 @@ impl Default for ProcessOptions {
             initial_prompt: None,
             hotwords: None,
             max_duration_secs: pipeline_audio::Limits::default().max_duration_secs,
+            channel: "mix".into(),
             formats: OutputFormat::ALL.to_vec(),
             output_dir: None,
             webhooks: Vec::new(),
@@ -68,6 +71,11 @@ impl Default for ProcessOptions {
 }
 
 impl ProcessOptions {
+    /// The channel transcribed (checked when the options were made).
+    pub fn channel(&self) -> pipeline_audio::Channel {
+        self.channel.parse().unwrap_or_default()
+    }
+
     /// The bounds a file of these options is decoded within.
     pub fn limits(&self) -> pipeline_audio::Limits {
         pipeline_audio::Limits {
@@ -105,6 +113,7 @@ impl ProcessOptions {
             "mode": self.mode,
             "initial_prompt": self.initial_prompt,
             "hotwords": self.hotwords,
+            "channel": self.channel().to_string(),
             // Batches group chunks differently, which may change a digit of
             // the arithmetic; the detector decides what is decoded at all.
             "batch_size": (self.mode == DecodeMode::Batched).then_some(self.batch_size),

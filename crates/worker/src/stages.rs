@@ -110,10 +110,11 @@ async fn transcribe(
     let name = audio.original_name.clone();
     let decode = options.decode_options();
     let limits = options.limits();
+    let channel = options.channel();
     let control_for_engine = control.clone();
     let started = Instant::now();
     let transcript = tokio::task::spawn_blocking(move || {
-        let mut source = DecoderSource::open(&path, &name, &limits)?;
+        let mut source = DecoderSource::open(&path, &name, &limits, channel)?;
         let mut observer = ControlObserver {
             control: control_for_engine,
         };
@@ -293,13 +294,17 @@ pub struct DecoderSource {
 }
 
 impl DecoderSource {
-    /// Opens `path` for decoding within `limits`.
+    /// Opens `path` for decoding `channel` within `limits`.
     pub fn open(
         path: &Path,
         name: &str,
         limits: &pipeline_audio::Limits,
+        channel: pipeline_audio::Channel,
     ) -> Result<Self, AsrError> {
-        let decoder = Decoder::open_with(path, limits).map_err(|e| audio_failure(name, &e))?;
+        let mut decoder = Decoder::open_with(path, limits).map_err(|e| audio_failure(name, &e))?;
+        decoder
+            .select_channel(channel)
+            .map_err(|e| audio_failure(name, &e))?;
         Ok(Self {
             decoder,
             name: name.to_string(),

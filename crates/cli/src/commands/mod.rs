@@ -225,6 +225,10 @@ pub struct ModeArgs {
     /// [default: model.hotwords].
     #[arg(long, value_name = "WORDS")]
     pub hotwords: Option<String>,
+    /// The channel to transcribe: mix (all), left, right, or a number from
+    /// 0 (a call recorded with one speaker per side) [default: mix].
+    #[arg(long, value_name = "CHANNEL", value_parser = parse_channel)]
+    pub channel: Option<String>,
     /// sequential (30 s windows in turn, each conditioned on the text before)
     /// or batched (speech found by the Silero VAD, decoded in batches of
     /// chunks) [default: model.mode].
@@ -233,6 +237,12 @@ pub struct ModeArgs {
     /// Chunks decoded at once in batched mode [default: model.batch_size].
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..=64))]
     pub batch_size: Option<u64>,
+}
+
+fn parse_channel(value: &str) -> Result<String, String> {
+    value
+        .parse::<pipeline_audio::Channel>()
+        .map(|c| c.to_string())
 }
 
 impl ModeArgs {

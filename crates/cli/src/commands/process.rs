@@ -115,6 +115,11 @@ pub async fn run(app: &App, args: ProcessArgs) -> Result<u8> {
             .clone()
             .or(defaults.initial_prompt.clone()),
         hotwords: args.decoding.hotwords.clone().or(defaults.hotwords.clone()),
+        channel: args
+            .decoding
+            .channel
+            .clone()
+            .unwrap_or(defaults.channel.clone()),
         word_timestamps: args.word_timestamps || defaults.word_timestamps,
         formats,
         output_dir,
@@ -430,6 +435,9 @@ async fn run_remote(app: &App, args: &ProcessArgs, remote: crate::remote::Remote
     }
     if let Some(hotwords) = &args.decoding.hotwords {
         fields.push(("hotwords", hotwords.clone()));
+    }
+    if let Some(channel) = &args.decoding.channel {
+        fields.push(("channel", channel.clone()));
     }
     if let Some(mode) = &args.decoding.mode {
         fields.push(("mode", mode.clone()));

@@ -49,7 +49,13 @@ pub async fn run(app: &App, args: TranscribeArgs) -> Result<u8> {
     let limits = pipeline_audio::Limits {
         max_duration_secs: config.processing.max_duration_secs as f64,
     };
-    let mut source = DecoderSource::open(&args.file, &name, &limits)
+    let channel = args
+        .decoding
+        .channel
+        .as_deref()
+        .map_or(Ok(pipeline_audio::Channel::Mix), str::parse)
+        .map_err(|e: String| failure(exit::BAD_INPUT, e))?;
+    let mut source = DecoderSource::open(&args.file, &name, &limits, channel)
         .map_err(|e| failure(exit::BAD_INPUT, e.to_string()))?;
     let options = DecodeOptions {
         language: args.language.clone().or(config.model.language.clone()),
