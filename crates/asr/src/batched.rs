@@ -9,11 +9,13 @@
 //! an hour is never held whole); timestamps stay on, so chunks split into
 //! sentences, and text after the last timestamp pair is kept; a chunk that
 //! fails the compression-ratio or log-probability threshold is decoded again
-//! on its own with the temperature fallback; the no-speech gate drops chunks
-//! the model hears nothing in.
+//! on its own with the temperature fallback; stretches of a chunk the model
+//! passed over are decoded again; the no-speech gate drops chunks the model
+//! hears nothing in.
 
 use pipeline_vad::Speech;
 
+use crate::buffer::SampleWindow;
 use crate::decode::{
     assign_words, build_prompt, split_segments_by_timestamps, word_timings, RawSegment,
     FRAMES_PER_SECOND,
@@ -25,8 +27,8 @@ use crate::mel::{HOP_LENGTH, SAMPLE_RATE, WINDOW_FRAMES, WINDOW_SAMPLES};
 use crate::tokenizer::TokenId;
 use crate::{AsrError, AudioSource, Segment, TranscribeObserver, Transcript};
 
-/// Samples read from the source at a time (1 s).
-const READ_BLOCK: usize = SAMPLE_RATE;
+/// Samples given to the speech detector at a time (1 s).
+const STEP: usize = SAMPLE_RATE;
 /// Audio of a chunk that no segment covers and is decoded again (a sentence).
 const MIN_GAP_SECONDS: f64 = 2.0;
 /// How many times the audio a decoding passed over is decoded again.
@@ -142,28 +144,6 @@ impl Chunk {
     }
 }
 
-/// The samples between the first one a speech may still need and the last read.
-#[derive(Default)]
-struct Held {
-    samples: Vec<f32>,
-    start: usize,
-}
-
-impl Held {
-    fn slice(&self, from: usize, to: usize) -> &[f32] {
-        let end = self.start + self.samples.len();
-        let from = from.clamp(self.start, end) - self.start;
-        let to = to.clamp(self.start, end) - self.start;
-        &self.samples[from..to.max(from)]
-    }
-
-    fn discard_before(&mut self, position: usize) {
-        let drop = position.saturating_sub(self.start).min(self.samples.len());
-        self.samples.drain(..drop);
-        self.start += drop;
-    }
-}
-
 /// Joins speeches into chunks as collect_chunks does: a speech that would
 /// make the chunk longer than the window starts the next one.
 struct Collector {
@@ -231,8 +211,8 @@ pub(crate) fn transcribe_batched<B: WhisperBackend>(
         hint: audio.duration_hint().filter(|d| d.is_finite() && *d > 0.0),
     };
     let batch_size = options.batch_size;
-    let mut block = vec![0.0f32; READ_BLOCK];
-    let mut held = Held::default();
+    // From the first sample a speech may still need to the last read.
+    let mut window = SampleWindow::new(audio);
     let mut spans = Vec::new();
     let mut collector = Collector { current: None };
     let mut ready: Vec<Chunk> = Vec::new();
@@ -241,18 +221,17 @@ pub(crate) fn transcribe_batched<B: WhisperBackend>(
         if observer.is_cancelled() {
             return Err(AsrError::Cancelled);
         }
-        let n = audio.read(&mut block)?.min(block.len());
-        if n == 0 {
+        let before = read;
+        window.fill_to(before + STEP)?;
+        read = window.samples_read();
+        if read == before {
             break;
         }
-        read += n;
-        held.samples.extend_from_slice(&block[..n]);
-        speech.push(&block[..n], &mut spans)?;
+        speech.push(window.slice(before, read), &mut spans)?;
         for span in spans.drain(..) {
-            debug_assert!(span.start >= held.start, "speech audio already dropped");
-            ready.extend(collector.add(span, held.slice(span.start, span.end)));
+            ready.extend(collector.add(span, window.slice(span.start, span.end)));
         }
-        held.discard_before(speech.keep_from());
+        window.discard_before(speech.keep_from());
         while ready.len() >= batch_size {
             let batch: Vec<Chunk> = ready.drain(..batch_size).collect();
             state.decode(batch, observer)?;
@@ -264,9 +243,9 @@ pub(crate) fn transcribe_batched<B: WhisperBackend>(
     }
     speech.finish(&mut spans)?;
     for span in spans.drain(..) {
-        ready.extend(collector.add(span, held.slice(span.start, span.end)));
+        ready.extend(collector.add(span, window.slice(span.start, span.end)));
     }
-    drop(held);
+    drop(window);
     ready.extend(collector.current.take());
     let mut rest = ready.into_iter().peekable();
     while rest.peek().is_some() {
@@ -455,8 +434,7 @@ impl<B: WhisperBackend> Batched<'_, '_, B> {
             // there and decode again, so those stretches are decoded again
             // here, and their segments put in their place.
             if !options.without_timestamps && depth < MAX_REDECODES {
-                let covered: Vec<(f64, f64)> =
-                    found.iter().map(|p| (p.local.0, p.local.1)).collect();
+                let covered: Vec<(f64, f64)> = found.iter().map(|p| p.local).collect();
                 let gaps = chunk.gaps(&covered);
                 if !gaps.is_empty() {
                     let again = self.decode_pieces(&gaps, depth + 1)?;
@@ -550,7 +528,6 @@ mod tests {
     use std::cell::RefCell;
 
     use super::*;
-    use crate::decode::suppressed_tokens;
     use crate::longform::{Alignment, GenerateOptions, Generation};
     use crate::mel::MelFrontEnd;
     use crate::tokenizer::{synthetic, Tokenizer};
@@ -705,13 +682,7 @@ mod tests {
         options: &DecodeOptions,
     ) -> Transcript {
         let front_end = MelFrontEnd::new(80);
-        let form = LongForm {
-            backend: fake,
-            tokenizer,
-            front_end: &front_end,
-            options,
-            suppress: suppressed_tokens(tokenizer, &options.suppress_tokens),
-        };
+        let form = LongForm::new(fake, tokenizer, &front_end, options);
         let mut finder = Known { speeches, read: 0 };
         let mut audio = Silence(total_seconds * SAMPLE_RATE);
         transcribe_batched(

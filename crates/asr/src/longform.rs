@@ -67,7 +67,8 @@ pub struct Alignment {
     pub text_token_probs: Vec<f32>,
 }
 
-/// The model operations long-form decoding needs.
+/// The model operations long-form decoding needs: the batch forms, which
+/// the one-window forms call unless a backend has its own.
 pub trait WhisperBackend {
     /// The encoder's output for one window, reused by every decoding pass.
     type Encoded;
@@ -76,10 +77,17 @@ pub trait WhisperBackend {
     fn is_multilingual(&self) -> bool;
 
     /// Runs the encoder on `[n_mels][3000]` features.
-    fn encode(&self, features: &mut [f32], n_mels: usize) -> Result<Self::Encoded, AsrError>;
+    fn encode(&self, features: &mut [f32], n_mels: usize) -> Result<Self::Encoded, AsrError> {
+        self.encode_batch(features, 1, n_mels)
+    }
 
     /// The most likely language code and its probability.
-    fn detect_language(&self, encoded: &Self::Encoded) -> Result<(String, f32), AsrError>;
+    fn detect_language(&self, encoded: &Self::Encoded) -> Result<(String, f32), AsrError> {
+        self.detect_language_batch(encoded)?
+            .into_iter()
+            .next()
+            .ok_or_else(|| AsrError::Backend("language detection returned nothing".into()))
+    }
 
     /// Decodes from `prompt`.
     fn generate(
@@ -87,7 +95,12 @@ pub trait WhisperBackend {
         encoded: &Self::Encoded,
         prompt: &[TokenId],
         options: &GenerateOptions,
-    ) -> Result<Generation, AsrError>;
+    ) -> Result<Generation, AsrError> {
+        self.generate_batch(encoded, &[prompt.to_vec()], options)?
+            .into_iter()
+            .next()
+            .ok_or_else(|| AsrError::Backend("generation returned no result".into()))
+    }
 
     /// Aligns `text_tokens` (after `start_sequence`) with the first `num_frames` mel frames.
     fn align(
@@ -96,7 +109,18 @@ pub trait WhisperBackend {
         start_sequence: &[TokenId],
         text_tokens: &[TokenId],
         num_frames: usize,
-    ) -> Result<Alignment, AsrError>;
+    ) -> Result<Alignment, AsrError> {
+        Ok(self
+            .align_batch(
+                encoded,
+                start_sequence,
+                &[text_tokens.to_vec()],
+                &[num_frames],
+            )?
+            .into_iter()
+            .next()
+            .unwrap_or_default())
+    }
 
     /// Runs the encoder on `batch` windows of `[n_mels][3000]` features, back to back.
     fn encode_batch(
@@ -150,14 +174,7 @@ pub fn transcribe_stream<B: WhisperBackend>(
     options: &DecodeOptions,
     observer: &mut dyn TranscribeObserver,
 ) -> Result<Transcript, AsrError> {
-    LongForm {
-        backend,
-        tokenizer,
-        front_end,
-        options,
-        suppress: suppressed_tokens(tokenizer, &options.suppress_tokens),
-    }
-    .run(model_name, audio, observer)
+    LongForm::new(backend, tokenizer, front_end, options).run(model_name, audio, observer)
 }
 
 pub(crate) struct LongForm<'a, B> {
@@ -168,7 +185,23 @@ pub(crate) struct LongForm<'a, B> {
     pub(crate) suppress: Vec<i32>,
 }
 
-impl<B: WhisperBackend> LongForm<'_, B> {
+impl<'a, B: WhisperBackend> LongForm<'a, B> {
+    /// Decoding with `options` on `backend`.
+    pub(crate) fn new(
+        backend: &'a B,
+        tokenizer: &'a Tokenizer,
+        front_end: &'a MelFrontEnd,
+        options: &'a DecodeOptions,
+    ) -> Self {
+        Self {
+            backend,
+            tokenizer,
+            front_end,
+            options,
+            suppress: suppressed_tokens(tokenizer, &options.suppress_tokens),
+        }
+    }
+
     /// The `generate` settings at `temperature`: beam search at 0, sampling above.
     pub(crate) fn generate_options(&self, temperature: f32) -> GenerateOptions {
         let options = self.options;

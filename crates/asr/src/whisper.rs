@@ -7,7 +7,6 @@ use std::sync::{Arc, Mutex};
 use ct2rs::sys::{ComputeType, Config, Device, StorageView, Whisper, WhisperOptions};
 
 use crate::batched::transcribe_batched;
-use crate::decode::suppressed_tokens;
 use crate::longform::{
     Alignment, GenerateOptions, Generation, LongForm, WhisperBackend, MEDIAN_FILTER_WIDTH,
 };
@@ -214,50 +213,6 @@ impl WhisperBackend for Ct2Backend<'_> {
         self.model.is_multilingual()
     }
 
-    fn encode(&self, features: &mut [f32], n_mels: usize) -> Result<Self::Encoded, AsrError> {
-        let shape = [1, n_mels, WINDOW_FRAMES];
-        let view = StorageView::new(&shape, features, Device::CPU).map_err(backend_error)?;
-        self.model.encode(&view, false).map_err(backend_error)
-    }
-
-    fn detect_language(&self, encoded: &Self::Encoded) -> Result<(String, f32), AsrError> {
-        self.detect_language_batch(encoded)?
-            .into_iter()
-            .next()
-            .ok_or_else(|| AsrError::Backend("language detection returned nothing".into()))
-    }
-
-    fn generate(
-        &self,
-        encoded: &Self::Encoded,
-        prompt: &[TokenId],
-        options: &GenerateOptions,
-    ) -> Result<Generation, AsrError> {
-        self.generate_batch(encoded, &[prompt.to_vec()], options)?
-            .into_iter()
-            .next()
-            .ok_or_else(|| AsrError::Backend("generation returned no result".into()))
-    }
-
-    fn align(
-        &self,
-        encoded: &Self::Encoded,
-        start_sequence: &[TokenId],
-        text_tokens: &[TokenId],
-        num_frames: usize,
-    ) -> Result<Alignment, AsrError> {
-        Ok(self
-            .align_batch(
-                encoded,
-                start_sequence,
-                &[text_tokens.to_vec()],
-                &[num_frames],
-            )?
-            .into_iter()
-            .next()
-            .unwrap_or_default())
-    }
-
     fn encode_batch(
         &self,
         features: &mut [f32],
@@ -435,13 +390,7 @@ impl Transcriber for WhisperEngine {
             model: &self.model,
             tokenizer: &self.tokenizer,
         };
-        let form = LongForm {
-            backend: &backend,
-            tokenizer: &self.tokenizer,
-            front_end: &self.front_end,
-            options,
-            suppress: suppressed_tokens(&self.tokenizer, &options.suppress_tokens),
-        };
+        let form = LongForm::new(&backend, &self.tokenizer, &self.front_end, options);
         match options.mode {
             DecodeMode::Sequential => form.run(&self.name, audio, observer),
             DecodeMode::Batched => {

@@ -3,8 +3,6 @@
 //! libopus comes from Debian's libopus-dev (audiopus_sys finds it with
 //! pkg-config), so nothing is compiled but this file.
 
-use std::ffi::CStr;
-
 use audiopus_sys as ffi;
 use symphonia::core::audio::{
     AsAudioBufferRef, AudioBuffer, AudioBufferRef, Channels, Signal, SignalSpec,
@@ -37,7 +35,7 @@ impl State {
         // for the error code; a null result is handled below.
         let state = unsafe { ffi::opus_decoder_create(RATE as i32, channels as i32, &mut error) };
         if state.is_null() || error != ffi::OPUS_OK {
-            return Err(Error::DecodeError(leak_reason(error)));
+            return Err(Error::DecodeError(reason(error)));
         }
         Ok(Self(state))
     }
@@ -50,18 +48,17 @@ impl Drop for State {
     }
 }
 
-/// libopus's message for an error code, as symphonia wants a `&'static str`.
-fn leak_reason(code: i32) -> &'static str {
-    // SAFETY: opus_strerror returns a pointer to a static C string for any code.
-    let text = unsafe { CStr::from_ptr(ffi::opus_strerror(code)) };
-    match text.to_str() {
-        Ok("invalid argument") => "opus: invalid argument",
-        Ok("buffer too small") => "opus: buffer too small",
-        Ok("internal error") => "opus: internal error",
-        Ok("corrupted stream") => "opus: corrupted stream",
-        Ok("request not implemented") => "opus: request not implemented",
-        Ok("invalid state") => "opus: invalid state",
-        Ok("memory allocation failed") => "opus: memory allocation failed",
+/// libopus's message for an error code (its `opus_strerror`), as symphonia
+/// wants a `&'static str`.
+fn reason(code: i32) -> &'static str {
+    match code {
+        ffi::OPUS_BAD_ARG => "opus: invalid argument",
+        ffi::OPUS_BUFFER_TOO_SMALL => "opus: buffer too small",
+        ffi::OPUS_INTERNAL_ERROR => "opus: internal error",
+        ffi::OPUS_INVALID_PACKET => "opus: corrupted stream",
+        ffi::OPUS_UNIMPLEMENTED => "opus: request not implemented",
+        ffi::OPUS_INVALID_STATE => "opus: invalid state",
+        ffi::OPUS_ALLOC_FAIL => "opus: memory allocation failed",
         _ => "opus: decoding failed",
     }
 }
@@ -143,7 +140,7 @@ impl Decoder for OpusDecoder {
             )
         };
         if frames < 0 {
-            return decode_error(leak_reason(frames));
+            return decode_error(reason(frames));
         }
         let frames = (frames as usize).min(MAX_FRAMES);
         self.buf.render_reserved(Some(frames));

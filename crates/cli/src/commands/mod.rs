@@ -246,17 +246,24 @@ fn parse_channel(value: &str) -> Result<String, String> {
 }
 
 impl ModeArgs {
-    /// The mode and batch size, the configuration's where not given.
-    pub fn resolve(&self, config: &Config) -> (DecodeMode, usize) {
-        let mode = self
-            .mode
-            .as_deref()
-            .and_then(|m| m.parse().ok())
-            .unwrap_or_else(|| config_mode(config));
-        let batch = self
-            .batch_size
-            .map_or(config.model.batch_size, |b| b as usize);
-        (mode, batch)
+    /// Puts the flags given over `options` (the configuration's, from
+    /// [`default_process_options`]); clap has checked their values.
+    pub fn apply(&self, options: &mut ProcessOptions) {
+        if let Some(mode) = self.mode.as_deref().and_then(|m| m.parse().ok()) {
+            options.mode = mode;
+        }
+        if let Some(batch) = self.batch_size {
+            options.batch_size = batch as usize;
+        }
+        if let Some(prompt) = &self.prompt {
+            options.initial_prompt = Some(prompt.clone());
+        }
+        if let Some(hotwords) = &self.hotwords {
+            options.hotwords = Some(hotwords.clone());
+        }
+        if let Some(channel) = &self.channel {
+            options.channel = channel.clone();
+        }
     }
 }
 

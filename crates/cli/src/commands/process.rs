@@ -98,7 +98,7 @@ pub async fn run(app: &App, args: ProcessArgs) -> Result<u8> {
         .as_ref()
         .map(|dir| std::path::absolute(dir).unwrap_or_else(|_| dir.clone()));
     let defaults = super::default_process_options(config);
-    let options = ProcessOptions {
+    let mut options = ProcessOptions {
         language: args.language.clone().or(defaults.language.clone()),
         task: match &args.task {
             Some(task) => task
@@ -107,19 +107,6 @@ pub async fn run(app: &App, args: ProcessArgs) -> Result<u8> {
             None => defaults.task,
         },
         beam_size: args.beam_size.unwrap_or(defaults.beam_size),
-        mode: args.decoding.resolve(config).0,
-        batch_size: args.decoding.resolve(config).1,
-        initial_prompt: args
-            .decoding
-            .prompt
-            .clone()
-            .or(defaults.initial_prompt.clone()),
-        hotwords: args.decoding.hotwords.clone().or(defaults.hotwords.clone()),
-        channel: args
-            .decoding
-            .channel
-            .clone()
-            .unwrap_or(defaults.channel.clone()),
         word_timestamps: args.word_timestamps || defaults.word_timestamps,
         formats,
         output_dir,
@@ -136,6 +123,7 @@ pub async fn run(app: &App, args: ProcessArgs) -> Result<u8> {
             .collect(),
         ..defaults
     };
+    args.decoding.apply(&mut options);
     let store = app.store().await?;
     let storage = super::storage(config)?;
     let queue = super::queue(config, &store, &[])?;

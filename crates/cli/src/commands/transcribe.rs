@@ -3,7 +3,7 @@
 use anyhow::Result;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
-use pipeline_asr::{AsrError, DecodeOptions, TranscribeObserver};
+use pipeline_asr::{AsrError, TranscribeObserver};
 use pipeline_core::render::{self, OutputFormat};
 use pipeline_worker::DecoderSource;
 use std::io::IsTerminal;
@@ -46,37 +46,14 @@ pub async fn run(app: &App, args: TranscribeArgs) -> Result<u8> {
             .map_err(|e: render::ParseFormatError| failure(exit::BAD_INPUT, e.to_string()))?
     };
     let name = args.file.display().to_string();
-    let limits = pipeline_audio::Limits {
-        max_duration_secs: config.processing.max_duration_secs as f64,
-    };
-    let channel = args
-        .decoding
-        .channel
-        .as_deref()
-        .map_or(Ok(pipeline_audio::Channel::Mix), str::parse)
-        .map_err(|e: String| failure(exit::BAD_INPUT, e))?;
-    let mut source = DecoderSource::open(&args.file, &name, &limits, channel)
+    // The same settings a tracked file gets, without the tracking.
+    let mut settings = super::default_process_options(&config);
+    settings.language = args.language.clone().or(settings.language);
+    settings.word_timestamps |= args.word_timestamps;
+    args.decoding.apply(&mut settings);
+    let mut source = DecoderSource::open(&args.file, &name, &settings.limits(), settings.channel())
         .map_err(|e| failure(exit::BAD_INPUT, e.to_string()))?;
-    let options = DecodeOptions {
-        language: args.language.clone().or(config.model.language.clone()),
-        beam_size: config.model.beam_size.max(1),
-        word_timestamps: args.word_timestamps || config.model.word_timestamps,
-        vad_filter: config.model.vad_filter,
-        mode: args.decoding.resolve(&config).0,
-        batch_size: args.decoding.resolve(&config).1,
-        vad: super::vad_options(&config),
-        initial_prompt: args
-            .decoding
-            .prompt
-            .clone()
-            .or(config.model.initial_prompt.clone()),
-        hotwords: args
-            .decoding
-            .hotwords
-            .clone()
-            .or(config.model.hotwords.clone()),
-        ..DecodeOptions::default()
-    };
+    let options = settings.decode_options();
     let show_bar = std::io::stderr().is_terminal() && !app.json;
     let transcript = tokio::task::spawn_blocking(move || {
         let engine = load_engine(&config, 1)?;
