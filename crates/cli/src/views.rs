@@ -16,6 +16,7 @@ pub fn job_json(job: &ProcessingJob) -> Value {
         "task_id": job.task_id,
         "attempt": job.attempt,
         "max_attempts": job.max_attempts,
+        "lost_leases": job.lost_leases,
         "worker": job.worker,
         "error": job.error.as_ref().map(|e| json!({"kind": e.kind.as_str(), "message": e.message})),
         "cancel_requested": job.cancel_requested,

@@ -284,6 +284,86 @@ fn amqp_killed_worker_loses_nothing() {
     killed_worker_loses_nothing(Broker::Amqp, 12);
 }
 
+/// A worker killed with SIGKILL while it runs one job and holds the
+/// messages of two more that it prefetched. Redis keeps those in kombu's
+/// `unacked` hash until the visibility timeout (an hour, left at its
+/// default here), and their jobs, never claimed, have no lease to expire:
+/// the next worker must still run all three, each once, soon after the
+/// dead worker's lease.
+fn prefetched_messages_of_a_killed_worker_run_soon(broker: Broker, redis_db: u8) {
+    let Some((sb, _queue)) = scaled_sandbox(broker, redis_db) else {
+        return;
+    };
+    let lease = 4;
+    let sb = sb
+        .env("PIPELINE_PROCESSING_LEASE_SECS", &lease.to_string())
+        .env("PIPELINE_PROCESSING_HEARTBEAT_SECS", "1");
+    let files = [
+        long_fixture("long-1min.wav"),
+        fixture("speech.flac"),
+        fixture("speech-8k.wav"),
+    ];
+    let ids = detach(&sb, &files);
+    let mut first = sb.spawn_worker("first");
+    wait_running(&sb, &ids[0], &first);
+    // The other two messages reach the worker's inbox right after the
+    // first: a second is plenty on loopback.
+    std::thread::sleep(Duration::from_secs(2));
+    for id in &ids[1..] {
+        assert_eq!(
+            sb.job(id, "TRANSCRIPTION")["status"],
+            "QUEUED",
+            "prefetched, not started"
+        );
+    }
+    first.signal(libc::SIGKILL);
+    first
+        .wait_exit(Duration::from_secs(10))
+        .expect("SIGKILL ends the worker");
+    let killed = Instant::now();
+    let second = sb.spawn_worker("second");
+    // The short files come first once the long one is put back: they were
+    // waiting, not running. Without their messages back they would wait
+    // for the visibility timeout.
+    for id in &ids[1..] {
+        wait_final(&sb, id, Duration::from_secs(120), &second);
+    }
+    let short_done = killed.elapsed();
+    wait_final(&sb, &ids[0], Duration::from_secs(300), &second);
+    assert!(
+        short_done < Duration::from_secs(120),
+        "the prefetched files took {short_done:?} after the kill"
+    );
+    for id in &ids {
+        let doc = sb.check_status(id);
+        assert_eq!(doc["status"], "COMPLETED", "{doc:#}\n{}", second.log());
+        let events = sb.json(&["jobs", id, "--events"]);
+        for job in doc["jobs"].as_array().into_iter().flatten() {
+            let completed = events["events"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|e| {
+                    e["job_id"] == job["id"]
+                        && e["to_status"] == "COMPLETED"
+                        && e["from_status"] != "COMPLETED"
+                })
+                .count();
+            assert_eq!(completed, 1, "run once: {events:#}");
+        }
+    }
+}
+
+#[test]
+fn redis_prefetched_messages_of_a_killed_worker_run_soon() {
+    prefetched_messages_of_a_killed_worker_run_soon(Broker::Redis, 4);
+}
+
+#[test]
+fn amqp_prefetched_messages_of_a_killed_worker_run_soon() {
+    prefetched_messages_of_a_killed_worker_run_soon(Broker::Amqp, 4);
+}
+
 /// Copies `source` under `count` names in a new folder of the sandbox.
 fn copies(sb: &Sandbox, source: &Path, count: usize) -> PathBuf {
     let dir = sb.root().join("batch");

@@ -276,6 +276,11 @@ pub struct ProcessingJob {
     /// Attempts started so far.
     pub attempt: u32,
     pub max_attempts: u32,
+    /// Attempts that ended because their worker vanished (its lease
+    /// expired): not the job's failure, so they do not count against
+    /// `max_attempts` but against a higher bound of their own.
+    #[serde(default)]
+    pub lost_leases: u32,
     /// The worker holding or last holding the job.
     pub worker: Option<String>,
     pub heartbeat_at: Option<DateTime<Utc>>,
@@ -291,6 +296,13 @@ pub struct ProcessingJob {
     /// `redis` (a Celery broker).
     #[serde(default = "embedded_transport")]
     pub transport: String,
+}
+
+impl ProcessingJob {
+    /// Attempts that failed on their own (a vanished worker's are not counted).
+    pub fn failed_attempts(&self) -> u32 {
+        self.attempt.saturating_sub(self.lost_leases)
+    }
 }
 
 fn embedded_transport() -> String {

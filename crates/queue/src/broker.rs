@@ -82,6 +82,10 @@ struct Inner {
     outbox: Mutex<Option<mpsc::Sender<Delivery>>>,
     fetcher: Mutex<Option<tokio::task::JoinHandle<()>>>,
     last_sweep: Mutex<Option<Instant>>,
+    last_orphan_check: Mutex<Option<Instant>>,
+    /// The worker this queue fetches for (Redis records it as each
+    /// delivery's owner); set by the first claim.
+    consumer: Mutex<Option<String>>,
     last_embedded_poll: Mutex<Option<Instant>>,
     /// Names the database this queue's jobs live in (a digest of its URL).
     store_identity: String,
@@ -113,6 +117,12 @@ impl BrokerQueue {
     /// A queue on the broker at `settings.url`; connects when first used.
     pub fn new(store: Store, mut settings: BrokerSettings) -> Result<Self, QueueError> {
         let url = settings.url.clone();
+        // Names the database this queue's jobs live in (a digest of its URL).
+        let store_identity: String = {
+            use sha2::Digest;
+            let digest = sha2::Sha256::digest(store.url().as_bytes());
+            digest[..8].iter().map(|b| format!("{b:02x}")).collect()
+        };
         let (transport, name) = if url.starts_with("amqp://") || url.starts_with("amqps://") {
             (
                 Transport::Amqp(AmqpTransport::new(&url, settings.connect_timeout)),
@@ -120,11 +130,14 @@ impl BrokerQueue {
             )
         } else if url.starts_with("redis://") || url.starts_with("rediss://") {
             (
-                Transport::Redis(RedisTransport::new(
-                    &url,
-                    settings.connect_timeout,
-                    settings.visibility_timeout,
-                )?),
+                Transport::Redis(
+                    RedisTransport::new(
+                        &url,
+                        settings.connect_timeout,
+                        settings.visibility_timeout,
+                    )?
+                    .scope_owners(&store_identity),
+                ),
                 "redis",
             )
         } else {
@@ -137,11 +150,6 @@ impl BrokerQueue {
         }
         settings.prefetch = settings.prefetch.max(1);
         let (outbox, inbox) = mpsc::channel(settings.prefetch);
-        let store_identity = {
-            use sha2::Digest;
-            let digest = sha2::Sha256::digest(store.url().as_bytes());
-            digest[..8].iter().map(|b| format!("{b:02x}")).collect()
-        };
         Ok(Self {
             inner: Arc::new(Inner {
                 store,
@@ -154,6 +162,8 @@ impl BrokerQueue {
                 outbox: Mutex::new(Some(outbox)),
                 fetcher: Mutex::new(None),
                 last_sweep: Mutex::new(None),
+                last_orphan_check: Mutex::new(None),
+                consumer: Mutex::new(None),
                 last_embedded_poll: Mutex::new(None),
                 down_until: Mutex::new(None),
                 store_identity,
@@ -291,7 +301,12 @@ impl Inner {
 
     /// Now and then: put back jobs whose worker died, and send their
     /// messages again (the old one may be gone with the worker's connection).
-    async fn sweep(&self) -> Result<(), QueueError> {
+    async fn sweep(&self, lease: Duration) -> Result<(), QueueError> {
+        // The broker may be down while the database is not: the claim goes
+        // on (jobs may have fallen back to the embedded queue).
+        if let Err(e) = self.restore_orphans(lease).await {
+            log(&format!("could not look for a dead worker's messages: {e}"));
+        }
         {
             let Ok(mut last) = self.last_sweep.lock() else {
                 return Ok(());
@@ -307,6 +322,47 @@ impl Inner {
             .await?;
         if !reclaimed.is_empty() {
             self.dispatch_jobs(&reclaimed).await?;
+        }
+        Ok(())
+    }
+
+    /// Redis keeps a dead consumer's deliveries in `unacked` until the
+    /// visibility timeout (an hour by default), and their jobs, never
+    /// claimed, have no lease to expire. The database knows which workers
+    /// are alive: the messages our dead workers held go back at once.
+    /// (RabbitMQ returns a dead connection's deliveries by itself.)
+    async fn restore_orphans(&self, lease: Duration) -> Result<(), QueueError> {
+        let Transport::Redis(transport) = &self.transport else {
+            return Ok(());
+        };
+        {
+            let Ok(mut last) = self.last_orphan_check.lock() else {
+                return Ok(());
+            };
+            let every = (lease / 4).clamp(Duration::from_secs(1), Duration::from_secs(5));
+            if last.is_some_and(|t| t.elapsed() < every) {
+                return Ok(());
+            }
+            *last = Some(Instant::now());
+        }
+        let silent_for = chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::seconds(60));
+        let since = self.store.now().await? - silent_for;
+        let mut alive: std::collections::HashSet<String> = self
+            .store
+            .workers_since(since)
+            .await?
+            .into_iter()
+            .map(|w| w.id)
+            .collect();
+        if let Some(me) = self.consumer.lock().ok().and_then(|c| c.clone()) {
+            alive.insert(me);
+        }
+        let grace = lease.min(Duration::from_secs(10));
+        let restored = transport.restore_orphans(&alive, grace).await?;
+        if restored > 0 {
+            log(&format!(
+                "put back {restored} messages held by workers that are gone"
+            ));
         }
         Ok(())
     }
@@ -528,7 +584,10 @@ impl Inner {
 
     /// Starts moving messages from the broker on the first claim (a
     /// process that only dispatches never consumes).
-    fn ensure_fetcher(self: &Arc<Self>) {
+    fn ensure_fetcher(self: &Arc<Self>, worker: &str) {
+        if let Ok(mut consumer) = self.consumer.lock() {
+            consumer.get_or_insert_with(|| worker.to_string());
+        }
         let Ok(mut fetcher) = self.fetcher.lock() else {
             return;
         };
@@ -585,13 +644,24 @@ impl Inner {
         let restore_every = (self.settings.visibility_timeout / 4)
             .clamp(Duration::from_secs(1), Duration::from_secs(10));
         let mut last_restore = Instant::now() - restore_every;
+        let owner = self
+            .consumer
+            .lock()
+            .ok()
+            .and_then(|c| c.clone())
+            .unwrap_or_default();
         loop {
             if last_restore.elapsed() >= restore_every {
                 last_restore = Instant::now();
                 transport.restore_visible().await?;
             }
             match transport
-                .fetch(&mut conn, &self.settings.consume, Duration::from_secs(1))
+                .fetch(
+                    &mut conn,
+                    &self.settings.consume,
+                    Duration::from_secs(1),
+                    &owner,
+                )
                 .await?
             {
                 Some(Ok(d)) => {
@@ -666,8 +736,8 @@ impl JobQueue for BrokerQueue {
     ) -> QueueFuture<'a, Vec<Work>> {
         Box::pin(async move {
             let inner = &self.inner;
-            inner.ensure_fetcher();
-            inner.sweep().await?;
+            inner.ensure_fetcher(worker);
+            inner.sweep(lease).await?;
             // Jobs that fell back to the embedded queue run here too; the
             // table is looked at about once a second, not before every message.
             if inner.embedded_poll_due() {

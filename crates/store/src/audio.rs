@@ -273,35 +273,16 @@ impl Store {
         Ok(u64::try_from(n).unwrap_or(0))
     }
 
-    /// Stores (or replaces) the transcript of a file.
+    /// Stores (or replaces) the transcript of a file, outside any job (a
+    /// worker's transcript is written with its job's completion instead:
+    /// [`Store::complete_with_transcript`]).
     pub async fn save_transcript(
         &self,
         audio_id: Uuid,
         transcript: &Transcript,
     ) -> Result<(), StoreError> {
-        let body = serde_json::to_string(transcript).map_err(|e| StoreError::Corrupt {
-            table: "transcripts",
-            message: e.to_string(),
-        })?;
-        // Delete-then-insert rather than an upsert keeps one statement set
-        // for both backends; a redelivered job simply writes it again.
         let mut tx = self.pool.begin().await?;
-        sqlx::query("DELETE FROM transcripts WHERE audio_id = $1")
-            .bind(audio_id.to_string())
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query(
-            "INSERT INTO transcripts (audio_id, language, model, duration_seconds, body, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(audio_id.to_string())
-        .bind(&transcript.language)
-        .bind(&transcript.model)
-        .bind(transcript.duration)
-        .bind(body)
-        .bind(ts(Utc::now()))
-        .execute(&mut *tx)
-        .await?;
+        write_transcript(&mut tx, audio_id, transcript).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -405,6 +386,37 @@ impl Store {
         tx.commit().await?;
         Ok(())
     }
+}
+
+/// Replaces the transcript of a file inside `tx`.
+pub(crate) async fn write_transcript(
+    tx: &mut Transaction<'_, Any>,
+    audio_id: Uuid,
+    transcript: &Transcript,
+) -> Result<(), StoreError> {
+    let body = serde_json::to_string(transcript).map_err(|e| StoreError::Corrupt {
+        table: "transcripts",
+        message: e.to_string(),
+    })?;
+    // Delete-then-insert rather than an upsert keeps one statement set
+    // for both backends.
+    sqlx::query("DELETE FROM transcripts WHERE audio_id = $1")
+        .bind(audio_id.to_string())
+        .execute(&mut **tx)
+        .await?;
+    sqlx::query(
+        "INSERT INTO transcripts (audio_id, language, model, duration_seconds, body, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(audio_id.to_string())
+    .bind(&transcript.language)
+    .bind(&transcript.model)
+    .bind(transcript.duration)
+    .bind(body)
+    .bind(ts(Utc::now()))
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }
 
 /// Upserts the results of each file, in one statement. A file named twice

@@ -4,7 +4,6 @@
 //! of the one-job operations: every move is guarded by the status (and, to
 //! complete, the holder and attempt) it was read with, with its audit event.
 
-use chrono::Utc;
 use pipeline_core::{AudioStatus, JobStatus, ProcessingJob};
 use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
@@ -48,7 +47,7 @@ impl Store {
             }
             return Ok(answers);
         }
-        let now = Utc::now();
+        let now = self.now().await?;
         let current = self.jobs_by_id(ids).await?;
         let mut answers: Vec<Option<JobClaim>> = vec![None; ids.len()];
         let mut runnable: Vec<&ProcessingJob> = Vec::new();
@@ -77,7 +76,7 @@ impl Store {
             let mut tx = self.pool.begin().await?;
             let wanted: Vec<(Uuid, JobStatus)> =
                 runnable.iter().map(|job| (job.id, job.status)).collect();
-            let taken = take(&mut tx, self.outbox, &wanted, worker, lease).await?;
+            let taken = take(&mut tx, self.outbox, &wanted, worker, lease, now).await?;
             tx.commit().await?;
             for job in taken {
                 if let Some(index) = ids.iter().position(|id| *id == job.id) {
@@ -131,8 +130,8 @@ impl Store {
         let mut audio_ids: Vec<Uuid> = done.iter().map(|c| c.held.audio_id).collect();
         audio_ids.sort();
         audio_ids.dedup();
+        let now = self.now().await?;
         let mut files = lock_files(&mut tx, self.outbox, &audio_ids).await?;
-        let now = Utc::now();
         let mut finished = Vec::with_capacity(done.len());
         for completion in done {
             let held = completion.held;
@@ -202,7 +201,8 @@ impl Store {
             let outbox = *outbox;
             outbox.job_moved(&mut tx, Some(old.status), new).await?;
             let mut moved =
-                settle_dependents(&mut tx, outbox, jobs, old.job_type, JobStatus::Queued).await?;
+                settle_dependents(&mut tx, outbox, jobs, old.job_type, JobStatus::Queued, now)
+                    .await?;
             moved.push(new.clone());
             replace_moved(jobs, &moved);
         }

@@ -1,13 +1,15 @@
 //! Job transitions and the embedded queue's lease operations.
 
 use chrono::{DateTime, Duration as TimeDelta, Utc};
-use pipeline_core::{AudioStatus, JobError, JobStatus, JobType, ProcessingJob};
+use pipeline_core::{AudioStatus, JobError, JobStatus, JobType, ProcessingJob, Transcript};
 use sqlx::{Any, Row, Transaction};
 use std::collections::BTreeMap;
 use std::time::Duration;
 use uuid::Uuid;
 
-use crate::audio::{refresh_audio_status, write_audio_status, write_results, AudioResults};
+use crate::audio::{
+    refresh_audio_status, write_audio_status, write_results, write_transcript, AudioResults,
+};
 use crate::rows::{self, ts, JOB_COLUMNS};
 use crate::webhooks::{Outbox, ENDPOINT_COLUMN};
 use crate::{Backend, Store, StoreError};
@@ -113,6 +115,12 @@ pub enum Heartbeat {
     /// The job is no longer ours (lease expired and reclaimed, or it ended).
     Lost,
 }
+
+/// Attempts a job may lose with its worker (SIGKILL, OOM, a lost machine)
+/// before it is FAILED: well above any `max_attempts`, so that outside
+/// kills never fail a job, while a file that kills every worker it meets
+/// still ends.
+pub const MAX_LOST_LEASES: u32 = 10;
 
 pub(crate) fn lease_end(now: DateTime<Utc>, lease: Duration) -> DateTime<Utc> {
     now + TimeDelta::from_std(lease).unwrap_or(TimeDelta::seconds(60))
@@ -272,8 +280,8 @@ async fn write_transition(
     let result = sqlx::query(
         "UPDATE processing_jobs SET status = $1, progress = $2, attempt = $3, worker = $4, \
          heartbeat_at = $5, lease_expires_at = $6, available_at = $7, cancel_requested = $8, \
-         error_kind = $9, error_message = $10, started_at = $11, completed_at = $12 \
-         WHERE id = $13 AND status = $14 AND attempt = $15",
+         error_kind = $9, error_message = $10, started_at = $11, completed_at = $12, \
+         lost_leases = $16 WHERE id = $13 AND status = $14 AND attempt = $15",
     )
     .bind(new.status.as_str())
     .bind(new.progress)
@@ -290,6 +298,7 @@ async fn write_transition(
     .bind(old.id.to_string())
     .bind(old.status.as_str())
     .bind(i64::from(old.attempt))
+    .bind(i64::from(new.lost_leases))
     .execute(&mut **tx)
     .await?;
     if result.rows_affected() != 1 {
@@ -363,6 +372,14 @@ pub(crate) fn held_by<'a>(
     Ok(job)
 }
 
+/// What a stage leaves behind, written with its job's end.
+#[derive(Clone, Copy)]
+enum Output<'a> {
+    Nothing,
+    Results(&'a AudioResults),
+    Transcript(&'a Transcript),
+}
+
 /// Which expired leases [`Store::reclaim_expired`] puts back.
 #[derive(Debug, Clone, Copy)]
 pub enum Reclaim<'a> {
@@ -428,31 +445,50 @@ impl Store {
         // Only the embedded queue's own jobs: one carried by a broker that
         // is put back here would wait for a message nobody sends again.
         self.reclaim_expired(Reclaim::Transport("embedded")).await?;
-        let types: Vec<&str> = if job_types.is_empty() {
-            JobType::ALL.iter().map(|t| t.as_str()).collect()
+        let mut types: Vec<JobType> = if job_types.is_empty() {
+            JobType::ALL.to_vec()
         } else {
-            job_types.iter().map(|t| t.as_str()).collect()
+            job_types.to_vec()
         };
-        let type_list = types
-            .iter()
-            .map(|t| format!("'{t}'"))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let now = Utc::now();
+        // Later stages first: a file whose transcription is done is
+        // rendered before the next file's transcription starts, so files
+        // complete at a steady rate instead of all at the end.
+        types.sort_by(|a, b| b.cmp(a));
+        types.dedup();
+        let now = self.now().await?;
+        for job_type in types {
+            if let Some(job) = self.claim_of_type(worker, job_type, lease, now).await? {
+                return Ok(Some(job));
+            }
+        }
+        Ok(None)
+    }
+
+    /// [`Store::claim`] for one job type.
+    async fn claim_of_type(
+        &self,
+        worker: &str,
+        job_type: JobType,
+        lease: Duration,
+        now: DateTime<Utc>,
+    ) -> Result<Option<ProcessingJob>, StoreError> {
         // A few rounds: on SQLite another worker may win the race for the
         // candidate we picked, and then the next one is tried.
         for _ in 0..8 {
             let candidate_sql = format!(
                 "SELECT id, status, attempt FROM processing_jobs \
                  WHERE status IN ('QUEUED', 'RETRYING') AND available_at <= $1 \
-                 AND transport = 'embedded' AND job_type IN ({type_list}) ORDER BY available_at, created_at, id LIMIT 1{}",
+                 AND transport = 'embedded' AND job_type = $2 \
+                 ORDER BY available_at, created_at, id LIMIT 1{}",
                 if self.backend == Backend::Postgres {
                     " FOR UPDATE SKIP LOCKED"
                 } else {
                     ""
                 }
             );
-            let candidate = sqlx::query(&candidate_sql).bind(ts(now));
+            let candidate = sqlx::query(&candidate_sql)
+                .bind(ts(now))
+                .bind(job_type.as_str());
             // PostgreSQL locks the candidate inside the transaction and other
             // workers skip it. SQLite must write before it reads inside a
             // transaction (a deferred read lock cannot be upgraded while
@@ -475,7 +511,7 @@ impl Store {
             let id = rows::uuid("processing_jobs", "id", &row)?;
             let from: String = row.try_get("status")?;
             let from: JobStatus = rows::parse("processing_jobs", "status", &from)?;
-            let Some(job) = take(&mut tx, self.outbox, &[(id, from)], worker, lease)
+            let Some(job) = take(&mut tx, self.outbox, &[(id, from)], worker, lease, now)
                 .await?
                 .pop()
             else {
@@ -498,7 +534,7 @@ impl Store {
         &self,
         scope: Reclaim<'_>,
     ) -> Result<Vec<ProcessingJob>, StoreError> {
-        let now = Utc::now();
+        let now = self.now().await?;
         let (filter, value) = match scope {
             Reclaim::Transport(transport) => ("transport = $2", transport.to_string()),
             Reclaim::Job(id) => ("id = $2", id.to_string()),
@@ -520,8 +556,8 @@ impl Store {
             let Some(old) = jobs.iter().find(|j| j.id == id) else {
                 continue;
             };
-            let expired = old.status == JobStatus::Running
-                && old.lease_expires_at.is_some_and(|at| at < Utc::now());
+            let expired =
+                old.status == JobStatus::Running && old.lease_expires_at.is_some_and(|at| at < now);
             if !expired {
                 tx.rollback().await?;
                 continue;
@@ -531,22 +567,33 @@ impl Store {
             new.worker = None;
             new.lease_expires_at = None;
             new.heartbeat_at = None;
-            let message = if old.attempt >= old.max_attempts {
+            // A vanished worker is not the job's failure; only a file that
+            // keeps taking its workers down ends FAILED for it.
+            new.lost_leases = old.lost_leases.saturating_add(1);
+            let message = if new.lost_leases >= MAX_LOST_LEASES {
                 new.status = JobStatus::Failed;
-                new.completed_at = Some(Utc::now());
-                new.error = Some(JobError::retryable(format!(
-                    "worker {holder} stopped renewing its lease on attempt {} of {}",
-                    old.attempt, old.max_attempts
+                new.completed_at = Some(now);
+                new.error = Some(JobError::permanent(format!(
+                    "its worker vanished {} times while running it (last {holder}): \
+                     the file may be crashing workers",
+                    new.lost_leases
                 )));
-                format!("lease of {holder} expired; no attempts left")
+                format!(
+                    "lease of {holder} expired; worker lost {} times, giving up",
+                    new.lost_leases
+                )
             } else {
                 new.status = JobStatus::Queued;
-                new.available_at = Utc::now();
-                format!("lease of {holder} expired; queued again")
+                new.available_at = now;
+                format!(
+                    "lease of {holder} expired; queued again (worker lost {} of at most {MAX_LOST_LEASES} times)",
+                    new.lost_leases
+                )
             };
             write_transition(&mut tx, outbox, old, &new, None, &message).await?;
             if new.status == JobStatus::Failed {
-                settle_dependents(&mut tx, outbox, &jobs, old.job_type, JobStatus::Failed).await?;
+                settle_dependents(&mut tx, outbox, &jobs, old.job_type, JobStatus::Failed, now)
+                    .await?;
             }
             refresh_audio_status(&mut tx, outbox, audio_id).await?;
             tx.commit().await?;
@@ -569,13 +616,21 @@ impl Store {
                 Err(StoreError::NotFound { .. }) => return Ok(JobClaim::Missing),
                 Err(e) => return Err(e),
             };
-            match ClaimStep::of(&job, Utc::now()) {
+            let now = self.now().await?;
+            match ClaimStep::of(&job, now) {
                 ClaimStep::Answer(answer) => return Ok(answer),
                 ClaimStep::Take => {
                     let mut tx = self.pool.begin().await?;
-                    match take(&mut tx, self.outbox, &[(id, job.status)], worker, lease)
-                        .await?
-                        .pop()
+                    match take(
+                        &mut tx,
+                        self.outbox,
+                        &[(id, job.status)],
+                        worker,
+                        lease,
+                        now,
+                    )
+                    .await?
+                    .pop()
                     {
                         Some(claimed) => {
                             tx.commit().await?;
@@ -594,7 +649,7 @@ impl Store {
         }
         Ok(JobClaim::Busy {
             holder: "another worker".to_string(),
-            until: Utc::now(),
+            until: self.now_cached(),
         })
     }
 
@@ -661,7 +716,7 @@ impl Store {
         progress: Option<f64>,
         lease: Duration,
     ) -> Result<Heartbeat, StoreError> {
-        let now = Utc::now();
+        let now = self.now().await?;
         let row = sqlx::query(&format!(
             "UPDATE processing_jobs SET heartbeat_at = $1, lease_expires_at = $2, \
              progress = CASE WHEN $3 > progress THEN $3 ELSE progress END \
@@ -696,22 +751,29 @@ impl Store {
     async fn end_attempt(
         &self,
         held: &Lease,
-        results: Option<&AudioResults>,
-        end: impl FnOnce(&ProcessingJob) -> (ProcessingJob, String, Option<JobStatus>),
+        output: Output<'_>,
+        end: impl FnOnce(&ProcessingJob, DateTime<Utc>) -> (ProcessingJob, String, Option<JobStatus>),
     ) -> Result<Ended, StoreError> {
+        let now = self.now().await?;
         let mut tx = self.pool.begin().await?;
         let (mut jobs, outbox) = lock_jobs(&mut tx, self.outbox, held.audio_id).await?;
         let old = held_by(&jobs, held.job_id, &held.worker, held.attempt)?;
-        let (new, message, dependents) = end(old);
+        let (new, message, dependents) = end(old, now);
         write_transition(&mut tx, outbox, old, &new, Some(&held.worker), &message).await?;
         let mut moved = match dependents {
-            Some(to) => settle_dependents(&mut tx, outbox, &jobs, old.job_type, to).await?,
+            Some(to) => settle_dependents(&mut tx, outbox, &jobs, old.job_type, to, now).await?,
             None => Vec::new(),
         };
         moved.push(new.clone());
         replace_moved(&mut jobs, &moved);
-        if let Some(results) = results {
-            write_results(&mut tx, &[(held.audio_id, results)]).await?;
+        // Under the same lock and guard as the job row: a worker that lost
+        // its lease writes nothing at all.
+        match output {
+            Output::Nothing => {}
+            Output::Results(results) => write_results(&mut tx, &[(held.audio_id, results)]).await?,
+            Output::Transcript(transcript) => {
+                write_transcript(&mut tx, held.audio_id, transcript).await?
+            }
         }
         // The file's jobs are locked, so their statuses are known here.
         write_audio_status(
@@ -741,11 +803,33 @@ impl Store {
         message: &str,
         results: Option<&AudioResults>,
     ) -> Result<Ended, StoreError> {
-        self.end_attempt(held, results, |old| {
+        let output = results.map_or(Output::Nothing, Output::Results);
+        self.complete_output(held, message, output).await
+    }
+
+    /// Marks the holder's TRANSCRIPTION COMPLETED and stores its transcript
+    /// in the same transaction, only while the lease is still the holder's.
+    pub async fn complete_with_transcript(
+        &self,
+        held: &Lease,
+        message: &str,
+        transcript: &Transcript,
+    ) -> Result<Ended, StoreError> {
+        self.complete_output(held, message, Output::Transcript(transcript))
+            .await
+    }
+
+    async fn complete_output(
+        &self,
+        held: &Lease,
+        message: &str,
+        output: Output<'_>,
+    ) -> Result<Ended, StoreError> {
+        self.end_attempt(held, output, |old, now| {
             let mut new = old.clone();
             new.status = JobStatus::Completed;
             new.progress = 100.0;
-            new.completed_at = Some(Utc::now());
+            new.completed_at = Some(now);
             new.lease_expires_at = None;
             new.error = None;
             (new, message.to_string(), Some(JobStatus::Queued))
@@ -761,7 +845,7 @@ impl Store {
         error: &JobError,
         retry_at: Option<DateTime<Utc>>,
     ) -> Result<ProcessingJob, StoreError> {
-        self.end_attempt(held, None, |old| {
+        self.end_attempt(held, Output::Nothing, |old, now| {
             let mut new = old.clone();
             new.error = Some(error.clone());
             new.lease_expires_at = None;
@@ -780,7 +864,7 @@ impl Store {
                 }
                 None => {
                     new.status = JobStatus::Failed;
-                    new.completed_at = Some(Utc::now());
+                    new.completed_at = Some(now);
                     (new, format!("failed: {error}"), Some(JobStatus::Failed))
                 }
             }
@@ -792,13 +876,13 @@ impl Store {
     /// Hands a running job back to the queue (a worker shutting down): the
     /// attempt is not counted.
     pub async fn release(&self, held: &Lease, message: &str) -> Result<ProcessingJob, StoreError> {
-        self.end_attempt(held, None, |old| {
+        self.end_attempt(held, Output::Nothing, |old, now| {
             let mut new = old.clone();
             new.status = JobStatus::Queued;
             new.attempt = old.attempt.saturating_sub(1);
             new.worker = None;
             new.lease_expires_at = None;
-            new.available_at = Utc::now();
+            new.available_at = now;
             (new, message.to_string(), None)
         })
         .await
@@ -807,10 +891,10 @@ impl Store {
 
     /// The holder stops a job whose cancellation was requested.
     pub async fn cancel_running(&self, held: &Lease) -> Result<ProcessingJob, StoreError> {
-        self.end_attempt(held, None, |old| {
+        self.end_attempt(held, Output::Nothing, |old, now| {
             let mut new = old.clone();
             new.status = JobStatus::Cancelled;
-            new.completed_at = Some(Utc::now());
+            new.completed_at = Some(now);
             new.lease_expires_at = None;
             let message = "cancelled while running".to_string();
             (new, message, Some(JobStatus::Cancelled))
@@ -868,6 +952,7 @@ impl Store {
         audio_id: Uuid,
         only_job: Option<Uuid>,
     ) -> Result<Vec<ProcessingJob>, StoreError> {
+        let now = self.now().await?;
         let mut tx = self.pool.begin().await?;
         let (jobs, outbox) = lock_jobs(&mut tx, self.outbox, audio_id).await?;
         let start_type = match only_job {
@@ -910,7 +995,7 @@ impl Store {
             new.error = None;
             new.worker = None;
             new.cancel_requested = false;
-            new.available_at = Utc::now();
+            new.available_at = now;
             new.started_at = None;
             new.completed_at = None;
             write_transition(&mut tx, outbox, old, &new, None, "retried by user").await?;
@@ -949,11 +1034,11 @@ pub(crate) async fn take(
     wanted: &[(Uuid, JobStatus)],
     worker: &str,
     lease: Duration,
+    now: DateTime<Utc>,
 ) -> Result<Vec<ProcessingJob>, StoreError> {
     if wanted.is_empty() {
         return Ok(Vec::new());
     }
-    let now = Utc::now();
     // A join on the wanted rows: on PostgreSQL a chain of ORs costs a
     // comparison per job for every row it reads.
     let rows = (0..wanted.len())
@@ -1069,6 +1154,7 @@ pub(crate) async fn settle_dependents(
     jobs: &[ProcessingJob],
     done_type: JobType,
     to: JobStatus,
+    now: DateTime<Utc>,
 ) -> Result<Vec<ProcessingJob>, StoreError> {
     let mut moved = Vec::new();
     for old in jobs
@@ -1079,16 +1165,16 @@ pub(crate) async fn settle_dependents(
         new.status = to;
         let message = match to {
             JobStatus::Queued => {
-                new.available_at = Utc::now();
+                new.available_at = now;
                 format!("{done_type} completed; queued")
             }
             JobStatus::Failed => {
-                new.completed_at = Some(Utc::now());
+                new.completed_at = Some(now);
                 new.error = Some(JobError::permanent(format!("{done_type} failed")));
                 format!("{done_type} failed; not run")
             }
             _ => {
-                new.completed_at = Some(Utc::now());
+                new.completed_at = Some(now);
                 format!("{done_type} {to}; not run")
             }
         };

@@ -9,6 +9,7 @@
 
 mod audio;
 mod batch;
+mod clock;
 mod error;
 mod jobs;
 mod keys;
@@ -21,7 +22,7 @@ mod workers;
 pub use audio::{AudioResults, NewAudio};
 pub use batch::Completion;
 pub use error::StoreError;
-pub use jobs::{Ended, Heartbeat, JobClaim, JobMetrics, Lease, NewJob, Reclaim};
+pub use jobs::{Ended, Heartbeat, JobClaim, JobMetrics, Lease, NewJob, Reclaim, MAX_LOST_LEASES};
 pub use keys::ApiKey;
 pub use segments::{LiveSegment, NewSegment};
 pub use webhooks::{AttemptOutcome, DeliveryStatus, WebhookDelivery, WebhookEndpoint};
@@ -46,6 +47,7 @@ pub struct Store {
     backend: Backend,
     url: String,
     outbox: webhooks::Outbox,
+    clock: std::sync::Arc<clock::Clock>,
 }
 
 impl Store {
@@ -136,8 +138,10 @@ impl Store {
             backend,
             url: display,
             outbox: webhooks::Outbox::default(),
+            clock: Default::default(),
         };
         store.migrate().await?;
+        store.sync_clock().await?;
         Ok(store)
     }
 

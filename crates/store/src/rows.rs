@@ -14,7 +14,7 @@ use crate::StoreError;
 /// Columns of `processing_jobs` in the order [`job`] reads them.
 pub(crate) const JOB_COLUMNS: &str = "id, audio_id, job_type, status, progress, task_id, attempt, \
      max_attempts, worker, heartbeat_at, lease_expires_at, available_at, cancel_requested, \
-     error_kind, error_message, created_at, started_at, completed_at, transport";
+     error_kind, error_message, created_at, started_at, completed_at, transport, lost_leases";
 
 /// Columns of `audio_files` in the order [`audio`] reads them.
 pub(crate) const AUDIO_COLUMNS: &str = "id, original_name, sha256, size_bytes, container, codec, \
@@ -111,6 +111,7 @@ pub(crate) fn job(row: &AnyRow) -> Result<ProcessingJob, StoreError> {
         task_id: get(row, T, "task_id")?,
         attempt: unsigned(row, T, "attempt")?,
         max_attempts: unsigned(row, T, "max_attempts")?,
+        lost_leases: unsigned(row, T, "lost_leases")?,
         worker: get(row, T, "worker")?,
         heartbeat_at: opt_time(row, T, "heartbeat_at")?,
         lease_expires_at: opt_time(row, T, "lease_expires_at")?,

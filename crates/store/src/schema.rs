@@ -182,6 +182,11 @@ CREATE TABLE live_segments (
 CREATE INDEX live_segments_audio ON live_segments (audio_id, id)
 "#;
 
+/// Attempts lost with their worker, counted apart from failed ones.
+const V4_LOST_LEASES: &str = r#"
+ALTER TABLE processing_jobs ADD COLUMN lost_leases BIGINT NOT NULL DEFAULT 0
+"#;
+
 /// Every migration in order; the last one's version is the schema version.
 pub(crate) fn migrations() -> Vec<Migration> {
     vec![
@@ -202,6 +207,12 @@ pub(crate) fn migrations() -> Vec<Migration> {
             description: "webhook outbox and deliveries, live transcript segments",
             sqlite: &[V3_WEBHOOKS_COMMON, V3_WEBHOOKS_TABLES],
             postgres: &[V3_WEBHOOKS_COMMON, V3_WEBHOOKS_TABLES],
+        },
+        Migration {
+            version: 4,
+            description: "attempts lost with their worker, counted apart",
+            sqlite: &[V4_LOST_LEASES],
+            postgres: &[V4_LOST_LEASES],
         },
     ]
 }

@@ -2,74 +2,16 @@
 
 use pipeline_core::{AudioStatus, JobError, JobStatus, JobType};
 use pipeline_store::{
-    AttemptOutcome, Backend, DeliveryStatus, Heartbeat, JobClaim, Lease, NewAudio, NewJob, Reclaim,
-    Store, StoreError, WebhookEndpoint,
+    AttemptOutcome, DeliveryStatus, Heartbeat, JobClaim, Lease, NewJob, Reclaim, Store, StoreError,
+    WebhookEndpoint,
 };
 use std::collections::HashSet;
 use std::time::Duration;
 use uuid::Uuid;
 
-const LEASE: Duration = Duration::from_secs(60);
+mod common;
 
-/// A fresh store on each backend: a SQLite file in a temporary folder, and
-/// a new database on the PostgreSQL server.
-async fn stores() -> Vec<(Store, Option<tempfile::TempDir>)> {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let sqlite_url = format!("sqlite://{}/pipeline.db", dir.path().display());
-    let sqlite = Store::connect(&sqlite_url).await.expect("sqlite store");
-    let mut stores = vec![(sqlite, Some(dir))];
-    stores.push((postgres_store().await, None));
-    stores
-}
-
-async fn postgres_store() -> Store {
-    let base = std::env::var("PIPELINE_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_string());
-    sqlx::any::install_default_drivers();
-    // A schema per test keeps tests apart at a fraction of a database's cost.
-    let schema = format!("pm_test_{}", Uuid::new_v4().simple());
-    let pool = sqlx::AnyPool::connect(&base)
-        .await
-        .unwrap_or_else(|e| panic!("PostgreSQL at {base} is required for these tests: {e}"));
-    sqlx::query(&format!("CREATE SCHEMA {schema}"))
-        .execute(&pool)
-        .await
-        .expect("create test schema");
-    pool.close().await;
-    let separator = if base.contains('?') { '&' } else { '?' };
-    let store = Store::connect(&format!(
-        "{base}{separator}options=-c%20search_path%3D{schema}"
-    ))
-    .await
-    .expect("postgres store");
-    assert_eq!(store.backend(), Backend::Postgres);
-    store
-}
-
-fn new_audio(sha: &str) -> NewAudio {
-    NewAudio {
-        id: Uuid::new_v4(),
-        original_name: "talk.mp3".into(),
-        sha256: sha.into(),
-        size_bytes: 1234,
-        container: "mp3".into(),
-        codec: "mp3".into(),
-        duration_seconds: 12.5,
-        sample_rate: 44_100,
-        channels: 2,
-        storage_key: format!("audio/{sha}"),
-        options: serde_json::json!({"language": "en"}),
-        settings_key: "settings".into(),
-        webhooks: Vec::new(),
-    }
-}
-
-fn pipeline_jobs() -> Vec<NewJob> {
-    vec![
-        NewJob::new(JobType::Transcription, 3),
-        NewJob::new(JobType::Processing, 3),
-    ]
-}
+use common::*;
 
 #[tokio::test]
 async fn a_file_moves_through_both_stages_with_an_audit_trail() {
@@ -82,7 +24,7 @@ async fn a_file_moves_through_both_stages_with_an_audit_trail() {
         assert_eq!(jobs.len(), 2);
         assert_eq!(jobs[0].status, JobStatus::Queued);
         assert_eq!(jobs[1].status, JobStatus::Pending);
-        assert_eq!(store.schema_version().await.unwrap(), 3);
+        assert_eq!(store.schema_version().await.unwrap(), 4);
 
         let t = store
             .claim("w1", &[], LEASE)

@@ -328,7 +328,7 @@ impl Worker {
                 concurrency: u32::try_from(self.settings.concurrency).unwrap_or(u32::MAX),
                 current_jobs,
                 started_at: self.started_at,
-                last_seen: Utc::now(),
+                last_seen: self.store.now().await.unwrap_or_else(|_| Utc::now()),
             };
             let _ = self.store.worker_seen(&info).await;
             stop.sleep(self.settings.heartbeat.min(Duration::from_secs(10)))
@@ -545,6 +545,12 @@ impl Worker {
                             control.lease_lost.store(true, Ordering::SeqCst);
                             return;
                         }
+                        // Unrenewed for a whole lease, the job may be
+                        // another worker's by now: stop rather than race it.
+                        Err(_) if last_renewal.elapsed() >= lease => {
+                            control.lease_lost.store(true, Ordering::SeqCst);
+                            return;
+                        }
                         Err(_) => {}
                     }
                 }
@@ -722,7 +728,9 @@ impl Worker {
         let leases: Vec<(usize, Lease)> = finished
             .iter()
             .enumerate()
-            .filter(|(_, (_, outcome))| outcome.is_ok())
+            .filter(|(_, (_, outcome))| {
+                outcome.as_ref().is_ok_and(|done| done.transcript.is_none())
+            })
             .map(|(i, (job, _))| (i, Lease::of(job)))
             .collect();
         if leases.len() > 1 {
@@ -764,11 +772,19 @@ impl Worker {
         for round in 1..=5u32 {
             let result = match outcome {
                 Ok(done) => {
-                    match self
-                        .store
-                        .complete_with(held, &done.message, done.results.as_ref())
-                        .await
-                    {
+                    let ended = match &done.transcript {
+                        Some(transcript) => {
+                            self.store
+                                .complete_with_transcript(held, &done.message, transcript)
+                                .await
+                        }
+                        None => {
+                            self.store
+                                .complete_with(held, &done.message, done.results.as_ref())
+                                .await
+                        }
+                    };
+                    match ended {
                         Ok(ended) => return Recorded::Written(Some(ended.file_jobs)),
                         Err(e) => Err(e),
                     }
@@ -815,16 +831,17 @@ impl Worker {
         held: &Lease,
         error: &JobError,
     ) -> Result<(), StoreError> {
+        // Retry times are compared with the database's clock by every worker.
+        let now = self.store.now().await?;
         let retry_at = (error.kind == pipeline_core::ErrorKind::Retryable
-            && job.attempt < job.max_attempts)
+            && job.failed_attempts() < job.max_attempts)
             .then(|| {
                 let wait = backoff(
                     job.attempt,
                     self.settings.retry_base,
                     self.settings.retry_max,
                 );
-                Utc::now()
-                    + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::seconds(1))
+                now + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::seconds(1))
             });
         self.store.fail(held, error, retry_at).await.map(|_| ())
     }

@@ -29,15 +29,8 @@ pub(crate) enum StageError {
 pub(crate) struct StageDone {
     pub(crate) message: String,
     pub(crate) results: Option<AudioResults>,
-}
-
-impl StageDone {
-    fn message(message: String) -> Self {
-        Self {
-            message,
-            results: None,
-        }
-    }
+    /// A transcription's transcript, stored only if the lease still holds.
+    pub(crate) transcript: Option<Transcript>,
 }
 
 impl From<StoreError> for StageError {
@@ -140,14 +133,17 @@ async fn transcribe(
     if transcript.duration <= 0.0 {
         transcript.duration = audio.duration_seconds;
     }
-    worker.store.save_transcript(audio.id, &transcript).await?;
-    Ok(StageDone::message(format!(
-        "transcribed {:.1} s of audio in {:.1} s ({} segments, language {})",
-        transcript.duration,
-        started.elapsed().as_secs_f64(),
-        transcript.segments.len(),
-        transcript.language
-    )))
+    Ok(StageDone {
+        message: format!(
+            "transcribed {:.1} s of audio in {:.1} s ({} segments, language {})",
+            transcript.duration,
+            started.elapsed().as_secs_f64(),
+            transcript.segments.len(),
+            transcript.language
+        ),
+        results: None,
+        transcript: Some(transcript),
+    })
 }
 
 async fn render_outputs(
@@ -228,6 +224,7 @@ async fn render_outputs(
             speech_seconds: stats.speech_seconds,
             words_per_minute: stats.words_per_minute,
         }),
+        transcript: None,
     })
 }
 

@@ -17,6 +17,11 @@ use crate::QueueError;
 const UNACKED: &str = "unacked";
 const UNACKED_INDEX: &str = "unacked_index";
 const UNACKED_MUTEX: &str = "unacked_mutex";
+/// Which of our workers holds each unacked message (kombu keeps no owner):
+/// what lets a dead worker's deliveries come back at once instead of after
+/// the visibility timeout. One hash per database, so that deployments
+/// sharing a Redis judge only their own workers.
+const UNACKED_OWNERS: &str = "pipeline:unacked_owner";
 /// kombu's separator between a queue name and its priority step.
 const PRIORITY_SEP: &str = "\x06\x16";
 /// kombu's default priority steps; step 0 is the queue's own list.
@@ -28,6 +33,7 @@ const RESTORE_SCRIPT: &str = r#"
 local raw = redis.call('HGET', KEYS[1], ARGV[1])
 redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('HDEL', KEYS[1], ARGV[1])
+redis.call('HDEL', KEYS[3], ARGV[1])
 if not raw then return 0 end
 local entry = cjson.decode(raw)
 local message = entry[1]
@@ -54,6 +60,7 @@ pub struct RedisTransport {
     config: AsyncConnectionConfig,
     commands: Mutex<Option<MultiplexedConnection>>,
     visibility_timeout: Duration,
+    owners: String,
 }
 
 fn broker_error(url: &str, e: impl std::fmt::Display) -> QueueError {
@@ -81,7 +88,15 @@ impl RedisTransport {
             config,
             commands: Mutex::new(None),
             visibility_timeout,
+            owners: UNACKED_OWNERS.to_string(),
         })
+    }
+
+    /// Keeps the owners of this deployment's deliveries apart from other
+    /// deployments' on the same Redis (`scope` names its database).
+    pub fn scope_owners(mut self, scope: &str) -> Self {
+        self.owners = format!("{UNACKED_OWNERS}:{scope}");
+        self
     }
 
     fn err(&self, e: impl std::fmt::Display) -> QueueError {
@@ -156,13 +171,15 @@ impl RedisTransport {
     }
 
     /// Waits up to `wait` for a message on any of `queues` and records it
-    /// as unacked. A message that is not a Celery task is returned as an
-    /// error after being removed, so one bad message never blocks a queue.
+    /// as unacked by `owner`. A message that is not a Celery task is
+    /// returned as an error after being removed, so one bad message never
+    /// blocks a queue.
     pub async fn fetch(
         &self,
         conn: &mut MultiplexedConnection,
         queues: &[String],
         wait: Duration,
+        owner: &str,
     ) -> Result<Option<Result<RedisDelivery, String>>, QueueError> {
         let mut brpop = redis::cmd("BRPOP");
         for queue in queues {
@@ -198,6 +215,11 @@ impl RedisTransport {
                     .arg(&tag)
                     .arg(entry)
                     .ignore()
+                    .cmd("HSET")
+                    .arg(&self.owners)
+                    .arg(&tag)
+                    .arg(owner)
+                    .ignore()
                     .query_async(conn)
                     .await
                     .map_err(|e| self.err(e))?;
@@ -220,6 +242,10 @@ impl RedisTransport {
             .arg(UNACKED)
             .arg(tag)
             .ignore()
+            .cmd("HDEL")
+            .arg(&self.owners)
+            .arg(tag)
+            .ignore()
             .query_async(&mut conn)
             .await;
         if let Err(e) = result {
@@ -235,9 +261,10 @@ impl RedisTransport {
             .run(
                 redis::cmd("EVAL")
                     .arg(RESTORE_SCRIPT)
-                    .arg(2)
+                    .arg(3)
                     .arg(UNACKED)
                     .arg(UNACKED_INDEX)
+                    .arg(&self.owners)
                     .arg(tag),
             )
             .await?;
@@ -291,6 +318,47 @@ impl RedisTransport {
             let _: i64 = self.run(redis::cmd("DEL").arg(UNACKED_MUTEX)).await?;
         }
         result
+    }
+
+    /// Puts back the messages our workers held when they died: those whose
+    /// owner is not in `alive` and that were taken more than `grace` ago
+    /// (a worker that has just started may not have announced itself yet).
+    /// Each restore is one atomic script, so two workers restoring at once
+    /// put a message back once. Returns how many were put back.
+    pub async fn restore_orphans(
+        &self,
+        alive: &std::collections::HashSet<String>,
+        grace: Duration,
+    ) -> Result<usize, QueueError> {
+        let owners: Vec<(String, String)> =
+            self.run(redis::cmd("HGETALL").arg(&self.owners)).await?;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs_f64())
+            .unwrap_or(0.0);
+        let mut restored = 0;
+        for (tag, owner) in owners {
+            if alive.contains(&owner) {
+                continue;
+            }
+            let taken_at: Option<f64> = self
+                .run(redis::cmd("ZSCORE").arg(UNACKED_INDEX).arg(&tag))
+                .await?;
+            match taken_at {
+                // Acknowledged or restored meanwhile: only the owner entry was left.
+                None => {
+                    let _: i64 = self
+                        .run(redis::cmd("HDEL").arg(&self.owners).arg(&tag))
+                        .await?;
+                }
+                Some(at) if now - at >= grace.as_secs_f64() => {
+                    self.requeue(&tag).await?;
+                    restored += 1;
+                }
+                Some(_) => {}
+            }
+        }
+        Ok(restored)
     }
 
     /// Messages waiting in `queue`, over all priority steps.

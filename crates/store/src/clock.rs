@@ -1,0 +1,109 @@
+//! The database's clock, as every worker sees it.
+//!
+//! Leases are compared across machines: a worker whose clock runs a minute
+//! behind would otherwise think every lease a minute younger, and one that
+//! runs ahead would take over jobs whose holders are alive. Every lease
+//! time (claims, renewals, expiry, retry times, worker presence) is read
+//! from the database's clock instead. Asking the database on every write
+//! would add a round trip to each; instead the offset between this
+//! process's clock and the database's is measured (the midpoint of one
+//! round trip, as NTP does) and measured again every [`RESYNC`].
+
+use chrono::{DateTime, Duration as TimeDelta, TimeZone, Utc};
+use sqlx::Row;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::{Backend, Store, StoreError};
+
+/// How long a measured offset is trusted: clocks drift by microseconds a
+/// minute, far below any lease.
+const RESYNC: Duration = Duration::from_secs(30);
+
+/// The offset to the database's clock, shared by a store's clones.
+#[derive(Debug, Default)]
+pub(crate) struct Clock {
+    /// Database time minus local time, in microseconds.
+    offset_us: AtomicI64,
+    synced_at: Mutex<Option<Instant>>,
+    /// A pretended error of this process's clock (fault tests only).
+    skew_us: AtomicI64,
+}
+
+impl Clock {
+    fn local(&self) -> DateTime<Utc> {
+        Utc::now() + TimeDelta::microseconds(self.skew_us.load(Ordering::Relaxed))
+    }
+
+    fn due(&self) -> bool {
+        self.synced_at
+            .lock()
+            .map(|at| at.is_none_or(|t| t.elapsed() >= RESYNC))
+            .unwrap_or(true)
+    }
+}
+
+impl Store {
+    /// The database's clock now: the time every lease is measured in.
+    pub async fn now(&self) -> Result<DateTime<Utc>, StoreError> {
+        if self.clock.due() {
+            self.sync_clock().await?;
+        }
+        Ok(self.clock.local()
+            + TimeDelta::microseconds(self.clock.offset_us.load(Ordering::Relaxed)))
+    }
+
+    /// The last known database time, without a round trip (for values that
+    /// only need to be close, such as the audit trail's timestamps).
+    pub(crate) fn now_cached(&self) -> DateTime<Utc> {
+        self.clock.local() + TimeDelta::microseconds(self.clock.offset_us.load(Ordering::Relaxed))
+    }
+
+    /// Measures the offset between this process's clock and the database's.
+    pub async fn sync_clock(&self) -> Result<(), StoreError> {
+        let sql = match self.backend {
+            Backend::Postgres => {
+                "SELECT CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000000 AS BIGINT) AS us"
+            }
+            Backend::Sqlite => {
+                "SELECT CAST((julianday('now') - 2440587.5) * 86400000000.0 AS INTEGER) AS us"
+            }
+        };
+        let before = self.clock.local();
+        let started = Instant::now();
+        let row = sqlx::query(sql).fetch_one(&self.pool).await?;
+        let round_trip = TimeDelta::from_std(started.elapsed()).unwrap_or_default();
+        let us: i64 = row.try_get("us")?;
+        let Some(database) = Utc.timestamp_micros(us).single() else {
+            return Err(StoreError::Corrupt {
+                table: "clock",
+                message: format!("the database's clock reads {us} us since 1970"),
+            });
+        };
+        let midpoint = before + round_trip / 2;
+        let offset = (database - midpoint).num_microseconds().unwrap_or(0);
+        self.clock.offset_us.store(offset, Ordering::Relaxed);
+        if let Ok(mut at) = self.clock.synced_at.lock() {
+            *at = Some(Instant::now());
+        }
+        Ok(())
+    }
+
+    /// The measured offset of the database's clock from this process's.
+    pub fn clock_offset(&self) -> TimeDelta {
+        TimeDelta::microseconds(self.clock.offset_us.load(Ordering::Relaxed))
+    }
+
+    /// A handle on the same database whose process pretends its own clock
+    /// is off by `skew`: how fault tests stand in for a machine whose clock
+    /// is wrong. Leases must not notice.
+    pub fn with_clock_skew(mut self, skew: TimeDelta) -> Store {
+        let clock = Clock::default();
+        clock
+            .skew_us
+            .store(skew.num_microseconds().unwrap_or(0), Ordering::Relaxed);
+        self.clock = Arc::new(clock);
+        self
+    }
+}

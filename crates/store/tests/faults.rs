@@ -1,0 +1,215 @@
+//! What a lease protects, with workers that die, stall or have wrong clocks:
+//! run against SQLite and PostgreSQL alike.
+
+mod common;
+
+use chrono::{Duration as TimeDelta, Utc};
+use common::*;
+use pipeline_core::{JobStatus, JobType, Segment, Transcript};
+use pipeline_store::{JobClaim, Lease, StoreError, MAX_LOST_LEASES};
+use std::time::Duration;
+
+fn transcript(text: &str) -> Transcript {
+    Transcript {
+        language: "en".into(),
+        language_probability: 1.0,
+        model: "tiny.en".into(),
+        duration: 2.0,
+        segments: vec![Segment {
+            id: 0,
+            start: 0.0,
+            end: 2.0,
+            text: text.into(),
+            avg_logprob: -0.2,
+            no_speech_prob: 0.01,
+            compression_ratio: 1.2,
+            temperature: 0.0,
+            words: Vec::new(),
+        }],
+    }
+}
+
+fn text_of(transcript: Option<Transcript>) -> Option<String> {
+    transcript.map(|t| t.segments[0].text.clone())
+}
+
+/// A worker whose lease ran out while it was transcribing (a long GC
+/// pause, a network partition) finishes after another worker took the job
+/// over: whichever order the two finish in, the loser writes nothing.
+#[tokio::test]
+async fn a_worker_that_lost_its_lease_writes_no_transcript() {
+    for (store, _dir) in stores().await {
+        let (audio, _) = store
+            .ingest(&new_audio("f1"), &pipeline_jobs())
+            .await
+            .unwrap();
+        let stalled = store
+            .claim("stalled", &[], Duration::from_millis(1))
+            .await
+            .unwrap()
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let taker = store.claim("taker", &[], LEASE).await.unwrap().unwrap();
+        assert_eq!((taker.id, taker.attempt), (stalled.id, 2));
+
+        // The stalled worker finishes first: refused, nothing stored.
+        let early = store
+            .complete_with_transcript(&Lease::of(&stalled), "late", &transcript("stale words"))
+            .await;
+        assert!(
+            matches!(early, Err(StoreError::Conflict { .. })),
+            "{early:?}"
+        );
+        assert_eq!(text_of(store.transcript(audio.id).await.unwrap()), None);
+
+        // The holder's transcript is stored with its completion.
+        store
+            .complete_with_transcript(&Lease::of(&taker), "done", &transcript("fresh words"))
+            .await
+            .unwrap();
+        // The stalled worker again, after the holder: still refused.
+        let late = store
+            .complete_with_transcript(&Lease::of(&stalled), "late", &transcript("stale words"))
+            .await;
+        assert!(matches!(late, Err(StoreError::Conflict { .. })), "{late:?}");
+        assert_eq!(
+            text_of(store.transcript(audio.id).await.unwrap()).as_deref(),
+            Some("fresh words")
+        );
+        assert_eq!(
+            store.job(taker.id).await.unwrap().status,
+            JobStatus::Completed
+        );
+    }
+}
+
+/// Leases are measured on the database's clock: a worker whose own clock
+/// is an hour behind cannot hand out leases that look expired to everyone
+/// else, and one whose clock is an hour ahead does not take over a live
+/// worker's job.
+#[tokio::test]
+async fn a_wrong_clock_neither_steals_nor_shortens_a_lease() {
+    for (store, _dir) in stores().await {
+        store
+            .ingest(&new_audio("f2"), &pipeline_jobs())
+            .await
+            .unwrap();
+        let behind = store.clone().with_clock_skew(TimeDelta::hours(-1));
+        let ahead = store.clone().with_clock_skew(TimeDelta::hours(1));
+        let lease = Duration::from_secs(30);
+        let job = behind.claim("behind", &[], lease).await.unwrap().unwrap();
+        let until = job.lease_expires_at.expect("a lease");
+        let left = (until - Utc::now()).num_seconds();
+        assert!((25..=35).contains(&left), "lease ends in {left} s");
+        assert!(
+            (behind.clock_offset() - TimeDelta::hours(1))
+                .num_seconds()
+                .abs()
+                < 5,
+            "offset {:?}",
+            behind.clock_offset()
+        );
+
+        for (name, other) in [("ahead", &ahead), ("true", &store)] {
+            assert!(
+                other.claim(name, &[], lease).await.unwrap().is_none(),
+                "{name} took a live lease"
+            );
+            let answer = other.claim_job(job.id, name, lease).await.unwrap();
+            assert!(matches!(answer, JobClaim::Busy { .. }), "{answer:?}");
+        }
+        assert!(matches!(
+            behind
+                .heartbeat(&Lease::of(&job), None, lease)
+                .await
+                .unwrap(),
+            pipeline_store::Heartbeat::Held { .. }
+        ));
+    }
+}
+
+/// Workers killed from outside (SIGKILL, the OOM killer, a lost machine)
+/// are not the job's failure: a job with 3 attempts survives more lost
+/// workers than that, and only a file that keeps taking its workers down
+/// ends FAILED, with that reason.
+#[tokio::test]
+async fn lost_workers_do_not_use_up_attempts() {
+    for (store, _dir) in stores().await {
+        store
+            .ingest(&new_audio("f3"), &pipeline_jobs())
+            .await
+            .unwrap();
+        let mut last = None;
+        for round in 1..=MAX_LOST_LEASES {
+            let job = store
+                .claim(&format!("doomed-{round}"), &[], Duration::from_millis(1))
+                .await
+                .unwrap()
+                .unwrap_or_else(|| panic!("claimable again after {} lost workers", round - 1));
+            assert_eq!(job.job_type, JobType::Transcription);
+            assert_eq!((job.attempt, job.lost_leases), (round, round - 1));
+            assert_eq!(job.failed_attempts(), 1, "only the running attempt counts");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            last = Some(job);
+        }
+        let job = last.unwrap();
+        store
+            .reclaim_expired(pipeline_store::Reclaim::Transport("embedded"))
+            .await
+            .unwrap();
+        let ended = store.job(job.id).await.unwrap();
+        assert_eq!(ended.status, JobStatus::Failed);
+        assert_eq!(ended.lost_leases, MAX_LOST_LEASES);
+        let error = ended.error.expect("a reason");
+        assert!(
+            error.message.contains("vanished") && error.message.contains("crashing workers"),
+            "{error}"
+        );
+        let trail = store.events_for_job(job.id).await.unwrap();
+        assert!(
+            trail
+                .iter()
+                .any(|e| e.message.contains("worker lost 3 of at most")),
+            "{trail:#?}"
+        );
+    }
+}
+
+/// A file whose transcription is done is rendered before the next file's
+/// transcription starts: files complete one by one, not all at the end.
+#[tokio::test]
+async fn a_file_under_way_goes_before_files_not_started() {
+    for (store, _dir) in stores().await {
+        let mut files = Vec::new();
+        for sha in ["g1", "g2", "g3"] {
+            files.push(
+                store
+                    .ingest(&new_audio(sha), &pipeline_jobs())
+                    .await
+                    .unwrap(),
+            );
+        }
+        let first = store.claim("w", &[], LEASE).await.unwrap().unwrap();
+        assert_eq!(
+            (first.audio_id, first.job_type),
+            (files[0].0.id, JobType::Transcription)
+        );
+        store.complete(&Lease::of(&first), "done").await.unwrap();
+        let next = store.claim("w", &[], LEASE).await.unwrap().unwrap();
+        assert_eq!(
+            (next.audio_id, next.job_type),
+            (files[0].0.id, JobType::Processing),
+            "the first file's rendering before the second file's transcription"
+        );
+        // A worker that only transcribes still gets transcriptions.
+        let only = store
+            .claim("t", &[JobType::Transcription], LEASE)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (only.audio_id, only.job_type),
+            (files[1].0.id, JobType::Transcription)
+        );
+    }
+}
