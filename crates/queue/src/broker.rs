@@ -28,6 +28,12 @@ use crate::celery::redis::RedisTransport;
 use crate::celery::{INGEST_TASK, PROCESS_TASK, TRANSCRIBE_TASK};
 use crate::{Dispatched, IngestTask, JobQueue, QueueError, QueueFuture, QueueHealth, Settle, Work};
 
+/// Times a task of another app may come back to one worker before it is
+/// dead-lettered.
+const MAX_BOUNCES: u32 = 10;
+/// How long such a task is held before it is handed back.
+const BOUNCE_PAUSE: Duration = Duration::from_secs(3);
+
 /// A delivery sorted by [`Inner::triage`].
 enum Triage {
     Work(Work),
@@ -77,6 +83,11 @@ struct Inner {
     settings: BrokerSettings,
     held: Mutex<HashMap<String, Vec<Receipt>>>,
     deferred: Mutex<Vec<(DateTime<Utc>, Delivery)>>,
+    /// Messages to hand back to the broker at these instants: tasks for
+    /// other consumers, and work that failed for a passing reason.
+    returning: Mutex<Vec<(Instant, Receipt)>>,
+    /// How often each task of another app came back to this worker.
+    bounced: Mutex<HashMap<String, u32>>,
     inbox: tokio::sync::Mutex<mpsc::Receiver<Delivery>>,
     /// The inbox's sending side, until the fetcher takes it.
     outbox: Mutex<Option<mpsc::Sender<Delivery>>>,
@@ -158,6 +169,8 @@ impl BrokerQueue {
                 settings,
                 held: Mutex::new(HashMap::new()),
                 deferred: Mutex::new(Vec::new()),
+                returning: Mutex::new(Vec::new()),
+                bounced: Mutex::new(HashMap::new()),
                 inbox: tokio::sync::Mutex::new(inbox),
                 outbox: Mutex::new(Some(outbox)),
                 fetcher: Mutex::new(None),
@@ -398,6 +411,12 @@ impl Inner {
     }
 
     async fn finish(&self, receipt: Receipt, how: Settle) {
+        if let Settle::RequeueAfter(wait) = how {
+            if let Ok(mut returning) = self.returning.lock() {
+                returning.push((Instant::now() + wait, receipt));
+            }
+            return;
+        }
         match (&self.transport, receipt, how) {
             (Transport::Amqp(_), Receipt::Amqp(acker), Settle::Ack) => {
                 amqp::ack(&acker).await;
@@ -419,6 +438,78 @@ impl Inner {
         }
     }
 
+    /// Refuses a message for good: RabbitMQ's dead-letter exchange (when
+    /// the operator configured one) or our Redis dead-letter list keeps it.
+    async fn dead_letter(&self, receipt: Receipt) {
+        match (&self.transport, receipt) {
+            (Transport::Amqp(_), Receipt::Amqp(acker)) => {
+                amqp::reject(&acker).await;
+            }
+            (Transport::Redis(t), Receipt::Redis(tag)) => {
+                if let Err(e) = t.dead_letter(&tag).await {
+                    log(&format!("could not dead-letter message {tag}: {e}"));
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Hands back the messages whose time to return has come.
+    async fn return_due(&self) {
+        let due: Vec<Receipt> = {
+            let Ok(mut returning) = self.returning.lock() else {
+                return;
+            };
+            let now = Instant::now();
+            let (due, later): (Vec<_>, Vec<_>) =
+                returning.drain(..).partition(|(at, _)| *at <= now);
+            *returning = later;
+            due.into_iter().map(|(_, receipt)| receipt).collect()
+        };
+        for receipt in due {
+            self.finish(receipt, Settle::Requeue).await;
+        }
+    }
+
+    /// A task of another app on a shared queue: left for its own consumers
+    /// (handed back after a pause, so that they get their turn), and
+    /// dead-lettered once it has come back to us [`MAX_BOUNCES`] times, so
+    /// that a task nobody consumes does not circle for ever.
+    async fn bounce(&self, delivery: Delivery) {
+        let id = delivery.message.id.clone();
+        let task = delivery.message.task.clone();
+        let times = self
+            .bounced
+            .lock()
+            .map(|mut bounced| {
+                if bounced.len() > 10_000 {
+                    bounced.clear();
+                }
+                let n = bounced.entry(id.clone()).or_insert(0);
+                *n += 1;
+                *n
+            })
+            .unwrap_or(1);
+        if times > MAX_BOUNCES {
+            log(&format!(
+                "task {id} ({task}) is no pipeline task and came back {MAX_BOUNCES} times: \
+                 dead-lettered"
+            ));
+            if let Ok(mut bounced) = self.bounced.lock() {
+                bounced.remove(&id);
+            }
+            self.dead_letter(delivery.receipt).await;
+            return;
+        }
+        if times == 1 {
+            log(&format!(
+                "task {id} ({task}) is no pipeline task: left on the queue for other consumers"
+            ));
+        }
+        self.finish(delivery.receipt, Settle::RequeueAfter(BOUNCE_PAUSE))
+            .await;
+    }
+
     /// Sorts a delivery: an ingest task is work as it is, a message that
     /// is no pipeline job is settled here, and a job's message is returned
     /// with its job id, to be claimed.
@@ -431,11 +522,7 @@ impl Inner {
             return Triage::Work(Work::Ingest(IngestTask { task_id, kwargs }));
         }
         if task != TRANSCRIBE_TASK && task != PROCESS_TASK {
-            log(&format!(
-                "discarded task {} ({task}): not a pipeline task",
-                delivery.message.id
-            ));
-            self.finish(delivery.receipt, Settle::Ack).await;
+            self.bounce(delivery).await;
             return Triage::Settled;
         }
         let job_id = delivery
@@ -446,10 +533,10 @@ impl Inner {
             .and_then(|s| Uuid::parse_str(s).ok());
         let Some(job_id) = job_id else {
             log(&format!(
-                "discarded task {} ({task}): no job_id in its kwargs",
+                "dead-lettered task {} ({task}): no job_id in its kwargs",
                 delivery.message.id
             ));
-            self.finish(delivery.receipt, Settle::Ack).await;
+            self.dead_letter(delivery.receipt).await;
             return Triage::Settled;
         };
         Triage::Job(job_id, delivery)
@@ -551,7 +638,16 @@ impl Inner {
                 self.finish(delivery.receipt, Settle::Ack).await;
                 None
             }
-            JobClaim::Waiting | JobClaim::Missing => {
+            JobClaim::Waiting => {
+                self.finish(delivery.receipt, Settle::Ack).await;
+                None
+            }
+            JobClaim::Missing => {
+                log(&format!(
+                    "task {id} ({}) names job {job_id}, which does not exist (its file was deleted, \
+                     or the task is another database's): acknowledged",
+                    delivery.message.task
+                ));
                 self.finish(delivery.receipt, Settle::Ack).await;
                 None
             }
@@ -737,6 +833,7 @@ impl JobQueue for BrokerQueue {
         Box::pin(async move {
             let inner = &self.inner;
             inner.ensure_fetcher(worker);
+            inner.return_due().await;
             inner.sweep(lease).await?;
             // Jobs that fell back to the embedded queue run here too; the
             // table is looked at about once a second, not before every message.
@@ -832,6 +929,9 @@ impl JobQueue for BrokerQueue {
             }
             if let Ok(mut held) = self.inner.held.lock() {
                 receipts.extend(held.drain().flat_map(|(_, r)| r));
+            }
+            if let Ok(mut returning) = self.inner.returning.lock() {
+                receipts.extend(returning.drain(..).map(|(_, r)| r));
             }
             for receipt in receipts {
                 self.inner.finish(receipt, Settle::Requeue).await;

@@ -90,6 +90,9 @@ pub enum Settle {
     Ack,
     /// The work was handed back unfinished: deliver the message again.
     Requeue,
+    /// It failed for a reason that may pass (a database or storage outage):
+    /// deliver it again after this long, to this worker or another.
+    RequeueAfter(std::time::Duration),
 }
 
 /// The result of a dispatch.

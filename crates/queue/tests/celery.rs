@@ -367,16 +367,25 @@ async fn amqp_unreachable_broker_falls_back() {
 
 /// A message that is not a Celery task is dropped, not retried forever,
 /// and the queue goes on.
+/// A message that is no Celery task goes to the queue's dead-letter list
+/// instead of vanishing, and a task of another app that shares the queue
+/// is left on it for that app's consumers; neither blocks our jobs.
 #[tokio::test]
-async fn redis_garbage_message_is_dropped() {
+async fn redis_garbage_is_dead_lettered_and_other_apps_tasks_stay_queued() {
     let url = redis_url(5);
     let setup = store().await;
     let name = format!("test-{}", Uuid::new_v4().simple());
     let queue = BrokerQueue::new(setup.store.clone(), settings(&url, &name)).expect("queue");
     let mut conn = redis_conn(&url).await;
+    let other = pipeline_queue::celery::message::TaskMessage::new(
+        "other.app.add",
+        "other-task-1",
+        serde_json::Map::new(),
+    );
     let _: i64 = redis::cmd("LPUSH")
         .arg(&name)
         .arg("this is not json")
+        .arg(other.to_redis_envelope(&name, "other-tag-1"))
         .query_async(&mut conn)
         .await
         .expect("LPUSH");
@@ -384,11 +393,25 @@ async fn redis_garbage_message_is_dropped() {
     queue.dispatch(&queued(&jobs)).await.expect("dispatch");
     let claimed = job(claim_within(&queue, "w1", Duration::from_secs(10)).await);
     assert_eq!(claimed.job_type, JobType::Transcription);
-    let left: i64 = redis::cmd("LLEN")
-        .arg(&name)
+    let dead: Vec<String> = redis::cmd("LRANGE")
+        .arg(pipeline_queue::celery::redis::dead_letter_list(&name))
+        .arg(0)
+        .arg(-1)
         .query_async(&mut conn)
         .await
-        .expect("LLEN");
-    assert_eq!(left, 0);
+        .expect("LRANGE");
+    assert_eq!(dead, vec!["this is not json".to_string()]);
+    // Stopping hands back what this worker held: the other app's task is
+    // on the queue again, for its own consumers.
     queue.close().await.expect("close");
+    let left: Vec<String> = redis::cmd("LRANGE")
+        .arg(&name)
+        .arg(0)
+        .arg(-1)
+        .query_async(&mut conn)
+        .await
+        .expect("LRANGE");
+    assert_eq!(left.len(), 1, "{left:?}");
+    let envelope: serde_json::Value = serde_json::from_str(&left[0]).expect("json");
+    assert_eq!(envelope["headers"]["task"], "other.app.add", "{envelope:#}");
 }

@@ -155,6 +155,15 @@ impl IngestError {
     pub fn is_bad_input(&self) -> bool {
         matches!(self, IngestError::Unreadable { .. })
     }
+
+    /// Whether trying again later may succeed (a service was down).
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            IngestError::Unreadable { .. } => false,
+            IngestError::Storage { .. } | IngestError::Queue(_) => true,
+            IngestError::Store(e) => e.is_retryable(),
+        }
+    }
 }
 
 /// What happened to one submitted file.

@@ -28,6 +28,9 @@ const SHORT_JOB_BATCH: usize = 64;
 
 /// Outcomes of a batch reported and settled at once at most.
 const ANNOUNCED_AT_ONCE: usize = 16;
+/// How long an ingest task that failed for a passing reason (a database or
+/// storage outage) waits before it is delivered again.
+const INGEST_RETRY: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Loads the speech engine; called once, on the first transcription.
 pub type EngineLoader = Arc<dyn Fn() -> Result<Arc<dyn Transcriber>, AsrError> + Send + Sync>;
@@ -701,6 +704,18 @@ impl Worker {
                     ),
                 },
             },
+            // A service that was down may be back soon: the task is
+            // delivered again rather than lost.
+            Err(e) if e.is_retryable() => {
+                eprintln!(
+                    "pipeline-manager: ingest task {}: {e}; delivered again in {} s",
+                    task.task_id,
+                    INGEST_RETRY.as_secs()
+                );
+                TaskState::Retry {
+                    message: e.to_string(),
+                }
+            }
             Err(e) => {
                 eprintln!("pipeline-manager: ingest task {}: {e}", task.task_id);
                 TaskState::Failure {
@@ -708,8 +723,13 @@ impl Worker {
                 }
             }
         };
+        let how = if matches!(state, TaskState::Retry { .. }) {
+            Settle::RequeueAfter(INGEST_RETRY)
+        } else {
+            Settle::Ack
+        };
         self.report(&task.task_id, state).await;
-        if let Err(e) = self.queue.settle(&task.task_id, Settle::Ack).await {
+        if let Err(e) = self.queue.settle(&task.task_id, how).await {
             eprintln!(
                 "pipeline-manager: could not settle task {}: {e}",
                 task.task_id

@@ -6,7 +6,7 @@
 use futures_util::stream::{SelectAll, StreamExt};
 use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicPublishOptions, BasicQosOptions,
-    ConfirmSelectOptions, QueueDeclareOptions,
+    BasicRejectOptions, ConfirmSelectOptions, QueueDeclareOptions,
 };
 use lapin::types::{AMQPValue, FieldArray, FieldTable, LongString, ShortString};
 use lapin::Confirmation;
@@ -210,7 +210,7 @@ impl AmqpTransport {
 impl AmqpConsumer {
     /// The next delivery, `None` when `wait` passed; an error when the
     /// connection is gone (the caller reconnects). A message that is not a
-    /// Celery task is acknowledged and reported, so it cannot block the queue.
+    /// Celery task is rejected (dead-lettered) and reported, so it cannot block the queue.
     pub async fn next(
         &mut self,
         wait: Duration,
@@ -242,9 +242,11 @@ impl AmqpConsumer {
                 })))
             }
             Err(e) => {
-                let _ = next.acker.ack(BasicAckOptions::default()).await;
+                // Rejected, not requeued: a dead-letter exchange the
+                // operator configured on the queue keeps it.
+                let _ = reject(&next.acker).await;
                 Ok(Some(Err(format!(
-                    "dropped a message on {}: {e}",
+                    "rejected a message on {} (to the queue's dead-letter exchange, if any): {e}",
                     next.routing_key
                 ))))
             }
@@ -256,6 +258,15 @@ impl AmqpConsumer {
 /// already put it back).
 pub async fn ack(acker: &Acker) -> bool {
     acker.ack(BasicAckOptions::default()).await.is_ok()
+}
+
+/// Refuses a delivery for good: the queue's dead-letter exchange, if one
+/// is configured, receives it.
+pub async fn reject(acker: &Acker) -> bool {
+    acker
+        .reject(BasicRejectOptions { requeue: false })
+        .await
+        .is_ok()
 }
 
 /// Hands a delivery back to the queue at once.

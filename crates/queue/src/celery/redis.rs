@@ -46,6 +46,31 @@ redis.call('RPUSH', queue, cjson.encode(message))
 return 1
 "#;
 
+/// Where refused messages of a queue go (`pipeline:dead-letter:<queue>`),
+/// newest first, the last [`DEAD_LETTERS_KEPT`] kept: Redis has no
+/// dead-letter exchange, and a refused task must not vanish unseen.
+const DEAD_LETTER_PREFIX: &str = "pipeline:dead-letter:";
+const DEAD_LETTERS_KEPT: i64 = 1000;
+
+/// Moves one unacked message to its queue's dead-letter list atomically.
+const DEAD_LETTER_SCRIPT: &str = r#"
+local raw = redis.call('HGET', KEYS[1], ARGV[1])
+redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('HDEL', KEYS[1], ARGV[1])
+redis.call('HDEL', KEYS[3], ARGV[1])
+if not raw then return 0 end
+local entry = cjson.decode(raw)
+local list = ARGV[2] .. entry[3]
+redis.call('LPUSH', list, cjson.encode(entry[1]))
+redis.call('LTRIM', list, 0, tonumber(ARGV[3]) - 1)
+return 1
+"#;
+
+/// The dead-letter list of `queue`.
+pub fn dead_letter_list(queue: &str) -> String {
+    format!("{DEAD_LETTER_PREFIX}{queue}")
+}
+
 /// A message taken from Redis and held in the unacked hash.
 #[derive(Debug, Clone)]
 pub struct RedisDelivery {
@@ -225,7 +250,25 @@ impl RedisTransport {
                     .map_err(|e| self.err(e))?;
                 Ok(Some(Ok(RedisDelivery { message, tag })))
             }
-            Err(e) => Ok(Some(Err(format!("dropped a message on {queue}: {e}")))),
+            Err(e) => {
+                let list = dead_letter_list(&queue);
+                let _: () = redis::pipe()
+                    .cmd("LPUSH")
+                    .arg(&list)
+                    .arg(&raw)
+                    .ignore()
+                    .cmd("LTRIM")
+                    .arg(&list)
+                    .arg(0)
+                    .arg(DEAD_LETTERS_KEPT - 1)
+                    .ignore()
+                    .query_async(conn)
+                    .await
+                    .map_err(|e| self.err(e))?;
+                Ok(Some(Err(format!(
+                    "moved a message on {queue} that is no Celery task to {list}: {e}"
+                ))))
+            }
         }
     }
 
@@ -266,6 +309,25 @@ impl RedisTransport {
                     .arg(UNACKED_INDEX)
                     .arg(&self.owners)
                     .arg(tag),
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Refuses a held message for good: it moves to its queue's
+    /// dead-letter list.
+    pub async fn dead_letter(&self, tag: &str) -> Result<(), QueueError> {
+        let _: i64 = self
+            .run(
+                redis::cmd("EVAL")
+                    .arg(DEAD_LETTER_SCRIPT)
+                    .arg(3)
+                    .arg(UNACKED)
+                    .arg(UNACKED_INDEX)
+                    .arg(&self.owners)
+                    .arg(tag)
+                    .arg(DEAD_LETTER_PREFIX)
+                    .arg(DEAD_LETTERS_KEPT),
             )
             .await?;
         Ok(())
