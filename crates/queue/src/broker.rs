@@ -34,6 +34,10 @@ const MAX_BOUNCES: u32 = 10;
 /// How long such a task is held before it is handed back.
 const BOUNCE_PAUSE: Duration = Duration::from_secs(3);
 
+/// How long a runnable job may wait with no message sent before the sweep
+/// sends one (its own worker normally publishes within milliseconds).
+const UNSENT_GRACE: chrono::Duration = chrono::Duration::seconds(5);
+
 /// A delivery sorted by [`Inner::triage`].
 enum Triage {
     Work(Work),
@@ -263,11 +267,15 @@ impl Inner {
     }
 
     async fn dispatch_jobs(&self, jobs: &[ProcessingJob]) -> Result<Dispatched, QueueError> {
+        // A retry that is not due yet is sent by the sweep when it is: its
+        // message would otherwise pin a prefetch slot for the whole backoff.
+        let soon = Utc::now() + chrono::Duration::seconds(1);
         let mine: Vec<&ProcessingJob> = jobs
             .iter()
             .filter(|j| {
                 j.transport == self.name
                     && matches!(j.status, JobStatus::Queued | JobStatus::Retrying)
+                    && j.available_at <= soon
             })
             .collect();
         if mine.is_empty() {
@@ -279,7 +287,17 @@ impl Inner {
                 let messages: Vec<TaskMessage> =
                     mine.iter().map(|j| Self::message_for(j)).collect();
                 match self.publish(&self.settings.queue, &messages).await {
-                    Ok(()) => None,
+                    Ok(()) => {
+                        let ids: Vec<Uuid> = mine.iter().map(|j| j.id).collect();
+                        // Unrecorded, the sweep sends them once more: harmless.
+                        if let Err(e) = self.store.mark_dispatched(&ids).await {
+                            log(&format!(
+                                "could not record {} sent messages: {e}",
+                                ids.len()
+                            ));
+                        }
+                        None
+                    }
                     Err(e) => {
                         self.mark_down(&e.to_string());
                         Some(e.to_string())
@@ -335,6 +353,14 @@ impl Inner {
             .await?;
         if !reclaimed.is_empty() {
             self.dispatch_jobs(&reclaimed).await?;
+        }
+        // Runnable for a while with no message sent: the worker that made
+        // them runnable died before it published, or they are retries
+        // whose time has come.
+        let before = self.store.now().await? - UNSENT_GRACE;
+        let unsent = self.store.undispatched(self.name, before, 500).await?;
+        if !unsent.is_empty() {
+            self.dispatch_jobs(&unsent).await?;
         }
         Ok(())
     }

@@ -415,3 +415,33 @@ async fn redis_garbage_is_dead_lettered_and_other_apps_tasks_stay_queued() {
     let envelope: serde_json::Value = serde_json::from_str(&left[0]).expect("json");
     assert_eq!(envelope["headers"]["task"], "other.app.add", "{envelope:#}");
 }
+
+/// A job made runnable by a worker that died before it published the
+/// message (the commit went through, the publish never happened): the
+/// sweep of any live worker sends it, and it runs.
+async fn a_job_whose_message_was_never_sent_still_runs(url: &str) {
+    let setup = store().await;
+    let name = format!("test-{}", Uuid::new_v4().simple());
+    let queue = BrokerQueue::new(setup.store.clone(), settings(url, &name)).expect("queue");
+    let transport = if url.starts_with("redis") {
+        "redis"
+    } else {
+        "amqp"
+    };
+    let jobs = ingest(&setup.store, transport).await;
+    // No dispatch: the message is lost with its worker.
+    let claimed = job(claim_within(&queue, "w1", Duration::from_secs(30)).await);
+    assert_eq!(claimed.id, jobs[0].id);
+    assert_eq!(claimed.attempt, 1);
+    queue.close().await.expect("close");
+}
+
+#[tokio::test]
+async fn redis_a_job_whose_message_was_never_sent_still_runs() {
+    a_job_whose_message_was_never_sent_still_runs(&redis_url(5)).await;
+}
+
+#[tokio::test]
+async fn amqp_a_job_whose_message_was_never_sent_still_runs() {
+    a_job_whose_message_was_never_sent_still_runs(&amqp_url()).await;
+}

@@ -281,7 +281,9 @@ async fn write_transition(
         "UPDATE processing_jobs SET status = $1, progress = $2, attempt = $3, worker = $4, \
          heartbeat_at = $5, lease_expires_at = $6, available_at = $7, cancel_requested = $8, \
          error_kind = $9, error_message = $10, started_at = $11, completed_at = $12, \
-         lost_leases = $16 WHERE id = $13 AND status = $14 AND attempt = $15",
+         lost_leases = $16, \
+         dispatched_at = CASE WHEN $1 IN ('QUEUED', 'RETRYING') THEN NULL ELSE dispatched_at END \
+         WHERE id = $13 AND status = $14 AND attempt = $15",
     )
     .bind(new.status.as_str())
     .bind(new.progress)

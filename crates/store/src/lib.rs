@@ -10,6 +10,7 @@
 mod audio;
 mod batch;
 mod clock;
+mod dispatch;
 mod error;
 mod jobs;
 mod keys;

@@ -182,9 +182,12 @@ CREATE TABLE live_segments (
 CREATE INDEX live_segments_audio ON live_segments (audio_id, id)
 "#;
 
-/// Attempts lost with their worker, counted apart from failed ones.
+/// Attempts lost with their worker, counted apart from failed ones; when a
+/// broker's message was last sent for a waiting job (NULL: not yet), so
+/// that a message lost between a commit and its publish is sent again.
 const V4_LOST_LEASES: &str = r#"
-ALTER TABLE processing_jobs ADD COLUMN lost_leases BIGINT NOT NULL DEFAULT 0
+ALTER TABLE processing_jobs ADD COLUMN lost_leases BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE processing_jobs ADD COLUMN dispatched_at TEXT
 "#;
 
 /// Every migration in order; the last one's version is the schema version.
@@ -210,7 +213,8 @@ pub(crate) fn migrations() -> Vec<Migration> {
         },
         Migration {
             version: 4,
-            description: "attempts lost with their worker, counted apart",
+            description:
+                "attempts lost with their worker counted apart; dispatch times of broker jobs",
             sqlite: &[V4_LOST_LEASES],
             postgres: &[V4_LOST_LEASES],
         },

@@ -213,3 +213,65 @@ async fn a_file_under_way_goes_before_files_not_started() {
         );
     }
 }
+
+/// A broker job whose message was never published (its worker died right
+/// after the commit) is found by the sweep's query until a publish is
+/// recorded; a retry is found once it is due, not before.
+#[tokio::test]
+async fn unsent_messages_are_found_until_sent() {
+    for (store, _dir) in stores().await {
+        let jobs: Vec<pipeline_store::NewJob> = pipeline_jobs()
+            .into_iter()
+            .map(|mut j| {
+                j.transport = "redis".into();
+                j
+            })
+            .collect();
+        let (_, jobs) = store.ingest(&new_audio("h1"), &jobs).await.unwrap();
+        let soon = Utc::now() + TimeDelta::seconds(10);
+        let unsent = store.undispatched("redis", soon, 100).await.unwrap();
+        assert_eq!(
+            unsent.iter().map(|j| j.id).collect::<Vec<_>>(),
+            vec![jobs[0].id],
+            "the runnable one, not the one waiting on it"
+        );
+        assert!(store
+            .undispatched("amqp", soon, 100)
+            .await
+            .unwrap()
+            .is_empty());
+        store.mark_dispatched(&[jobs[0].id]).await.unwrap();
+        assert!(store
+            .undispatched("redis", soon, 100)
+            .await
+            .unwrap()
+            .is_empty());
+
+        // Claimed from its message, then failed with a retry in a minute:
+        // unsent again, but only due in a minute.
+        let JobClaim::Claimed(running) = store.claim_job(jobs[0].id, "w", LEASE).await.unwrap()
+        else {
+            panic!("claimable")
+        };
+        let retry_at = Utc::now() + TimeDelta::seconds(60);
+        store
+            .fail(
+                &Lease::of(&running),
+                &pipeline_core::JobError::retryable("blip"),
+                Some(retry_at),
+            )
+            .await
+            .unwrap();
+        assert!(store
+            .undispatched("redis", soon, 100)
+            .await
+            .unwrap()
+            .is_empty());
+        let later = store
+            .undispatched("redis", retry_at + TimeDelta::seconds(1), 100)
+            .await
+            .unwrap();
+        assert_eq!(later.len(), 1);
+        assert_eq!(later[0].status, JobStatus::Retrying);
+    }
+}
