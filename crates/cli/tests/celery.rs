@@ -114,8 +114,10 @@ fn python_client_submits_through_celery(broker: Broker, redis_db: u8) {
         return;
     };
     let backend = format!("redis://127.0.0.1:6379/{}", redis_db + 1);
-    let worker = sb.spawn_worker("rust-worker");
     let speech = fixture("speech.wav");
+    let roots = speech.parent().expect("fixtures folder").to_path_buf();
+    let sb = sb.env("PIPELINE_INGEST_ALLOWED_ROOTS", path(&roots));
+    let worker = sb.spawn_worker("rust-worker");
     let task_id = peer(
         &python,
         &["send-ingest", &broker.url(redis_db), &queue, path(&speech)],
@@ -145,6 +147,86 @@ fn python_client_submits_through_celery(broker: Broker, redis_db: u8) {
     let txt = doc["outputs"]["txt"].as_str().expect("txt output");
     let text = std::fs::read_to_string(txt).expect("transcript file");
     assert!(speech_wer(&text) < WER_BOUND, "WER too high: {text}");
+}
+
+/// `pipeline.ingest` is input from anyone who can publish to the queue:
+/// a path outside `ingest.allowed_roots`, a symlink out of one, and an
+/// argument the operator owns (`output_dir`) are refused as FAILURE, and
+/// nothing is stored or recorded for them.
+#[test]
+fn redis_ingest_tasks_reach_only_allowed_roots() {
+    let Some(python) = python() else { return };
+    let Some((sb, queue)) = scaled_sandbox(Broker::Redis, 4) else {
+        return;
+    };
+    let backend = "redis://127.0.0.1:6379/5";
+    let allowed = sb.root().join("inbox");
+    std::fs::create_dir_all(&allowed).expect("inbox");
+    let speech = fixture("speech.wav");
+    std::fs::copy(&speech, allowed.join("talk.wav")).expect("copy");
+    let escape = allowed.join("escape.wav");
+    std::os::unix::fs::symlink(&speech, &escape).expect("symlink");
+    let sb = sb.env("PIPELINE_INGEST_ALLOWED_ROOTS", path(&allowed));
+    let worker = sb.spawn_worker("rust-worker");
+    let url = Broker::Redis.url(4);
+    let cases: [(&str, String, &str, &str); 4] = [
+        (
+            "/etc/passwd",
+            "{}".into(),
+            "outside ingest.allowed_roots",
+            "a system file",
+        ),
+        (
+            path(&speech),
+            "{}".into(),
+            "outside ingest.allowed_roots",
+            "outside the roots",
+        ),
+        (
+            path(&escape),
+            "{}".into(),
+            "outside ingest.allowed_roots",
+            "a symlink out",
+        ),
+        (
+            "",
+            serde_json::json!({"output_dir": "/tmp/anywhere"}).to_string(),
+            "unknown field `output_dir`",
+            "an operator's setting",
+        ),
+    ];
+    for (source, extra, expected, what) in cases {
+        let source = if source.is_empty() {
+            path(&allowed.join("talk.wav")).to_string()
+        } else {
+            source.to_string()
+        };
+        let task_id = peer(&python, &["send-ingest", &url, &queue, &source, &extra]);
+        let result: Value =
+            serde_json::from_str(&peer(&python, &["result", backend, &task_id, "60"]))
+                .expect("result JSON");
+        assert_eq!(
+            result["state"],
+            "FAILURE",
+            "{what}: {result:#}\n{}",
+            worker.log()
+        );
+        assert!(result.to_string().contains(expected), "{what}: {result:#}");
+    }
+    let recent = sb.json(&["list-recent", "--limit", "10"]);
+    assert_eq!(
+        recent["files"].as_array().map(Vec::len),
+        Some(0),
+        "{recent:#}"
+    );
+    // The allowed file itself goes through.
+    let task_id = peer(
+        &python,
+        &["send-ingest", &url, &queue, path(&allowed.join("talk.wav"))],
+    );
+    let result: Value = serde_json::from_str(&peer(&python, &["result", backend, &task_id, "120"]))
+        .expect("result JSON");
+    assert_eq!(result["state"], "SUCCESS", "{result:#}\n{}", worker.log());
 }
 
 #[test]

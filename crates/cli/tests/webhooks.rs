@@ -80,6 +80,9 @@ impl Drop for Receiver {
     }
 }
 
+/// Lets endpoints be loopback addresses, as the receiver here is.
+const ALLOW_PRIVATE: &str = "PIPELINE_WEBHOOKS_ALLOW_PRIVATE_TARGETS";
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -173,7 +176,8 @@ fn global_webhooks_survive_a_receiver_restart_signed_and_in_order() {
     let mut receiver = Receiver::start(port, "s3cret", sb.root().join("received.jsonl"));
     let sb = sb
         .env("PIPELINE_WEBHOOKS_URLS", &receiver.url("/hooks"))
-        .env("PIPELINE_WEBHOOKS_SECRET", "s3cret");
+        .env("PIPELINE_WEBHOOKS_SECRET", "s3cret")
+        .env(ALLOW_PRIVATE, "true");
     let files = [
         fixture("speech.wav"),
         fixture("speech.mp3"),
@@ -263,6 +267,7 @@ fn a_files_own_endpoint_hears_only_that_file_and_failed_deliveries_are_retried()
     let Some(sb) = Sandbox::with_model() else {
         return;
     };
+    let sb = sb.env(ALLOW_PRIVATE, "true");
     let port = free_port();
     let mut receiver = Receiver::start(port, "own-key", sb.root().join("received.jsonl"));
     let url = receiver.url("/own");
@@ -358,6 +363,9 @@ fn an_upload_names_its_endpoint_and_the_api_lists_and_retries_deliveries() {
     let Some(sb) = Sandbox::with_model() else {
         return;
     };
+    let sb = sb
+        .env(ALLOW_PRIVATE, "true")
+        .env("PIPELINE_WEBHOOKS_SECRET", "server-key");
     let receiver = Receiver::start(free_port(), "upload-key", sb.root().join("received.jsonl"));
     let (_, key) = server::new_key(&sb);
     let served = server::start(&sb, &["--workers", "1"]);
@@ -410,10 +418,139 @@ fn an_upload_names_its_endpoint_and_the_api_lists_and_retries_deliveries() {
     let (status, _) = served.get("/api/v1/webhooks/deliveries?status=LOST", Some(&key));
     assert_eq!(status, 400);
 
+    // Without its own key an upload's events go unsigned: the server's key
+    // never signs what any key holder asks it to send.
+    let unsigned = receiver.url("/unsigned");
+    let (status, doc) =
+        served.upload_with("speech.mp3", &speech, &key, &[("webhook_url", &unsigned)]);
+    assert_eq!(status, 202, "{doc:#}");
+    let second = doc["id"].as_str().expect("id").to_string();
+    wait_for(
+        Duration::from_secs(120),
+        Duration::from_millis(200),
+        "the second file's audio.completed",
+        || {
+            receiver
+                .records()
+                .iter()
+                .any(|r| {
+                    r["event"] == "audio.completed" && r["body"]["audio_id"] == second.as_str()
+                })
+                .then_some(())
+        },
+    );
+    let theirs: Vec<Value> = receiver
+        .records()
+        .into_iter()
+        .filter(|r| r["body"]["audio_id"] == second.as_str())
+        .collect();
+    assert!(!theirs.is_empty());
+    assert!(theirs.iter().all(|r| r["signed"] == false), "{theirs:#?}");
+
     // Endpoints are checked before anything is stored.
     let (status, doc) =
         served.upload_with("speech.wav", &speech, &key, &[("webhook_url", "ftp://x")]);
     assert_eq!(status, 400, "{doc:#}");
     let (status, doc) = served.upload_with("speech.wav", &speech, &key, &[("webhook_secret", "k")]);
     assert_eq!(status, 400, "{doc:#}");
+}
+
+/// An upload cannot make the server call its own network: endpoints on
+/// loopback, on a private address, on `localhost`, and on a host name that
+/// resolves to loopback are never contacted (a receiver listening there
+/// counts what reaches it). With `webhooks.allow_private_targets` the
+/// loopback endpoint is reached, and a redirect from it is not followed.
+#[test]
+fn an_upload_cannot_make_the_server_call_its_own_network() {
+    let Some(sb) = Sandbox::with_model() else {
+        return;
+    };
+    let port = free_port();
+    let receiver = Receiver::start(port, "k", sb.root().join("received.jsonl"));
+    let (_, key) = server::new_key(&sb);
+    let served = server::start(&sb, &["--workers", "1"]);
+    let speech = std::fs::read(fixture("speech.wav")).expect("fixture");
+    for url in [
+        receiver.url("/literal"),
+        "http://10.0.0.1/x".to_string(),
+        "http://169.254.169.254/latest/meta-data/".to_string(),
+        format!("http://[::1]:{port}/v6"),
+        format!("http://localhost:{port}/name"),
+    ] {
+        let (status, doc) =
+            served.upload_with("speech.wav", &speech, &key, &[("webhook_url", &url)]);
+        assert_eq!(status, 400, "{url}: {doc:#}");
+        let message = doc["error"]["message"].as_str().unwrap_or("");
+        assert!(message.contains("not a public address"), "{url}: {doc:#}");
+    }
+
+    // A name is judged by what it resolves to, at each connection.
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_default();
+    let resolves_to_loopback = std::net::ToSocketAddrs::to_socket_addrs(&(host.as_str(), port))
+        .map(|mut addrs| addrs.any(|a| a.ip().is_loopback()))
+        .unwrap_or(false);
+    if resolves_to_loopback {
+        let url = format!("http://{host}:{port}/by-name");
+        let (status, doc) =
+            served.upload_with("speech.wav", &speech, &key, &[("webhook_url", &url)]);
+        assert_eq!(status, 202, "{doc:#}");
+        wait_for(
+            Duration::from_secs(120),
+            Duration::from_millis(250),
+            "a refused delivery",
+            || {
+                deliveries(&sb, None)
+                    .iter()
+                    .any(|d| {
+                        d["url"] == url.as_str()
+                            && d["last_error"]
+                                .as_str()
+                                .is_some_and(|e| e.contains("not public"))
+                    })
+                    .then_some(())
+            },
+        );
+    } else {
+        eprintln!("skipped the host-name case: {host:?} does not resolve to loopback here");
+    }
+    assert!(receiver.records().is_empty(), "{:#?}", receiver.records());
+
+    // Allowed, the loopback endpoint is reached; its redirect is not followed.
+    let out = sb.run_env(
+        &[
+            "process",
+            path(&fixture("speech.mp3")),
+            "--webhook-url",
+            &receiver.url("/redirect"),
+        ],
+        &[
+            (ALLOW_PRIVATE, "true"),
+            ("PIPELINE_WEBHOOKS_RETRY_PERIOD_SECS", "2"),
+        ],
+    );
+    out.expect_code(0);
+    // (This relay also sends the refused deliveries still pending above:
+    // here private targets are allowed.)
+    let records = receiver.records();
+    assert!(
+        records.iter().any(|r| r["path"] == "/redirect"),
+        "the allowed endpoint was never called: {records:#?}"
+    );
+    assert!(
+        records.iter().all(|r| r["path"] != "/landing"),
+        "a redirect was followed: {records:#?}"
+    );
+    let redirected: Vec<Value> = deliveries(&sb, Some("FAILED"))
+        .into_iter()
+        .filter(|d| d["url"] == receiver.url("/redirect").as_str())
+        .collect();
+    assert!(!redirected.is_empty());
+    assert!(
+        redirected.iter().all(|d| d["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("redirects are not followed"))),
+        "{redirected:#?}"
+    );
 }

@@ -43,6 +43,16 @@ pub struct Config {
     pub server: ServerConfig,
     /// The speech detector of batched transcription.
     pub vad: VadConfig,
+    /// What `pipeline.ingest` tasks from a broker may read.
+    pub ingest: IngestConfig,
+}
+
+/// `[ingest]`: the folders a broker's `pipeline.ingest` task may name.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct IngestConfig {
+    /// A task's `source` must be (after resolving symlinks) under one of
+    /// these; none configured refuses every such task.
+    pub allowed_roots: Vec<PathBuf>,
 }
 
 /// `[vad]`: the Silero voice activity detector that batched mode runs first.
@@ -178,6 +188,9 @@ pub struct WebhooksConfig {
     /// How long a delivery is retried (with exponential backoff) before it
     /// is marked FAILED.
     pub retry_period_secs: u64,
+    /// Whether endpoints may be loopback, private or link-local addresses
+    /// (off: an upload cannot make the server call its own network).
+    pub allow_private_targets: bool,
 }
 
 /// `[server]`: the HTTP API.
@@ -265,6 +278,7 @@ impl fmt::Debug for WebhooksConfig {
             .field("secret", &self.secret.as_ref().map(|_| MASK))
             .field("timeout_secs", &self.timeout_secs)
             .field("retry_period_secs", &self.retry_period_secs)
+            .field("allow_private_targets", &self.allow_private_targets)
             .finish()
     }
 }
@@ -327,6 +341,7 @@ impl Config {
                 secret: None,
                 timeout_secs: 10,
                 retry_period_secs: 24 * 3600,
+                allow_private_targets: false,
             },
             server: ServerConfig {
                 bind: "127.0.0.1:8000".to_string(),
@@ -340,6 +355,7 @@ impl Config {
                 min_silence_ms: 160,
                 speech_pad_ms: 400,
             },
+            ingest: IngestConfig::default(),
         }
     }
 
@@ -914,6 +930,7 @@ const SECTIONS: &[&str] = &[
     "webhooks",
     "server",
     "vad",
+    "ingest",
 ];
 
 const DEVICES: &[&str] = &["cpu", "cuda", "auto"];
@@ -1089,6 +1106,12 @@ const KEYS: &[KeySpec] = &[
     spec("processing.formats", Kind::Formats),
     opt("webhooks.urls", Kind::List, Secrecy::Url, "none"),
     opt(
+        "ingest.allowed_roots",
+        Kind::List,
+        Secrecy::Public,
+        "none (broker ingest tasks refused)",
+    ),
+    opt(
         "webhooks.secret",
         Kind::OptText,
         Secrecy::Whole,
@@ -1096,6 +1119,7 @@ const KEYS: &[KeySpec] = &[
     ),
     spec("webhooks.timeout_secs", Kind::UInt),
     spec("webhooks.retry_period_secs", Kind::UInt),
+    spec("webhooks.allow_private_targets", Kind::Bool),
     spec("server.bind", Kind::Text),
     spec("server.auth", Kind::Bool),
     spec("server.max_upload_bytes", Kind::Bytes),
@@ -1414,9 +1438,13 @@ fn apply(c: &mut Config, key: &str, value: Parsed) -> Result<(), String> {
         ("processing.concurrency", P::UInt(v)) => c.processing.concurrency = narrow(v)?,
         ("processing.formats", P::Formats(v)) => c.processing.formats = v,
         ("webhooks.urls", P::List(v)) => c.webhooks.urls = v,
+        ("ingest.allowed_roots", P::List(v)) => {
+            c.ingest.allowed_roots = v.into_iter().map(PathBuf::from).collect()
+        }
         ("webhooks.secret", P::Text(v)) => c.webhooks.secret = v,
         ("webhooks.timeout_secs", P::UInt(v)) => c.webhooks.timeout_secs = v,
         ("webhooks.retry_period_secs", P::UInt(v)) => c.webhooks.retry_period_secs = v,
+        ("webhooks.allow_private_targets", P::Bool(v)) => c.webhooks.allow_private_targets = v,
         ("server.bind", P::Text(Some(v))) => c.server.bind = v,
         ("server.auth", P::Bool(v)) => c.server.auth = v,
         ("server.max_upload_bytes", P::UInt(v)) => c.server.max_upload_bytes = v,
@@ -1476,9 +1504,11 @@ fn get(c: &Config, key: &str) -> Json {
         "processing.concurrency" => json!(c.processing.concurrency),
         "processing.formats" => json!(c.processing.formats),
         "webhooks.urls" => json!(c.webhooks.urls),
+        "ingest.allowed_roots" => json!(c.ingest.allowed_roots),
         "webhooks.secret" => json!(c.webhooks.secret),
         "webhooks.timeout_secs" => json!(c.webhooks.timeout_secs),
         "webhooks.retry_period_secs" => json!(c.webhooks.retry_period_secs),
+        "webhooks.allow_private_targets" => json!(c.webhooks.allow_private_targets),
         "server.bind" => json!(c.server.bind),
         "server.auth" => json!(c.server.auth),
         "server.max_upload_bytes" => json!(c.server.max_upload_bytes),

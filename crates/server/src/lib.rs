@@ -51,8 +51,9 @@ pub struct AppState {
     pub job_timeout: std::time::Duration,
     /// Requests served, for `/metrics`.
     pub http: HttpCounters,
-    /// Signs the events of uploads that name a `webhook_url` without a key.
-    pub webhook_secret: Option<String>,
+    /// Whether an upload's `webhook_url` may be a private address
+    /// (`webhooks.allow_private_targets`).
+    pub allow_private_webhooks: bool,
     /// What live event streams listen to.
     pub feed: Feed,
 }

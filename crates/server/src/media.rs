@@ -172,6 +172,12 @@ pub async fn audio_file(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let audio = state.store.audio(id).await?;
+    // Refused content is recorded but never kept, and never served.
+    if audio.storage_key.is_empty() {
+        return Err(ApiError::not_found(format!(
+            "audio {id} was refused at ingest: nothing was stored"
+        )));
+    }
     let etag = format!("\"{}\"", audio.sha256);
     let header_text = |name: header::HeaderName| {
         headers

@@ -259,8 +259,8 @@ pub struct UploadForm {
         pattern = r"^https?://[^/?#@:\s\[\]]+(:[0-9]{1,4})?([/?#].*)?$"
     )]
     webhook_url: String,
-    /// Signs the events sent to `webhook_url` (HMAC-SHA256) instead of the
-    /// server's key; needs `webhook_url`.
+    /// Signs the events sent to `webhook_url` (HMAC-SHA256); without it
+    /// they are sent unsigned. Needs `webhook_url`.
     #[serde(default)]
     webhook_secret: String,
 }

@@ -267,11 +267,13 @@ pub async fn delete_audio(
     let audio = state.store.audio(id).await?;
     let results = state.store.results(audio.id).await?;
     state.store.delete_audio(audio.id).await?;
-    if state
-        .store
-        .files_sharing_storage(&audio.storage_key)
-        .await?
-        == 0
+    // Refused content was never stored (its key is empty).
+    if !audio.storage_key.is_empty()
+        && state
+            .store
+            .files_sharing_storage(&audio.storage_key)
+            .await?
+            == 0
     {
         if let Err(e) = state.storage.remove(&audio.storage_key).await {
             eprintln!("pipeline-manager serve: {e}");
@@ -538,11 +540,13 @@ pub async fn upload(
                 let url = value.trim();
                 // A URL the relay could never send to is refused now rather
                 // than failed later.
-                pipeline_webhooks::check_url(url)
+                pipeline_webhooks::check_target(url, state.allow_private_webhooks)
                     .map_err(|e| ApiError::bad_request(format!("webhook_url {url:?}: {e}")))?;
+                // Unsigned unless the upload brings its own key: signing with
+                // the server's would sign anything for any key holder.
                 options.webhooks = vec![pipeline_store::WebhookEndpoint {
                     url: url.to_string(),
-                    secret: state.webhook_secret.clone(),
+                    secret: None,
                 }];
             }
             "webhook_secret" => {}
@@ -553,7 +557,7 @@ pub async fn upload(
             }
         }
     }
-    // The upload's own key signs its events; the server's is the default.
+    // The upload's own key signs its events; without one they go unsigned.
     if let Some(secret) = form.field("webhook_secret").filter(|s| !s.is_empty()) {
         match options.webhooks.first_mut() {
             Some(endpoint) => endpoint.secret = Some(secret.to_string()),

@@ -73,7 +73,8 @@ impl Store {
         jobs: &[NewJob],
         rejection: Option<&JobError>,
     ) -> Result<(AudioFile, Vec<ProcessingJob>), StoreError> {
-        let now = ts(Utc::now());
+        // The claim compares `available_at` with the database's clock.
+        let now = ts(self.now().await?);
         let mut tx = self.pool.begin().await?;
         let statuses: Vec<JobStatus> = jobs
             .iter()

@@ -156,6 +156,7 @@ fn job_fields(job: &ProcessingJob) -> Value {
         "progress": job.progress,
         "attempt": job.attempt,
         "max_attempts": job.max_attempts,
+        "lost_leases": job.lost_leases,
         "task_id": job.task_id,
         "error": job.error.as_ref().map(|e| json!({"kind": e.kind.as_str(), "message": e.message})),
         "created_at": job.created_at,

@@ -14,6 +14,9 @@ use sha2::Sha256;
 use std::future::Future;
 use std::time::Duration;
 
+mod guard;
+pub use guard::is_public;
+
 /// The header that carries the signature: `t=<unix seconds>,v1=<hex>`.
 pub const SIGNATURE_HEADER: &str = "X-Pipeline-Signature";
 
@@ -38,6 +41,9 @@ pub struct RelaySettings {
     pub timeout: Duration,
     /// How long a delivery is retried before it is marked FAILED.
     pub retry_period: Duration,
+    /// Whether endpoints may resolve to loopback, private or link-local
+    /// addresses (`webhooks.allow_private_targets`).
+    pub allow_private_targets: bool,
 }
 
 /// The value of [`SIGNATURE_HEADER`] for `body` sent at `timestamp`:
@@ -127,6 +133,31 @@ pub fn check_url(url: &str) -> Result<(), String> {
     }
 }
 
+/// [`check_url`], and, unless `allow_private` is set, refuses a host that
+/// is a literal non-public address (names are checked when they are
+/// resolved, at each delivery).
+pub fn check_target(url: &str, allow_private: bool) -> Result<(), String> {
+    check_url(url)?;
+    if allow_private {
+        return Ok(());
+    }
+    let host = url
+        .parse::<ureq::http::Uri>()
+        .ok()
+        .and_then(|u| u.host().map(|h| h.trim_matches(['[', ']']).to_string()))
+        .unwrap_or_default();
+    match host.parse::<std::net::IpAddr>() {
+        Ok(ip) if !is_public(ip) => Err(format!(
+            "{ip} is not a public address (set webhooks.allow_private_targets to send there)"
+        )),
+        _ if host.eq_ignore_ascii_case("localhost") || host.ends_with(".localhost") => Err(
+            "localhost is not a public address (set webhooks.allow_private_targets to send there)"
+                .to_string(),
+        ),
+        _ => Ok(()),
+    }
+}
+
 /// When to try again after `attempts` failed attempts, or `None` once the
 /// delivery has been retried for `retry_period` since it was created.
 pub fn next_attempt(
@@ -152,12 +183,21 @@ pub struct Relay {
 impl Relay {
     /// A relay for `store`'s outbox.
     pub fn new(store: Store, settings: RelaySettings) -> Relay {
-        let agent = ureq::Agent::config_builder()
+        let config = ureq::Agent::config_builder()
             .timeout_global(Some(settings.timeout))
             .http_status_as_error(false)
+            // A redirect is an answer, not an instruction: following it
+            // would let any endpoint send us to an address of its choice.
+            .max_redirects(0)
+            // Through a proxy the address check would judge the proxy.
+            .proxy(None)
             .user_agent(concat!("pipeline-manager/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .new_agent();
+            .build();
+        let agent = ureq::Agent::with_parts(
+            config,
+            ureq::unversioned::transport::DefaultConnector::default(),
+            guard::PublicOnly::new(settings.allow_private_targets),
+        );
         Relay {
             store,
             settings,
@@ -270,6 +310,14 @@ fn send(agent: &ureq::Agent, delivery: &WebhookDelivery) -> Result<u16, (Option<
             let code = response.status().as_u16();
             if (200..300).contains(&code) {
                 Ok(code)
+            } else if (300..400).contains(&code) {
+                Err((
+                    Some(code),
+                    format!(
+                        "the endpoint answered {} (redirects are not followed)",
+                        response.status()
+                    ),
+                ))
             } else {
                 Err((
                     Some(code),
@@ -277,7 +325,24 @@ fn send(agent: &ureq::Agent, delivery: &WebhookDelivery) -> Result<u16, (Option<
                 ))
             }
         }
-        Err(e) => Err((None, e.to_string())),
+        Err(e) => Err((None, coarse(&e))),
+    }
+}
+
+/// What went wrong, in words that say nothing of what answered: a
+/// delivery's error is shown to whoever made the upload.
+fn coarse(error: &ureq::Error) -> String {
+    match error {
+        ureq::Error::Io(e) if e.kind() == std::io::ErrorKind::PermissionDenied => e.to_string(),
+        ureq::Error::Io(e) => match e.kind() {
+            std::io::ErrorKind::ConnectionRefused => "connection refused".to_string(),
+            std::io::ErrorKind::TimedOut => "timed out".to_string(),
+            _ => "connection failed".to_string(),
+        },
+        ureq::Error::Timeout(_) => "timed out".to_string(),
+        ureq::Error::HostNotFound => "host not found".to_string(),
+        ureq::Error::ConnectionFailed => "connection failed".to_string(),
+        _ => "the request failed".to_string(),
     }
 }
 
@@ -337,6 +402,27 @@ mod tests {
         ] {
             assert!(check_url(bad).is_err(), "{bad:?} accepted");
         }
+    }
+
+    #[test]
+    fn literal_private_targets_are_refused_unless_allowed() {
+        for bad in [
+            "http://127.0.0.1:8080/hooks",
+            "http://10.0.0.1/x",
+            "http://169.254.169.254/latest/meta-data",
+            "http://[::1]:9000/",
+            "http://localhost:3000/",
+            "http://api.localhost/",
+        ] {
+            assert!(check_target(bad, false).is_err(), "{bad} accepted");
+            assert_eq!(
+                check_target(bad, true),
+                Ok(()),
+                "{bad} with private allowed"
+            );
+        }
+        assert_eq!(check_target("https://hooks.example.com/x", false), Ok(()));
+        assert_eq!(check_target("http://8.8.8.8/x", false), Ok(()));
     }
 
     #[test]

@@ -235,15 +235,22 @@ pub async fn ingest_file(
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| path.display().to_string());
     let extension = path.extension().and_then(|e| e.to_str()).unwrap_or("");
-    let storage_key = Storage::key_for(&sha256, extension);
-    storage
-        .put_file(&storage_key, path)
-        .await
-        .map_err(|e| IngestError::Storage {
-            path: path.to_path_buf(),
-            storage: storage.describe().to_string(),
-            message: e.to_string(),
-        })?;
+    // Only audio is kept: refused content is recorded (name, size, digest,
+    // reason) but never stored, so it can never be served back.
+    let storage_key = if probed.is_ok() {
+        let key = Storage::key_for(&sha256, extension);
+        storage
+            .put_file(&key, path)
+            .await
+            .map_err(|e| IngestError::Storage {
+                path: path.to_path_buf(),
+                storage: storage.describe().to_string(),
+                message: e.to_string(),
+            })?;
+        key
+    } else {
+        String::new()
+    };
     let (info, rejected) = match probed {
         Ok(info) => (Some(info), None),
         // The reason names the file as it was submitted, never a spool path
@@ -301,46 +308,6 @@ pub async fn ingest_file(
         rejected,
         fell_back: dispatched.fell_back,
     })
-}
-
-/// Runs a `pipeline.ingest` task from a Celery client: kwargs `source` (a
-/// path, or a `file://` URL, the worker can read), `force`, and any of
-/// [`ProcessOptions`]' fields.
-pub async fn ingest_task(
-    store: &Store,
-    queue: &dyn JobQueue,
-    storage: &Storage,
-    kwargs: &serde_json::Map<String, serde_json::Value>,
-    defaults: &ProcessOptions,
-    max_attempts: u32,
-) -> Result<Ingested, IngestError> {
-    let source = kwargs
-        .get("source")
-        .and_then(|v| v.as_str())
-        .ok_or_else(|| IngestError::Unreadable {
-            path: PathBuf::from("(none)"),
-            message: "the task has no `source` keyword argument".into(),
-        })?;
-    let path = PathBuf::from(source.strip_prefix("file://").unwrap_or(source));
-    let mut merged = serde_json::to_value(defaults)
-        .ok()
-        .and_then(|v| v.as_object().cloned())
-        .unwrap_or_default();
-    for (key, value) in kwargs {
-        if !matches!(key.as_str(), "source" | "force") && merged.contains_key(key) {
-            merged.insert(key.clone(), value.clone());
-        }
-    }
-    let options: ProcessOptions = serde_json::from_value(serde_json::Value::Object(merged))
-        .map_err(|e| IngestError::Unreadable {
-            path: path.clone(),
-            message: format!("bad options: {e}"),
-        })?;
-    let force = kwargs
-        .get("force")
-        .and_then(|v| v.as_bool())
-        .unwrap_or(false);
-    ingest_file(store, queue, storage, &path, &options, max_attempts, force).await
 }
 
 /// The audio files under `path`: the file itself, or a folder's audio files

@@ -7,8 +7,10 @@ pub mod retry;
 mod runner;
 mod stages;
 pub mod storage;
+mod task;
 
-pub use ingest::{expand_inputs, ingest_file, ingest_task, IngestError, Ingested, ProcessOptions};
+pub use ingest::{expand_inputs, ingest_file, IngestError, Ingested, ProcessOptions};
 pub use runner::{hostname, EngineLoader, RunUntil, Shutdown, Worker, WorkerSettings};
 pub use stages::{output_paths, DecoderSource};
 pub use storage::{ObjectStoreSettings, Storage, StorageError};
+pub use task::{ingest_task, within_roots};

@@ -61,6 +61,8 @@ pub struct WorkerSettings {
     /// Options of files submitted by `pipeline.ingest` tasks, before the
     /// task's own keyword arguments.
     pub ingest_defaults: crate::ProcessOptions,
+    /// The folders `pipeline.ingest` tasks may read (`ingest.allowed_roots`).
+    pub ingest_roots: Vec<PathBuf>,
 }
 
 /// A stop request shared by the signal handler and every running job.
@@ -680,12 +682,13 @@ impl Worker {
             },
         )
         .await;
-        let outcome = crate::ingest::ingest_task(
+        let outcome = crate::task::ingest_task(
             &self.store,
             self.queue.as_ref(),
             &self.storage,
             &task.kwargs,
             &self.settings.ingest_defaults,
+            &self.settings.ingest_roots,
             self.settings.max_attempts,
         )
         .await;

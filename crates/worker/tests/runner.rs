@@ -149,6 +149,7 @@ async fn setup(steps: Vec<Step>, timeout: Duration, file: &str) -> Setup {
         poll_interval: Duration::from_millis(20),
         max_attempts: 3,
         ingest_defaults: ProcessOptions::default(),
+        ingest_roots: Vec::new(),
     };
     let worker = Arc::new(Worker::new(store.clone(), queue, storage, settings, loader));
     Setup {

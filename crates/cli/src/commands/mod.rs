@@ -288,5 +288,6 @@ pub fn worker_settings(config: &Config, concurrency: Option<usize>) -> WorkerSet
         poll_interval: Duration::from_millis(250),
         max_attempts: p.max_attempts.max(1),
         ingest_defaults: default_process_options(config),
+        ingest_roots: config.ingest.allowed_roots.clone(),
     }
 }

@@ -74,7 +74,7 @@ struct FileOutcome {
 /// `process`.
 pub async fn run(app: &App, args: ProcessArgs) -> Result<u8> {
     if let Some(url) = &args.webhook_url {
-        pipeline_webhooks::check_url(url)
+        pipeline_webhooks::check_target(url, app.config().webhooks.allow_private_targets)
             .map_err(|e| failure(exit::BAD_INPUT, format!("--webhook-url {url:?}: {e}")))?;
     }
     if let Some(url) = &args.remote.api_url {

@@ -28,7 +28,7 @@ pub async fn run(app: &App, bind: Option<String>, workers: Option<usize>) -> Res
         output_dir: config.output_dir(),
         job_timeout: config.processing.job_timeout(),
         http: pipeline_server::HttpCounters::default(),
-        webhook_secret: config.webhooks.secret.clone(),
+        allow_private_webhooks: config.webhooks.allow_private_targets,
         feed: pipeline_server::Feed::start(store.clone())
             .await
             .map_err(store_failure)?,

@@ -27,6 +27,7 @@ pub fn relay_settings(config: &Config) -> RelaySettings {
             .collect(),
         timeout: Duration::from_secs(w.timeout_secs.max(1)),
         retry_period: Duration::from_secs(w.retry_period_secs.max(1)),
+        allow_private_targets: w.allow_private_targets,
     }
 }
 

@@ -31,9 +31,10 @@ def app_for(broker, backend=None):
     return app
 
 
-def send_ingest(broker, queue, source):
+def send_ingest(broker, queue, source, extra="{}"):
     app = app_for(broker)
-    result = app.send_task("pipeline.ingest", kwargs={"source": source}, queue=queue)
+    kwargs = {"source": source, **json.loads(extra)}
+    result = app.send_task("pipeline.ingest", kwargs=kwargs, queue=queue)
     print(result.id, flush=True)
 
 

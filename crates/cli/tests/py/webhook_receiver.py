@@ -1,6 +1,7 @@
 """A webhook receiver for the tests, independent of our Rust code: it checks
 each request's X-Pipeline-Signature with Python's own hmac, appends what it
-received to a JSON-lines log, and answers 204.
+received to a JSON-lines log, and answers 204 (307 to /landing for paths
+under /redirect, which a sender must not follow).
 
 usage: webhook_receiver.py PORT SECRET LOG
 """
@@ -29,6 +30,7 @@ class Handler(BaseHTTPRequestHandler):
     def do_POST(self):
         body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
         record = {
+            "signed": "X-Pipeline-Signature" in self.headers,
             "valid": signature_ok(self.headers.get("X-Pipeline-Signature", ""), body),
             "event": self.headers.get("X-Pipeline-Event"),
             "delivery": self.headers.get("X-Pipeline-Delivery"),
@@ -37,7 +39,11 @@ class Handler(BaseHTTPRequestHandler):
         }
         with open(LOG, "a", encoding="utf-8") as log:
             log.write(json.dumps(record) + "\n")
-        self.send_response(204)
+        if self.path.startswith("/redirect"):
+            self.send_response(307)
+            self.send_header("Location", "/landing")
+        else:
+            self.send_response(204)
         self.end_headers()
 
     def log_message(self, *args):

@@ -1,0 +1,237 @@
+//! The `pipeline.ingest` task a broker delivers: its arguments, checked as
+//! hostile input (anyone who can publish to the queue can send one).
+
+use pipeline_asr::{DecodeMode, Task};
+use pipeline_core::render::OutputFormat;
+use pipeline_queue::JobQueue;
+use pipeline_store::Store;
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+
+use crate::ingest::{ingest_file, IngestError, Ingested, ProcessOptions};
+use crate::storage::Storage;
+
+/// The longest prompt or hotword list a task may carry.
+const MAX_PROMPT_CHARS: usize = 2_000;
+
+/// What a `pipeline.ingest` task may set: the file and the options a user
+/// chooses. Where outputs go, which model runs and the limits that protect
+/// the worker are the operator's, never the task's.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct IngestArgs {
+    /// A path (or `file://` URL) under `ingest.allowed_roots`.
+    source: String,
+    #[serde(default)]
+    force: bool,
+    language: Option<String>,
+    task: Option<Task>,
+    beam_size: Option<usize>,
+    word_timestamps: Option<bool>,
+    vad_filter: Option<bool>,
+    mode: Option<DecodeMode>,
+    batch_size: Option<usize>,
+    initial_prompt: Option<String>,
+    hotwords: Option<String>,
+    channel: Option<String>,
+    formats: Option<Vec<OutputFormat>>,
+}
+
+/// Why a task was refused before anything was read or stored.
+fn refused(path: impl Into<PathBuf>, message: impl Into<String>) -> IngestError {
+    IngestError::Unreadable {
+        path: path.into(),
+        message: message.into(),
+    }
+}
+
+/// `path` resolved (symlinks included) if it lies under one of `roots`.
+pub fn within_roots(path: &Path, roots: &[PathBuf]) -> Result<PathBuf, String> {
+    if roots.is_empty() {
+        return Err(
+            "pipeline.ingest tasks are refused: no ingest.allowed_roots is configured".into(),
+        );
+    }
+    let real = path.canonicalize().map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => "no such file".to_string(),
+        _ => e.to_string(),
+    })?;
+    let inside = roots
+        .iter()
+        .filter_map(|root| root.canonicalize().ok())
+        .any(|root| real.starts_with(&root));
+    if inside {
+        Ok(real)
+    } else {
+        Err(format!(
+            "outside ingest.allowed_roots ({})",
+            roots
+                .iter()
+                .map(|r| r.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))
+    }
+}
+
+/// The file's options: `defaults` with the task's choices, each checked.
+fn options(
+    args: &IngestArgs,
+    defaults: &ProcessOptions,
+    path: &Path,
+) -> Result<ProcessOptions, IngestError> {
+    let bad = |message: String| refused(path, message);
+    let mut options = defaults.clone();
+    if let Some(language) = &args.language {
+        let valid =
+            (2..=3).contains(&language.len()) && language.bytes().all(|b| b.is_ascii_lowercase());
+        if !valid {
+            return Err(bad(format!(
+                "language {language:?} is not a language code (en, de, yue, ...)"
+            )));
+        }
+        options.language = Some(language.clone());
+    }
+    if let Some(task) = args.task {
+        options.task = task;
+    }
+    if let Some(beam_size) = args.beam_size {
+        options.beam_size = beam_size.clamp(1, 10);
+    }
+    if let Some(on) = args.word_timestamps {
+        options.word_timestamps = on;
+    }
+    if let Some(on) = args.vad_filter {
+        options.vad_filter = on;
+    }
+    if let Some(mode) = args.mode {
+        options.mode = mode;
+    }
+    if let Some(batch_size) = args.batch_size {
+        options.batch_size = batch_size.clamp(1, 32);
+    }
+    for (name, value, slot) in [
+        (
+            "initial_prompt",
+            &args.initial_prompt,
+            &mut options.initial_prompt,
+        ),
+        ("hotwords", &args.hotwords, &mut options.hotwords),
+    ] {
+        if let Some(text) = value {
+            if text.chars().count() > MAX_PROMPT_CHARS {
+                return Err(bad(format!(
+                    "{name} is longer than {MAX_PROMPT_CHARS} characters"
+                )));
+            }
+            *slot = Some(text.clone());
+        }
+    }
+    if let Some(channel) = &args.channel {
+        channel
+            .parse::<pipeline_audio::Channel>()
+            .map_err(|e| bad(format!("channel: {e}")))?;
+        options.channel = channel.clone();
+    }
+    if let Some(formats) = &args.formats {
+        options.formats = formats.clone();
+    }
+    Ok(options)
+}
+
+/// Runs a `pipeline.ingest` task from a Celery client: the file must lie
+/// under `roots` (after resolving symlinks), unknown arguments are refused,
+/// and nothing is read before both checks pass.
+pub async fn ingest_task(
+    store: &Store,
+    queue: &dyn JobQueue,
+    storage: &Storage,
+    kwargs: &serde_json::Map<String, serde_json::Value>,
+    defaults: &ProcessOptions,
+    roots: &[PathBuf],
+    max_attempts: u32,
+) -> Result<Ingested, IngestError> {
+    let args: IngestArgs = serde_json::from_value(serde_json::Value::Object(kwargs.clone()))
+        .map_err(|e| refused("(task)", format!("bad pipeline.ingest arguments: {e}")))?;
+    let given = PathBuf::from(args.source.strip_prefix("file://").unwrap_or(&args.source));
+    let path = within_roots(&given, roots).map_err(|message| refused(&given, message))?;
+    let options = options(&args, defaults, &given)?;
+    ingest_file(
+        store,
+        queue,
+        storage,
+        &path,
+        &options,
+        max_attempts,
+        args.force,
+    )
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_files_under_a_root_pass_and_symlinks_cannot_escape() {
+        let root = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        let inside = root.path().join("talk.wav");
+        std::fs::write(&inside, b"x").unwrap();
+        let secret = outside.path().join("secret.wav");
+        std::fs::write(&secret, b"x").unwrap();
+        let link = root.path().join("link.wav");
+        std::os::unix::fs::symlink(&secret, &link).unwrap();
+        let roots = vec![root.path().to_path_buf()];
+        assert!(within_roots(&inside, &roots).is_ok());
+        for bad in [
+            secret.clone(),
+            link,
+            root.path()
+                .join("../")
+                .join(outside.path().file_name().unwrap())
+                .join("secret.wav"),
+            PathBuf::from("/etc/passwd"),
+        ] {
+            let why = within_roots(&bad, &roots).unwrap_err();
+            assert!(
+                why.contains("outside ingest.allowed_roots"),
+                "{bad:?}: {why}"
+            );
+        }
+        let none = within_roots(&inside, &[]).unwrap_err();
+        assert!(none.contains("no ingest.allowed_roots"), "{none}");
+    }
+
+    #[test]
+    fn the_operator_s_settings_are_not_the_task_s() {
+        for kwargs in [
+            serde_json::json!({"source": "/x.wav", "output_dir": "/etc"}),
+            serde_json::json!({"source": "/x.wav", "model": "large-v3"}),
+            serde_json::json!({"source": "/x.wav", "max_duration_secs": 1e12}),
+            serde_json::json!({"path": "/x.wav"}),
+        ] {
+            assert!(
+                serde_json::from_value::<IngestArgs>(kwargs.clone()).is_err(),
+                "{kwargs}"
+            );
+        }
+        let args: IngestArgs = serde_json::from_value(
+            serde_json::json!({"source": "/x.wav", "beam_size": 100000, "language": "en"}),
+        )
+        .unwrap();
+        let options = options(&args, &ProcessOptions::default(), Path::new("/x.wav")).unwrap();
+        assert_eq!(options.beam_size, 10);
+        let long: IngestArgs = serde_json::from_value(
+            serde_json::json!({"source": "/x.wav", "language": "x".repeat(50_000_000 / 1000)}),
+        )
+        .unwrap();
+        assert!(options_err(&long).contains("not a language code"));
+    }
+
+    fn options_err(args: &IngestArgs) -> String {
+        options(args, &ProcessOptions::default(), Path::new("/x.wav"))
+            .unwrap_err()
+            .to_string()
+    }
+}
