@@ -96,7 +96,9 @@ impl App {
         let store = Store::connect(&self.config().database_url())
             .await
             .map_err(store_failure)?;
-        Ok(store.with_webhooks_for_all_files(!self.config().webhooks.urls.is_empty()))
+        Ok(store
+            .with_webhooks_for_all_files(!self.config().webhooks.urls.is_empty())
+            .with_max_lost_leases(self.config().processing.max_lost_leases))
     }
 
     /// Prints a JSON document on stdout.

@@ -139,6 +139,46 @@ fn keys_limits_and_bad_input_are_refused_cleanly() {
         .join("evil.wav")
         .exists());
 
+    // Text fields are bounded, one by one, and checked: a huge or foreign
+    // language is refused before anything is stored.
+    let before = server.get("/api/v1/audio", Some(&key)).1["files"]
+        .as_array()
+        .map(Vec::len);
+    let huge = "x".repeat(100 * 1024);
+    let (status, doc) = server.upload_with("a.wav", b"RIFF", &key, &[("language", &huge)]);
+    assert_eq!(
+        (status, doc["error"]["code"].as_str()),
+        (413, Some("field_too_large")),
+        "{doc:#}"
+    );
+    let (status, doc) = server.upload_with("a.wav", b"RIFF", &key, &[("language", "english!")]);
+    assert_eq!(status, 400, "{doc:#}");
+    assert!(doc["error"]["message"]
+        .as_str()
+        .is_some_and(|m| m.contains("not a language code")));
+    let boundary = "twofiles";
+    let part = |name: &str| {
+        format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{name}\"\r\n\
+             Content-Type: application/octet-stream\r\n\r\nRIFF\r\n"
+        )
+    };
+    let body = format!("{}{}--{boundary}--\r\n", part("a.wav"), part("b.wav"));
+    let response = agent()
+        .post(format!("{}/api/v1/audio", server.base))
+        .header("Authorization", &format!("Bearer {key}"))
+        .header(
+            "Content-Type",
+            &format!("multipart/form-data; boundary={boundary}"),
+        )
+        .send(body.as_bytes())
+        .expect("request");
+    assert_eq!(response.status().as_u16(), 400, "two file fields");
+    let after = server.get("/api/v1/audio", Some(&key)).1["files"]
+        .as_array()
+        .map(Vec::len);
+    assert_eq!(before, after, "nothing stored for refused forms");
+
     let (status, doc) = server.get("/api/v1/audio/not-an-id", Some(&key));
     assert_eq!(
         (status, doc["error"]["code"].as_str()),
@@ -510,4 +550,58 @@ fn the_cli_follows_a_remote_server() {
         &key,
     ]);
     nobody.expect_code(3);
+}
+
+/// One raw HTTP/1.1 request (headers exactly as given); the status code.
+fn raw_status(base: &str, request: &str) -> u16 {
+    use std::io::{Read, Write};
+    let address = base.trim_start_matches("http://");
+    let mut stream = std::net::TcpStream::connect(address).expect("connect");
+    stream.write_all(request.as_bytes()).expect("send");
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer);
+    answer
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or(0)
+}
+
+/// With `server.auth = false` a web page must not drive the API: a foreign
+/// `Host` (DNS rebinding) or `Origin` (another site's page) is refused,
+/// while this machine's own names and pages are served.
+#[test]
+fn without_auth_only_this_machine_s_pages_reach_the_api() {
+    let sb = Sandbox::new().env("PIPELINE_SERVER_AUTH", "false");
+    let server = start(&sb, &["--workers", "0"]);
+    let port = server.base.rsplit(':').next().unwrap_or("").to_string();
+    let get = |headers: &str| {
+        raw_status(
+            &server.base,
+            &format!("GET /api/v1/audio HTTP/1.1\r\n{headers}Connection: close\r\n\r\n"),
+        )
+    };
+    assert_eq!(get(&format!("Host: 127.0.0.1:{port}\r\n")), 200);
+    assert_eq!(
+        get(&format!(
+            "Host: localhost:{port}\r\nOrigin: http://localhost:{port}\r\n"
+        )),
+        200
+    );
+    assert_eq!(get(&format!("Host: rebound.example:{port}\r\n")), 403);
+    assert_eq!(
+        get(&format!(
+            "Host: 127.0.0.1:{port}\r\nOrigin: https://evil.example\r\n"
+        )),
+        403
+    );
+    let upload = format!(
+        "POST /api/v1/audio HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nOrigin: https://evil.example\r\n\
+         Content-Type: multipart/form-data; boundary=b\r\nContent-Length: 6\r\nConnection: close\r\n\r\n--b--\r\n"
+    );
+    assert_eq!(
+        raw_status(&server.base, &upload),
+        403,
+        "a cross-site upload"
+    );
 }

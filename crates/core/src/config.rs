@@ -158,6 +158,9 @@ pub struct ModelConfig {
 pub struct ProcessingConfig {
     /// Attempts per job before it fails for good (the first run counts).
     pub max_attempts: u32,
+    /// Attempts a job may lose with its worker (killed, out of memory, a
+    /// lost machine) before it is FAILED; counted apart from `max_attempts`.
+    pub max_lost_leases: u32,
     /// Delay before the first retry; later ones double.
     pub retry_base_secs: f64,
     /// Upper bound of the retry delay.
@@ -327,6 +330,7 @@ impl Config {
             },
             processing: ProcessingConfig {
                 max_attempts: 3,
+                max_lost_leases: 20,
                 retry_base_secs: 2.0,
                 retry_max_secs: 300.0,
                 job_timeout_secs: 3600,
@@ -721,6 +725,10 @@ impl LoadedConfig {
             ("model.beam_size", c.model.beam_size as u64),
             ("model.batch_size", c.model.batch_size as u64),
             ("processing.max_attempts", c.processing.max_attempts as u64),
+            (
+                "processing.max_lost_leases",
+                c.processing.max_lost_leases as u64,
+            ),
             ("processing.job_timeout_secs", c.processing.job_timeout_secs),
             (
                 "processing.max_duration_secs",
@@ -1096,6 +1104,7 @@ const KEYS: &[KeySpec] = &[
     ),
     opt("model.api_key", Kind::OptText, Secrecy::Whole, "none"),
     spec("processing.max_attempts", Kind::UInt),
+    spec("processing.max_lost_leases", Kind::UInt),
     spec("processing.retry_base_secs", Kind::Float),
     spec("processing.retry_max_secs", Kind::Float),
     spec("processing.job_timeout_secs", Kind::UInt),
@@ -1429,6 +1438,7 @@ fn apply(c: &mut Config, key: &str, value: Parsed) -> Result<(), String> {
         ("model.endpoint", P::Text(v)) => c.model.endpoint = v,
         ("model.api_key", P::Text(v)) => c.model.api_key = v,
         ("processing.max_attempts", P::UInt(v)) => c.processing.max_attempts = narrow(v)?,
+        ("processing.max_lost_leases", P::UInt(v)) => c.processing.max_lost_leases = narrow(v)?,
         ("processing.retry_base_secs", P::Float(v)) => c.processing.retry_base_secs = v,
         ("processing.retry_max_secs", P::Float(v)) => c.processing.retry_max_secs = v,
         ("processing.job_timeout_secs", P::UInt(v)) => c.processing.job_timeout_secs = v,
@@ -1495,6 +1505,7 @@ fn get(c: &Config, key: &str) -> Json {
         "model.endpoint" => json!(c.model.endpoint),
         "model.api_key" => json!(c.model.api_key),
         "processing.max_attempts" => json!(c.processing.max_attempts),
+        "processing.max_lost_leases" => json!(c.processing.max_lost_leases),
         "processing.retry_base_secs" => json!(c.processing.retry_base_secs),
         "processing.retry_max_secs" => json!(c.processing.retry_max_secs),
         "processing.job_timeout_secs" => json!(c.processing.job_timeout_secs),

@@ -11,6 +11,7 @@ mod media;
 mod metrics;
 mod openai;
 mod openapi;
+mod origin;
 mod routes;
 mod views;
 mod webhooks;
@@ -20,6 +21,7 @@ pub use events::Feed;
 pub use metrics::HttpCounters;
 
 use axum::extract::{Request, State};
+use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{get, post};
@@ -127,6 +129,8 @@ async fn require_key(
     next: Next,
 ) -> Result<Response, ApiError> {
     if !state.auth {
+        origin::check_local(request.headers())
+            .map_err(|why| ApiError::new(StatusCode::FORBIDDEN, "foreign_origin", why))?;
         return Ok(next.run(request).await);
     }
     let key = request

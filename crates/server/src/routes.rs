@@ -347,6 +347,10 @@ impl Drop for Spool {
     }
 }
 
+/// The most text fields a form may carry, and the size of each.
+const MAX_FIELDS: usize = 32;
+const MAX_FIELD_BYTES: usize = 64 * 1024;
+
 fn too_large(limit: u64) -> ApiError {
     ApiError::new(
         StatusCode::PAYLOAD_TOO_LARGE,
@@ -397,6 +401,11 @@ pub(crate) async fn read_form(
     while let Some(mut field) = multipart.next_field().await.map_err(bad)? {
         let name = field.name().unwrap_or("").to_string();
         if name == "file" {
+            if form.file.is_some() {
+                return Err(ApiError::bad_request(
+                    "a form takes exactly one `file` field",
+                ));
+            }
             let file_name = safe_name(field.file_name());
             tokio::fs::create_dir_all(&form.spool.0)
                 .await
@@ -416,7 +425,30 @@ pub(crate) async fn read_form(
             out.flush().await.map_err(|e| internal(&e))?;
             form.file = Some(path);
         } else {
-            let text = field.text().await.map_err(bad)?;
+            // Text fields are small by nature: a bounded number, each
+            // bounded, read a chunk at a time (never whole if too long).
+            if form.fields.len() >= MAX_FIELDS {
+                return Err(ApiError::bad_request(format!(
+                    "a form takes at most {MAX_FIELDS} text fields"
+                )));
+            }
+            let mut bytes = Vec::new();
+            while let Some(chunk) = field.chunk().await.map_err(bad)? {
+                if bytes.len() + chunk.len() > MAX_FIELD_BYTES {
+                    return Err(ApiError::new(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "field_too_large",
+                        format!(
+                            "form field {:?} is over {MAX_FIELD_BYTES} bytes",
+                            name.chars().take(40).collect::<String>()
+                        ),
+                    ));
+                }
+                bytes.extend_from_slice(&chunk);
+            }
+            let text = String::from_utf8(bytes).map_err(|_| {
+                ApiError::bad_request(format!("form field {name:?} is not UTF-8 text"))
+            })?;
             form.fields.push((name, text));
         }
     }
@@ -496,7 +528,14 @@ pub async fn upload(
     for (name, value) in &form.fields {
         match name.as_str() {
             "language" => {
-                options.language = Some(value.trim().to_string()).filter(|l| !l.is_empty());
+                let language = value.trim();
+                if !language.is_empty() && !pipeline_worker::is_language_code(language) {
+                    return Err(ApiError::bad_request(format!(
+                        "language {:?} is not a language code (en, de, yue, ...)",
+                        language.chars().take(40).collect::<String>()
+                    )));
+                }
+                options.language = Some(language.to_string()).filter(|l| !l.is_empty());
             }
             "task" if !value.trim().is_empty() => {
                 options.task = value.parse().map_err(ApiError::bad_request)?;

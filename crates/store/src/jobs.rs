@@ -117,10 +117,10 @@ pub enum Heartbeat {
 }
 
 /// Attempts a job may lose with its worker (SIGKILL, OOM, a lost machine)
-/// before it is FAILED: well above any `max_attempts`, so that outside
-/// kills never fail a job, while a file that kills every worker it meets
-/// still ends.
-pub const MAX_LOST_LEASES: u32 = 10;
+/// before it is FAILED, unless [`Store::with_max_lost_leases`] says
+/// otherwise: well above any `max_attempts`, so that outside kills never
+/// fail a job, while a file that kills every worker it meets still ends.
+pub const MAX_LOST_LEASES: u32 = 20;
 
 pub(crate) fn lease_end(now: DateTime<Utc>, lease: Duration) -> DateTime<Utc> {
     now + TimeDelta::from_std(lease).unwrap_or(TimeDelta::seconds(60))
@@ -572,7 +572,8 @@ impl Store {
             // A vanished worker is not the job's failure; only a file that
             // keeps taking its workers down ends FAILED for it.
             new.lost_leases = old.lost_leases.saturating_add(1);
-            let message = if new.lost_leases >= MAX_LOST_LEASES {
+            let bound = self.max_lost_leases;
+            let message = if new.lost_leases >= bound {
                 new.status = JobStatus::Failed;
                 new.completed_at = Some(now);
                 new.error = Some(JobError::permanent(format!(
@@ -588,7 +589,7 @@ impl Store {
                 new.status = JobStatus::Queued;
                 new.available_at = now;
                 format!(
-                    "lease of {holder} expired; queued again (worker lost {} of at most {MAX_LOST_LEASES} times)",
+                    "lease of {holder} expired; queued again (worker lost {} of at most {bound} times)",
                     new.lost_leases
                 )
             };

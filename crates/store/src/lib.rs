@@ -49,6 +49,8 @@ pub struct Store {
     url: String,
     outbox: webhooks::Outbox,
     clock: std::sync::Arc<clock::Clock>,
+    /// Lost workers a job survives (`processing.max_lost_leases`).
+    max_lost_leases: u32,
 }
 
 impl Store {
@@ -140,10 +142,17 @@ impl Store {
             url: display,
             outbox: webhooks::Outbox::default(),
             clock: Default::default(),
+            max_lost_leases: jobs::MAX_LOST_LEASES,
         };
         store.migrate().await?;
         store.sync_clock().await?;
         Ok(store)
+    }
+
+    /// How many lost workers a job survives before it is FAILED.
+    pub fn with_max_lost_leases(mut self, bound: u32) -> Store {
+        self.max_lost_leases = bound.max(1);
+        self
     }
 
     /// The engine behind this store.

@@ -13,4 +13,4 @@ pub use ingest::{expand_inputs, ingest_file, IngestError, Ingested, ProcessOptio
 pub use runner::{hostname, EngineLoader, RunUntil, Shutdown, Worker, WorkerSettings};
 pub use stages::{output_paths, DecoderSource};
 pub use storage::{ObjectStoreSettings, Storage, StorageError};
-pub use task::{ingest_task, within_roots};
+pub use task::{ingest_task, is_language_code, within_roots};

@@ -37,6 +37,11 @@ struct IngestArgs {
     formats: Option<Vec<OutputFormat>>,
 }
 
+/// Whether `code` looks like a Whisper language code (`en`, `de`, `yue`).
+pub fn is_language_code(code: &str) -> bool {
+    (2..=3).contains(&code.len()) && code.bytes().all(|b| b.is_ascii_lowercase())
+}
+
 /// Why a task was refused before anything was read or stored.
 fn refused(path: impl Into<PathBuf>, message: impl Into<String>) -> IngestError {
     IngestError::Unreadable {
@@ -83,9 +88,7 @@ fn options(
     let bad = |message: String| refused(path, message);
     let mut options = defaults.clone();
     if let Some(language) = &args.language {
-        let valid =
-            (2..=3).contains(&language.len()) && language.bytes().all(|b| b.is_ascii_lowercase());
-        if !valid {
+        if !is_language_code(language) {
             return Err(bad(format!(
                 "language {language:?} is not a language code (en, de, yue, ...)"
             )));
