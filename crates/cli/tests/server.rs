@@ -605,3 +605,32 @@ fn without_auth_only_this_machine_s_pages_reach_the_api() {
         "a cross-site upload"
     );
 }
+
+/// Event streams are capped per API key (and per server): a key that
+/// holds its share gets 429 for the next one, another key still gets in.
+#[test]
+fn event_streams_are_capped_per_key() {
+    let sb = Sandbox::new();
+    let (_, key) = new_key(&sb);
+    let (_, other) = new_key(&sb);
+    let server = start(&sb, &["--workers", "0"]);
+    let open = |key: &str| {
+        agent()
+            .get(format!("{}/api/v1/events", server.base))
+            .header("Authorization", &format!("Bearer {key}"))
+            .call()
+            .expect("request")
+    };
+    let held: Vec<_> = (0..100).map(|_| open(&key)).collect();
+    assert!(held.iter().all(|r| r.status().as_u16() == 200));
+    let refused = open(&key);
+    assert_eq!(refused.status().as_u16(), 429);
+    let body = refused.into_body().read_to_string().unwrap_or_default();
+    assert!(body.contains("too_many_streams"), "{body}");
+    assert_eq!(
+        open(&other).status().as_u16(),
+        200,
+        "another key has its own share"
+    );
+    drop(held);
+}

@@ -45,6 +45,19 @@ pub struct Config {
     pub vad: VadConfig,
     /// What `pipeline.ingest` tasks from a broker may read.
     pub ingest: IngestConfig,
+    /// How long rows that only serve a while are kept.
+    pub retention: RetentionConfig,
+}
+
+/// `[retention]`: what workers prune, and after how long (0 keeps for good).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RetentionConfig {
+    /// Live transcript segments, this long after their job ended.
+    pub live_segments_hours: u64,
+    /// Delivered webhook deliveries, this long after delivery.
+    pub delivered_webhooks_days: u64,
+    /// Failed webhook deliveries, this long after they were created.
+    pub failed_webhooks_days: u64,
 }
 
 /// `[ingest]`: the folders a broker's `pipeline.ingest` task may name.
@@ -360,6 +373,11 @@ impl Config {
                 speech_pad_ms: 400,
             },
             ingest: IngestConfig::default(),
+            retention: RetentionConfig {
+                live_segments_hours: 24,
+                delivered_webhooks_days: 7,
+                failed_webhooks_days: 30,
+            },
         }
     }
 
@@ -939,6 +957,7 @@ const SECTIONS: &[&str] = &[
     "server",
     "vad",
     "ingest",
+    "retention",
 ];
 
 const DEVICES: &[&str] = &["cpu", "cuda", "auto"];
@@ -1114,6 +1133,9 @@ const KEYS: &[KeySpec] = &[
     spec("processing.concurrency", Kind::UInt),
     spec("processing.formats", Kind::Formats),
     opt("webhooks.urls", Kind::List, Secrecy::Url, "none"),
+    spec("retention.live_segments_hours", Kind::UInt),
+    spec("retention.delivered_webhooks_days", Kind::UInt),
+    spec("retention.failed_webhooks_days", Kind::UInt),
     opt(
         "ingest.allowed_roots",
         Kind::List,
@@ -1448,6 +1470,11 @@ fn apply(c: &mut Config, key: &str, value: Parsed) -> Result<(), String> {
         ("processing.concurrency", P::UInt(v)) => c.processing.concurrency = narrow(v)?,
         ("processing.formats", P::Formats(v)) => c.processing.formats = v,
         ("webhooks.urls", P::List(v)) => c.webhooks.urls = v,
+        ("retention.live_segments_hours", P::UInt(v)) => c.retention.live_segments_hours = v,
+        ("retention.delivered_webhooks_days", P::UInt(v)) => {
+            c.retention.delivered_webhooks_days = v
+        }
+        ("retention.failed_webhooks_days", P::UInt(v)) => c.retention.failed_webhooks_days = v,
         ("ingest.allowed_roots", P::List(v)) => {
             c.ingest.allowed_roots = v.into_iter().map(PathBuf::from).collect()
         }
@@ -1516,6 +1543,9 @@ fn get(c: &Config, key: &str) -> Json {
         "processing.formats" => json!(c.processing.formats),
         "webhooks.urls" => json!(c.webhooks.urls),
         "ingest.allowed_roots" => json!(c.ingest.allowed_roots),
+        "retention.live_segments_hours" => json!(c.retention.live_segments_hours),
+        "retention.delivered_webhooks_days" => json!(c.retention.delivered_webhooks_days),
+        "retention.failed_webhooks_days" => json!(c.retention.failed_webhooks_days),
         "webhooks.secret" => json!(c.webhooks.secret),
         "webhooks.timeout_secs" => json!(c.webhooks.timeout_secs),
         "webhooks.retry_period_secs" => json!(c.webhooks.retry_period_secs),

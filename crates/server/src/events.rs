@@ -11,14 +11,14 @@
 //! The cost of polling does not grow with the number of clients.
 
 use axum::extract::State;
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures_util::stream::{self, Stream};
 use pipeline_store::Store;
 use serde_json::json;
 use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::broadcast;
 use uuid::Uuid;
@@ -33,6 +33,47 @@ const PAGE: u32 = 500;
 
 /// Items a slow stream may fall behind before it re-reads the database.
 const BACKLOG: usize = 4096;
+
+/// Event streams one server holds open at most, and one API key.
+pub const MAX_STREAMS: usize = 1000;
+pub const MAX_STREAMS_PER_KEY: usize = 100;
+
+/// The API key a request was made with (set by the key check).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct KeyId(pub Uuid);
+
+/// Open event streams, in all and per key.
+#[derive(Default)]
+struct Streams {
+    total: usize,
+    per_key: HashMap<Uuid, usize>,
+}
+
+/// Holds one stream's place; gives it back when the stream ends.
+struct StreamSlot {
+    streams: Arc<Mutex<Streams>>,
+    key: Option<Uuid>,
+}
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        if let Ok(mut streams) = self.streams.lock() {
+            streams.total = streams.total.saturating_sub(1);
+            if let Some(key) = self.key {
+                if let Some(n) = streams.per_key.get_mut(&key) {
+                    *n = n.saturating_sub(1);
+                    if *n == 0 {
+                        streams.per_key.remove(&key);
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn too_many(message: String) -> ApiError {
+    ApiError::new(StatusCode::TOO_MANY_REQUESTS, "too_many_streams", message)
+}
 
 /// The two cursors of a `Last-Event-ID` (`<audit event>:<segment>`; a
 /// bare number is an audit event id).
@@ -145,6 +186,7 @@ fn progress_item(job: &pipeline_core::ProcessingJob) -> Item {
 #[derive(Clone)]
 pub struct Feed {
     sender: broadcast::Sender<Arc<Item>>,
+    streams: Arc<Mutex<Streams>>,
 }
 
 impl Feed {
@@ -155,6 +197,7 @@ impl Feed {
         let mut after_segment = store.last_live_segment_id().await?;
         let feed = Feed {
             sender: sender.clone(),
+            streams: Arc::default(),
         };
         tokio::spawn(async move {
             let mut progress: HashMap<Uuid, f64> = HashMap::new();
@@ -199,6 +242,10 @@ struct Watch {
     after_segment: i64,
     live: broadcast::Receiver<Arc<Item>>,
     pending: VecDeque<Event>,
+    /// The database holds more past the cursors than was read: read a page
+    /// more before listening (live items would move the cursors past it).
+    behind: bool,
+    _slot: StreamSlot,
 }
 
 impl Watch {
@@ -233,23 +280,65 @@ impl Watch {
             .push_back(Event::default().event(kind).id(id).data(data));
     }
 
-    /// Reads what the database holds past this stream's cursors.
-    async fn catch_up(&mut self) {
-        loop {
-            let found = read_after(
-                &self.state.store,
-                self.after,
-                self.after_segment,
-                self.audio_id,
-            )
-            .await;
-            if found.is_empty() {
-                return;
-            }
-            for item in &found {
-                self.push(item);
-            }
+    /// Reads one page of what the database holds past this stream's
+    /// cursors; a stream far behind is sent page by page, never loaded whole.
+    async fn catch_up_page(&mut self) {
+        let found = read_after(
+            &self.state.store,
+            self.after,
+            self.after_segment,
+            self.audio_id,
+        )
+        .await;
+        self.behind = !found.is_empty();
+        for item in &found {
+            self.push(item);
         }
+    }
+
+    /// Opens a stream's place, if the server and the key have room.
+    fn open(
+        state: AppState,
+        audio_id: Option<Uuid>,
+        key: Option<KeyId>,
+        (after, after_segment): (i64, i64),
+    ) -> Result<Watch, ApiError> {
+        let streams = state.feed.streams.clone();
+        {
+            let mut open = streams
+                .lock()
+                .map_err(|_| too_many("the stream count is unavailable".into()))?;
+            if open.total >= MAX_STREAMS {
+                return Err(too_many(format!(
+                    "this server holds {MAX_STREAMS} event streams already"
+                )));
+            }
+            if let Some(KeyId(key)) = key {
+                let mine = open.per_key.entry(key).or_insert(0);
+                if *mine >= MAX_STREAMS_PER_KEY {
+                    return Err(too_many(format!(
+                        "this API key holds {MAX_STREAMS_PER_KEY} event streams already"
+                    )));
+                }
+                *mine += 1;
+            }
+            open.total += 1;
+        }
+        // Listen first, then read: nothing can fall between the two.
+        let live = state.feed.sender.subscribe();
+        Ok(Watch {
+            state,
+            audio_id,
+            after,
+            after_segment,
+            live,
+            pending: VecDeque::new(),
+            behind: true,
+            _slot: StreamSlot {
+                streams,
+                key: key.map(|k| k.0),
+            },
+        })
     }
 }
 
@@ -259,10 +348,14 @@ fn stream_from(start: Watch) -> impl Stream<Item = Result<Event, Infallible>> {
             if let Some(event) = s.pending.pop_front() {
                 return Some((Ok(event), s));
             }
+            if s.behind {
+                s.catch_up_page().await;
+                continue;
+            }
             match s.live.recv().await {
                 Ok(item) => s.push(&item),
                 // Fell too far behind: the database has everything.
-                Err(broadcast::error::RecvError::Lagged(_)) => s.catch_up().await,
+                Err(broadcast::error::RecvError::Lagged(_)) => s.behind = true,
                 Err(broadcast::error::RecvError::Closed) => return None,
             }
         }
@@ -274,21 +367,18 @@ fn stream_from(start: Watch) -> impl Stream<Item = Result<Event, Infallible>> {
 pub async fn audio_events(
     State(state): State<AppState>,
     IdPath(audio_id): IdPath,
+    key: Option<axum::Extension<KeyId>>,
     headers: HeaderMap,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     state.store.audio(audio_id).await?;
     let (after, after_segment) = last_event_id(&headers).unwrap_or((0, None));
-    // Listen first, then read: nothing can fall between the two.
-    let live = state.feed.sender.subscribe();
-    let mut start = Watch {
-        state: state.clone(),
-        audio_id: Some(audio_id),
-        after,
-        after_segment: after_segment.unwrap_or(0),
-        live,
-        pending: VecDeque::new(),
-    };
-    start.catch_up().await;
+    let mut start = Watch::open(
+        state.clone(),
+        Some(audio_id),
+        key.map(|k| k.0),
+        (after, after_segment.unwrap_or(0)),
+    )?;
+    start.catch_up_page().await;
     for job in state.store.jobs_for_audio(audio_id).await? {
         if job.progress > 0.0 && !job.status.is_final() {
             start.push(&progress_item(&job));
@@ -301,9 +391,9 @@ pub async fn audio_events(
 /// `Last-Event-ID`).
 pub async fn all_events(
     State(state): State<AppState>,
+    key: Option<axum::Extension<KeyId>>,
     headers: HeaderMap,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
-    let live = state.feed.sender.subscribe();
     let (after, after_segment) = match last_event_id(&headers) {
         Some((events, Some(segments))) => (events, segments),
         Some((events, None)) => (events, state.store.last_live_segment_id().await?),
@@ -312,14 +402,7 @@ pub async fn all_events(
             state.store.last_live_segment_id().await?,
         ),
     };
-    let mut start = Watch {
-        state,
-        audio_id: None,
-        after,
-        after_segment,
-        live,
-        pending: VecDeque::new(),
-    };
-    start.catch_up().await;
+    let mut start = Watch::open(state, None, key.map(|k| k.0), (after, after_segment))?;
+    start.catch_up_page().await;
     Ok(Sse::new(stream_from(start)).keep_alive(KeepAlive::default()))
 }

@@ -144,7 +144,12 @@ async fn require_key(
         return Err(ApiError::unauthorized());
     };
     match state.store.verify_api_key(key).await? {
-        Some(_) => Ok(next.run(request).await),
+        Some(id) => {
+            let mut request = request;
+            // Per-key limits (event streams) know whose request it is.
+            request.extensions_mut().insert(events::KeyId(id));
+            Ok(next.run(request).await)
+        }
         None => Err(ApiError::unauthorized()),
     }
 }

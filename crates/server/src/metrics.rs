@@ -46,7 +46,11 @@ pub async fn count_requests(
     request: Request,
     next: Next,
 ) -> Response {
-    let method = request.method().to_string();
+    // A label value per method a client invents would be a series each.
+    let method = match request.method().as_str() {
+        m @ ("GET" | "POST" | "PUT" | "DELETE" | "PATCH" | "HEAD" | "OPTIONS") => m.to_string(),
+        _ => "other".to_string(),
+    };
     let route = request
         .extensions()
         .get::<MatchedPath>()
@@ -72,7 +76,7 @@ fn escape(value: &str) -> String {
         content_type = "text/plain"),
     (status = 503, description = "The database is unreachable", body = crate::error::ErrorBody)))]
 pub async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
-    let jobs = state.store.job_metrics().await?;
+    let jobs = state.store.job_metrics(&BUCKETS).await?;
     let mut out = String::new();
     let _ = writeln!(out, "# HELP pipeline_jobs Jobs by type and status.");
     let _ = writeln!(out, "# TYPE pipeline_jobs gauge");
@@ -89,14 +93,9 @@ pub async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError
         "# HELP pipeline_job_duration_seconds Time from start to completion of completed jobs."
     );
     let _ = writeln!(out, "# TYPE pipeline_job_duration_seconds histogram");
-    let mut by_type: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
-    for (job_type, seconds) in &jobs.durations {
-        by_type.entry(job_type.as_str()).or_default().push(*seconds);
-    }
-    for (job_type, seconds) in &by_type {
-        let job_type = escape(job_type);
-        for bound in BUCKETS {
-            let n = seconds.iter().filter(|s| **s <= bound).count();
+    for histogram in &jobs.durations {
+        let job_type = escape(&histogram.job_type);
+        for (bound, n) in &histogram.buckets {
             let _ = writeln!(
                 out,
                 "pipeline_job_duration_seconds_bucket{{type=\"{job_type}\",le=\"{bound}\"}} {n}"
@@ -105,17 +104,17 @@ pub async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError
         let _ = writeln!(
             out,
             "pipeline_job_duration_seconds_bucket{{type=\"{job_type}\",le=\"+Inf\"}} {}",
-            seconds.len()
+            histogram.count
         );
         let _ = writeln!(
             out,
             "pipeline_job_duration_seconds_sum{{type=\"{job_type}\"}} {}",
-            seconds.iter().sum::<f64>()
+            histogram.sum_seconds
         );
         let _ = writeln!(
             out,
             "pipeline_job_duration_seconds_count{{type=\"{job_type}\"}} {}",
-            seconds.len()
+            histogram.count
         );
     }
     let _ = writeln!(

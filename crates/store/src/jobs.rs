@@ -1187,68 +1187,6 @@ pub(crate) async fn settle_dependents(
     Ok(moved)
 }
 
-/// Figures for `/metrics`, read at scrape time.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct JobMetrics {
-    /// (job type, status, how many).
-    pub jobs: Vec<(String, String, u64)>,
-    /// (job type, seconds from start to completion) of completed jobs.
-    pub durations: Vec<(String, f64)>,
-    /// Seconds of audio whose transcription completed.
-    pub audio_seconds: f64,
-    /// Seconds spent on those transcriptions (for the real-time factor).
-    pub transcribe_seconds: f64,
-}
-
-impl Store {
-    /// Job counts, completed durations and transcribed audio, for `/metrics`.
-    pub async fn job_metrics(&self) -> Result<JobMetrics, StoreError> {
-        let mut metrics = JobMetrics::default();
-        let rows = sqlx::query(
-            "SELECT job_type, status, COUNT(*) AS n FROM processing_jobs \
-             GROUP BY job_type, status ORDER BY job_type, status",
-        )
-        .fetch_all(&self.pool)
-        .await?;
-        for row in rows {
-            let n: i64 = row.try_get("n")?;
-            metrics.jobs.push((
-                row.try_get("job_type")?,
-                row.try_get("status")?,
-                u64::try_from(n).unwrap_or(0),
-            ));
-        }
-        let rows = sqlx::query(
-            "SELECT j.job_type, j.started_at, j.completed_at, a.duration_seconds \
-             FROM processing_jobs j JOIN audio_files a ON a.id = j.audio_id \
-             WHERE j.status = 'COMPLETED' AND j.started_at IS NOT NULL \
-             AND j.completed_at IS NOT NULL",
-        )
-        .fetch_all(&self.pool)
-        .await?;
-        for row in rows {
-            let job_type: String = row.try_get("job_type")?;
-            let started = rows::time(
-                "processing_jobs",
-                "started_at",
-                &row.try_get::<String, _>("started_at")?,
-            )?;
-            let completed = rows::time(
-                "processing_jobs",
-                "completed_at",
-                &row.try_get::<String, _>("completed_at")?,
-            )?;
-            let seconds = (completed - started).num_milliseconds().max(0) as f64 / 1000.0;
-            if job_type == JobType::Transcription.as_str() {
-                metrics.audio_seconds += row.try_get::<f64, _>("duration_seconds")?;
-                metrics.transcribe_seconds += seconds;
-            }
-            metrics.durations.push((job_type, seconds));
-        }
-        Ok(metrics)
-    }
-}
-
 impl Store {
     /// Audit events after event `after` (all files, or one), oldest first,
     /// each with its file's id: what live progress streams send.

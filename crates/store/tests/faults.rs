@@ -280,3 +280,115 @@ async fn unsent_messages_are_found_until_sent() {
         assert_eq!(later[0].status, JobStatus::Retrying);
     }
 }
+
+/// `/metrics`' figures come from grouped reads: counts per type and
+/// status, and per-type duration histograms that agree with the jobs'
+/// own start and completion times.
+#[tokio::test]
+async fn job_metrics_are_aggregated_by_the_database() {
+    for (store, _dir) in stores().await {
+        for sha in ["m1", "m2", "m3"] {
+            store
+                .ingest(&new_audio(sha), &pipeline_jobs())
+                .await
+                .unwrap();
+        }
+        let mut durations = Vec::new();
+        while let Some(job) = store.claim("w", &[], LEASE).await.unwrap() {
+            tokio::time::sleep(Duration::from_millis(30)).await;
+            let done = store.complete(&Lease::of(&job), "done").await.unwrap();
+            durations.push((
+                done.job_type,
+                (done.completed_at.unwrap() - done.started_at.unwrap())
+                    .num_microseconds()
+                    .unwrap() as f64
+                    / 1e6,
+            ));
+        }
+        assert_eq!(durations.len(), 6);
+        let bounds = [0.001, 0.02, 10.0];
+        let metrics = store.job_metrics(&bounds).await.unwrap();
+        assert_eq!(
+            metrics.jobs,
+            vec![
+                ("PROCESSING".to_string(), "COMPLETED".to_string(), 3),
+                ("TRANSCRIPTION".to_string(), "COMPLETED".to_string(), 3),
+            ]
+        );
+        for histogram in &metrics.durations {
+            let mine: Vec<f64> = durations
+                .iter()
+                .filter(|(t, _)| t.as_str() == histogram.job_type)
+                .map(|(_, d)| *d)
+                .collect();
+            assert_eq!(histogram.count, 3);
+            assert!(
+                (histogram.sum_seconds - mine.iter().sum::<f64>()).abs() < 0.01,
+                "{histogram:?} vs {mine:?}"
+            );
+            let expected: Vec<(f64, u64)> = bounds
+                .iter()
+                .map(|b| (*b, mine.iter().filter(|d| **d <= *b).count() as u64))
+                .collect();
+            assert_eq!(histogram.buckets, expected);
+        }
+        // 12.5 s of audio per file (new_audio), three transcriptions.
+        assert!((metrics.audio_seconds - 37.5).abs() < 1e-9, "{metrics:?}");
+    }
+}
+
+/// Pruning deletes live segments of ended jobs past their retention and
+/// keeps those of running jobs and recent ones.
+#[tokio::test]
+async fn prune_keeps_what_still_serves() {
+    use pipeline_store::Retention;
+    for (store, _dir) in stores().await {
+        let mut held = Vec::new();
+        for sha in ["p1", "p2"] {
+            let (audio, _) = store
+                .ingest(&new_audio(sha), &pipeline_jobs())
+                .await
+                .unwrap();
+            let job = store
+                .claim("w", &[JobType::Transcription], LEASE)
+                .await
+                .unwrap()
+                .unwrap();
+            store
+                .add_live_segments(&Lease::of(&job), &[(0, 0.0, 1.0, "hello".to_string())])
+                .await
+                .unwrap();
+            held.push((audio.id, job));
+        }
+        // The first ends; the second is still running.
+        store
+            .complete(&Lease::of(&held[0].1), "done")
+            .await
+            .unwrap();
+        let segments = |id| {
+            let store = store.clone();
+            async move {
+                store
+                    .live_segments_after(0, Some(id), 10)
+                    .await
+                    .unwrap()
+                    .len()
+            }
+        };
+        let keep_an_hour = Retention {
+            live_segments: Some(Duration::from_secs(3600)),
+            delivered_webhooks: None,
+            failed_webhooks: None,
+        };
+        assert_eq!(store.prune(&keep_an_hour).await.unwrap().live_segments, 0);
+        assert_eq!(segments(held[0].0).await, 1);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let keep_nothing = Retention {
+            live_segments: Some(Duration::ZERO),
+            ..keep_an_hour
+        };
+        assert_eq!(store.prune(&keep_nothing).await.unwrap().live_segments, 1);
+        assert_eq!(segments(held[0].0).await, 0, "the ended job's are gone");
+        assert_eq!(segments(held[1].0).await, 1, "the running job's are kept");
+    }
+}

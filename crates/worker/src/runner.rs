@@ -28,6 +28,9 @@ const SHORT_JOB_BATCH: usize = 64;
 
 /// Outcomes of a batch reported and settled at once at most.
 const ANNOUNCED_AT_ONCE: usize = 16;
+/// How often a worker prunes what `[retention]` no longer keeps.
+const PRUNE_EVERY: Duration = Duration::from_secs(600);
+
 /// How long an ingest task that failed for a passing reason (a database or
 /// storage outage) waits before it is delivered again.
 const INGEST_RETRY: std::time::Duration = std::time::Duration::from_secs(5);
@@ -63,6 +66,8 @@ pub struct WorkerSettings {
     pub ingest_defaults: crate::ProcessOptions,
     /// The folders `pipeline.ingest` tasks may read (`ingest.allowed_roots`).
     pub ingest_roots: Vec<PathBuf>,
+    /// What this worker prunes now and then (`[retention]`).
+    pub retention: pipeline_store::Retention,
 }
 
 /// A stop request shared by the signal handler and every running job.
@@ -268,6 +273,11 @@ impl Worker {
             let stop = stop.clone();
             tokio::spawn(async move { worker.announce(stop).await })
         };
+        let pruning = {
+            let worker = self.clone();
+            let stop = stop.clone();
+            tokio::spawn(async move { worker.prune(stop).await })
+        };
         if let RunUntil::Finished(ids) = &until {
             let worker = self.clone();
             let stop = stop.clone();
@@ -296,6 +306,7 @@ impl Worker {
             }
         }
         presence.abort();
+        pruning.abort();
         let _ = self.queue.close().await;
         let _ = self.store.worker_gone(&self.settings.id).await;
         first_error.map_or(Ok(()), Err)
@@ -338,6 +349,24 @@ impl Worker {
             let _ = self.store.worker_seen(&info).await;
             stop.sleep(self.settings.heartbeat.min(Duration::from_secs(10)))
                 .await;
+        }
+    }
+
+    /// Prunes what `[retention]` no longer keeps, soon after start and then
+    /// every [`PRUNE_EVERY`]: every worker does it, and deleting what
+    /// another already deleted costs one cheap statement.
+    async fn prune(&self, stop: Shutdown) {
+        stop.sleep(Duration::from_secs(30)).await;
+        while !stop.is_triggered() {
+            match self.store.prune(&self.settings.retention).await {
+                Ok(pruned) if pruned != pipeline_store::Pruned::default() => eprintln!(
+                    "pipeline-manager: pruned {} live segments and {} webhook deliveries",
+                    pruned.live_segments, pruned.webhook_deliveries
+                ),
+                Ok(_) => {}
+                Err(e) => eprintln!("pipeline-manager: pruning failed ({e}); trying again later"),
+            }
+            stop.sleep(PRUNE_EVERY).await;
         }
     }
 

@@ -150,6 +150,7 @@ async fn setup(steps: Vec<Step>, timeout: Duration, file: &str) -> Setup {
         max_attempts: 3,
         ingest_defaults: ProcessOptions::default(),
         ingest_roots: Vec::new(),
+        retention: pipeline_store::Retention::default(),
     };
     let worker = Arc::new(Worker::new(store.clone(), queue, storage, settings, loader));
     Setup {

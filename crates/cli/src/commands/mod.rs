@@ -289,5 +289,17 @@ pub fn worker_settings(config: &Config, concurrency: Option<usize>) -> WorkerSet
         max_attempts: p.max_attempts.max(1),
         ingest_defaults: default_process_options(config),
         ingest_roots: config.ingest.allowed_roots.clone(),
+        retention: retention(config),
+    }
+}
+
+/// The store's retention from `[retention]` (0 keeps for good).
+pub fn retention(config: &Config) -> pipeline_store::Retention {
+    let r = &config.retention;
+    let keep = |secs: u64| (secs > 0).then(|| std::time::Duration::from_secs(secs));
+    pipeline_store::Retention {
+        live_segments: keep(r.live_segments_hours.saturating_mul(3600)),
+        delivered_webhooks: keep(r.delivered_webhooks_days.saturating_mul(86_400)),
+        failed_webhooks: keep(r.failed_webhooks_days.saturating_mul(86_400)),
     }
 }

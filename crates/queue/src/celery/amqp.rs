@@ -29,8 +29,11 @@ pub struct AmqpDelivery {
 pub struct AmqpTransport {
     url: String,
     connect_timeout: Duration,
-    publisher: Mutex<Option<(Connection, Channel, HashSet<String>)>>,
+    publisher: Mutex<Option<Shared>>,
 }
+
+/// A connection, its confirming channel, and the queues declared on it.
+type Shared = (Connection, Channel, HashSet<String>);
 
 /// The consuming side of one connection; dropped to reconnect.
 pub struct AmqpConsumer {
@@ -104,7 +107,10 @@ impl AmqpTransport {
         result
     }
 
-    async fn publish_once(&self, queue: &str, messages: &[TaskMessage]) -> Result<(), QueueError> {
+    /// The shared connection (publishing, health checks), opened on first
+    /// use and again once it is gone: a health check costs a round trip on
+    /// it, never a new connection.
+    async fn shared(&self) -> Result<tokio::sync::MutexGuard<'_, Option<Shared>>, QueueError> {
         let mut slot = self.publisher.lock().await;
         let usable = slot
             .as_ref()
@@ -118,6 +124,11 @@ impl AmqpTransport {
                 .map_err(|e| self.err(e))?;
             *slot = Some((connection, channel, HashSet::new()));
         }
+        Ok(slot)
+    }
+
+    async fn publish_once(&self, queue: &str, messages: &[TaskMessage]) -> Result<(), QueueError> {
+        let mut slot = self.shared().await?;
         let Some((_, channel, declared)) = slot.as_mut() else {
             return Err(self.err("no channel"));
         };
@@ -189,21 +200,46 @@ impl AmqpTransport {
 
     /// Messages waiting in `queue` (not counting those held by consumers).
     pub async fn depth(&self, queue: &str) -> Result<u64, QueueError> {
-        let connection = self.connect().await?;
-        let channel = connection.create_channel().await.map_err(|e| self.err(e))?;
-        let count = self.declare(&channel, queue).await?;
-        let _ = connection.close(200, "status read".into()).await;
-        Ok(u64::from(count))
+        let mut slot = self.shared().await?;
+        let Some((_, channel, declared)) = slot.as_mut() else {
+            return Err(self.err("no channel"));
+        };
+        match self.declare(channel, queue).await {
+            Ok(count) => {
+                declared.insert(queue.to_string());
+                Ok(u64::from(count))
+            }
+            Err(e) => {
+                *slot = None;
+                Err(e)
+            }
+        }
     }
 
-    /// Time to open a connection and a channel.
+    /// One round trip on the shared connection (a passive declare of the
+    /// default direct exchange, which every server has).
     pub async fn ping(&self) -> Result<Duration, QueueError> {
         let start = Instant::now();
-        let connection = self.connect().await?;
-        connection.create_channel().await.map_err(|e| self.err(e))?;
-        let elapsed = start.elapsed();
-        let _ = connection.close(200, "ping".into()).await;
-        Ok(elapsed)
+        let mut slot = self.shared().await?;
+        let Some((_, channel, _)) = slot.as_ref() else {
+            return Err(self.err("no channel"));
+        };
+        let answer = channel
+            .exchange_declare(
+                "amq.direct".into(),
+                lapin::ExchangeKind::Direct,
+                lapin::options::ExchangeDeclareOptions {
+                    passive: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await;
+        if let Err(e) = answer {
+            *slot = None;
+            return Err(self.err(e));
+        }
+        Ok(start.elapsed())
     }
 }
 
