@@ -207,8 +207,9 @@ pub struct UploadForm {
     /// The audio (wav, mp3, flac, ogg, m4a, ...).
     #[schema(value_type = String, format = Binary)]
     file: Vec<u8>,
-    /// Language code; detected when absent or empty.
+    /// Language code (`en`, `de`, `yue`); detected when absent or empty.
     #[serde(default)]
+    #[schema(pattern = r"^([a-z]{2,3})?$")]
     language: String,
     /// `transcribe` (the default) or `translate` (to English; multilingual
     /// models only).

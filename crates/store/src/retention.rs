@@ -62,23 +62,16 @@ impl Store {
                 )
                 .await?;
         }
-        if let Some(age) = retention.delivered_webhooks {
-            pruned.webhook_deliveries += self
-                .delete_in_batches(
-                    "DELETE FROM webhook_deliveries WHERE id IN (SELECT id FROM webhook_deliveries \
-                     WHERE status = 'DELIVERED' AND delivered_at < $1 LIMIT $2)",
-                    &before(age),
-                )
-                .await?;
-        }
-        if let Some(age) = retention.failed_webhooks {
-            pruned.webhook_deliveries += self
-                .delete_in_batches(
-                    "DELETE FROM webhook_deliveries WHERE id IN (SELECT id FROM webhook_deliveries \
-                     WHERE status = 'FAILED' AND created_at < $1 LIMIT $2)",
-                    &before(age),
-                )
-                .await?;
+        for (keep, status, since) in [
+            (retention.delivered_webhooks, "DELIVERED", "delivered_at"),
+            (retention.failed_webhooks, "FAILED", "created_at"),
+        ] {
+            let Some(age) = keep else { continue };
+            let sql = format!(
+                "DELETE FROM webhook_deliveries WHERE id IN (SELECT id FROM webhook_deliveries \
+                 WHERE status = '{status}' AND {since} < $1 LIMIT $2)"
+            );
+            pruned.webhook_deliveries += self.delete_in_batches(&sql, &before(age)).await?;
         }
         Ok(pruned)
     }

@@ -27,15 +27,27 @@ const PRIORITY_SEP: &str = "\x06\x16";
 /// kombu's default priority steps; step 0 is the queue's own list.
 const PRIORITY_STEPS: [u8; 4] = [0, 3, 6, 9];
 
-/// Moves one unacked message back onto its queue atomically, marked
-/// redelivered, as kombu's `restore_by_tag` does in a transaction.
-const RESTORE_SCRIPT: &str = r#"
+/// The start of a script on one unacked message (KEYS: `unacked`,
+/// `unacked_index`, our owners hash; ARGV[1]: the tag): takes it out of
+/// all three, returns 0 if it was gone, else has its `entry`.
+macro_rules! take_unacked {
+    () => {
+        r#"
 local raw = redis.call('HGET', KEYS[1], ARGV[1])
 redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('HDEL', KEYS[1], ARGV[1])
 redis.call('HDEL', KEYS[3], ARGV[1])
 if not raw then return 0 end
 local entry = cjson.decode(raw)
+"#
+    };
+}
+
+/// Moves one unacked message back onto its queue atomically, marked
+/// redelivered, as kombu's `restore_by_tag` does in a transaction.
+const RESTORE_SCRIPT: &str = concat!(
+    take_unacked!(),
+    r#"
 local message = entry[1]
 local queue = entry[3]
 if type(message['headers']) == 'table' then message['headers']['redelivered'] = true end
@@ -44,7 +56,8 @@ if type(message['properties']) == 'table' and type(message['properties']['delive
 end
 redis.call('RPUSH', queue, cjson.encode(message))
 return 1
-"#;
+"#
+);
 
 /// Where refused messages of a queue go (`pipeline:dead-letter:<queue>`),
 /// newest first, the last [`DEAD_LETTERS_KEPT`] kept: Redis has no
@@ -53,18 +66,15 @@ const DEAD_LETTER_PREFIX: &str = "pipeline:dead-letter:";
 const DEAD_LETTERS_KEPT: i64 = 1000;
 
 /// Moves one unacked message to its queue's dead-letter list atomically.
-const DEAD_LETTER_SCRIPT: &str = r#"
-local raw = redis.call('HGET', KEYS[1], ARGV[1])
-redis.call('ZREM', KEYS[2], ARGV[1])
-redis.call('HDEL', KEYS[1], ARGV[1])
-redis.call('HDEL', KEYS[3], ARGV[1])
-if not raw then return 0 end
-local entry = cjson.decode(raw)
+const DEAD_LETTER_SCRIPT: &str = concat!(
+    take_unacked!(),
+    r#"
 local list = ARGV[2] .. entry[3]
 redis.call('LPUSH', list, cjson.encode(entry[1]))
 redis.call('LTRIM', list, 0, tonumber(ARGV[3]) - 1)
 return 1
-"#;
+"#
+);
 
 /// The dead-letter list of `queue`.
 pub fn dead_letter_list(queue: &str) -> String {
