@@ -634,3 +634,36 @@ fn event_streams_are_capped_per_key() {
     );
     drop(held);
 }
+
+/// A client that never finishes its request headers (slowloris) is cut off
+/// at the header deadline, while others are served meanwhile.
+#[test]
+fn a_client_that_never_finishes_its_headers_is_cut_off() {
+    use std::io::{Read, Write};
+    let sb = Sandbox::new();
+    let server = start(&sb, &["--workers", "0"]);
+    let address = server.base.trim_start_matches("http://").to_string();
+    let mut slow = std::net::TcpStream::connect(&address).expect("connect");
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
+        .expect("send");
+    slow.set_read_timeout(Some(Duration::from_secs(40)))
+        .expect("read timeout");
+    let started = std::time::Instant::now();
+    assert_eq!(server.get("/healthz", None).0, 200, "others are served");
+    let mut answer = Vec::new();
+    let ended = slow.read_to_end(&mut answer);
+    let held = started.elapsed();
+    // Closed (cleanly or by reset), not left open until our read gives up.
+    let kept = matches!(&ended, Err(e) if matches!(
+        e.kind(),
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+    ));
+    assert!(
+        !kept,
+        "the server kept the connection: {ended:?} after {held:?}"
+    );
+    assert!(
+        held >= Duration::from_secs(8) && held < Duration::from_secs(25),
+        "cut off after {held:?} (the deadline is 10 s)"
+    );
+}

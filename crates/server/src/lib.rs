@@ -7,6 +7,7 @@ mod dashboard;
 mod error;
 mod events;
 mod extract;
+mod listen;
 mod media;
 mod metrics;
 mod openai;
@@ -18,6 +19,7 @@ mod webhooks;
 
 pub use error::ApiError;
 pub use events::Feed;
+pub use listen::{HEADER_READ_TIMEOUT, MAX_CONNECTIONS};
 pub use metrics::HttpCounters;
 
 use axum::extract::{Request, State};
@@ -117,9 +119,7 @@ pub async fn serve(
     state: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+    listen::serve(listener, router(state), shutdown).await
 }
 
 /// Lets a request through with a live API key (or when auth is off).
