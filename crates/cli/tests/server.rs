@@ -164,15 +164,7 @@ fn keys_limits_and_bad_input_are_refused_cleanly() {
         )
     };
     let body = format!("{}{}--{boundary}--\r\n", part("a.wav"), part("b.wav"));
-    let response = agent()
-        .post(format!("{}/api/v1/audio", server.base))
-        .header("Authorization", &format!("Bearer {key}"))
-        .header(
-            "Content-Type",
-            &format!("multipart/form-data; boundary={boundary}"),
-        )
-        .send(body.as_bytes())
-        .expect("request");
+    let response = post_form(&server, &key, boundary, body.as_bytes()).expect("request");
     assert_eq!(response.status().as_u16(), 400, "two file fields");
     let after = server.get("/api/v1/audio", Some(&key)).1["files"]
         .as_array()
@@ -694,14 +686,7 @@ fn a_huge_text_field_is_refused_in_bounded_memory() {
             .into_bytes();
     body.extend(std::iter::repeat_n(b'x', 50 * 1024 * 1024));
     body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
-    let response = agent()
-        .post(format!("{}/api/v1/audio", server.base))
-        .header("Authorization", &format!("Bearer {key}"))
-        .header(
-            "Content-Type",
-            &format!("multipart/form-data; boundary={boundary}"),
-        )
-        .send(&body[..]);
+    let response = post_form(&server, &key, boundary, &body);
     // Refused before the whole body is read: either the 413 or, when the
     // server closes the connection first, a failed send; never a 202.
     if let Ok(response) = response {
@@ -713,4 +698,21 @@ fn a_huge_text_field_is_refused_in_bounded_memory() {
         "peak RSS went from {before} MiB to {after} MiB"
     );
     assert_eq!(server.get("/healthz", None).0, 200, "still serving");
+}
+
+/// POSTs a hand-made multipart body to `/api/v1/audio`.
+fn post_form(
+    server: &Server,
+    key: &str,
+    boundary: &str,
+    body: &[u8],
+) -> Result<ureq::http::Response<ureq::Body>, ureq::Error> {
+    agent()
+        .post(format!("{}/api/v1/audio", server.base))
+        .header("Authorization", &format!("Bearer {key}"))
+        .header(
+            "Content-Type",
+            &format!("multipart/form-data; boundary={boundary}"),
+        )
+        .send(body)
 }
