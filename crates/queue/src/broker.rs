@@ -124,6 +124,19 @@ impl Drop for BrokerQueue {
     }
 }
 
+/// Whether `every` has passed since `last`, which then becomes now: the
+/// throttle of everything a claim does now and then.
+fn due(last: &Mutex<Option<Instant>>, every: Duration) -> bool {
+    let Ok(mut last) = last.lock() else {
+        return true;
+    };
+    if last.is_some_and(|t| t.elapsed() < every) {
+        return false;
+    }
+    *last = Some(Instant::now());
+    true
+}
+
 fn log(message: &str) {
     eprintln!("pipeline-manager: {message}");
 }
@@ -269,7 +282,10 @@ impl Inner {
     async fn dispatch_jobs(&self, jobs: &[ProcessingJob]) -> Result<Dispatched, QueueError> {
         // A retry that is not due yet is sent by the sweep when it is: its
         // message would otherwise pin a prefetch slot for the whole backoff.
-        let soon = Utc::now() + chrono::Duration::seconds(1);
+        // Due times are the database's clock; without it (the database is
+        // down) this machine's is close enough to decide what to send now.
+        let now = self.store.now().await.unwrap_or_else(|_| Utc::now());
+        let soon = now + chrono::Duration::seconds(1);
         let mine: Vec<&ProcessingJob> = jobs
             .iter()
             .filter(|j| {
@@ -338,14 +354,8 @@ impl Inner {
         if let Err(e) = self.restore_orphans(lease).await {
             log(&format!("could not look for a dead worker's messages: {e}"));
         }
-        {
-            let Ok(mut last) = self.last_sweep.lock() else {
-                return Ok(());
-            };
-            if last.is_some_and(|t| t.elapsed() < Duration::from_secs(2)) {
-                return Ok(());
-            }
-            *last = Some(Instant::now());
+        if !due(&self.last_sweep, Duration::from_secs(2)) {
+            return Ok(());
         }
         let reclaimed = self
             .store
@@ -374,15 +384,9 @@ impl Inner {
         let Transport::Redis(transport) = &self.transport else {
             return Ok(());
         };
-        {
-            let Ok(mut last) = self.last_orphan_check.lock() else {
-                return Ok(());
-            };
-            let every = (lease / 4).clamp(Duration::from_secs(1), Duration::from_secs(5));
-            if last.is_some_and(|t| t.elapsed() < every) {
-                return Ok(());
-            }
-            *last = Some(Instant::now());
+        let every = (lease / 4).clamp(Duration::from_secs(1), Duration::from_secs(5));
+        if !due(&self.last_orphan_check, every) {
+            return Ok(());
         }
         let silent_for = chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::seconds(60));
         let since = self.store.now().await? - silent_for;
@@ -407,14 +411,7 @@ impl Inner {
     }
 
     fn embedded_poll_due(&self) -> bool {
-        let Ok(mut last) = self.last_embedded_poll.lock() else {
-            return true;
-        };
-        if last.is_some_and(|t| t.elapsed() < Duration::from_secs(1)) {
-            return false;
-        }
-        *last = Some(Instant::now());
-        true
+        due(&self.last_embedded_poll, Duration::from_secs(1))
     }
 
     fn hold(&self, task_id: &str, receipt: Receipt) {

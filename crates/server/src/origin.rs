@@ -16,10 +16,10 @@ fn is_local_name(host: &str) -> bool {
         return true;
     }
     let host = host.to_ascii_lowercase();
-    host == "localhost"
-        || host.ends_with(".localhost")
-        || std::fs::read_to_string("/proc/sys/kernel/hostname")
-            .is_ok_and(|name| name.trim().eq_ignore_ascii_case(&host))
+    // Read once: this runs on every request of an auth-less server.
+    static MACHINE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let machine = MACHINE.get_or_init(pipeline_worker::hostname);
+    host == "localhost" || host.ends_with(".localhost") || machine.eq_ignore_ascii_case(&host)
 }
 
 /// The host part of `authority` (`host:port`, `[v6]:port`).

@@ -38,6 +38,23 @@ impl Clock {
         Utc::now() + TimeDelta::microseconds(self.skew_us.load(Ordering::Relaxed))
     }
 
+    fn offset(&self) -> TimeDelta {
+        TimeDelta::microseconds(self.offset_us.load(Ordering::Relaxed))
+    }
+
+    /// The database's time by the last measured offset.
+    fn database_now(&self) -> DateTime<Utc> {
+        self.local() + self.offset()
+    }
+
+    fn set_offset(&self, offset: TimeDelta) {
+        self.offset_us
+            .store(offset.num_microseconds().unwrap_or(0), Ordering::Relaxed);
+        if let Ok(mut at) = self.synced_at.lock() {
+            *at = Some(Instant::now());
+        }
+    }
+
     fn due(&self) -> bool {
         self.synced_at
             .lock()
@@ -52,14 +69,13 @@ impl Store {
         if self.clock.due() {
             self.sync_clock().await?;
         }
-        Ok(self.clock.local()
-            + TimeDelta::microseconds(self.clock.offset_us.load(Ordering::Relaxed)))
+        Ok(self.clock.database_now())
     }
 
     /// The last known database time, without a round trip (for values that
     /// only need to be close, such as the audit trail's timestamps).
     pub(crate) fn now_cached(&self) -> DateTime<Utc> {
-        self.clock.local() + TimeDelta::microseconds(self.clock.offset_us.load(Ordering::Relaxed))
+        self.clock.database_now()
     }
 
     /// Measures the offset between this process's clock and the database's.
@@ -68,10 +84,7 @@ impl Store {
         // measurement would only add the noise of a round trip (unless a
         // test pretends this process's clock is wrong).
         if self.backend == Backend::Sqlite && self.clock.skew_us.load(Ordering::Relaxed) == 0 {
-            self.clock.offset_us.store(0, Ordering::Relaxed);
-            if let Ok(mut at) = self.clock.synced_at.lock() {
-                *at = Some(Instant::now());
-            }
+            self.clock.set_offset(TimeDelta::zero());
             return Ok(());
         }
         let sql = match self.backend {
@@ -93,18 +106,13 @@ impl Store {
                 message: format!("the database's clock reads {us} us since 1970"),
             });
         };
-        let midpoint = before + round_trip / 2;
-        let offset = (database - midpoint).num_microseconds().unwrap_or(0);
-        self.clock.offset_us.store(offset, Ordering::Relaxed);
-        if let Ok(mut at) = self.clock.synced_at.lock() {
-            *at = Some(Instant::now());
-        }
+        self.clock.set_offset(database - (before + round_trip / 2));
         Ok(())
     }
 
     /// The measured offset of the database's clock from this process's.
     pub fn clock_offset(&self) -> TimeDelta {
-        TimeDelta::microseconds(self.clock.offset_us.load(Ordering::Relaxed))
+        self.clock.offset()
     }
 
     /// A handle on the same database whose process pretends its own clock

@@ -149,7 +149,6 @@ impl Store {
             max_lost_leases: jobs::MAX_LOST_LEASES,
         };
         store.migrate().await?;
-        store.sync_clock().await?;
         Ok(store)
     }
 

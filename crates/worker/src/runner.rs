@@ -33,7 +33,7 @@ const PRUNE_EVERY: Duration = Duration::from_secs(600);
 
 /// How long an ingest task that failed for a passing reason (a database or
 /// storage outage) waits before it is delivered again.
-const INGEST_RETRY: std::time::Duration = std::time::Duration::from_secs(5);
+const INGEST_RETRY: Duration = Duration::from_secs(5);
 
 /// Loads the speech engine; called once, on the first transcription.
 pub type EngineLoader = Arc<dyn Fn() -> Result<Arc<dyn Transcriber>, AsrError> + Send + Sync>;

@@ -81,6 +81,15 @@ pub fn dead_letter_list(queue: &str) -> String {
     format!("{DEAD_LETTER_PREFIX}{queue}")
 }
 
+/// Seconds since 1970 on this machine's clock: kombu's `unacked_index`
+/// scores.
+fn unix_seconds() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
 /// A message taken from Redis and held in the unacked hash.
 #[derive(Debug, Clone)]
 pub struct RedisDelivery {
@@ -234,10 +243,7 @@ impl RedisTransport {
             Ok((message, tag)) => {
                 let envelope: Value = serde_json::from_str(&raw).unwrap_or(Value::Null);
                 let entry = serde_json::json!([envelope, "", queue]).to_string();
-                let now = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map(|d| d.as_secs_f64())
-                    .unwrap_or(0.0);
+                let now = unix_seconds();
                 let _: () = redis::pipe()
                     .atomic()
                     .cmd("ZADD")
@@ -308,19 +314,22 @@ impl RedisTransport {
         Ok(())
     }
 
+    /// `script` (one that starts with `take_unacked!`) run on the unacked
+    /// message `tag`; more arguments may follow.
+    fn on_unacked(&self, script: &str, tag: &str) -> redis::Cmd {
+        let mut cmd = redis::cmd("EVAL");
+        cmd.arg(script)
+            .arg(3)
+            .arg(UNACKED)
+            .arg(UNACKED_INDEX)
+            .arg(&self.owners)
+            .arg(tag);
+        cmd
+    }
+
     /// Puts a held message back onto its queue now (a worker shutting down).
     pub async fn requeue(&self, tag: &str) -> Result<(), QueueError> {
-        let _: i64 = self
-            .run(
-                redis::cmd("EVAL")
-                    .arg(RESTORE_SCRIPT)
-                    .arg(3)
-                    .arg(UNACKED)
-                    .arg(UNACKED_INDEX)
-                    .arg(&self.owners)
-                    .arg(tag),
-            )
-            .await?;
+        let _: i64 = self.run(&self.on_unacked(RESTORE_SCRIPT, tag)).await?;
         Ok(())
     }
 
@@ -329,13 +338,7 @@ impl RedisTransport {
     pub async fn dead_letter(&self, tag: &str) -> Result<(), QueueError> {
         let _: i64 = self
             .run(
-                redis::cmd("EVAL")
-                    .arg(DEAD_LETTER_SCRIPT)
-                    .arg(3)
-                    .arg(UNACKED)
-                    .arg(UNACKED_INDEX)
-                    .arg(&self.owners)
-                    .arg(tag)
+                self.on_unacked(DEAD_LETTER_SCRIPT, tag)
                     .arg(DEAD_LETTER_PREFIX)
                     .arg(DEAD_LETTERS_KEPT),
             )
@@ -361,10 +364,7 @@ impl RedisTransport {
         if locked.is_none() {
             return Ok(0);
         }
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs_f64())
-            .unwrap_or(0.0);
+        let now = unix_seconds();
         let ceiling = now - self.visibility_timeout.as_secs_f64();
         let result = async {
             let tags: Vec<String> = self
@@ -404,10 +404,7 @@ impl RedisTransport {
     ) -> Result<usize, QueueError> {
         let owners: Vec<(String, String)> =
             self.run(redis::cmd("HGETALL").arg(&self.owners)).await?;
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs_f64())
-            .unwrap_or(0.0);
+        let now = unix_seconds();
         let mut restored = 0;
         for (tag, owner) in owners {
             if alive.contains(&owner) {
