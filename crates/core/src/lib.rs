@@ -3,10 +3,12 @@
 pub mod config;
 pub mod model;
 pub mod render;
+pub mod speakers;
 pub mod state;
 pub mod transcript;
 
 pub use model::{AudioFile, AudioStatus, ErrorKind, JobError, JobEvent, JobType, ProcessingJob};
+pub use speakers::{Diarization, SpeakerSummary, SpeakerTurn};
 pub use state::{IllegalTransition, JobStatus};
 pub use transcript::{Segment, Transcript, Word};
 pub mod wer;
