@@ -263,6 +263,7 @@ pub(crate) fn transcribe_batched<B: WhisperBackend>(
         duration,
         model: model_name.to_string(),
         segments: state.segments,
+        speakers: Vec::new(),
     })
 }
 

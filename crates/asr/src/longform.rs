@@ -548,6 +548,7 @@ impl<'a, B: WhisperBackend> LongForm<'a, B> {
             duration,
             model: model_name.to_string(),
             segments,
+            speakers: Vec::new(),
         })
     }
 }
@@ -618,6 +619,7 @@ pub(crate) fn finish_segment(
                 end: w_end,
                 word: w.word.clone(),
                 probability: w.probability,
+                speaker: None,
             }
         })
         .collect();
@@ -631,6 +633,7 @@ pub(crate) fn finish_segment(
         compression_ratio: decoded.compression_ratio,
         temperature: decoded.temperature,
         words,
+        speaker: None,
     }
 }
 

@@ -221,6 +221,7 @@ fn to_transcript(
             compression_ratio: s.compression_ratio,
             temperature: s.temperature,
             words: Vec::new(),
+            speaker: None,
         })
         .collect();
     if segments.is_empty() && !response.text.trim().is_empty() {
@@ -235,6 +236,7 @@ fn to_transcript(
             compression_ratio: 0.0,
             temperature: 0.0,
             words: Vec::new(),
+            speaker: None,
         });
     }
     for word in response.words {
@@ -247,6 +249,7 @@ fn to_transcript(
                 end: word.end,
                 word: word.word,
                 probability: word.probability.unwrap_or(1.0),
+                speaker: None,
             });
         }
     }
@@ -261,6 +264,7 @@ fn to_transcript(
         duration,
         model: model.to_string(),
         segments,
+        speakers: Vec::new(),
     }
 }
 

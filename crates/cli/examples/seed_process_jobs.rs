@@ -126,6 +126,7 @@ fn transcript(index: usize, duration: f64) -> Transcript {
             compression_ratio: 1.2,
             temperature: 0.0,
             words: Vec::new(),
+            speaker: None,
         })
         .collect();
     Transcript {
@@ -134,6 +135,7 @@ fn transcript(index: usize, duration: f64) -> Transcript {
         duration: step * 3.0,
         model: "bench-seed".into(),
         segments,
+        speakers: Vec::new(),
     }
 }
 

@@ -318,6 +318,7 @@ mod tests {
             compression_ratio: 1.5,
             temperature: 0.0,
             words: Vec::new(),
+            speaker: None,
         }
     }
 
@@ -328,6 +329,7 @@ mod tests {
             duration: 5.0,
             model: "tiny.en".to_string(),
             segments,
+            speakers: Vec::new(),
         }
     }
 
@@ -397,6 +399,7 @@ mod tests {
             end: 0.5,
             word: " Hi".to_string(),
             probability: 0.5,
+            speaker: None,
         });
         let json: serde_json::Value =
             serde_json::from_str(&render(&t, OutputFormat::Json)).expect("valid json");

@@ -2,6 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::speakers::SpeakerSummary;
+
 /// One recognized word with its position in the original timeline.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -14,6 +16,10 @@ pub struct Word {
     pub word: String,
     /// The model's probability for the word's tokens.
     pub probability: f32,
+    /// The speaker's label (`SPEAKER_00`) where the audio was diarized and a
+    /// speaker turn overlaps the word.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub speaker: Option<String>,
 }
 
 /// A stretch of speech with its text, as the engine decoded it.
@@ -39,6 +45,10 @@ pub struct Segment {
     /// Words with times, when word timestamps were requested.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub words: Vec<Word>,
+    /// The speaker's label (`SPEAKER_00`) where the audio was diarized: the
+    /// speaker whose turns overlap the segment most.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub speaker: Option<String>,
 }
 
 /// The whole recognized text of one audio file.
@@ -55,6 +65,10 @@ pub struct Transcript {
     pub model: String,
     /// The segments in time order.
     pub segments: Vec<Segment>,
+    /// The speakers in label order with their speaking time, where the audio
+    /// was diarized.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub speakers: Vec<SpeakerSummary>,
 }
 
 impl Transcript {
@@ -62,5 +76,10 @@ impl Transcript {
     pub fn text(&self) -> String {
         let joined: String = self.segments.iter().map(|s| s.text.as_str()).collect();
         joined.trim().to_string()
+    }
+
+    /// Whether any segment carries a speaker label.
+    pub fn has_speakers(&self) -> bool {
+        self.segments.iter().any(|s| s.speaker.is_some())
     }
 }

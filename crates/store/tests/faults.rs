@@ -28,7 +28,9 @@ fn transcript(text: &str) -> Transcript {
             compression_ratio: 1.2,
             temperature: 0.0,
             words: Vec::new(),
+            speaker: None,
         }],
+        speakers: Vec::new(),
     }
 }
 

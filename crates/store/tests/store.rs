@@ -793,7 +793,9 @@ async fn files_and_their_transcripts_are_read_together() {
                 compression_ratio: 1.1,
                 temperature: 0.0,
                 words: Vec::new(),
+                speaker: None,
             }],
+            speakers: Vec::new(),
         };
         store.save_transcript(with.id, &transcript).await.unwrap();
         let missing = Uuid::new_v4();

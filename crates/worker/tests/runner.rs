@@ -85,7 +85,9 @@ impl Transcriber for ScriptedEngine {
                     compression_ratio: 1.0,
                     temperature: 0.0,
                     words: Vec::new(),
+                    speaker: None,
                 }],
+                speakers: Vec::new(),
             }),
         }
     }
