@@ -6,7 +6,11 @@
 //! is read as a stream: memory holds one window of samples, plus a few
 //! bytes per frame of the file for the segmentation scores.
 
+mod cluster;
 mod error;
+pub mod fbank;
+mod models;
+mod pipeline;
 
 use std::path::{Path, PathBuf};
 
@@ -65,19 +69,25 @@ impl SpeakerCount {
         ] {
             if let Some(v) = value {
                 if !(1..=MAX_SPEAKERS).contains(&v) {
-                    return bad(format!("{name} must be between 1 and {MAX_SPEAKERS}, not {v}"));
+                    return bad(format!(
+                        "{name} must be between 1 and {MAX_SPEAKERS}, not {v}"
+                    ));
                 }
             }
         }
         if let (Some(min), Some(max)) = (self.min_speakers, self.max_speakers) {
             if min > max {
-                return bad(format!("min_speakers ({min}) is above max_speakers ({max})"));
+                return bad(format!(
+                    "min_speakers ({min}) is above max_speakers ({max})"
+                ));
             }
         }
         if let Some(n) = self.speakers {
             if self.min_speakers.is_some_and(|m| m > n) || self.max_speakers.is_some_and(|m| m < n)
             {
-                return bad(format!("speakers ({n}) is outside min_speakers..max_speakers"));
+                return bad(format!(
+                    "speakers ({n}) is outside min_speakers..max_speakers"
+                ));
             }
         }
         Ok(())
@@ -156,23 +166,56 @@ impl Default for Settings {
 
 /// The loaded models, shared by a worker's jobs.
 pub struct Diarizer {
+    segmentation: models::Segmentation,
+    embedder: models::Embedder,
     settings: Settings,
     name: String,
 }
 
 impl std::fmt::Debug for Diarizer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Diarizer").field("name", &self.name).finish_non_exhaustive()
+        f.debug_struct("Diarizer")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The name recorded with every result.
+pub const MODEL_NAME: &str = "pyannote-segmentation-3.0+campplus-cn-en-common";
+
+impl Settings {
+    /// Checks the ranges.
+    pub fn validate(&self) -> Result<(), DiarizeError> {
+        let bad = |m: &str| Err(DiarizeError::InvalidOption(m.to_string()));
+        if !(0.1..=10.0).contains(&self.step_seconds) {
+            return bad("step_seconds must be between 0.1 and 10");
+        }
+        if !(0.0..=2.0).contains(&self.threshold) {
+            return bad("threshold must be between 0 and 2");
+        }
+        if !(0.0..=10.0).contains(&self.min_embedding_seconds) {
+            return bad("min_embedding_seconds must be between 0 and 10");
+        }
+        if self.threads > 256 {
+            return bad("threads must be at most 256");
+        }
+        Ok(())
     }
 }
 
 impl Diarizer {
     /// Loads both models on the ONNX Runtime library.
     pub fn load(paths: &ModelPaths, settings: &Settings) -> Result<Self, DiarizeError> {
-        let _ = paths;
+        settings.validate()?;
+        let environment = pipeline_vad::load_runtime(&paths.onnxruntime)?;
+        let segmentation =
+            models::Segmentation::load(&environment, &paths.segmentation, settings.threads)?;
+        let embedder = models::Embedder::load(&environment, &paths.embedding, settings.threads)?;
         Ok(Self {
+            segmentation,
+            embedder,
             settings: settings.clone(),
-            name: "pyannote-segmentation-3.0+campplus-cn-en-common".into(),
+            name: MODEL_NAME.into(),
         })
     }
 
@@ -189,7 +232,13 @@ impl Diarizer {
         observer: &mut dyn Observer,
     ) -> Result<Output, DiarizeError> {
         count.validate()?;
-        let _ = (samples, observer, &self.settings);
-        Err(DiarizeError::Inference("not built yet".into()))
+        pipeline::diarize(
+            &self.segmentation,
+            &self.embedder,
+            &self.settings,
+            samples,
+            count,
+            observer,
+        )
     }
 }

@@ -12,7 +12,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 pub use error::VadError;
-pub use silero::{Silero, SileroStream};
+pub use silero::{load_runtime, Silero, SileroStream};
 pub use timestamps::SpeechTimestamps;
 
 /// Sample rate the model runs at, in Hz.

@@ -24,7 +24,9 @@ const WINDOWS_PER_CALL: usize = 256;
 /// runs on. A failure is not kept: installing the library fixes the next try.
 static RUNTIME: Mutex<Option<Environment>> = Mutex::new(None);
 
-fn load_runtime(library: &Path) -> Result<Environment, VadError> {
+/// Loads ONNX Runtime from `library` once per process; every later call
+/// gets the same environment (the models of other crates share it).
+pub fn load_runtime(library: &Path) -> Result<Environment, VadError> {
     let mut slot = RUNTIME.lock().unwrap_or_else(|p| p.into_inner());
     if let Some(environment) = slot.as_ref() {
         return Ok(environment.clone());
