@@ -5,7 +5,8 @@
 # S3 server with boto3 (the object store the storage tests run against),
 # and schemathesis (fuzzes the HTTP API against its OpenAPI document; pinned
 # because the test relies on its command line and its checks), and
-# onnxruntime (faster-whisper's VAD, the reference of ours, runs on it).
+# onnxruntime (faster-whisper's VAD, the reference of ours, runs on it),
+# and kaldi-native-fbank (the reference of the diarizer's filterbank).
 # --no-deps keeps av and ctranslate2 out; the tests load
 # feature_extractor.py by path, so faster-whisper's __init__ never runs.
 # Idempotent: an existing, complete venv is left as it is.
@@ -18,6 +19,7 @@ ready() {
     "$venv/bin/python" - <<'PY' 2>/dev/null
 import importlib.util, numpy, pathlib, sys
 import celery, redis, amqp, boto3, moto, openai, schemathesis, onnxruntime
+import kaldi_native_fbank
 assert onnxruntime.__version__ == "1.31.1"
 assert celery.VERSION.major == 5
 assert schemathesis.__version__ == "4.32.5"
@@ -38,6 +40,8 @@ fi
 # faster-whisper's VAD (vad.py, the reference of ours) runs on onnxruntime;
 # the same version as the library scripts/install-vad.sh installs.
 "$venv/bin/python" -m pip install --quiet onnxruntime==1.31.1
+# Kaldi's filterbank as k2-fsa packages it: the reference of the diarizer's.
+"$venv/bin/python" -m pip install --quiet kaldi-native-fbank==1.22.3
 "$venv/bin/python" -m pip install --quiet "celery[redis]>=5.3,<6"
 # A local S3 server (moto) for the object storage tests.
 "$venv/bin/python" -m pip install --quiet "moto[server]>=5,<6" boto3
