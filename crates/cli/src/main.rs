@@ -76,7 +76,7 @@ pub enum Command {
     Transcript {
         /// Audio id.
         audio_id: String,
-        /// txt, srt, vtt, json or tsv.
+        /// txt, srt, vtt, json, tsv or rttm.
         #[arg(long, default_value = "txt")]
         format: String,
     },

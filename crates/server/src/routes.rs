@@ -162,7 +162,7 @@ pub struct TranscriptQuery {
     format: Option<String>,
 }
 
-/// `GET /api/v1/audio/{id}/transcript?format=txt|srt|vtt|json|tsv`.
+/// `GET /api/v1/audio/{id}/transcript?format=txt|srt|vtt|json|tsv|rttm`.
 #[utoipa::path(get, path = "/api/v1/audio/{id}/transcript", tag = "audio",
     params(("id" = Uuid, Path, description = "The audio file's id"), TranscriptQuery),
     security(("api_key" = [])), responses(

@@ -63,7 +63,7 @@ impl Default for ProcessOptions {
             hotwords: None,
             max_duration_secs: pipeline_audio::Limits::default().max_duration_secs,
             channel: "mix".into(),
-            formats: OutputFormat::ALL.to_vec(),
+            formats: OutputFormat::DEFAULT.to_vec(),
             output_dir: None,
             webhooks: Vec::new(),
         }

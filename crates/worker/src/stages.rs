@@ -164,7 +164,7 @@ async fn render_outputs(
         .clone()
         .unwrap_or_else(|| worker.settings.output_dir.join(audio.id.to_string()));
     let formats = if options.formats.is_empty() {
-        OutputFormat::ALL.to_vec()
+        OutputFormat::DEFAULT.to_vec()
     } else {
         options.formats.clone()
     };

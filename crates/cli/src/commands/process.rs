@@ -33,7 +33,7 @@ pub struct ProcessArgs {
     /// Where to write the outputs [default: <data_dir>/outputs/<audio_id>].
     #[arg(long, value_name = "DIR")]
     pub output_dir: Option<PathBuf>,
-    /// Output formats, comma-separated: txt, srt, vtt, json, tsv [default: processing.formats].
+    /// Output formats, comma-separated: txt, srt, vtt, json, tsv, rttm [default: processing.formats].
     #[arg(long, value_delimiter = ',')]
     pub formats: Vec<String>,
     /// Language code (e.g. en); detected when not given (multilingual models).

@@ -17,7 +17,7 @@ use crate::commands::load_engine;
 pub struct TranscribeArgs {
     /// The audio file.
     pub file: PathBuf,
-    /// Formats to produce, comma-separated: txt, srt, vtt, json, tsv [default: txt].
+    /// Formats to produce, comma-separated: txt, srt, vtt, json, tsv, rttm [default: txt].
     #[arg(long, value_delimiter = ',')]
     pub format: Vec<String>,
     /// Write `<name>.<format>` files here instead of printing.

@@ -1,9 +1,21 @@
-//! Transcript outputs (txt, srt, vtt, json, tsv) and statistics.
+//! Transcript outputs (txt, srt, vtt, json, tsv, rttm) and statistics.
 //!
 //! The text formats follow what openai-whisper and faster-whisper users get from
 //! `whisper --output_format ...`, so that existing tooling reads them unchanged.
 //! Where whisper's writers produce invalid files (cue text containing `-->` or
 //! blank lines, `<` in WebVTT), the output here stays valid instead.
+//!
+//! A diarized transcript (segments with a speaker) shows its speakers in every
+//! format: `[SPEAKER_00] ` before srt cue text, a WebVTT voice span
+//! (`<v SPEAKER_00>`), a `speaker` column in tsv, one `SPEAKER_00: ...`
+//! paragraph per speaker turn in txt, `speaker` fields and a `speakers` list
+//! in json, and the turns themselves in rttm. A transcript without speakers
+//! renders exactly as before diarization existed (and an empty rttm).
+
+mod json;
+mod rttm;
+mod subtitles;
+mod text;
 
 use std::fmt;
 use std::str::FromStr;
@@ -11,6 +23,9 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 use crate::transcript::{Segment, Transcript};
+
+pub use json::JsonTranscript;
+pub use rttm::{render_rttm, render_turns_rttm, DEFAULT_RTTM_URI};
 
 /// A file format a transcript can be written in.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -25,13 +40,30 @@ pub enum OutputFormat {
     Vtt,
     /// The whole transcript with segments, words and statistics.
     Json,
-    /// Tab-separated `start`, `end` (integer milliseconds) and `text`.
+    /// Tab-separated `start`, `end` (integer milliseconds) and `text`, with
+    /// a `speaker` column before `text` when the transcript has speakers.
     Tsv,
+    /// NIST RTTM speaker turns (`SPEAKER <uri> 1 <start> <duration> ...`);
+    /// empty for a transcript without speakers.
+    Rttm,
 }
 
 impl OutputFormat {
-    /// Every format, in the order outputs are listed and written.
-    pub const ALL: [OutputFormat; 5] = [
+    /// Every format, in the order outputs are listed and written: what a
+    /// format name may be, not what is written by default (see
+    /// [`OutputFormat::DEFAULT`]).
+    pub const ALL: [OutputFormat; 6] = [
+        OutputFormat::Txt,
+        OutputFormat::Srt,
+        OutputFormat::Vtt,
+        OutputFormat::Json,
+        OutputFormat::Tsv,
+        OutputFormat::Rttm,
+    ];
+
+    /// The formats written when none are asked for: all but rttm, which only
+    /// diarized files have anything for.
+    pub const DEFAULT: [OutputFormat; 5] = [
         OutputFormat::Txt,
         OutputFormat::Srt,
         OutputFormat::Vtt,
@@ -47,6 +79,7 @@ impl OutputFormat {
             OutputFormat::Vtt => "vtt",
             OutputFormat::Json => "json",
             OutputFormat::Tsv => "tsv",
+            OutputFormat::Rttm => "rttm",
         }
     }
 
@@ -58,6 +91,8 @@ impl OutputFormat {
             OutputFormat::Vtt => "text/vtt; charset=utf-8",
             OutputFormat::Json => "application/json",
             OutputFormat::Tsv => "text/tab-separated-values; charset=utf-8",
+            // RTTM has no registered media type; it is plain text.
+            OutputFormat::Rttm => "text/plain; charset=utf-8",
         }
     }
 }
@@ -70,7 +105,7 @@ impl fmt::Display for OutputFormat {
 
 /// A format name that is not one of [`OutputFormat::ALL`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown output format \"{value}\" (expected one of: txt, srt, vtt, json, tsv)")]
+#[error("unknown output format \"{value}\" (expected one of: txt, srt, vtt, json, tsv, rttm)")]
 pub struct ParseFormatError {
     /// The value as given.
     pub value: String,
@@ -93,14 +128,16 @@ impl FromStr for OutputFormat {
 }
 
 /// Renders the transcript in the given format; every format ends with a newline
-/// unless it is empty.
+/// unless it is empty. Rttm names the recording [`DEFAULT_RTTM_URI`]; callers
+/// that know the file's name use [`render_rttm`].
 pub fn render(t: &Transcript, format: OutputFormat) -> String {
     match format {
-        OutputFormat::Txt => render_txt(t),
-        OutputFormat::Srt => render_srt(t),
-        OutputFormat::Vtt => render_vtt(t),
-        OutputFormat::Json => render_json(t),
-        OutputFormat::Tsv => render_tsv(t),
+        OutputFormat::Txt => text::render_txt(t),
+        OutputFormat::Srt => subtitles::render_srt(t),
+        OutputFormat::Vtt => subtitles::render_vtt(t),
+        OutputFormat::Json => json::render_json(t),
+        OutputFormat::Tsv => text::render_tsv(t),
+        OutputFormat::Rttm => render_rttm(t, DEFAULT_RTTM_URI),
     }
 }
 
@@ -199,115 +236,13 @@ fn spoken(t: &Transcript) -> impl Iterator<Item = (&Segment, String)> {
         .filter(|(_, text)| !text.is_empty())
 }
 
-fn render_txt(t: &Transcript) -> String {
-    let mut out = String::new();
-    for (_, text) in spoken(t) {
-        out.push_str(&text);
-        out.push('\n');
-    }
-    out
-}
-
-fn render_srt(t: &Transcript) -> String {
-    let mut out = String::new();
-    for (n, (s, text)) in spoken(t).enumerate() {
-        // SubRip has no escaping; whisper's writer makes the same substitution.
-        let text = text.replace("-->", "->");
-        out.push_str(&format!(
-            "{}\n{} --> {}\n{}\n\n",
-            n + 1,
-            timestamp(s.start, ','),
-            timestamp(s.end, ','),
-            text
-        ));
-    }
-    out
-}
-
-/// WebVTT cue text treats `&` and `<` as markup and forbids `-->`; escaping
-/// `>` as well removes every `-->`.
-fn vtt_escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
-fn render_vtt(t: &Transcript) -> String {
-    let mut out = String::from("WEBVTT\n\n");
-    for (s, text) in spoken(t) {
-        out.push_str(&format!(
-            "{} --> {}\n{}\n\n",
-            timestamp(s.start, '.'),
-            timestamp(s.end, '.'),
-            vtt_escape(&text)
-        ));
-    }
-    out
-}
-
-fn render_tsv(t: &Transcript) -> String {
-    let mut out = String::from("start\tend\ttext\n");
-    for (s, text) in spoken(t) {
-        out.push_str(&format!(
-            "{}\t{}\t{}\n",
-            millis(s.start),
-            millis(s.end),
-            text
-        ));
-    }
-    out
-}
-
-/// The json output's shape; field order is part of the format. Public only
-/// so that the HTTP API can document it.
-#[derive(Serialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-pub struct JsonTranscript<'a> {
-    /// The plain text: segment texts joined, trimmed.
-    text: String,
-    /// Language code (`en`, `de`, ...).
-    language: &'a str,
-    /// Probability of the language when it was detected, 1.0 when it was given.
-    language_probability: f32,
-    /// Duration of the audio in seconds.
-    duration: f64,
-    /// Name of the model that produced the transcript.
-    model: &'a str,
-    stats: TranscriptStats,
-    /// The segments in time order.
-    segments: &'a [Segment],
-}
-
-fn render_json(t: &Transcript) -> String {
-    let doc = JsonTranscript {
-        text: t.text(),
-        language: &t.language,
-        language_probability: t.language_probability,
-        duration: t.duration,
-        model: &t.model,
-        stats: stats(t),
-        segments: &t.segments,
-    };
-    // Serializing plain structs of strings and numbers cannot fail (non-finite
-    // floats become null), so the fallback is only there to avoid a panic path.
-    let mut out = serde_json::to_string(&doc).unwrap_or_else(|_| String::from("{}"));
-    out.push('\n');
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::speakers::SpeakerSummary;
     use crate::transcript::Word;
 
-    fn segment(id: u32, start: f64, end: f64, text: &str) -> Segment {
+    pub(super) fn segment(id: u32, start: f64, end: f64, text: &str) -> Segment {
         Segment {
             id,
             start,
@@ -322,7 +257,7 @@ mod tests {
         }
     }
 
-    fn transcript(segments: Vec<Segment>) -> Transcript {
+    pub(super) fn transcript(segments: Vec<Segment>) -> Transcript {
         Transcript {
             language: "en".to_string(),
             language_probability: 1.0,
@@ -331,6 +266,31 @@ mod tests {
             segments,
             speakers: Vec::new(),
         }
+    }
+
+    /// Four segments of two speakers, the first two of one turn, as
+    /// `assign_speakers` leaves them.
+    pub(super) fn two_speakers() -> Transcript {
+        let mut t = transcript(vec![
+            segment(0, 1.0, 3.5, " Hello there."),
+            segment(1, 3.5, 4.0, " How are you?"),
+            segment(2, 4.0, 5.0, " General Kenobi!"),
+            segment(3, 5.0, 6.0, " You are a bold one."),
+        ]);
+        for (s, speaker) in t.segments.iter_mut().zip([0, 0, 1, 0]) {
+            s.speaker = Some(crate::speakers::speaker_label(speaker));
+        }
+        t.speakers = vec![
+            SpeakerSummary {
+                speaker: "SPEAKER_00".to_string(),
+                speaking_seconds: 4.0,
+            },
+            SpeakerSummary {
+                speaker: "SPEAKER_01".to_string(),
+                speaking_seconds: 1.0,
+            },
+        ];
+        t
     }
 
     fn two_segments() -> Transcript {
@@ -518,11 +478,50 @@ mod tests {
         let err = "docx".parse::<OutputFormat>().unwrap_err();
         assert_eq!(
             err.to_string(),
-            "unknown output format \"docx\" (expected one of: txt, srt, vtt, json, tsv)"
+            "unknown output format \"docx\" (expected one of: txt, srt, vtt, json, tsv, rttm)"
         );
+        assert_eq!("rttm".parse::<OutputFormat>(), Ok(OutputFormat::Rttm));
+        let names: Vec<&str> = OutputFormat::ALL.iter().map(|f| f.extension()).collect();
+        assert!(err.to_string().contains(&names.join(", ")), "{err}");
         for f in OutputFormat::ALL {
             assert_eq!(f.extension().parse::<OutputFormat>(), Ok(f));
             assert_eq!(f.to_string(), f.extension());
+            let json = serde_json::to_string(&f).expect("serializes");
+            assert_eq!(json, format!("\"{}\"", f.extension()));
         }
+    }
+
+    #[test]
+    fn rttm_is_a_format_but_not_a_default_one() {
+        assert!(OutputFormat::ALL.contains(&OutputFormat::Rttm));
+        assert!(!OutputFormat::DEFAULT.contains(&OutputFormat::Rttm));
+        assert_eq!(OutputFormat::ALL[..5], OutputFormat::DEFAULT);
+        assert_eq!(
+            OutputFormat::Rttm.content_type(),
+            "text/plain; charset=utf-8"
+        );
+    }
+
+    #[test]
+    fn speakers_change_nothing_but_labels() {
+        // Stats and text are the same with or without speakers.
+        let labelled = two_speakers();
+        let mut plain = labelled.clone();
+        for s in &mut plain.segments {
+            s.speaker = None;
+        }
+        plain.speakers.clear();
+        assert_eq!(stats(&labelled), stats(&plain));
+        assert_eq!(labelled.text(), plain.text());
+        assert_eq!(
+            render(&plain, OutputFormat::Txt),
+            "Hello there.\nHow are you?\nGeneral Kenobi!\nYou are a bold one.\n"
+        );
+        assert_eq!(
+            render(&plain, OutputFormat::Tsv).lines().next(),
+            Some("start\tend\ttext")
+        );
+        assert!(!render(&plain, OutputFormat::Srt).contains('['));
+        assert!(!render(&plain, OutputFormat::Vtt).contains("<v"));
     }
 }
