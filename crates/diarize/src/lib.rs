@@ -9,7 +9,7 @@
 mod cluster;
 mod error;
 pub mod fbank;
-mod models;
+pub mod models;
 mod pipeline;
 
 use std::path::{Path, PathBuf};

@@ -80,10 +80,9 @@ impl Segmentation {
         })
     }
 
-    /// Runs `windows` (each [`WINDOW`] samples, back to back) and appends
-    /// each frame's active local speakers (bits) to `out`; returns the
-    /// frames per window.
-    pub fn run(&self, windows: &[f32], out: &mut Vec<u8>) -> Result<usize, DiarizeError> {
+    /// The powerset log-probabilities of `windows` (each [`WINDOW`]
+    /// samples, back to back): frames per window, and 7 scores a frame.
+    pub fn scores(&self, windows: &[f32]) -> Result<(usize, Vec<f32>), DiarizeError> {
         let batch = windows.len() / WINDOW;
         let input = Tensor::from_array(([batch as i64, 1, WINDOW as i64], windows.to_vec()))
             .map_err(inference)?;
@@ -100,6 +99,14 @@ impl Segmentation {
                 "segmentation output shape {shape:?}, expected [{batch}, frames, {classes}]"
             )));
         }
+        Ok((shape[1] as usize, scores.to_vec()))
+    }
+
+    /// Runs `windows` and appends each frame's active local speakers (bits)
+    /// to `out`; returns the frames per window.
+    pub fn run(&self, windows: &[f32], out: &mut Vec<u8>) -> Result<usize, DiarizeError> {
+        let (frames, scores) = self.scores(windows)?;
+        let classes = POWERSET.len();
         // pyannote turns powerset scores into speakers by the best class.
         out.extend(scores.chunks_exact(classes).map(|frame| {
             let best = (0..classes)
@@ -107,7 +114,7 @@ impl Segmentation {
                 .unwrap_or(0);
             POWERSET[best]
         }));
-        Ok(shape[1] as usize)
+        Ok(frames)
     }
 }
 
