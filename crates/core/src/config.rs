@@ -15,6 +15,12 @@ use serde_json::{json, Value as Json};
 
 use crate::render::OutputFormat;
 
+mod diarization;
+
+pub use diarization::{
+    DiarizationConfig, DEFAULT_EMBEDDING_MODEL, DEFAULT_SEGMENTATION_MODEL, MAX_SPEAKERS,
+};
+
 /// Name of the configuration file looked for in the working directory.
 pub const CONFIG_FILE_NAME: &str = "pipeline.toml";
 /// Environment variable that names the configuration file.
@@ -47,6 +53,8 @@ pub struct Config {
     pub ingest: IngestConfig,
     /// How long rows that only serve a while are kept.
     pub retention: RetentionConfig,
+    /// Who speaks when: the DIARIZATION job.
+    pub diarization: DiarizationConfig,
 }
 
 /// `[retention]`: what workers prune, and after how long (0 keeps for good).
@@ -378,6 +386,7 @@ impl Config {
                 delivered_webhooks_days: 7,
                 failed_webhooks_days: 30,
             },
+            diarization: DiarizationConfig::default(),
         }
     }
 
@@ -408,6 +417,18 @@ impl Config {
             .model
             .clone()
             .unwrap_or_else(|| self.storage.data_dir.join("models/silero-vad-v6.onnx"))
+    }
+
+    /// The diarization's segmentation model, defaulting to
+    /// `<data_dir>/models/pyannote-segmentation-3.0.onnx`.
+    pub fn diarization_segmentation_model(&self) -> PathBuf {
+        self.diarization.segmentation_model(&self.storage.data_dir)
+    }
+
+    /// The diarization's speaker embedding model, defaulting to
+    /// `<data_dir>/models/campplus-cn-en-common.onnx`.
+    pub fn diarization_embedding_model(&self) -> PathBuf {
+        self.diarization.embedding_model(&self.storage.data_dir)
     }
 
     /// The model directory, defaulting to `<data_dir>/models/<name>`.
@@ -830,6 +851,9 @@ impl LoadedConfig {
         if c.vad.min_silence_ms > 60_000 {
             return Err(self.invalid("vad.min_silence_ms", "must be at most 60000"));
         }
+        c.diarization
+            .check()
+            .map_err(|(key, reason)| self.invalid(key, reason))?;
         if !COMPUTE_TYPES.contains(&c.model.compute_type.as_str()) {
             return Err(self.invalid(
                 "model.compute_type",
@@ -958,6 +982,7 @@ const SECTIONS: &[&str] = &[
     "vad",
     "ingest",
     "retention",
+    "diarization",
 ];
 
 const DEVICES: &[&str] = &["cpu", "cuda", "auto"];
@@ -1169,6 +1194,41 @@ const KEYS: &[KeySpec] = &[
     spec("vad.threshold", Kind::Float),
     spec("vad.min_silence_ms", Kind::UInt),
     spec("vad.speech_pad_ms", Kind::UInt),
+    spec("diarization.enabled", Kind::Bool),
+    opt(
+        "diarization.segmentation_model",
+        Kind::OptPath,
+        Secrecy::Public,
+        "<data_dir>/models/pyannote-segmentation-3.0.onnx",
+    ),
+    opt(
+        "diarization.embedding_model",
+        Kind::OptPath,
+        Secrecy::Public,
+        "<data_dir>/models/campplus-cn-en-common.onnx",
+    ),
+    spec("diarization.threads", Kind::UInt),
+    spec("diarization.step_seconds", Kind::Float),
+    spec("diarization.threshold", Kind::Float),
+    spec("diarization.min_embedding_seconds", Kind::Float),
+    opt(
+        "diarization.speakers",
+        Kind::UInt,
+        Secrecy::Public,
+        "none (the clustering decides)",
+    ),
+    opt(
+        "diarization.min_speakers",
+        Kind::UInt,
+        Secrecy::Public,
+        "none",
+    ),
+    opt(
+        "diarization.max_speakers",
+        Kind::UInt,
+        Secrecy::Public,
+        "none",
+    ),
 ];
 
 fn lookup(key: &str) -> Option<&'static KeySpec> {
@@ -1490,6 +1550,22 @@ fn apply(c: &mut Config, key: &str, value: Parsed) -> Result<(), String> {
         ("vad.threshold", P::Float(v)) => c.vad.threshold = v,
         ("vad.min_silence_ms", P::UInt(v)) => c.vad.min_silence_ms = narrow(v)?,
         ("vad.speech_pad_ms", P::UInt(v)) => c.vad.speech_pad_ms = narrow(v)?,
+        ("diarization.enabled", P::Bool(v)) => c.diarization.enabled = v,
+        ("diarization.segmentation_model", P::Path(v)) => c.diarization.segmentation_model = v,
+        ("diarization.embedding_model", P::Path(v)) => c.diarization.embedding_model = v,
+        ("diarization.threads", P::UInt(v)) => c.diarization.threads = narrow(v)?,
+        ("diarization.step_seconds", P::Float(v)) => c.diarization.step_seconds = v,
+        ("diarization.threshold", P::Float(v)) => c.diarization.threshold = v,
+        ("diarization.min_embedding_seconds", P::Float(v)) => {
+            c.diarization.min_embedding_seconds = v
+        }
+        ("diarization.speakers", P::UInt(v)) => c.diarization.speakers = diarization::count(v)?,
+        ("diarization.min_speakers", P::UInt(v)) => {
+            c.diarization.min_speakers = diarization::count(v)?
+        }
+        ("diarization.max_speakers", P::UInt(v)) => {
+            c.diarization.max_speakers = diarization::count(v)?
+        }
         // Only a mismatch between KEYS and this table gets here; the tests
         // set every key through every layer to keep them in step.
         (key, value) => return Err(format!("internal: no field for {key} = {value:?}")),
@@ -1558,6 +1634,16 @@ fn get(c: &Config, key: &str) -> Json {
         "vad.threshold" => json!(c.vad.threshold),
         "vad.min_silence_ms" => json!(c.vad.min_silence_ms),
         "vad.speech_pad_ms" => json!(c.vad.speech_pad_ms),
+        "diarization.enabled" => json!(c.diarization.enabled),
+        "diarization.segmentation_model" => path(&c.diarization_segmentation_model()),
+        "diarization.embedding_model" => path(&c.diarization_embedding_model()),
+        "diarization.threads" => json!(c.diarization.threads),
+        "diarization.step_seconds" => json!(c.diarization.step_seconds),
+        "diarization.threshold" => json!(c.diarization.threshold),
+        "diarization.min_embedding_seconds" => json!(c.diarization.min_embedding_seconds),
+        "diarization.speakers" => json!(c.diarization.speakers),
+        "diarization.min_speakers" => json!(c.diarization.min_speakers),
+        "diarization.max_speakers" => json!(c.diarization.max_speakers),
         _ => Json::Null,
     }
 }
@@ -2154,6 +2240,9 @@ mod tests {
             _ if key == "vad.threshold" => "0.3",
             _ if key == "processing.heartbeat_secs" => "7",
             _ if key == "processing.retry_base_secs" => "1.5",
+            _ if key == "diarization.threshold" => "0.5",
+            _ if key == "diarization.step_seconds" => "2.5",
+            _ if key == "diarization.min_embedding_seconds" => "0.5",
             Some(Kind::Text | Kind::OptText) => "value",
             Some(Kind::Path | Kind::OptPath) => "/some/path",
             Some(Kind::UInt | Kind::Float) => "42",
@@ -2230,6 +2319,65 @@ mod tests {
         let file = dir.file("[server]\nmax_upload_bytes = \"100MB\"\n");
         let c = load(Some(&file), &[], &[]).expect("load");
         assert_eq!(c.config.server.max_upload_bytes, 100_000_000);
+    }
+
+    #[test]
+    fn diarization_is_off_by_default_and_checked() {
+        let c = load(None, &[], &[]).expect("defaults");
+        let data = PathBuf::from("/home/u/.local/share/pipeline-manager");
+        assert!(!c.config.diarization.enabled);
+        assert_eq!(
+            c.config.diarization_segmentation_model(),
+            data.join("models/pyannote-segmentation-3.0.onnx")
+        );
+        assert_eq!(
+            c.config.diarization_embedding_model(),
+            data.join("models/campplus-cn-en-common.onnx")
+        );
+        let c = load(
+            None,
+            &[
+                ("PIPELINE_DIARIZATION_ENABLED", "true"),
+                ("PIPELINE_DIARIZATION_MIN_SPEAKERS", "2"),
+                ("PIPELINE_DIARIZATION_MAX_SPEAKERS", "4"),
+                ("PIPELINE_DIARIZATION_SPEAKERS", "0"),
+            ],
+            &[],
+        )
+        .expect("load");
+        let d = &c.config.diarization;
+        assert!(d.enabled);
+        assert_eq!(
+            (d.speakers, d.min_speakers, d.max_speakers),
+            (None, Some(2), Some(4))
+        );
+        for (env, key) in [
+            (
+                vec![
+                    ("PIPELINE_DIARIZATION_MIN_SPEAKERS", "5"),
+                    ("PIPELINE_DIARIZATION_MAX_SPEAKERS", "2"),
+                ],
+                "diarization.min_speakers",
+            ),
+            (
+                vec![("PIPELINE_DIARIZATION_SPEAKERS", "65")],
+                "diarization.speakers",
+            ),
+            (
+                vec![("PIPELINE_DIARIZATION_THRESHOLD", "3")],
+                "diarization.threshold",
+            ),
+            (
+                vec![("PIPELINE_DIARIZATION_STEP_SECONDS", "0")],
+                "diarization.step_seconds",
+            ),
+        ] {
+            let err = load(None, &env, &[]).unwrap_err();
+            assert!(
+                matches!(&err, ConfigError::Invalid { key: k, .. } if k == key),
+                "{env:?}: {err}"
+            );
+        }
     }
 
     #[test]
