@@ -17,7 +17,7 @@ fn status_reports_a_healthy_local_setup() {
     let doc = out.json();
     let db = &doc["database"];
     assert_eq!(db["reachable"], true, "{doc:#}");
-    assert_eq!(db["schema_version"], 4, "{doc:#}");
+    assert_eq!(db["schema_version"], 5, "{doc:#}");
     assert_eq!(db["backend"], "SQLite", "{doc:#}");
     assert!(
         db["url"]

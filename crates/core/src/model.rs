@@ -15,18 +15,28 @@ use crate::state::JobStatus;
 pub enum JobType {
     /// Decode the audio and run the speech engine.
     Transcription,
-    /// Render outputs and statistics from the stored transcript.
+    /// Find who speaks when (only for files submitted with diarization);
+    /// runs beside TRANSCRIPTION.
+    Diarization,
+    /// Render outputs and statistics from the stored transcript (with the
+    /// speakers merged in, when the file was diarized).
     Processing,
 }
 
 impl JobType {
-    /// All job types in pipeline order.
-    pub const ALL: [JobType; 2] = [JobType::Transcription, JobType::Processing];
+    /// All job types in pipeline order. A file has the jobs it asked for:
+    /// TRANSCRIPTION and PROCESSING always, DIARIZATION when diarized.
+    pub const ALL: [JobType; 3] = [
+        JobType::Transcription,
+        JobType::Diarization,
+        JobType::Processing,
+    ];
 
     /// The name stored in the database and shown to users.
     pub fn as_str(self) -> &'static str {
         match self {
             JobType::Transcription => "TRANSCRIPTION",
+            JobType::Diarization => "DIARIZATION",
             JobType::Processing => "PROCESSING",
         }
     }
@@ -35,16 +45,30 @@ impl JobType {
     pub fn task_name(self) -> &'static str {
         match self {
             JobType::Transcription => "pipeline.transcribe",
+            JobType::Diarization => "pipeline.diarize",
             JobType::Processing => "pipeline.process",
         }
     }
 
-    /// The job this one waits for, if any.
-    pub fn depends_on(self) -> Option<JobType> {
+    /// The job types this one waits for, among those its file has: a job
+    /// is released when every job of its file of one of these types has
+    /// COMPLETED (a type the file has no job of is not waited for), and
+    /// fails or is cancelled with any of them.
+    pub fn depends_on(self) -> &'static [JobType] {
         match self {
-            JobType::Transcription => None,
-            JobType::Processing => Some(JobType::Transcription),
+            JobType::Transcription | JobType::Diarization => &[],
+            JobType::Processing => &[JobType::Transcription, JobType::Diarization],
         }
+    }
+
+    /// Whether this job type waits for `other`.
+    pub fn waits_for(self, other: JobType) -> bool {
+        self.depends_on().contains(&other)
+    }
+
+    /// The job type a Celery task name runs, if it is one of ours.
+    pub fn from_task_name(task: &str) -> Option<JobType> {
+        JobType::ALL.into_iter().find(|t| t.task_name() == task)
     }
 }
 
@@ -60,11 +84,12 @@ impl FromStr for JobType {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s.to_ascii_uppercase().as_str() {
             "TRANSCRIPTION" => Ok(JobType::Transcription),
+            "DIARIZATION" => Ok(JobType::Diarization),
             "PROCESSING" => Ok(JobType::Processing),
             _ => Err(ParseEnumError::new(
                 "job type",
                 s,
-                "TRANSCRIPTION, PROCESSING",
+                "TRANSCRIPTION, DIARIZATION, PROCESSING",
             )),
         }
     }
@@ -351,9 +376,26 @@ mod tests {
     }
 
     #[test]
+    fn processing_waits_for_both_earlier_stages() {
+        use JobType::*;
+        assert!(Transcription.depends_on().is_empty());
+        assert!(Diarization.depends_on().is_empty());
+        assert!(Processing.waits_for(Transcription) && Processing.waits_for(Diarization));
+        assert!(!Diarization.waits_for(Transcription));
+        // Pipeline order is the order jobs are listed in.
+        assert!(Transcription < Diarization && Diarization < Processing);
+        assert_eq!(
+            JobType::from_task_name("pipeline.diarize"),
+            Some(Diarization)
+        );
+        assert_eq!(JobType::from_task_name("pipeline.ingest"), None);
+    }
+
+    #[test]
     fn names_round_trip() {
         for t in JobType::ALL {
             assert_eq!(t.as_str().parse::<JobType>(), Ok(t));
+            assert_eq!(JobType::from_task_name(t.task_name()), Some(t));
         }
         assert!("nope"
             .parse::<AudioStatus>()

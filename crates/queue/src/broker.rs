@@ -25,7 +25,7 @@ use uuid::Uuid;
 use crate::celery::amqp::{self, AmqpTransport};
 use crate::celery::message::TaskMessage;
 use crate::celery::redis::RedisTransport;
-use crate::celery::{INGEST_TASK, PROCESS_TASK, TRANSCRIBE_TASK};
+use crate::celery::{INGEST_TASK, PROCESS_TASK};
 use crate::{Dispatched, IngestTask, JobQueue, QueueError, QueueFuture, QueueHealth, Settle, Work};
 
 /// Times a task of another app may come back to one worker before it is
@@ -544,7 +544,8 @@ impl Inner {
             self.hold(&task_id, delivery.receipt);
             return Triage::Work(Work::Ingest(IngestTask { task_id, kwargs }));
         }
-        if task != TRANSCRIBE_TASK && task != PROCESS_TASK {
+        // pipeline.transcribe, pipeline.diarize, pipeline.process.
+        if JobType::from_task_name(&task).is_none() {
             self.bounce(delivery).await;
             return Triage::Settled;
         }

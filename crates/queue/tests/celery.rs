@@ -63,7 +63,8 @@ async fn ingest(store: &Store, transport: &str) -> Vec<ProcessingJob> {
         settings_key: "s".into(),
         webhooks: Vec::new(),
     };
-    let jobs: Vec<NewJob> = JobType::ALL
+    // A file without diarization: TRANSCRIPTION, then PROCESSING.
+    let jobs: Vec<NewJob> = [JobType::Transcription, JobType::Processing]
         .iter()
         .map(|t| NewJob {
             transport: transport.to_string(),

@@ -1,7 +1,9 @@
 //! Ingest, audio file queries, transcripts and rendered results.
 
 use chrono::Utc;
-use pipeline_core::{AudioFile, AudioStatus, JobError, JobStatus, ProcessingJob, Transcript};
+use pipeline_core::{
+    AudioFile, AudioStatus, Diarization, JobError, JobStatus, JobType, ProcessingJob, Transcript,
+};
 use serde_json::Value;
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
@@ -108,10 +110,22 @@ impl Store {
         .await?;
         webhooks::subscribe(&mut tx, audio.id, &audio.webhooks).await?;
         let mut created = Vec::with_capacity(jobs.len());
+        // What each job waits for among the jobs this file gets.
+        let waits_for = |job: &NewJob| -> Vec<JobType> {
+            let mut types: Vec<JobType> = jobs
+                .iter()
+                .map(|j| j.job_type)
+                .filter(|t| job.job_type.waits_for(*t))
+                .collect();
+            types.sort();
+            types.dedup();
+            types
+        };
         for (job, status) in jobs.iter().zip(statuses) {
             let id = job.id.unwrap_or_else(Uuid::new_v4);
             let task_id = job.task_id.clone().unwrap_or_else(|| id.to_string());
-            let error = rejection.map(|reason| match job.job_type.depends_on() {
+            let prerequisites = waits_for(job);
+            let error = rejection.map(|reason| match prerequisites.first() {
                 None => reason.clone(),
                 Some(first) => JobError::permanent(format!("{first} failed")),
             });
@@ -137,13 +151,15 @@ impl Store {
             let created_job = rows::job(&row)?;
             let message = match (&error, status) {
                 (Some(error), _) => format!("rejected at ingest: {}", error.message),
-                (None, JobStatus::Pending) => format!(
+                (None, JobStatus::Pending) if !prerequisites.is_empty() => format!(
                     "created; waiting for {}",
-                    job.job_type
-                        .depends_on()
+                    prerequisites
+                        .iter()
                         .map(|t| t.as_str())
-                        .unwrap_or("its dependency")
+                        .collect::<Vec<_>>()
+                        .join(" and ")
                 ),
+                (None, JobStatus::Pending) => "created; waiting for its dependency".to_string(),
                 _ => "created and queued".to_string(),
             };
             insert_event(&mut tx, &created_job, None, status, None, &message).await?;
@@ -331,6 +347,36 @@ impl Store {
             .collect()
     }
 
+    /// Stores (or replaces) the speaker turns of a file, outside any job (a
+    /// worker's are written with its job's completion instead:
+    /// [`Store::complete_with_diarization`]).
+    pub async fn save_diarization(
+        &self,
+        audio_id: Uuid,
+        diarization: &Diarization,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        write_diarization(&mut tx, audio_id, diarization).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The stored speaker turns of a file, if it was diarized.
+    pub async fn diarization(&self, audio_id: Uuid) -> Result<Option<Diarization>, StoreError> {
+        let row = sqlx::query("SELECT body FROM diarizations WHERE audio_id = $1")
+            .bind(audio_id.to_string())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|row| {
+            let body: String = row.try_get("body")?;
+            serde_json::from_str(&body).map_err(|e| StoreError::Corrupt {
+                table: "diarizations",
+                message: e.to_string(),
+            })
+        })
+        .transpose()
+    }
+
     /// The rendered outputs and statistics of a file, if it has them.
     pub async fn results(&self, audio_id: Uuid) -> Result<Option<AudioResults>, StoreError> {
         let row = sqlx::query(
@@ -368,7 +414,12 @@ impl Store {
         .bind(&id)
         .execute(&mut *tx)
         .await?;
-        for table in ["processing_jobs", "transcripts", "audio_results"] {
+        for table in [
+            "processing_jobs",
+            "transcripts",
+            "diarizations",
+            "audio_results",
+        ] {
             sqlx::query(&format!("DELETE FROM {table} WHERE audio_id = $1"))
                 .bind(&id)
                 .execute(&mut *tx)
@@ -413,6 +464,41 @@ pub(crate) async fn write_transcript(
     .bind(&transcript.language)
     .bind(&transcript.model)
     .bind(transcript.duration)
+    .bind(body)
+    .bind(ts(Utc::now()))
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Replaces the speaker turns of a file inside `tx`.
+pub(crate) async fn write_diarization(
+    tx: &mut Transaction<'_, Any>,
+    audio_id: Uuid,
+    diarization: &Diarization,
+) -> Result<(), StoreError> {
+    let body = serde_json::to_string(diarization).map_err(|e| StoreError::Corrupt {
+        table: "diarizations",
+        message: e.to_string(),
+    })?;
+    let speakers = diarization
+        .turns
+        .iter()
+        .map(|t| t.speaker.as_str())
+        .collect::<std::collections::BTreeSet<_>>()
+        .len();
+    sqlx::query("DELETE FROM diarizations WHERE audio_id = $1")
+        .bind(audio_id.to_string())
+        .execute(&mut **tx)
+        .await?;
+    sqlx::query(
+        "INSERT INTO diarizations (audio_id, model, speakers, turns, body, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(audio_id.to_string())
+    .bind(&diarization.model)
+    .bind(i64::try_from(speakers).unwrap_or(i64::MAX))
+    .bind(i64::try_from(diarization.turns.len()).unwrap_or(i64::MAX))
     .bind(body)
     .bind(ts(Utc::now()))
     .execute(&mut **tx)

@@ -1,14 +1,17 @@
 //! Job transitions and the embedded queue's lease operations.
 
 use chrono::{DateTime, Duration as TimeDelta, Utc};
-use pipeline_core::{AudioStatus, JobError, JobStatus, JobType, ProcessingJob, Transcript};
+use pipeline_core::{
+    AudioStatus, Diarization, JobError, JobStatus, JobType, ProcessingJob, Transcript,
+};
 use sqlx::{Any, Row, Transaction};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 use uuid::Uuid;
 
 use crate::audio::{
-    refresh_audio_status, write_audio_status, write_results, write_transcript, AudioResults,
+    refresh_audio_status, write_audio_status, write_diarization, write_results, write_transcript,
+    AudioResults,
 };
 use crate::rows::{self, ts, JOB_COLUMNS};
 use crate::webhooks::{Outbox, ENDPOINT_COLUMN};
@@ -41,7 +44,7 @@ impl NewJob {
 
     /// Jobs with a dependency wait for it; the others are queued at once.
     pub(crate) fn initial_status(&self) -> JobStatus {
-        if self.job_type.depends_on().is_some() {
+        if !self.job_type.depends_on().is_empty() {
             JobStatus::Pending
         } else {
             JobStatus::Queued
@@ -374,12 +377,60 @@ pub(crate) fn held_by<'a>(
     Ok(job)
 }
 
-/// What a stage leaves behind, written with its job's end.
-#[derive(Clone, Copy)]
-enum Output<'a> {
-    Nothing,
-    Results(&'a AudioResults),
-    Transcript(&'a Transcript),
+/// What a stage leaves behind, written with its job's completion in the
+/// same transaction, under the same lease guard: a worker that lost its
+/// lease writes none of it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StageOutput<'a> {
+    /// What PROCESSING rendered.
+    pub results: Option<&'a AudioResults>,
+    /// The file's transcript (TRANSCRIPTION's, or PROCESSING's with the
+    /// speakers merged in), replacing the stored one.
+    pub transcript: Option<&'a Transcript>,
+    /// DIARIZATION's speaker turns, replacing the stored ones.
+    pub diarization: Option<&'a Diarization>,
+}
+
+/// The jobs of a file that `job` waits for (see [`JobType::depends_on`]).
+pub(crate) fn prerequisites<'a>(
+    jobs: &'a [ProcessingJob],
+    job: &'a ProcessingJob,
+) -> impl Iterator<Item = &'a ProcessingJob> + 'a {
+    jobs.iter()
+        .filter(move |j| j.id != job.id && job.job_type.waits_for(j.job_type))
+}
+
+/// `roots` and every job of the file that waits for one of them, directly
+/// or through another.
+pub(crate) fn with_dependents(
+    jobs: &[ProcessingJob],
+    roots: impl IntoIterator<Item = Uuid>,
+) -> BTreeSet<Uuid> {
+    let mut set: BTreeSet<Uuid> = roots.into_iter().collect();
+    loop {
+        let before = set.len();
+        for job in jobs {
+            if !set.contains(&job.id)
+                && jobs
+                    .iter()
+                    .any(|p| set.contains(&p.id) && job.job_type.waits_for(p.job_type))
+            {
+                set.insert(job.id);
+            }
+        }
+        if set.len() == before {
+            return set;
+        }
+    }
+}
+
+/// `A`, `A and B`, `A, B and C`.
+fn and_list(names: &[&str]) -> String {
+    match names {
+        [] => String::new(),
+        [one] => one.to_string(),
+        [rest @ .., last] => format!("{} and {last}", rest.join(", ")),
+    }
 }
 
 /// Which expired leases [`Store::reclaim_expired`] puts back.
@@ -754,7 +805,7 @@ impl Store {
     async fn end_attempt(
         &self,
         held: &Lease,
-        output: Output<'_>,
+        output: StageOutput<'_>,
         end: impl FnOnce(&ProcessingJob, DateTime<Utc>) -> (ProcessingJob, String, Option<JobStatus>),
     ) -> Result<Ended, StoreError> {
         let now = self.now().await?;
@@ -771,12 +822,14 @@ impl Store {
         replace_moved(&mut jobs, &moved);
         // Under the same lock and guard as the job row: a worker that lost
         // its lease writes nothing at all.
-        match output {
-            Output::Nothing => {}
-            Output::Results(results) => write_results(&mut tx, &[(held.audio_id, results)]).await?,
-            Output::Transcript(transcript) => {
-                write_transcript(&mut tx, held.audio_id, transcript).await?
-            }
+        if let Some(results) = output.results {
+            write_results(&mut tx, &[(held.audio_id, results)]).await?;
+        }
+        if let Some(transcript) = output.transcript {
+            write_transcript(&mut tx, held.audio_id, transcript).await?;
+        }
+        if let Some(diarization) = output.diarization {
+            write_diarization(&mut tx, held.audio_id, diarization).await?;
         }
         // The file's jobs are locked, so their statuses are known here.
         write_audio_status(
@@ -806,8 +859,11 @@ impl Store {
         message: &str,
         results: Option<&AudioResults>,
     ) -> Result<Ended, StoreError> {
-        let output = results.map_or(Output::Nothing, Output::Results);
-        self.complete_output(held, message, output).await
+        let output = StageOutput {
+            results,
+            ..StageOutput::default()
+        };
+        self.complete_with_output(held, message, output).await
     }
 
     /// Marks the holder's TRANSCRIPTION COMPLETED and stores its transcript
@@ -818,15 +874,38 @@ impl Store {
         message: &str,
         transcript: &Transcript,
     ) -> Result<Ended, StoreError> {
-        self.complete_output(held, message, Output::Transcript(transcript))
-            .await
+        let output = StageOutput {
+            transcript: Some(transcript),
+            ..StageOutput::default()
+        };
+        self.complete_with_output(held, message, output).await
     }
 
-    async fn complete_output(
+    /// Marks the holder's DIARIZATION COMPLETED and stores its speaker
+    /// turns in the same transaction, only while the lease is still the
+    /// holder's.
+    pub async fn complete_with_diarization(
         &self,
         held: &Lease,
         message: &str,
-        output: Output<'_>,
+        diarization: &Diarization,
+    ) -> Result<Ended, StoreError> {
+        let output = StageOutput {
+            diarization: Some(diarization),
+            ..StageOutput::default()
+        };
+        self.complete_with_output(held, message, output).await
+    }
+
+    /// Marks the holder's attempt COMPLETED with everything its stage left
+    /// behind, in one transaction, only while the lease is still the
+    /// holder's; queues the jobs that wait on it once all they wait for
+    /// has completed.
+    pub async fn complete_with_output(
+        &self,
+        held: &Lease,
+        message: &str,
+        output: StageOutput<'_>,
     ) -> Result<Ended, StoreError> {
         self.end_attempt(held, output, |old, now| {
             let mut new = old.clone();
@@ -848,7 +927,7 @@ impl Store {
         error: &JobError,
         retry_at: Option<DateTime<Utc>>,
     ) -> Result<ProcessingJob, StoreError> {
-        self.end_attempt(held, Output::Nothing, |old, now| {
+        self.end_attempt(held, StageOutput::default(), |old, now| {
             let mut new = old.clone();
             new.error = Some(error.clone());
             new.lease_expires_at = None;
@@ -879,7 +958,7 @@ impl Store {
     /// Hands a running job back to the queue (a worker shutting down): the
     /// attempt is not counted.
     pub async fn release(&self, held: &Lease, message: &str) -> Result<ProcessingJob, StoreError> {
-        self.end_attempt(held, Output::Nothing, |old, now| {
+        self.end_attempt(held, StageOutput::default(), |old, now| {
             let mut new = old.clone();
             new.status = JobStatus::Queued;
             new.attempt = old.attempt.saturating_sub(1);
@@ -894,7 +973,7 @@ impl Store {
 
     /// The holder stops a job whose cancellation was requested.
     pub async fn cancel_running(&self, held: &Lease) -> Result<ProcessingJob, StoreError> {
-        self.end_attempt(held, Output::Nothing, |old, now| {
+        self.end_attempt(held, StageOutput::default(), |old, now| {
             let mut new = old.clone();
             new.status = JobStatus::Cancelled;
             new.completed_at = Some(now);
@@ -916,16 +995,13 @@ impl Store {
         let mut tx = self.pool.begin().await?;
         let (jobs, outbox) = lock_jobs(&mut tx, self.outbox, audio_id).await?;
         let mut changed = Vec::new();
-        let first_type =
-            only_job.and_then(|id| jobs.iter().find(|j| j.id == id).map(|j| j.job_type));
-        if only_job.is_some() && first_type.is_none() {
-            return Err(StoreError::NotFound {
-                what: "job",
-                id: only_job.unwrap_or(audio_id),
-            });
-        }
+        let targets = match only_job {
+            Some(id) if jobs.iter().any(|j| j.id == id) => Some(with_dependents(&jobs, [id])),
+            Some(id) => return Err(StoreError::NotFound { what: "job", id }),
+            None => None,
+        };
         for old in &jobs {
-            if first_type.is_some_and(|t| old.job_type < t) || old.status.is_final() {
+            if targets.as_ref().is_some_and(|t| !t.contains(&old.id)) || old.status.is_final() {
                 continue;
             }
             let mut new = old.clone();
@@ -948,8 +1024,9 @@ impl Store {
         Ok(changed)
     }
 
-    /// Runs a file's failed or cancelled jobs again (or one job and those
-    /// after it), with fresh attempts.
+    /// Runs a file's failed or cancelled jobs again (or one job), with the
+    /// jobs that wait for them, with fresh attempts. A job whose
+    /// prerequisites have all completed is queued; the others wait.
     pub async fn retry(
         &self,
         audio_id: Uuid,
@@ -958,35 +1035,27 @@ impl Store {
         let now = self.now().await?;
         let mut tx = self.pool.begin().await?;
         let (jobs, outbox) = lock_jobs(&mut tx, self.outbox, audio_id).await?;
-        let start_type = match only_job {
-            Some(id) => Some(
-                jobs.iter()
-                    .find(|j| j.id == id)
-                    .map(|j| j.job_type)
-                    .ok_or(StoreError::NotFound { what: "job", id })?,
-            ),
+        let roots: Vec<Uuid> = match only_job {
+            Some(id) if jobs.iter().any(|j| j.id == id) => vec![id],
+            Some(id) => return Err(StoreError::NotFound { what: "job", id }),
             None => jobs
                 .iter()
-                .find(|j| matches!(j.status, JobStatus::Failed | JobStatus::Cancelled))
-                .map(|j| j.job_type),
+                .filter(|j| matches!(j.status, JobStatus::Failed | JobStatus::Cancelled))
+                .map(|j| j.id)
+                .collect(),
         };
-        let Some(start_type) = start_type else {
+        if roots.is_empty() {
             return Ok(Vec::new());
-        };
-        let completed: BTreeMap<JobType, bool> = jobs
-            .iter()
-            .map(|j| (j.job_type, j.status == JobStatus::Completed))
+        }
+        // Only ended jobs start again; one still running keeps its attempt.
+        let again: BTreeSet<Uuid> = with_dependents(&jobs, roots)
+            .into_iter()
+            .filter(|id| jobs.iter().any(|j| j.id == *id && j.status.is_final()))
             .collect();
         let mut changed = Vec::new();
-        for old in jobs.iter().filter(|j| j.job_type >= start_type) {
-            if !old.status.is_final() {
-                continue;
-            }
-            let ready = old.job_type == start_type
-                && old
-                    .job_type
-                    .depends_on()
-                    .is_none_or(|d| completed.get(&d).copied().unwrap_or(true));
+        for old in jobs.iter().filter(|j| again.contains(&j.id)) {
+            let ready = prerequisites(&jobs, old)
+                .all(|p| p.status == JobStatus::Completed && !again.contains(&p.id));
             let mut new = old.clone();
             new.status = if ready {
                 JobStatus::Queued
@@ -1149,8 +1218,10 @@ pub(crate) fn placeholders(first: usize, count: usize) -> String {
         .join(", ")
 }
 
-/// Moves the jobs that wait on `done_type` once it has ended: QUEUED when
-/// it completed, else FAILED or CANCELLED with it.
+/// Moves the jobs that wait on `done_type` once it has ended (`jobs` as
+/// they were before it ended): QUEUED when it completed and so has every
+/// other job they wait for (else they keep waiting, with a note), FAILED
+/// or CANCELLED with it.
 pub(crate) async fn settle_dependents(
     tx: &mut Transaction<'_, Any>,
     outbox: Outbox,
@@ -1162,12 +1233,24 @@ pub(crate) async fn settle_dependents(
     let mut moved = Vec::new();
     for old in jobs
         .iter()
-        .filter(|j| j.job_type.depends_on() == Some(done_type) && j.status == JobStatus::Pending)
+        .filter(|j| j.job_type.waits_for(done_type) && j.status == JobStatus::Pending)
     {
         let mut new = old.clone();
         new.status = to;
         let message = match to {
             JobStatus::Queued => {
+                let waiting: Vec<&str> = prerequisites(jobs, old)
+                    .filter(|p| p.job_type != done_type && p.status != JobStatus::Completed)
+                    .map(|p| p.job_type.as_str())
+                    .collect();
+                if !waiting.is_empty() {
+                    let note = format!(
+                        "{done_type} completed; still waiting for {}",
+                        and_list(&waiting)
+                    );
+                    insert_event(tx, old, Some(old.status), old.status, None, &note).await?;
+                    continue;
+                }
                 new.available_at = now;
                 format!("{done_type} completed; queued")
             }

@@ -190,6 +190,19 @@ ALTER TABLE processing_jobs ADD COLUMN lost_leases BIGINT NOT NULL DEFAULT 0;
 ALTER TABLE processing_jobs ADD COLUMN dispatched_at TEXT
 "#;
 
+/// Speaker turns of diarized files (the DIARIZATION job's result), one row
+/// per file, replaced when the job runs again.
+const V5_DIARIZATIONS: &str = r#"
+CREATE TABLE diarizations (
+    audio_id TEXT PRIMARY KEY REFERENCES audio_files (id) ON DELETE CASCADE,
+    model TEXT NOT NULL,
+    speakers BIGINT NOT NULL,
+    turns BIGINT NOT NULL,
+    body TEXT NOT NULL,
+    created_at TEXT NOT NULL
+)
+"#;
+
 /// Every migration in order; the last one's version is the schema version.
 pub(crate) fn migrations() -> Vec<Migration> {
     vec![
@@ -217,6 +230,12 @@ pub(crate) fn migrations() -> Vec<Migration> {
                 "attempts lost with their worker counted apart; dispatch times of broker jobs",
             sqlite: &[V4_LOST_LEASES],
             postgres: &[V4_LOST_LEASES],
+        },
+        Migration {
+            version: 5,
+            description: "speaker turns of diarized files",
+            sqlite: &[V5_DIARIZATIONS],
+            postgres: &[V5_DIARIZATIONS],
         },
     ]
 }

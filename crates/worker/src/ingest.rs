@@ -3,6 +3,7 @@
 use pipeline_asr::{DecodeMode, DecodeOptions, Task, VadOptions};
 use pipeline_core::render::OutputFormat;
 use pipeline_core::{AudioFile, JobError, JobType, ProcessingJob};
+use pipeline_diarize::SpeakerCount;
 use pipeline_queue::{JobQueue, QueueError};
 use pipeline_store::{NewAudio, NewJob, Store, StoreError, WebhookEndpoint};
 use serde::{Deserialize, Serialize};
@@ -39,6 +40,20 @@ pub struct ProcessOptions {
     /// `mix` (all channels), `left`, `right` or a channel number from 0.
     pub channel: String,
     pub formats: Vec<OutputFormat>,
+    /// Whether a DIARIZATION job finds who speaks when (beside
+    /// TRANSCRIPTION) and the outputs name the speakers.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub diarize: bool,
+    /// Exactly this many speakers (diarized files only; `None` lets the
+    /// clustering decide within the bounds below).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub speakers: Option<u32>,
+    /// At least this many speakers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub min_speakers: Option<u32>,
+    /// At most this many speakers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_speakers: Option<u32>,
     /// Where outputs go; `None` means `<output_dir>/<audio_id>`.
     pub output_dir: Option<PathBuf>,
     /// Endpoints told of this file's events besides the global ones; kept
@@ -64,16 +79,76 @@ impl Default for ProcessOptions {
             max_duration_secs: pipeline_audio::Limits::default().max_duration_secs,
             channel: "mix".into(),
             formats: OutputFormat::DEFAULT.to_vec(),
+            diarize: false,
+            speakers: None,
+            min_speakers: None,
+            max_speakers: None,
             output_dir: None,
             webhooks: Vec::new(),
         }
     }
 }
 
+/// Checks a speaker count a user asked for: each from 1 to
+/// [`pipeline_diarize::MAX_SPEAKERS`], the minimum not above the maximum,
+/// and an exact count not mixed with bounds. The error names the fields
+/// as the upload form and the `pipeline.ingest` task call them.
+pub fn check_speaker_count(count: &SpeakerCount) -> Result<(), String> {
+    if count.speakers.is_some() && (count.min_speakers.is_some() || count.max_speakers.is_some()) {
+        return Err(
+            "speakers is an exact count: give either speakers or min_speakers/max_speakers"
+                .to_string(),
+        );
+    }
+    count.validate().map_err(|e| e.to_string())
+}
+
 impl ProcessOptions {
     /// The channel transcribed (checked when the options were made).
     pub fn channel(&self) -> pipeline_audio::Channel {
         self.channel.parse().unwrap_or_default()
+    }
+
+    /// How many speakers the diarization looks for.
+    pub fn speaker_count(&self) -> SpeakerCount {
+        SpeakerCount {
+            speakers: self.speakers,
+            min_speakers: self.min_speakers,
+            max_speakers: self.max_speakers,
+        }
+    }
+
+    /// Turns diarization on (looking for `count` speakers) or off. Unless
+    /// the file chose its formats itself (`formats_chosen`), a diarized file
+    /// also gets an RTTM file of its speaker turns and one that is not
+    /// diarized gets none.
+    pub fn set_diarization(&mut self, diarize: bool, count: SpeakerCount, formats_chosen: bool) {
+        self.diarize = diarize;
+        let count = if diarize {
+            count
+        } else {
+            SpeakerCount::default()
+        };
+        self.speakers = count.speakers;
+        self.min_speakers = count.min_speakers;
+        self.max_speakers = count.max_speakers;
+        if !formats_chosen {
+            let has_rttm = self.formats.contains(&OutputFormat::Rttm);
+            if diarize && !has_rttm {
+                self.formats.push(OutputFormat::Rttm);
+            } else if !diarize && has_rttm {
+                self.formats.retain(|f| *f != OutputFormat::Rttm);
+            }
+        }
+    }
+
+    /// The jobs a file with these options gets, in pipeline order:
+    /// DIARIZATION only when it is diarized.
+    pub fn job_types(&self) -> Vec<JobType> {
+        JobType::ALL
+            .into_iter()
+            .filter(|t| *t != JobType::Diarization || self.diarize)
+            .collect()
     }
 
     /// The bounds a file of these options is decoded within.
@@ -103,7 +178,7 @@ impl ProcessOptions {
     /// A digest of everything that changes the result: the same content
     /// with the same key may reuse a finished transcript.
     pub fn settings_key(&self) -> String {
-        let relevant = serde_json::json!({
+        let mut relevant = serde_json::json!({
             "model": self.model,
             "language": self.language,
             "task": self.task,
@@ -121,6 +196,10 @@ impl ProcessOptions {
             "formats": self.formats,
             "output_dir": self.output_dir,
         });
+        // Only when diarized: the keys of files that are not stay as they were.
+        if self.diarize {
+            relevant["diarization"] = serde_json::json!(self.speaker_count());
+        }
         hex(&Sha256::digest(relevant.to_string().as_bytes()))
     }
 }
@@ -280,7 +359,8 @@ pub async fn ingest_file(
         settings_key,
         webhooks: options.webhooks.clone(),
     };
-    let jobs: Vec<NewJob> = JobType::ALL
+    let jobs: Vec<NewJob> = options
+        .job_types()
         .iter()
         .map(|t| NewJob {
             transport: queue.name().to_string(),

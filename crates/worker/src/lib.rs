@@ -1,7 +1,9 @@
 //! The worker: ingest of files, and the stages that run a file's jobs
-//! (TRANSCRIPTION, then PROCESSING) from the embedded queue, with leases,
-//! heartbeats, progress, retries with backoff, timeouts and graceful shutdown.
+//! (TRANSCRIPTION and, when asked for, DIARIZATION beside it, then
+//! PROCESSING) from the embedded queue, with leases, heartbeats, progress,
+//! retries with backoff, timeouts and graceful shutdown.
 
+pub mod diarize;
 pub mod ingest;
 pub mod retry;
 mod runner;
@@ -9,7 +11,13 @@ mod stages;
 pub mod storage;
 mod task;
 
-pub use ingest::{expand_inputs, ingest_file, IngestError, Ingested, ProcessOptions};
+pub use diarize::{
+    default_model_paths, diarizer_loader, to_diarization, DiarizationEngine, DiarizerLoader,
+};
+pub use ingest::{
+    check_speaker_count, expand_inputs, ingest_file, IngestError, Ingested, ProcessOptions,
+};
+pub use pipeline_diarize::SpeakerCount;
 pub use runner::{hostname, EngineLoader, RunUntil, Shutdown, Worker, WorkerSettings};
 pub use stages::{output_paths, DecoderSource};
 pub use storage::{ObjectStoreSettings, Storage, StorageError};

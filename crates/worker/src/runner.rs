@@ -6,7 +6,9 @@ use pipeline_asr::{AsrError, Transcriber};
 use pipeline_core::{JobError, JobType, ProcessingJob};
 use pipeline_queue::celery::backend::{ResultBackend, TaskState};
 use pipeline_queue::{IngestTask, JobQueue, Settle, Work};
-use pipeline_store::{Completion, Heartbeat, Lease, NewSegment, Store, StoreError, WorkerInfo};
+use pipeline_store::{
+    Completion, Heartbeat, Lease, NewSegment, StageOutput, Store, StoreError, WorkerInfo,
+};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -15,6 +17,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{Notify, OnceCell};
 use uuid::Uuid;
 
+use crate::diarize::{DiarizationEngine, DiarizerLoader};
 use crate::retry::backoff;
 use crate::stages::{self, StageDone, StageError, StageInputs};
 use crate::storage::Storage;
@@ -115,6 +118,8 @@ pub struct Worker {
     pub(crate) settings: WorkerSettings,
     engine: OnceCell<Arc<dyn Transcriber>>,
     loader: EngineLoader,
+    diarizer: OnceCell<Arc<dyn DiarizationEngine>>,
+    diarizer_loader: DiarizerLoader,
     shutdown: Shutdown,
     running: Mutex<Vec<Uuid>>,
     started_at: chrono::DateTime<Utc>,
@@ -201,7 +206,9 @@ impl JobControl {
 impl Worker {
     /// A worker taking jobs from `queue`, recording them in `store`,
     /// reading audio from `storage`, and loading the engine with `loader`
-    /// when first needed.
+    /// when first needed. Diarization loads the models from their default
+    /// places under the data directory unless [`Worker::with_diarizer`]
+    /// says otherwise.
     pub fn new(
         store: Store,
         queue: Arc<dyn JobQueue>,
@@ -209,6 +216,10 @@ impl Worker {
         settings: WorkerSettings,
         loader: EngineLoader,
     ) -> Self {
+        let diarizer_loader = crate::diarize::diarizer_loader(
+            crate::diarize::default_model_paths(&settings.data_dir),
+            pipeline_diarize::Settings::default(),
+        );
         Self {
             queue,
             storage,
@@ -216,11 +227,20 @@ impl Worker {
             settings,
             engine: OnceCell::new(),
             loader,
+            diarizer: OnceCell::new(),
+            diarizer_loader,
             shutdown: Shutdown::default(),
             running: Mutex::new(Vec::new()),
             started_at: Utc::now(),
             results: None,
         }
+    }
+
+    /// Loads the diarization engine with `loader` when a DIARIZATION job
+    /// first needs it.
+    pub fn with_diarizer(mut self, loader: DiarizerLoader) -> Self {
+        self.diarizer_loader = loader;
+        self
     }
 
     /// Also writes task states to a Celery result backend, where Python's
@@ -253,6 +273,26 @@ impl Worker {
                 tokio::task::spawn_blocking(move || loader())
                     .await
                     .map_err(|e| AsrError::Backend(format!("model loading stopped: {e}")))?
+            })
+            .await
+            .cloned()
+    }
+
+    /// The diarization engine, loaded once per worker on first use; a
+    /// failed load is tried again by the next DIARIZATION job.
+    pub async fn diarizer(
+        &self,
+    ) -> Result<Arc<dyn DiarizationEngine>, pipeline_diarize::DiarizeError> {
+        self.diarizer
+            .get_or_try_init(|| async {
+                let loader = self.diarizer_loader.clone();
+                tokio::task::spawn_blocking(move || loader())
+                    .await
+                    .map_err(|e| {
+                        pipeline_diarize::DiarizeError::Inference(format!(
+                            "model loading stopped: {e}"
+                        ))
+                    })?
             })
             .await
             .cloned()
@@ -635,7 +675,7 @@ impl Worker {
                 matches!(
                     j.status,
                     pipeline_core::JobStatus::Queued | pipeline_core::JobStatus::Retrying
-                ) && (j.id == job.id || j.job_type.depends_on() == Some(job.job_type))
+                ) && (j.id == job.id || j.job_type.waits_for(job.job_type))
             })
             .cloned()
             .collect();
@@ -781,7 +821,9 @@ impl Worker {
             .iter()
             .enumerate()
             .filter(|(_, (_, outcome))| {
-                outcome.as_ref().is_ok_and(|done| done.transcript.is_none())
+                outcome
+                    .as_ref()
+                    .is_ok_and(|done| done.transcript.is_none() && done.diarization.is_none())
             })
             .map(|(i, (job, _))| (i, Lease::of(job)))
             .collect();
@@ -824,18 +866,15 @@ impl Worker {
         for round in 1..=5u32 {
             let result = match outcome {
                 Ok(done) => {
-                    let ended = match &done.transcript {
-                        Some(transcript) => {
-                            self.store
-                                .complete_with_transcript(held, &done.message, transcript)
-                                .await
-                        }
-                        None => {
-                            self.store
-                                .complete_with(held, &done.message, done.results.as_ref())
-                                .await
-                        }
+                    let output = StageOutput {
+                        results: done.results.as_ref(),
+                        transcript: done.transcript.as_ref(),
+                        diarization: done.diarization.as_ref(),
                     };
+                    let ended = self
+                        .store
+                        .complete_with_output(held, &done.message, output)
+                        .await;
                     match ended {
                         Ok(ended) => return Recorded::Written(Some(ended.file_jobs)),
                         Err(e) => Err(e),

@@ -3,7 +3,7 @@
 use pipeline_asr::{AsrError, AudioSource, TranscribeObserver};
 use pipeline_audio::{AudioError, Decoder};
 use pipeline_core::render::{self, OutputFormat};
-use pipeline_core::{AudioFile, JobError, JobType, ProcessingJob, Transcript};
+use pipeline_core::{AudioFile, Diarization, JobError, JobType, ProcessingJob, Transcript};
 use pipeline_store::{AudioResults, StoreError};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -29,8 +29,11 @@ pub(crate) enum StageError {
 pub(crate) struct StageDone {
     pub(crate) message: String,
     pub(crate) results: Option<AudioResults>,
-    /// A transcription's transcript, stored only if the lease still holds.
+    /// A transcription's transcript (or PROCESSING's, with the speakers
+    /// merged in), stored only if the lease still holds.
     pub(crate) transcript: Option<Transcript>,
+    /// A diarization's speaker turns, stored only if the lease still holds.
+    pub(crate) diarization: Option<Diarization>,
 }
 
 impl From<StoreError> for StageError {
@@ -71,24 +74,42 @@ pub(crate) async fn run(
     })?;
     match job.job_type {
         JobType::Transcription => transcribe(worker, &audio, &options, control).await,
+        JobType::Diarization => crate::diarize::diarize(worker, &audio, &options, control).await,
         JobType::Processing => {
             let transcript = match transcript {
                 Some(preloaded) => preloaded,
                 None => worker.store.transcript(audio.id).await?,
             };
-            render_outputs(worker, &audio, transcript, &options, control).await
+            // A diarized file's PROCESSING ran only after its DIARIZATION
+            // completed, which stored the turns with its completion.
+            let diarization = if options.diarize {
+                let stored = worker.store.diarization(audio.id).await?;
+                Some(stored.ok_or_else(|| {
+                    StageError::Failed(JobError::permanent(format!(
+                        "no speaker turns stored for {}: retry its DIARIZATION job",
+                        audio.id
+                    )))
+                })?)
+            } else {
+                None
+            };
+            render_outputs(
+                worker,
+                &audio,
+                transcript,
+                diarization.as_ref(),
+                &options,
+                control,
+            )
+            .await
         }
     }
 }
 
-async fn transcribe(
-    worker: &Worker,
-    audio: &AudioFile,
-    options: &ProcessOptions,
-    control: &Arc<JobControl>,
-) -> Result<StageDone, StageError> {
-    let engine = worker.engine().await.map_err(asr_failure)?;
-    let path = worker
+/// The file's audio on this machine (fetched from an object store when
+/// it lives in one).
+pub(crate) async fn local_audio(worker: &Worker, audio: &AudioFile) -> Result<PathBuf, StageError> {
+    worker
         .storage
         .local_copy(&audio.storage_key)
         .await
@@ -99,7 +120,17 @@ async fn transcribe(
             } else {
                 JobError::permanent(message)
             })
-        })?;
+        })
+}
+
+async fn transcribe(
+    worker: &Worker,
+    audio: &AudioFile,
+    options: &ProcessOptions,
+    control: &Arc<JobControl>,
+) -> Result<StageDone, StageError> {
+    let engine = worker.engine().await.map_err(asr_failure)?;
+    let path = local_audio(worker, audio).await?;
     let name = audio.original_name.clone();
     let decode = options.decode_options();
     let limits = options.limits();
@@ -143,6 +174,7 @@ async fn transcribe(
         ),
         results: None,
         transcript: Some(transcript),
+        diarization: None,
     })
 }
 
@@ -150,15 +182,19 @@ async fn render_outputs(
     worker: &Worker,
     audio: &AudioFile,
     transcript: Option<Transcript>,
+    diarization: Option<&Diarization>,
     options: &ProcessOptions,
     control: &Arc<JobControl>,
 ) -> Result<StageDone, StageError> {
-    let transcript = transcript.ok_or_else(|| {
+    let mut transcript = transcript.ok_or_else(|| {
         StageError::Failed(JobError::permanent(format!(
             "no transcript stored for {}",
             audio.id
         )))
     })?;
+    if let Some(diarization) = diarization {
+        pipeline_core::speakers::assign_speakers(&mut transcript, diarization);
+    }
     let dir = options
         .output_dir
         .clone()
@@ -168,6 +204,11 @@ async fn render_outputs(
     } else {
         options.formats.clone()
     };
+    // The recording's name in RTTM.
+    let recording = Path::new(&audio.original_name)
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let mut outputs = BTreeMap::new();
     for (i, (format, path)) in output_paths(&dir, &audio.original_name, &formats)
         .into_iter()
@@ -178,7 +219,12 @@ async fn render_outputs(
                 return Err(StageError::Interrupted(reason));
             }
         }
-        let rendered = render::render(&transcript, format);
+        let rendered = match (format, diarization) {
+            // The turns as the diarization found them, not as segments cut them.
+            (OutputFormat::Rttm, Some(d)) => render::render_turns_rttm(&d.turns, &recording),
+            (OutputFormat::Rttm, None) => render::render_rttm(&transcript, &recording),
+            _ => render::render(&transcript, format),
+        };
         write_atomically(&path, rendered.as_bytes()).map_err(|e| {
             StageError::Failed(JobError::retryable(format!(
                 "cannot write {}: {e}",
@@ -204,8 +250,12 @@ async fn render_outputs(
         control.set_progress(100.0 * (i + 1) as f64 / formats.len() as f64);
     }
     let stats = render::stats(&transcript);
+    let speakers = match diarization {
+        Some(_) => format!(", {} speakers", transcript.speakers.len()),
+        None => String::new(),
+    };
     let message = format!(
-        "wrote {} to {} ({} words, {:.1} s of speech, {:.0} words per minute)",
+        "wrote {} to {} ({} words, {:.1} s of speech, {:.0} words per minute{speakers})",
         formats
             .iter()
             .map(|f| f.extension())
@@ -224,7 +274,10 @@ async fn render_outputs(
             speech_seconds: stats.speech_seconds,
             words_per_minute: stats.words_per_minute,
         }),
-        transcript: None,
+        // With its speakers, the transcript replaces the stored one, so
+        // that `transcript` and the API show them too.
+        transcript: diarization.map(|_| transcript),
+        diarization: None,
     })
 }
 
@@ -275,7 +328,7 @@ fn audio_failure(name: &str, e: &AudioError) -> AsrError {
     }
 }
 
-fn asr_failure(e: AsrError) -> StageError {
+pub(crate) fn asr_failure(e: AsrError) -> StageError {
     StageError::Failed(if e.is_retryable() {
         JobError::retryable(e.to_string())
     } else {

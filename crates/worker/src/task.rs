@@ -8,7 +8,7 @@ use pipeline_store::Store;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
-use crate::ingest::{ingest_file, IngestError, Ingested, ProcessOptions};
+use crate::ingest::{check_speaker_count, ingest_file, IngestError, Ingested, ProcessOptions};
 use crate::storage::Storage;
 
 /// The longest prompt or hotword list a task may carry.
@@ -35,6 +35,12 @@ struct IngestArgs {
     hotwords: Option<String>,
     channel: Option<String>,
     formats: Option<Vec<OutputFormat>>,
+    /// Adds a DIARIZATION job (the operator's `diarization.enabled` when
+    /// not given; a speaker count implies it).
+    diarize: Option<bool>,
+    speakers: Option<u32>,
+    min_speakers: Option<u32>,
+    max_speakers: Option<u32>,
 }
 
 /// Whether `code` looks like a Whisper language code (`en`, `de`, `yue`).
@@ -139,6 +145,27 @@ fn options(
     if let Some(formats) = &args.formats {
         options.formats = formats.clone();
     }
+    let count = pipeline_diarize::SpeakerCount {
+        speakers: args.speakers,
+        min_speakers: args.min_speakers,
+        max_speakers: args.max_speakers,
+    };
+    let counted = count != pipeline_diarize::SpeakerCount::default();
+    check_speaker_count(&count).map_err(bad)?;
+    if counted && args.diarize == Some(false) {
+        return Err(bad(
+            "speakers, min_speakers and max_speakers need diarize (they were given with diarize false)"
+                .to_string(),
+        ));
+    }
+    // A count the task gives replaces the operator's defaults whole.
+    let diarize = counted || args.diarize.unwrap_or(defaults.diarize);
+    let count = if counted {
+        count
+    } else {
+        defaults.speaker_count()
+    };
+    options.set_diarization(diarize, count, args.formats.is_some());
     Ok(options)
 }
 
@@ -230,6 +257,74 @@ mod tests {
         )
         .unwrap();
         assert!(options_err(&long).contains("not a language code"));
+    }
+
+    #[test]
+    fn diarization_arguments_are_checked_and_a_count_implies_it() {
+        let args =
+            |kwargs: serde_json::Value| -> IngestArgs { serde_json::from_value(kwargs).unwrap() };
+        let o = options(
+            &args(serde_json::json!({"source": "/x.wav", "speakers": 2})),
+            &ProcessOptions::default(),
+            Path::new("/x.wav"),
+        )
+        .unwrap();
+        assert!(o.diarize);
+        assert_eq!(o.speakers, Some(2));
+        assert!(o.formats.contains(&OutputFormat::Rttm));
+        assert_eq!(
+            o.job_types(),
+            vec![
+                pipeline_core::JobType::Transcription,
+                pipeline_core::JobType::Diarization,
+                pipeline_core::JobType::Processing
+            ]
+        );
+        let o = options(
+            &args(serde_json::json!({"source": "/x.wav", "diarize": true, "formats": ["txt"]})),
+            &ProcessOptions::default(),
+            Path::new("/x.wav"),
+        )
+        .unwrap();
+        assert_eq!(o.formats, vec![OutputFormat::Txt], "chosen formats stay");
+        let plain = options(
+            &args(serde_json::json!({"source": "/x.wav"})),
+            &ProcessOptions::default(),
+            Path::new("/x.wav"),
+        )
+        .unwrap();
+        assert!(!plain.diarize);
+        assert_eq!(plain.job_types().len(), 2);
+        assert_eq!(plain, ProcessOptions::default());
+        for (kwargs, why) in [
+            (
+                serde_json::json!({"source": "/x.wav", "speakers": 0}),
+                "between 1 and 64",
+            ),
+            (
+                serde_json::json!({"source": "/x.wav", "max_speakers": 65}),
+                "between 1 and 64",
+            ),
+            (
+                serde_json::json!({"source": "/x.wav", "min_speakers": 4, "max_speakers": 2}),
+                "above max_speakers",
+            ),
+            (
+                serde_json::json!({"source": "/x.wav", "speakers": 2, "min_speakers": 1}),
+                "either speakers or min_speakers/max_speakers",
+            ),
+            (
+                serde_json::json!({"source": "/x.wav", "speakers": 2, "diarize": false}),
+                "need diarize",
+            ),
+        ] {
+            let err = options_err(&args(kwargs.clone()));
+            assert!(err.contains(why), "{kwargs}: {err}");
+        }
+        assert!(serde_json::from_value::<IngestArgs>(
+            serde_json::json!({"source": "/x.wav", "speakers": -1})
+        )
+        .is_err());
     }
 
     fn options_err(args: &IngestArgs) -> String {
