@@ -6,7 +6,9 @@
 # and schemathesis (fuzzes the HTTP API against its OpenAPI document; pinned
 # because the test relies on its command line and its checks), and
 # onnxruntime (faster-whisper's VAD, the reference of ours, runs on it),
-# and kaldi-native-fbank (the reference of the diarizer's filterbank).
+# kaldi-native-fbank (the reference of the diarizer's filterbank), and
+# pyannote.metrics (the diarization error rate of scripts/der.py; its
+# wheels pinned by sha256 in scripts/requirements-der.txt).
 # --no-deps keeps av and ctranslate2 out; the tests load
 # feature_extractor.py by path, so faster-whisper's __init__ never runs.
 # Idempotent: an existing, complete venv is left as it is.
@@ -20,7 +22,10 @@ ready() {
 import importlib.util, numpy, pathlib, sys
 import celery, redis, amqp, boto3, moto, openai, schemathesis, onnxruntime
 import kaldi_native_fbank
+import pyannote.metrics
+from pyannote.metrics.diarization import DiarizationErrorRate
 assert onnxruntime.__version__ == "1.31.1"
+assert pyannote.metrics.__version__ == "4.2.0"
 assert celery.VERSION.major == 5
 assert schemathesis.__version__ == "4.32.5"
 spec = importlib.util.find_spec("faster_whisper")
@@ -49,5 +54,11 @@ fi
 "$venv/bin/python" -m pip install --quiet "openai>=1.30,<3"
 # Schemathesis, run by crates/cli/tests/openapi.rs against `serve`.
 "$venv/bin/python" -m pip install --quiet "schemathesis==4.32.5"
+# pyannote.metrics for scripts/der.py: its dependencies, then the pyannote
+# wheels themselves, hash-pinned, without dependencies.
+"$venv/bin/python" -m pip install --quiet "pandas>=2.2.3,<4" "scipy>=1.15.1,<2" \
+  "scikit-learn>=1.6.1,<2" "sortedcontainers>=2.4,<3" "pyyaml>=6.0.2,<7"
+"$venv/bin/python" -m pip install --quiet --no-deps --require-hashes \
+  -r "$root/scripts/requirements-der.txt"
 ready || { echo "python environment at $venv is incomplete after install" >&2; exit 1; }
 echo "python: $venv (installed)"
