@@ -158,7 +158,7 @@ impl Default for Settings {
         Self {
             threads: 0,
             step_seconds: 5.0,
-            threshold: 0.6,
+            threshold: 0.55,
             min_embedding_seconds: 1.0,
         }
     }
