@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test: installs what the tests need (Debian packages, the models:
-# tiny.en and the multilingual base; the Python peers: faster-whisper's front
-# end, Celery, moto; the audio fixtures; playwright-core for the dashboard's
+# tiny.en and the multilingual base, the VAD and the two diarization models;
+# real multi-speaker recordings with their reference annotations; the Python
+# peers: faster-whisper's front end, Celery, moto, pyannote.metrics; the audio fixtures; playwright-core for the dashboard's
 # browser test), starts PostgreSQL, Redis and RabbitMQ if they are down, then
 # runs the whole workspace's tests with nextest.
 # Idempotent; builds go to a stable target dir, and the speech engine links
@@ -23,6 +24,8 @@ log=$(mktemp)
   scripts/install-model.sh
   scripts/install-model.sh base
   scripts/install-vad.sh
+  scripts/install-diarization.sh
+  scripts/fetch-diarization-samples.sh
   scripts/setup-python.sh
   scripts/make-fixtures.sh
   scripts/setup-node.sh
