@@ -245,10 +245,11 @@ pub struct UploadForm {
     )]
     channel: String,
     /// Comma-separated outputs to render (any case): txt, srt, vtt, json,
-    /// tsv. All of them when absent.
+    /// tsv, rttm. When absent, `processing.formats`, with rttm added for a
+    /// diarized file.
     #[serde(default)]
     #[schema(
-        pattern = r"^ *\.?(?:[tT][xX][tT]|[sS][rR][tT]|[vV][tT][tT]|[jJ][sS][oO][nN]|[tT][sS][vV]) *(?:, *\.?(?:[tT][xX][tT]|[sS][rR][tT]|[vV][tT][tT]|[jJ][sS][oO][nN]|[tT][sS][vV]) *)*$"
+        pattern = r"^ *\.?(?:[tT][xX][tT]|[sS][rR][tT]|[vV][tT][tT]|[jJ][sS][oO][nN]|[tT][sS][vV]|[rR][tT][tT][mM]) *(?:, *\.?(?:[tT][xX][tT]|[sS][rR][tT]|[vV][tT][tT]|[jJ][sS][oO][nN]|[tT][sS][vV]|[rR][tT][tT][mM]) *)*$"
     )]
     formats: String,
     /// An http:// or https:// URL that receives the file's job events.
@@ -264,6 +265,28 @@ pub struct UploadForm {
     /// they are sent unsigned. Needs `webhook_url`.
     #[serde(default)]
     webhook_secret: String,
+    /// `true` adds a DIARIZATION job (who speaks when) beside TRANSCRIPTION:
+    /// speakers in every output and the transcript; `false` leaves it out;
+    /// `diarization.enabled` when absent or empty. Also 1/0, yes/no, on/off.
+    #[serde(default)]
+    #[schema(
+        pattern = r"^ *(?:[tT][rR][uU][eE]|[fF][aA][lL][sS][eE]|1|0|[yY][eE][sS]|[nN][oO]|[oO][nN]|[oO][fF][fF])? *$"
+    )]
+    diarize: String,
+    /// Exactly this many speakers, 1 to 64; implies `diarize`. Not with
+    /// `min_speakers` or `max_speakers` (422 `invalid_speakers`).
+    #[serde(default)]
+    #[schema(pattern = r"^ *(?:[1-9]|[1-5][0-9]|6[0-4])? *$")]
+    speakers: String,
+    /// At least this many speakers, 1 to 64; implies `diarize`.
+    #[serde(default)]
+    #[schema(pattern = r"^ *(?:[1-9]|[1-5][0-9]|6[0-4])? *$")]
+    min_speakers: String,
+    /// At most this many speakers, 1 to 64, not below `min_speakers`;
+    /// implies `diarize`.
+    #[serde(default)]
+    #[schema(pattern = r"^ *(?:[1-9]|[1-5][0-9]|6[0-4])? *$")]
+    max_speakers: String,
 }
 
 /// The form of `POST /v1/audio/transcriptions`, as OpenAI's.

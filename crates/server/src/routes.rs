@@ -192,17 +192,28 @@ pub async fn transcript(
             "no transcript yet; see GET /api/v1/audio/{id} for progress",
         ));
     };
+    let body = match format {
+        // The turns as the diarization found them, when it ran.
+        OutputFormat::Rttm => {
+            let audio = state.store.audio(id).await?;
+            let recording = std::path::Path::new(&audio.original_name)
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            match state.store.diarization(id).await? {
+                Some(d) => render::render_turns_rttm(&d.turns, &recording),
+                None => render::render_rttm(&transcript, &recording),
+            }
+        }
+        _ => render::render(&transcript, format),
+    };
     let content_type = match format {
         OutputFormat::Json => "application/json",
         OutputFormat::Vtt => "text/vtt; charset=utf-8",
         OutputFormat::Tsv => "text/tab-separated-values; charset=utf-8",
         _ => "text/plain; charset=utf-8",
     };
-    Ok((
-        [(header::CONTENT_TYPE, content_type)],
-        render::render(&transcript, format),
-    )
-        .into_response())
+    Ok(([(header::CONTENT_TYPE, content_type)], body).into_response())
 }
 
 /// `POST /api/v1/audio/{id}/retry`: failed or cancelled jobs run again.
@@ -506,9 +517,11 @@ pub(crate) async fn ingest_upload(
 }
 
 /// `POST /api/v1/audio` (multipart: `file`, and optional `language`, `task`,
-/// `mode`, `batch_size`, `initial_prompt`, `hotwords`, `channel`, `formats`, `webhook_url`, `webhook_secret`): streamed to disk under the size limit, then taken in like
+/// `mode`, `batch_size`, `initial_prompt`, `hotwords`, `channel`, `formats`, `webhook_url`, `webhook_secret`,
+/// `diarize`, `speakers`, `min_speakers`, `max_speakers`): streamed to disk under the size limit, then taken in like
 /// `process --detach`. 202 with the file and its jobs; 422 when the content
-/// is not audio (recorded as FAILED); 413 over the limit.
+/// is not audio (recorded as FAILED) or the speaker count contradicts
+/// itself; 413 over the limit.
 #[utoipa::path(post, path = "/api/v1/audio", tag = "audio",
     request_body(content = crate::openapi::UploadForm, content_type = "multipart/form-data"),
     security(("api_key" = [])), responses(
@@ -516,7 +529,7 @@ pub(crate) async fn ingest_upload(
     (status = 202, description = "Taken in: the file and its queued jobs", body = AudioView),
     (status = 400, description = "Not a multipart form, no `file`, or a bad field", body = ErrorBody),
     (status = 413, description = "Over `server.max_upload_bytes`", body = ErrorBody),
-    (status = 422, description = "Not audio (`not_audio`, recorded FAILED: its record is in `audio`) or unreadable", body = ErrorBody),
+    (status = 422, description = "Not audio (`not_audio`, recorded FAILED: its record is in `audio`), unreadable, or a speaker count that contradicts itself (`invalid_speakers`: min_speakers above max_speakers, speakers with min_speakers or max_speakers, a count with diarize false)", body = ErrorBody),
     (status = 503, description = "The database, storage or queue is unavailable", body = ErrorBody)))]
 pub async fn upload(
     State(state): State<AppState>,
@@ -525,6 +538,8 @@ pub async fn upload(
 ) -> Result<Response, ApiError> {
     let form = read_form(&state, &headers, multipart).await?;
     let mut options = state.defaults.clone();
+    let mut diarize: Option<bool> = None;
+    let mut count = pipeline_worker::SpeakerCount::default();
     for (name, value) in &form.fields {
         match name.as_str() {
             "language" => {
@@ -589,13 +604,23 @@ pub async fn upload(
                 }];
             }
             "webhook_secret" => {}
+            "diarize" => diarize = parse_flag("diarize", value)?,
+            "speakers" => count.speakers = parse_speakers("speakers", value)?,
+            "min_speakers" => count.min_speakers = parse_speakers("min_speakers", value)?,
+            "max_speakers" => count.max_speakers = parse_speakers("max_speakers", value)?,
             other => {
                 return Err(ApiError::bad_request(format!(
-                    "unknown field {other:?} (expected file, language, task, mode, batch_size, initial_prompt, hotwords, channel, formats, webhook_url, webhook_secret)"
+                    "unknown field {other:?} (expected file, language, task, mode, batch_size, initial_prompt, hotwords, channel, formats, webhook_url, webhook_secret, diarize, speakers, min_speakers, max_speakers)"
                 )))
             }
         }
     }
+    diarization(
+        &mut options,
+        diarize,
+        count,
+        form.field("formats").is_some(),
+    )?;
     // The upload's own key signs its events; without one they go unsigned.
     if let Some(secret) = form.field("webhook_secret").filter(|s| !s.is_empty()) {
         match options.webhooks.first_mut() {
@@ -614,6 +639,78 @@ pub async fn upload(
         StatusCode::ACCEPTED
     };
     Ok((status, Json(view)).into_response())
+}
+
+/// A yes/no field: true, false, 1, 0, yes, no, on, off (any case); empty
+/// means the server's default.
+fn parse_flag(name: &str, value: &str) -> Result<Option<bool>, ApiError> {
+    // Spaces only, as the documented pattern says.
+    match value.trim_matches(' ').to_ascii_lowercase().as_str() {
+        "" => Ok(None),
+        "true" | "1" | "yes" | "on" => Ok(Some(true)),
+        "false" | "0" | "no" | "off" => Ok(Some(false)),
+        _ => Err(ApiError::bad_request(format!(
+            "{name} {:?}: expected true or false",
+            value.chars().take(40).collect::<String>()
+        ))),
+    }
+}
+
+/// A speaker count field: a number from 1 to 64 written plainly; empty
+/// means none.
+fn parse_speakers(name: &str, value: &str) -> Result<Option<u32>, ApiError> {
+    let text = value.trim_matches(' ');
+    if text.is_empty() {
+        return Ok(None);
+    }
+    let plain = text.bytes().all(|b| b.is_ascii_digit()) && !text.starts_with('0');
+    text.parse::<u32>()
+        .ok()
+        .filter(|n| plain && (1..=pipeline_core::config::MAX_SPEAKERS).contains(n))
+        .map(Some)
+        .ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "{name} {:?}: expected a number from 1 to {}",
+                text.chars().take(40).collect::<String>(),
+                pipeline_core::config::MAX_SPEAKERS
+            ))
+        })
+}
+
+/// Puts an upload's diarization fields over the server's defaults: a
+/// speaker count implies `diarize` and replaces the configured count
+/// whole. A count that contradicts itself is refused 422: each field is
+/// well formed (400 is for those that are not), the combination is not.
+fn diarization(
+    options: &mut pipeline_worker::ProcessOptions,
+    diarize: Option<bool>,
+    count: pipeline_worker::SpeakerCount,
+    formats_chosen: bool,
+) -> Result<(), ApiError> {
+    let counted = count != pipeline_worker::SpeakerCount::default();
+    let invalid = |message: String| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_speakers",
+            message,
+        )
+    };
+    if counted {
+        pipeline_worker::check_speaker_count(&count).map_err(invalid)?;
+        if diarize == Some(false) {
+            return Err(invalid(
+                "speakers, min_speakers and max_speakers need diarize, which is false".to_string(),
+            ));
+        }
+    }
+    let on = counted || diarize.unwrap_or(options.diarize);
+    let count = if counted {
+        count
+    } else {
+        options.speaker_count()
+    };
+    options.set_diarization(on, count, formats_chosen);
+    Ok(())
 }
 
 fn internal(e: &std::io::Error) -> ApiError {

@@ -247,7 +247,20 @@ pub async fn transcript(app: &App, id: &str, format: &str) -> Result<u8> {
             ),
         ));
     };
-    let text = render::render(&transcript, format);
+    let text = match format {
+        OutputFormat::Rttm => {
+            // The turns as the diarization found them, when it ran.
+            let recording = std::path::Path::new(&audio.original_name)
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            match store.diarization(id).await.map_err(store_failure)? {
+                Some(d) => render::render_turns_rttm(&d.turns, &recording),
+                None => render::render_rttm(&transcript, &recording),
+            }
+        }
+        _ => render::render(&transcript, format),
+    };
     if app.json && format != OutputFormat::Json {
         app.print_json(&json!({"audio_id": id, "format": format.extension(), "content": text}));
     } else {

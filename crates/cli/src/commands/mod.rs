@@ -12,7 +12,7 @@ use anyhow::Result;
 use pipeline_asr::openai::{OpenAiEngine, OpenAiOptions};
 use pipeline_asr::{AsrError, DecodeMode, EngineOptions, Transcriber, VadOptions};
 use pipeline_core::config::Config;
-use pipeline_worker::{EngineLoader, ProcessOptions, WorkerSettings};
+use pipeline_worker::{DiarizerLoader, EngineLoader, ProcessOptions, SpeakerCount, WorkerSettings};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -103,6 +103,43 @@ pub fn engine_loader(config: &Config, jobs_at_once: usize) -> EngineLoader {
     Arc::new(move || load_engine(&config, jobs_at_once))
 }
 
+/// Where the diarization's runtime and models are: the VAD's ONNX Runtime
+/// and `[diarization]`'s two models.
+pub fn diarization_paths(config: &Config) -> pipeline_diarize::ModelPaths {
+    pipeline_diarize::ModelPaths {
+        onnxruntime: config.vad_runtime(),
+        segmentation: config.diarization_segmentation_model(),
+        embedding: config.diarization_embedding_model(),
+    }
+}
+
+/// Loads the diarizer `[diarization]` describes when a worker first needs
+/// it, for `jobs_at_once` jobs in parallel (the cores shared between them
+/// unless `diarization.threads` says otherwise).
+pub fn diarizer_loader(config: &Config, jobs_at_once: usize) -> DiarizerLoader {
+    let d = &config.diarization;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let settings = pipeline_diarize::Settings {
+        threads: match d.threads {
+            0 => (cores / jobs_at_once.max(1)).max(1),
+            n => n,
+        },
+        step_seconds: d.step_seconds,
+        threshold: d.threshold as f32,
+        min_embedding_seconds: d.min_embedding_seconds,
+    };
+    pipeline_worker::diarizer_loader(diarization_paths(config), settings)
+}
+
+/// The speaker count `[diarization]` gives files that name none.
+pub fn default_speaker_count(config: &Config) -> SpeakerCount {
+    SpeakerCount {
+        speakers: config.diarization.speakers,
+        min_speakers: config.diarization.min_speakers,
+        max_speakers: config.diarization.max_speakers,
+    }
+}
+
 /// The queue jobs travel through: the Celery broker when `broker.url` is
 /// set (reading `consume`, or `broker.queue` when empty), else the embedded
 /// one (the jobs table).
@@ -181,7 +218,7 @@ pub fn result_backend(
 
 /// The options files get unless the command line says otherwise.
 pub fn default_process_options(config: &Config) -> ProcessOptions {
-    ProcessOptions {
+    let mut options = ProcessOptions {
         model: config.model.name.clone(),
         language: config.model.language.clone(),
         beam_size: config.model.beam_size,
@@ -195,7 +232,13 @@ pub fn default_process_options(config: &Config) -> ProcessOptions {
         max_duration_secs: config.processing.max_duration_secs as f64,
         formats: config.processing.formats.clone(),
         ..ProcessOptions::default()
-    }
+    };
+    options.set_diarization(
+        config.diarization.enabled,
+        default_speaker_count(config),
+        false,
+    );
+    options
 }
 
 /// `model.mode` (checked when the configuration was loaded).

@@ -6,7 +6,9 @@ use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use pipeline_core::render::OutputFormat;
 use pipeline_core::{AudioStatus, JobStatus};
 use pipeline_store::WebhookEndpoint;
-use pipeline_worker::{expand_inputs, ingest_file, ProcessOptions, RunUntil, Worker};
+use pipeline_worker::{
+    check_speaker_count, expand_inputs, ingest_file, ProcessOptions, RunUntil, SpeakerCount, Worker,
+};
 use serde_json::json;
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -15,7 +17,7 @@ use std::time::Duration;
 use uuid::Uuid;
 
 use crate::app::{exit, failure, store_failure, App};
-use crate::commands::{engine_loader, worker_settings};
+use crate::commands::{diarizer_loader, engine_loader, worker_settings};
 use crate::views::Tally;
 
 /// Options of `process`.
@@ -50,6 +52,8 @@ pub struct ProcessArgs {
     pub beam_size: Option<usize>,
     #[command(flatten)]
     pub decoding: super::ModeArgs,
+    #[command(flatten)]
+    pub diarization: DiarizeArgs,
     /// Jobs run at once by the in-process worker [default: processing.concurrency].
     #[arg(long)]
     pub concurrency: Option<usize>,
@@ -61,6 +65,74 @@ pub struct ProcessArgs {
     pub webhook_secret: Option<String>,
     #[command(flatten)]
     pub remote: crate::RemoteArgs,
+}
+
+/// Who speaks when: the DIARIZATION job.
+#[derive(Args, Debug, Clone, Default)]
+pub struct DiarizeArgs {
+    /// Also find who speaks when: a DIARIZATION job runs beside
+    /// TRANSCRIPTION, every output names the speakers, and an .rttm file of
+    /// the speaker turns is written unless --formats is given
+    /// [default: diarization.enabled].
+    #[arg(long)]
+    pub diarize: bool,
+    /// Do not diarize, even when diarization.enabled is set.
+    #[arg(
+        long,
+        conflicts_with_all = ["diarize", "speakers", "min_speakers", "max_speakers"]
+    )]
+    pub no_diarize: bool,
+    /// Exactly N speakers (1 to 64); implies --diarize [default:
+    /// diarization.speakers, else the clustering decides].
+    #[arg(
+        long,
+        value_name = "N",
+        value_parser = clap::value_parser!(u32).range(1..=64),
+        conflicts_with_all = ["min_speakers", "max_speakers"]
+    )]
+    pub speakers: Option<u32>,
+    /// At least A speakers (1 to 64); implies --diarize.
+    #[arg(long, value_name = "A", value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub min_speakers: Option<u32>,
+    /// At most B speakers (1 to 64); implies --diarize.
+    #[arg(long, value_name = "B", value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub max_speakers: Option<u32>,
+}
+
+impl DiarizeArgs {
+    /// The speaker count the flags give (all `None` when none is given).
+    pub fn count(&self) -> SpeakerCount {
+        SpeakerCount {
+            speakers: self.speakers,
+            min_speakers: self.min_speakers,
+            max_speakers: self.max_speakers,
+        }
+    }
+
+    /// Checks the count (clap has checked each flag's range and the
+    /// conflicts; this is the minimum against the maximum).
+    pub fn check(&self) -> Result<()> {
+        check_speaker_count(&self.count()).map_err(|e| {
+            failure(
+                exit::BAD_INPUT,
+                format!("--speakers/--min-speakers/--max-speakers: {e}"),
+            )
+        })
+    }
+
+    /// Puts the flags over `options` (the configuration's): a speaker count
+    /// implies --diarize and replaces the configured count whole.
+    pub fn apply(&self, options: &mut ProcessOptions, formats_chosen: bool) {
+        let count = self.count();
+        let counted = count != SpeakerCount::default();
+        let diarize = !self.no_diarize && (self.diarize || counted || options.diarize);
+        let count = if counted {
+            count
+        } else {
+            options.speaker_count()
+        };
+        options.set_diarization(diarize, count, formats_chosen);
+    }
 }
 
 /// The outcome of one input, as `process --json` prints it.
@@ -77,6 +149,7 @@ pub async fn run(app: &App, args: ProcessArgs) -> Result<u8> {
         pipeline_webhooks::check_target(url, app.config().webhooks.allow_private_targets)
             .map_err(|e| failure(exit::BAD_INPUT, format!("--webhook-url {url:?}: {e}")))?;
     }
+    args.diarization.check()?;
     if let Some(url) = &args.remote.api_url {
         let remote = crate::remote::Remote::new(url, args.remote.api_key.clone())?;
         return run_remote(app, &args, remote).await;
@@ -124,6 +197,8 @@ pub async fn run(app: &App, args: ProcessArgs) -> Result<u8> {
         ..defaults
     };
     args.decoding.apply(&mut options);
+    args.diarization
+        .apply(&mut options, !args.formats.is_empty());
     let store = app.store().await?;
     let storage = super::storage(config)?;
     let queue = super::queue(config, &store, &[])?;
@@ -282,13 +357,15 @@ async fn work_until_done(
     let config = app.config();
     let settings = worker_settings(config, concurrency);
     let loader = engine_loader(config, settings.concurrency);
+    let diarizer = diarizer_loader(config, settings.concurrency);
     let mut worker = Worker::new(
         store.clone(),
         super::queue(config, store, &[])?,
         super::storage(config)?,
         settings,
         loader,
-    );
+    )
+    .with_diarizer(diarizer);
     if let Some(backend) = super::result_backend(config)? {
         worker = worker.with_result_backend(backend);
     }
@@ -441,6 +518,23 @@ async fn run_remote(app: &App, args: &ProcessArgs, remote: crate::remote::Remote
     }
     if let Some(secret) = &args.webhook_secret {
         fields.push(("webhook_secret", secret.clone()));
+    }
+    // The server applies its own diarization.enabled unless told.
+    let d = &args.diarization;
+    if d.diarize {
+        fields.push(("diarize", "true".to_string()));
+    }
+    if d.no_diarize {
+        fields.push(("diarize", "false".to_string()));
+    }
+    for (name, value) in [
+        ("speakers", d.speakers),
+        ("min_speakers", d.min_speakers),
+        ("max_speakers", d.max_speakers),
+    ] {
+        if let Some(n) = value {
+            fields.push((name, n.to_string()));
+        }
     }
     let inputs = expand_inputs(&args.inputs);
     if inputs.is_empty() {

@@ -7,7 +7,7 @@ use serde_json::json;
 use std::sync::Arc;
 
 use crate::app::{exit, failure, store_failure, App};
-use crate::commands::{engine_loader, worker_settings};
+use crate::commands::{diarizer_loader, engine_loader, worker_settings};
 use crate::ApiKeyAction;
 
 /// `serve [--bind ADDR] [--workers N]`.
@@ -51,7 +51,8 @@ pub async fn run(app: &App, bind: Option<String>, workers: Option<usize>) -> Res
             storage,
             settings,
             engine_loader(config, concurrency),
-        );
+        )
+        .with_diarizer(diarizer_loader(config, concurrency));
         if let Ok(Some(backend)) = super::result_backend(config) {
             worker = worker.with_result_backend(backend);
         }

@@ -46,6 +46,7 @@ pub async fn run(app: &App) -> Result<u8> {
             "output_dir": config.output_dir().display().to_string(),
         },
         "model": model,
+        "diarization": diarization_health(app),
         "queue": queue,
         "workers": workers,
         "webhook_deliveries": webhooks,
@@ -184,6 +185,39 @@ fn print_status(app: &App, doc: &Value) {
         );
     }
     print_runtime(&model["runtime"]);
+    let diarization = &doc["diarization"];
+    let when = if diarization["enabled"].as_bool().unwrap_or(false) {
+        "every file (diarization.enabled)"
+    } else {
+        "files submitted with --diarize"
+    };
+    if diarization["files_present"].as_bool().unwrap_or(false) {
+        println!(
+            "{}",
+            style.ok(&format!(
+                "Diarization: {when}; models {} and {}",
+                diarization["segmentation_model"].as_str().unwrap_or(""),
+                diarization["embedding_model"].as_str().unwrap_or("")
+            ))
+        );
+    } else {
+        let line = format!(
+            "Diarization: {when}; missing {} (install with scripts/install-diarization.sh)",
+            diarization["missing"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|m| m.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        // Only a failure when files are diarized unless they say otherwise.
+        if diarization["enabled"].as_bool().unwrap_or(false) {
+            println!("{}", style.fail(&line));
+        } else {
+            println!("{line}");
+        }
+    }
     if let Some(queue) = doc["queue"].as_object() {
         let depth: Vec<String> = pipeline_core::JobStatus::ALL
             .iter()
@@ -239,6 +273,27 @@ fn print_runtime(runtime: &Value) {
         runtime["gemm_backend"].as_str().unwrap_or(""),
         runtime["cuda_devices"]
     );
+}
+
+/// Whether diarization is on by default and its runtime and models are
+/// where `[diarization]` and `[vad]` say (present, not loaded: loading
+/// both models takes a while).
+fn diarization_health(app: &App) -> Value {
+    let config = app.config();
+    let paths = crate::commands::diarization_paths(config);
+    let missing: Vec<String> = [&paths.onnxruntime, &paths.segmentation, &paths.embedding]
+        .into_iter()
+        .filter(|p| !p.is_file())
+        .map(|p| p.display().to_string())
+        .collect();
+    json!({
+        "enabled": config.diarization.enabled,
+        "onnxruntime": paths.onnxruntime.display().to_string(),
+        "segmentation_model": paths.segmentation.display().to_string(),
+        "embedding_model": paths.embedding.display().to_string(),
+        "files_present": missing.is_empty(),
+        "missing": missing,
+    })
 }
 
 async fn database_health(app: &App) -> (Value, Option<Store>) {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::app::{store_failure, App};
-use crate::commands::{engine_loader, worker_settings};
+use crate::commands::{diarizer_loader, engine_loader, worker_settings};
 
 /// `worker [--concurrency N] [--queues a,b]`.
 pub async fn run(app: &App, concurrency: Option<usize>, queues: &[String]) -> Result<u8> {
@@ -24,7 +24,8 @@ pub async fn run(app: &App, concurrency: Option<usize>, queues: &[String]) -> Re
         super::storage(config)?,
         settings,
         engine_loader(config, concurrency),
-    );
+    )
+    .with_diarizer(diarizer_loader(config, concurrency));
     if let Some(backend) = super::result_backend(config)? {
         worker = worker.with_result_backend(backend);
     }
