@@ -144,15 +144,24 @@ pub(crate) async fn diarize(
     };
     Ok(StageDone {
         message: format!(
-            "diarized {seconds:.1} s of audio in {:.1} s ({} speakers, {} turns)",
+            "diarized {seconds:.1} s of audio in {:.1} s ({}, {})",
             started.elapsed().as_secs_f64(),
-            output.speakers,
-            diarization.turns.len()
+            count_of(output.speakers, "speaker"),
+            count_of(diarization.turns.len(), "turn")
         ),
         results: None,
         transcript: None,
         diarization: Some(diarization),
     })
+}
+
+/// `1 speaker`, `2 speakers`.
+pub(crate) fn count_of(n: usize, what: &str) -> String {
+    if n == 1 {
+        format!("1 {what}")
+    } else {
+        format!("{n} {what}s")
+    }
 }
 
 /// What becomes of a failed diarization:

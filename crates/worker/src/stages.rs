@@ -251,7 +251,10 @@ async fn render_outputs(
     }
     let stats = render::stats(&transcript);
     let speakers = match diarization {
-        Some(_) => format!(", {} speakers", transcript.speakers.len()),
+        Some(_) => format!(
+            ", {}",
+            crate::diarize::count_of(transcript.speakers.len(), "speaker")
+        ),
         None => String::new(),
     };
     let message = format!(
