@@ -359,7 +359,7 @@ impl Config {
                 lease_secs: 60,
                 heartbeat_secs: 10,
                 concurrency: 1,
-                formats: OutputFormat::ALL.to_vec(),
+                formats: OutputFormat::DEFAULT.to_vec(),
             },
             webhooks: WebhooksConfig {
                 urls: Vec::new(),
@@ -1034,7 +1034,7 @@ impl Kind {
             Kind::Float => "a non-negative number",
             Kind::Bool => "a boolean (true or false)",
             Kind::List => "a list of strings",
-            Kind::Formats => "a list of output formats (txt, srt, vtt, json, tsv)",
+            Kind::Formats => "a list of output formats (txt, srt, vtt, json, tsv, rttm)",
             Kind::Bytes => "a size in bytes (an integer, or a string such as \"512MiB\")",
         }
     }
@@ -1750,7 +1750,7 @@ mod tests {
         assert_eq!(c.config.model_dir(), data.join("models/tiny.en"));
         assert_eq!(c.config.output_dir(), data.join("outputs"));
         assert!(c.config.uses_embedded_queue());
-        assert_eq!(c.config.processing.formats, OutputFormat::ALL.to_vec());
+        assert_eq!(c.config.processing.formats, OutputFormat::DEFAULT.to_vec());
         assert_eq!(c.config.server.max_upload_bytes, 2 << 30);
     }
 
@@ -2098,7 +2098,7 @@ mod tests {
         assert_eq!(
             err.to_string(),
             "environment variable PIPELINE_PROCESSING_FORMATS: invalid processing.formats: \
-             unknown output format \"docx\" (expected one of: txt, srt, vtt, json, tsv)"
+             unknown output format \"docx\" (expected one of: txt, srt, vtt, json, tsv, rttm)"
         );
     }
 
