@@ -57,7 +57,7 @@ fn status_reports_a_healthy_local_setup() {
         human.stdout.starts_with("=== Pipeline Status ===\n"),
         "{human}"
     );
-    assert!(human.stdout.contains("schema version 4"), "{human}");
+    assert!(human.stdout.contains("schema version 5"), "{human}");
 }
 
 #[test]
