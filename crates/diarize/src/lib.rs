@@ -168,6 +168,7 @@ impl Default for Settings {
 pub struct Diarizer {
     segmentation: models::Segmentation,
     embedder: models::Embedder,
+    pipelined: bool,
     settings: Settings,
     name: String,
 }
@@ -208,12 +209,23 @@ impl Diarizer {
     pub fn load(paths: &ModelPaths, settings: &Settings) -> Result<Self, DiarizeError> {
         settings.validate()?;
         let environment = pipeline_vad::load_runtime(&paths.onnxruntime)?;
+        let threads = match settings.threads {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        };
+        // With two threads or more, the models run side by side (see
+        // pipeline::first_pass_pipelined): segmentation on one, the
+        // embedder on the rest.
+        let pipelined = threads >= 2;
+        let (segmentation_threads, embedder_threads) =
+            if pipelined { (1, threads - 1) } else { (1, 1) };
         let segmentation =
-            models::Segmentation::load(&environment, &paths.segmentation, settings.threads)?;
-        let embedder = models::Embedder::load(&environment, &paths.embedding, settings.threads)?;
+            models::Segmentation::load(&environment, &paths.segmentation, segmentation_threads)?;
+        let embedder = models::Embedder::load(&environment, &paths.embedding, embedder_threads)?;
         Ok(Self {
             segmentation,
             embedder,
+            pipelined,
             settings: settings.clone(),
             name: MODEL_NAME.into(),
         })
@@ -236,6 +248,7 @@ impl Diarizer {
             &self.segmentation,
             &self.embedder,
             &self.settings,
+            self.pipelined,
             samples,
             count,
             observer,
