@@ -117,9 +117,18 @@ pub fn diarization_paths(config: &Config) -> pipeline_diarize::ModelPaths {
 /// it, for `jobs_at_once` jobs in parallel (the cores shared between them
 /// unless `diarization.threads` says otherwise).
 pub fn diarizer_loader(config: &Config, jobs_at_once: usize) -> DiarizerLoader {
+    pipeline_worker::diarizer_loader(
+        diarization_paths(config),
+        diarizer_settings(config, jobs_at_once),
+    )
+}
+
+/// The engine settings `[diarization]` gives, for `jobs_at_once` jobs in
+/// parallel.
+pub fn diarizer_settings(config: &Config, jobs_at_once: usize) -> pipeline_diarize::Settings {
     let d = &config.diarization;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let settings = pipeline_diarize::Settings {
+    pipeline_diarize::Settings {
         threads: match d.threads {
             0 => (cores / jobs_at_once.max(1)).max(1),
             n => n,
@@ -127,8 +136,7 @@ pub fn diarizer_loader(config: &Config, jobs_at_once: usize) -> DiarizerLoader {
         step_seconds: d.step_seconds,
         threshold: d.threshold as f32,
         min_embedding_seconds: d.min_embedding_seconds,
-    };
-    pipeline_worker::diarizer_loader(diarization_paths(config), settings)
+    }
 }
 
 /// The speaker count `[diarization]` gives files that name none.
@@ -344,5 +352,34 @@ pub fn retention(config: &Config) -> pipeline_store::Retention {
         live_segments: keep(r.live_segments_hours.saturating_mul(3600)),
         delivered_webhooks: keep(r.delivered_webhooks_days.saturating_mul(86_400)),
         failed_webhooks: keep(r.failed_webhooks_days.saturating_mul(86_400)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn diarization_defaults_are_the_engine_s() {
+        let config = Config::defaults("/data".into());
+        let engine = pipeline_diarize::Settings::default();
+        let ours = diarizer_settings(&config, 1);
+        assert_eq!(
+            (
+                ours.step_seconds,
+                ours.threshold,
+                ours.min_embedding_seconds
+            ),
+            (
+                engine.step_seconds,
+                engine.threshold,
+                engine.min_embedding_seconds
+            )
+        );
+        // The same places the engine and the VAD default to.
+        assert_eq!(
+            diarization_paths(&config),
+            pipeline_worker::default_model_paths(std::path::Path::new("/data"))
+        );
     }
 }

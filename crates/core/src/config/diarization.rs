@@ -52,7 +52,9 @@ impl Default for DiarizationConfig {
             embedding_model: None,
             threads: 0,
             step_seconds: 5.0,
-            threshold: 0.6,
+            // The engine's defaults (pipeline_diarize::Settings), kept in
+            // step by a test in the CLI, which sees both.
+            threshold: 0.55,
             min_embedding_seconds: 1.0,
             speakers: None,
             min_speakers: None,
