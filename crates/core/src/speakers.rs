@@ -53,7 +53,10 @@ pub fn speaker_label(index: usize) -> String {
 ///   turn overlaps gets no speaker (WhisperX's `fill_nearest` is off by
 ///   default, and so it is here).
 /// - A segment gets the speaker whose turns overlap it most, by the same
-///   rule; a segment without words is labelled as a whole.
+///   rule; a segment without words is labelled as a whole. A segment that
+///   no turn overlaps (Whisper's timestamps can drift off the speech) gets
+///   the speaker of the nearest turn, so that every line of a transcript
+///   names someone.
 /// - A segment whose words belong to more than one speaker is split at the
 ///   word boundaries where the speaker changes: consecutive words of one
 ///   speaker make one segment, whose times come from its first and last word,
@@ -81,6 +84,7 @@ pub fn assign_speakers(transcript: &mut Transcript, diarization: &Diarization) {
         if runs.len() < 2 {
             segment.speaker = speakers
                 .best(segment.start, segment.end)
+                .or_else(|| speakers.nearest(segment.start, segment.end))
                 .map(str::to_string);
             assigned.push(segment);
         } else {
@@ -152,6 +156,23 @@ impl SpeakerSpans {
                 .sum();
             if overlap > 0.0 && best.is_none_or(|(_, most)| overlap > most) {
                 best = Some((speaker, overlap));
+            }
+        }
+        best.map(|(speaker, _)| speaker)
+    }
+
+    /// The speaker whose turn comes closest to `start..end`.
+    fn nearest(&self, start: f64, end: f64) -> Option<&str> {
+        if !start.is_finite() || !end.is_finite() {
+            return None;
+        }
+        let mut best: Option<(&str, f64)> = None;
+        for (speaker, spans) in &self.speakers {
+            for &(s, e) in spans {
+                let gap = (s - end).max(start - e).max(0.0);
+                if best.is_none_or(|(_, closest)| gap < closest) {
+                    best = Some((speaker, gap));
+                }
             }
         }
         best.map(|(speaker, _)| speaker)
@@ -308,13 +329,14 @@ mod tests {
     }
 
     #[test]
-    fn segments_without_words_get_the_speaker_who_overlaps_most() {
+    fn segments_without_words_get_the_speaker_who_overlaps_most_or_is_nearest() {
         let mut t = transcript(vec![
             segment(0, 0.0, 4.0, " one", Vec::new()),
             segment(1, 4.0, 10.0, " two", Vec::new()),
             segment(2, 12.0, 13.0, " three", Vec::new()),
         ]);
-        // Segment 1 overlaps A for 1 s and B for 5 s, in two turns of B.
+        // Segment 1 overlaps A for 1 s and B for 5 s, in two turns of B;
+        // segment 2 overlaps no turn, and B's last one is nearest.
         let d = diarization(vec![
             turn(0.0, 5.0, "SPEAKER_00"),
             turn(5.0, 7.0, "SPEAKER_01"),
@@ -324,7 +346,7 @@ mod tests {
         assign_speakers(&mut t, &d);
         assert_eq!(
             speakers_of(&t),
-            [Some("SPEAKER_00"), Some("SPEAKER_01"), None],
+            [Some("SPEAKER_00"), Some("SPEAKER_01"), Some("SPEAKER_01")],
             "{t:#?}"
         );
         // Unsplit segments keep their ids, times and text.
@@ -488,7 +510,7 @@ mod tests {
         let mut t = transcript(vec![segment(0, 0.0, 1.0, " a", Vec::new())]);
         t.segments[0].speaker = Some("OLD".to_string());
         assign_speakers(&mut t, &diarization(vec![turn(5.0, 6.0, "SPEAKER_00")]));
-        assert_eq!(speakers_of(&t), [None]);
+        assert_eq!(speakers_of(&t), [Some("SPEAKER_00")]);
         assert_eq!(t.speakers.len(), 1);
     }
 
