@@ -24,6 +24,7 @@
     selected: null, // audio id
     view: null, // the selected file as GET /api/v1/audio/{id} answers
     transcriptFor: null, // audio id whose transcript is shown
+    speakersFor: null, // audio id whose transcript was reloaded with its speakers
     audioFor: null, // audio id whose audio is in the player
     audioUrl: null, // the object URL in the player
     fileStream: null, // AbortController of the selected file's events
@@ -285,6 +286,7 @@
     state.selected = id;
     state.view = null;
     state.transcriptFor = null;
+    state.speakersFor = null;
     state.segments = [];
     state.live = { attempt: -1, segments: [] };
     if (location.hash !== `#${id}`) history.replaceState(null, '', `#${id}`);
@@ -330,6 +332,14 @@
       renderDetail(view);
       const transcription = (view.jobs || []).find((j) => j.job_type === 'TRANSCRIPTION');
       if (transcription && transcription.status === 'COMPLETED' && state.transcriptFor !== id) {
+        loadTranscript(id);
+      }
+      // Speakers join the transcript when PROCESSING merges the diarization.
+      const diarized = (view.jobs || []).some((j) => j.job_type === 'DIARIZATION');
+      const processing = (view.jobs || []).find((j) => j.job_type === 'PROCESSING');
+      if (diarized && processing && processing.status === 'COMPLETED'
+        && state.transcriptFor === id && state.speakersFor !== id) {
+        state.speakersFor = id;
         loadTranscript(id);
       }
       // A file refused at upload has no stored audio to play.
@@ -530,7 +540,21 @@
       onkeydown: (e) => { if (e.key === 'Enter' || e.key === ' ') { e.preventDefault(); seek(segment.start); } },
     },
     el('span', { class: 'ts', 'data-testid': 'segment-time', text: `${clock(segment.start)} – ${clock(segment.end)}` }),
-    el('span', { class: 'text', 'data-testid': 'segment-text', text: segment.text.trim() }))));
+    el('span', { class: 'text', 'data-testid': 'segment-text' },
+      ...(segment.speaker ? [el('span', {
+        class: 'speaker',
+        'data-testid': 'segment-speaker',
+        style: `--speaker: ${speakerColour(segment.speaker)}`,
+        text: segment.speaker,
+      })] : []),
+      segment.text.trim()))));
+  }
+
+  /** A colour per speaker label, the same for a label wherever it appears. */
+  function speakerColour(label) {
+    const n = Number((label.match(/(\d+)$/) || [0, 0])[1]);
+    // Golden-angle hues stay apart however many speakers there are.
+    return `hsl(${Math.round((n * 137.508) % 360)} 65% 45%)`;
   }
 
   function resetPlayer() {

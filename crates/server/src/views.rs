@@ -169,6 +169,10 @@ pub struct OpenAiSegment {
     pub avg_logprob: f32,
     pub compression_ratio: f32,
     pub no_speech_prob: f32,
+    /// Who speaks, when the file was diarized (an extension of OpenAI's
+    /// shape, as speaches and whisper-asr-webservice add it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub speaker: Option<String>,
 }
 
 /// A word as OpenAI's verbose answer has it.
@@ -177,6 +181,9 @@ pub struct OpenAiWord {
     pub word: String,
     pub start: f64,
     pub end: f64,
+    /// Who speaks, when the file was diarized.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub speaker: Option<String>,
 }
 
 impl OpenAiVerboseTranscription {
@@ -193,6 +200,7 @@ impl OpenAiVerboseTranscription {
             avg_logprob: s.avg_logprob,
             compression_ratio: s.compression_ratio,
             no_speech_prob: s.no_speech_prob,
+            speaker: s.speaker.clone(),
         };
         Self {
             task: "transcribe".to_string(),
@@ -209,6 +217,7 @@ impl OpenAiVerboseTranscription {
                         word: w.word.trim().to_string(),
                         start: w.start,
                         end: w.end,
+                        speaker: w.speaker.clone(),
                     })
                     .collect()
             }),
