@@ -350,6 +350,15 @@ def main():
             build_synthetic()
 
     ours = None if a.skip_ours else find_ours(a.ours)
+    if not a.skip_ours:
+        # The models, and the release example when none is built yet.
+        subprocess.run(["bash", os.path.join(ROOT, "scripts/install-diarization.sh")], check=True)
+        if not ours and not a.ours:
+            subprocess.run(["cargo", "build", "--release", "-p", "pipeline-diarize", "--example", "diarize"],
+                           cwd=ROOT, check=True,
+                           env={**os.environ, "CARGO_TARGET_DIR": os.environ.get(
+                               "CARGO_TARGET_DIR", os.path.expanduser("~/.cache/pipeline-manager/target"))})
+            ours = find_ours(None)
     if not a.skip_ours and not ours:
         die("our diarize binary is not built: cargo build --release -p pipeline-diarize --example diarize "
             "(or --ours PATH, or --skip-ours)")
