@@ -26,44 +26,66 @@ fn inference<R>(e: ort::Error<R>) -> DiarizeError {
     DiarizeError::Inference(e.to_string())
 }
 
-fn session(
-    environment: &Environment,
-    path: &Path,
-    threads: usize,
-) -> Result<(Session, String, String), DiarizeError> {
-    let model_error = |reason: String| DiarizeError::Model {
-        path: path.to_path_buf(),
-        reason,
-    };
-    if !path.is_file() {
-        return Err(model_error("no such file".into()));
-    }
-    let mut builder = Session::builder(environment)
-        .map_err(inference)?
-        .with_inter_threads(1)
-        .map_err(inference)?;
-    if threads > 0 {
-        builder = builder.with_intra_threads(threads).map_err(inference)?;
-    }
-    let session = builder
-        .commit_from_file(path)
-        .map_err(|e| model_error(e.to_string()))?;
-    let (input, output) = match (session.inputs().first(), session.outputs().first()) {
-        (Some(i), Some(o)) if session.inputs().len() == 1 => {
-            (i.name().to_string(), o.name().to_string())
-        }
-        _ => return Err(model_error("expected one input and an output".into())),
-    };
-    Ok((session, input, output))
-}
-
-/// pyannote segmentation-3.0: for each ~17 ms frame of a 10 s window, which
-/// of three local speakers talk.
-pub struct Segmentation {
+/// One ONNX network with one float input and its first output.
+struct Network {
     session: Mutex<Session>,
     input: String,
     output: String,
 }
+
+impl Network {
+    fn load(environment: &Environment, path: &Path, threads: usize) -> Result<Self, DiarizeError> {
+        let model_error = |reason: String| DiarizeError::Model {
+            path: path.to_path_buf(),
+            reason,
+        };
+        if !path.is_file() {
+            return Err(model_error("no such file".into()));
+        }
+        let mut builder = Session::builder(environment)
+            .map_err(inference)?
+            .with_inter_threads(1)
+            .map_err(inference)?;
+        if threads > 0 {
+            builder = builder.with_intra_threads(threads).map_err(inference)?;
+        }
+        let session = builder
+            .commit_from_file(path)
+            .map_err(|e| model_error(e.to_string()))?;
+        let (input, output) = match (session.inputs().first(), session.outputs().first()) {
+            (Some(i), Some(o)) if session.inputs().len() == 1 => {
+                (i.name().to_string(), o.name().to_string())
+            }
+            _ => return Err(model_error("expected one input and an output".into())),
+        };
+        Ok(Self {
+            session: Mutex::new(session),
+            input,
+            output,
+        })
+    }
+
+    /// Runs the network on `data` of `shape`: the output's shape and values.
+    fn run<const N: usize>(
+        &self,
+        shape: [i64; N],
+        data: Vec<f32>,
+    ) -> Result<(Vec<i64>, Vec<f32>), DiarizeError> {
+        let input = Tensor::from_array((shape, data)).map_err(inference)?;
+        let mut session = self.session.lock().unwrap_or_else(|p| p.into_inner());
+        let outputs = session
+            .run(ort::inputs![self.input.as_str() => input])
+            .map_err(inference)?;
+        let (shape, values) = outputs[self.output.as_str()]
+            .try_extract_tensor::<f32>()
+            .map_err(inference)?;
+        Ok((shape.to_vec(), values.to_vec()))
+    }
+}
+
+/// pyannote segmentation-3.0: for each ~17 ms frame of a 10 s window, which
+/// of three local speakers talk.
+pub struct Segmentation(Network);
 
 impl Segmentation {
     /// Loads the model at `path`.
@@ -72,34 +94,23 @@ impl Segmentation {
         path: &Path,
         threads: usize,
     ) -> Result<Self, DiarizeError> {
-        let (session, input, output) = session(environment, path, threads)?;
-        Ok(Self {
-            session: Mutex::new(session),
-            input,
-            output,
-        })
+        Network::load(environment, path, threads).map(Self)
     }
 
     /// The powerset log-probabilities of `windows` (each [`WINDOW`]
     /// samples, back to back): frames per window, and 7 scores a frame.
     pub fn scores(&self, windows: &[f32]) -> Result<(usize, Vec<f32>), DiarizeError> {
         let batch = windows.len() / WINDOW;
-        let input = Tensor::from_array(([batch as i64, 1, WINDOW as i64], windows.to_vec()))
-            .map_err(inference)?;
-        let mut session = self.session.lock().unwrap_or_else(|p| p.into_inner());
-        let outputs = session
-            .run(ort::inputs![self.input.as_str() => input])
-            .map_err(inference)?;
-        let (shape, scores) = outputs[self.output.as_str()]
-            .try_extract_tensor::<f32>()
-            .map_err(inference)?;
+        let (shape, scores) = self
+            .0
+            .run([batch as i64, 1, WINDOW as i64], windows.to_vec())?;
         let classes = POWERSET.len();
         if shape.len() != 3 || shape[0] as usize != batch || shape[2] as usize != classes {
             return Err(DiarizeError::Inference(format!(
                 "segmentation output shape {shape:?}, expected [{batch}, frames, {classes}]"
             )));
         }
-        Ok((shape[1] as usize, scores.to_vec()))
+        Ok((shape[1] as usize, scores))
     }
 
     /// Runs `windows` and appends each frame's active local speakers (bits)
@@ -119,11 +130,7 @@ impl Segmentation {
 }
 
 /// CAM++ speaker embeddings of mean-normalized 80-bin filterbank frames.
-pub struct Embedder {
-    session: Mutex<Session>,
-    input: String,
-    output: String,
-}
+pub struct Embedder(Network);
 
 impl Embedder {
     /// Loads the model at `path`.
@@ -132,35 +139,21 @@ impl Embedder {
         path: &Path,
         threads: usize,
     ) -> Result<Self, DiarizeError> {
-        let (session, input, output) = session(environment, path, threads)?;
-        Ok(Self {
-            session: Mutex::new(session),
-            input,
-            output,
-        })
+        Network::load(environment, path, threads).map(Self)
     }
 
     /// The embedding of `frames` frames of `features`, scaled to unit length.
     pub fn embed(&self, features: &[f32], frames: usize) -> Result<Vec<f32>, DiarizeError> {
-        let input = Tensor::from_array((
-            [1i64, frames as i64, crate::fbank::MEL_BINS as i64],
+        let (_, mut embedding) = self.0.run(
+            [1, frames as i64, crate::fbank::MEL_BINS as i64],
             features[..frames * crate::fbank::MEL_BINS].to_vec(),
-        ))
-        .map_err(inference)?;
-        let mut session = self.session.lock().unwrap_or_else(|p| p.into_inner());
-        let outputs = session
-            .run(ort::inputs![self.input.as_str() => input])
-            .map_err(inference)?;
-        let (_, values) = outputs[self.output.as_str()]
-            .try_extract_tensor::<f32>()
-            .map_err(inference)?;
-        if values.len() != EMBEDDING {
+        )?;
+        if embedding.len() != EMBEDDING {
             return Err(DiarizeError::Inference(format!(
                 "embedding of {} values, expected {EMBEDDING}",
-                values.len()
+                embedding.len()
             )));
         }
-        let mut embedding = values.to_vec();
         normalize(&mut embedding);
         Ok(embedding)
     }
