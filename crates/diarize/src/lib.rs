@@ -181,6 +181,38 @@ impl std::fmt::Debug for Diarizer {
     }
 }
 
+/// A diarization engine, as workers drive it: the loaded [`Diarizer`], or
+/// a stand-in in tests. One is shared by every job of a worker, so it is
+/// called from several threads at once.
+pub trait Diarize: Send + Sync {
+    /// Name of the models, recorded with every result.
+    fn model_name(&self) -> &str;
+
+    /// Diarizes a whole stream, reporting progress to `observer` and
+    /// stopping with [`DiarizeError::Cancelled`] when it asks.
+    fn diarize(
+        &self,
+        samples: &mut dyn Samples,
+        count: &SpeakerCount,
+        observer: &mut dyn Observer,
+    ) -> Result<Output, DiarizeError>;
+}
+
+impl Diarize for Diarizer {
+    fn model_name(&self) -> &str {
+        &self.name
+    }
+
+    fn diarize(
+        &self,
+        samples: &mut dyn Samples,
+        count: &SpeakerCount,
+        observer: &mut dyn Observer,
+    ) -> Result<Output, DiarizeError> {
+        Diarizer::diarize(self, samples, count, observer)
+    }
+}
+
 /// The name recorded with every result.
 pub const MODEL_NAME: &str = "pyannote-segmentation-3.0+campplus-cn-en-common";
 

@@ -15,37 +15,7 @@ use crate::ingest::ProcessOptions;
 use crate::runner::{Interruption, JobControl, Worker};
 use crate::stages::{asr_failure, local_audio, DecoderSource, StageDone, StageError};
 
-/// A diarization engine as the worker drives it: the loaded
-/// [`Diarizer`], or a stand-in in tests. Shared by every job of a worker
-/// (and called from several threads at once when it runs jobs in parallel).
-pub trait DiarizationEngine: Send + Sync {
-    /// Name of the models, recorded with every result.
-    fn model_name(&self) -> &str;
-
-    /// Diarizes a whole stream, reporting progress to `observer` and
-    /// stopping with [`DiarizeError::Cancelled`] when it asks.
-    fn diarize(
-        &self,
-        samples: &mut dyn Samples,
-        count: &SpeakerCount,
-        observer: &mut dyn Observer,
-    ) -> Result<Output, DiarizeError>;
-}
-
-impl DiarizationEngine for Diarizer {
-    fn model_name(&self) -> &str {
-        Diarizer::model_name(self)
-    }
-
-    fn diarize(
-        &self,
-        samples: &mut dyn Samples,
-        count: &SpeakerCount,
-        observer: &mut dyn Observer,
-    ) -> Result<Output, DiarizeError> {
-        Diarizer::diarize(self, samples, count, observer)
-    }
-}
+pub use pipeline_diarize::Diarize as DiarizationEngine;
 
 /// Loads the diarization engine; called on a worker's first DIARIZATION
 /// job (and again on the next one if loading failed).
