@@ -143,7 +143,8 @@ pub struct EngineOptions {
     pub compute_type: String,
     /// Threads per replica; 0 means one per core.
     pub threads: usize,
-    /// Model replicas that decode windows in parallel.
+    /// Model replicas (each loaded on its own): that many transcriptions
+    /// decode in parallel, each on a replica of its own.
     pub replicas: usize,
     /// `cpu`, `cuda` (an NVIDIA GPU, through the CUDA runtime inside the
     /// CTranslate2 library and cuBLAS 12 loaded at run time) or `auto`

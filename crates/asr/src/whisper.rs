@@ -23,7 +23,10 @@ const SAMPLING_SEED: u32 = 0x5eed;
 
 /// A Whisper model loaded once and shared by a worker's threads.
 pub struct WhisperEngine {
-    model: Whisper,
+    /// One CTranslate2 model per replica (see [`WhisperEngine::load`]).
+    replicas: Vec<Whisper>,
+    /// How many transcriptions use each replica now.
+    users: Mutex<Vec<usize>>,
     tokenizer: Tokenizer,
     front_end: MelFrontEnd,
     multilingual: bool,
@@ -82,8 +85,7 @@ impl WhisperEngine {
         let config = Config {
             device: choose_device(&options.device)?,
             compute_type,
-            // CTranslate2 makes one replica per entry; they share device 0.
-            device_indices: vec![0; options.replicas.max(1)],
+            device_indices: vec![0],
             num_threads_per_replica: threads,
             ..Config::default()
         };
@@ -93,10 +95,25 @@ impl WhisperEngine {
         // use, so within a long-running worker the draws still depend on
         // what that thread sampled before.
         ct2rs::set_random_seed(SAMPLING_SEED);
-        let model = Whisper::new(dir, config).map_err(|e| AsrError::InvalidModel {
-            path: dir.to_path_buf(),
-            reason: format!("CTranslate2 could not load it: {e}"),
-        })?;
+        // Each replica is a model of its own, loaded from the directory,
+        // never CTranslate2's replicas of one model (`device_indices` of
+        // `[0, 0]`): those are made by `Model::copy_to`, which on the CPU
+        // copies every weight to a new buffer, the GEMM weights that oneMKL
+        // packed at load time included. oneMKL's packed format must not be
+        // moved (it depends on where the data lies), and the moved copy made
+        // `mkl_blas_gemm_s8u8s32_compute` (`sgemm_compute` with float32)
+        // divide by zero: SIGFPE in any worker running two jobs at once, on
+        // a Xeon with AVX-512. A load of its own packs each replica's
+        // weights where they stay; the memory is the same as the copy's.
+        let replicas = (0..options.replicas.max(1))
+            .map(|_| {
+                Whisper::new(dir, config.clone()).map_err(|e| AsrError::InvalidModel {
+                    path: dir.to_path_buf(),
+                    reason: format!("CTranslate2 could not load it: {e}"),
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let model = &replicas[0];
         let n_mels = model.n_mels();
         if n_mels == 0 {
             return Err(AsrError::InvalidModel {
@@ -110,7 +127,8 @@ impl WhisperEngine {
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_else(|| dir.display().to_string());
         Ok(Self {
-            model,
+            users: Mutex::new(vec![0; replicas.len()]),
+            replicas,
             tokenizer,
             front_end: MelFrontEnd::new(n_mels),
             multilingual,
@@ -119,6 +137,18 @@ impl WhisperEngine {
             vad_files: options.onnxruntime.clone().zip(options.vad_model.clone()),
             silero: Mutex::new(None),
         })
+    }
+
+    /// The replica the fewest transcriptions use now, held until the
+    /// lease is dropped: `replicas` jobs at once each get one of their own.
+    fn lease(&self) -> Lease<'_> {
+        let mut users = self.users.lock().unwrap_or_else(|p| p.into_inner());
+        let index = (0..users.len()).min_by_key(|&i| users[i]).unwrap_or(0);
+        users[index] += 1;
+        Lease {
+            engine: self,
+            index,
+        }
     }
 
     /// The speech detector, loaded on first use; a failure is not kept, so
@@ -156,6 +186,25 @@ impl WhisperEngine {
     /// Mel bins the model expects.
     pub fn n_mels(&self) -> usize {
         self.front_end.n_mels()
+    }
+}
+
+/// One transcription's hold on a replica.
+struct Lease<'a> {
+    engine: &'a WhisperEngine,
+    index: usize,
+}
+
+impl Lease<'_> {
+    fn model(&self) -> &Whisper {
+        &self.engine.replicas[self.index]
+    }
+}
+
+impl Drop for Lease<'_> {
+    fn drop(&mut self) {
+        let mut users = self.engine.users.lock().unwrap_or_else(|p| p.into_inner());
+        users[self.index] -= 1;
     }
 }
 
@@ -386,8 +435,9 @@ impl Transcriber for WhisperEngine {
         options: &DecodeOptions,
         observer: &mut dyn TranscribeObserver,
     ) -> Result<Transcript, AsrError> {
+        let lease = self.lease();
         let backend = Ct2Backend {
-            model: &self.model,
+            model: lease.model(),
             tokenizer: &self.tokenizer,
         };
         let form = LongForm::new(&backend, &self.tokenizer, &self.front_end, options);

@@ -289,6 +289,48 @@ fn engine_is_shared_between_threads() {
     assert!(word_error_rate(&text, &texts[0]) < MAX_WER, "{}", texts[0]);
 }
 
+/// Two replicas of one thread each, two transcriptions at once (what a
+/// worker with `--concurrency 2` on two cores runs). When the second
+/// replica was CTranslate2's copy of the first, its moved oneMKL-packed
+/// weights killed the process with SIGFPE on an AVX-512 Xeon.
+#[test]
+fn two_replicas_transcribe_at_once() {
+    let Some(dir) = common::model_dir() else {
+        return;
+    };
+    let text = common::SENTENCES[26..30].join(" ");
+    let Some(samples) = common::speak(&text) else {
+        return;
+    };
+    let options = EngineOptions {
+        threads: 1,
+        replicas: 2,
+        ..EngineOptions::default()
+    };
+    let engine = WhisperEngine::load(&dir, &options).expect("load the model");
+    let texts: Vec<String> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..2)
+            .map(|_| {
+                let samples = samples.clone();
+                let engine = &engine;
+                scope.spawn(move || {
+                    let mut source = VecSource::new(samples);
+                    engine
+                        .transcribe(&mut source, &DecodeOptions::default(), &mut NoObserver)
+                        .expect("transcribe")
+                        .text()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("thread"))
+            .collect()
+    });
+    assert_eq!(texts[0], texts[1], "both replicas decode alike");
+    assert!(word_error_rate(&text, &texts[0]) < MAX_WER, "{}", texts[0]);
+}
+
 #[test]
 fn missing_model_names_the_path() {
     let missing = Path::new("/nonexistent/pipeline-models/tiny.en");
