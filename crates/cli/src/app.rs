@@ -103,7 +103,7 @@ impl App {
 
     /// Prints a JSON document on stdout.
     pub fn print_json(&self, value: &serde_json::Value) {
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string())
         );

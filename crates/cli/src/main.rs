@@ -1,5 +1,11 @@
 //! `pipeline-manager`: transcribe audio with every step tracked as a job.
 
+// stdout is written through `out!`/`outln!` (src/out.rs): `print!` panics
+// on a closed pipe.
+#![deny(clippy::print_stdout)]
+
+#[macro_use]
+mod out;
 mod app;
 mod commands;
 mod remote;
@@ -225,21 +231,31 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match runtime.block_on(commands::run(cli)) {
-        Ok(code) => ExitCode::from(code),
+    let outcome = runtime.block_on(commands::run(cli));
+    let code = match outcome {
+        Ok(code) => code,
         Err(error) => {
             let (code, message) = match error.downcast_ref::<Failure>() {
                 Some(failure) => (failure.code, failure.message.clone()),
                 None => (1, format!("{error:#}")),
             };
-            if json {
-                println!(
-                    "{}",
-                    serde_json::json!({"error": {"code": code, "message": message}})
-                );
-            }
             eprintln!("error: {message}");
-            ExitCode::from(code)
+            if json {
+                // Its exit code stands even when no one reads the document.
+                let doc = serde_json::json!({"error": {"code": code, "message": message}});
+                let _ = out::try_write(format_args!("{doc}\n"));
+            }
+            code
         }
+    };
+    // What is still buffered goes out now, where its failure can be told,
+    // rather than at exit, where it would be lost. A reader that has gone
+    // is no failure (see out.rs).
+    match out::try_write(format_args!("")) {
+        Err(e) if !out::is_closed(&e) => {
+            eprintln!("error: cannot write to stdout: {e}");
+            ExitCode::from(code.max(1))
+        }
+        _ => ExitCode::from(code),
     }
 }

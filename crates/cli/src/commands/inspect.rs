@@ -6,7 +6,7 @@ use pipeline_core::render::{self, OutputFormat};
 use pipeline_core::{AudioStatus, JobStatus};
 use pipeline_store::{Store, StoreError};
 use serde_json::json;
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 use std::time::Duration;
 use uuid::Uuid;
 
@@ -37,7 +37,7 @@ pub async fn check_status(app: &App, id: &str) -> Result<u8> {
         };
         app.print_json(&doc);
     } else {
-        print!(
+        out!(
             "{}",
             views::status_text(&app.style, &audio, &jobs, results.as_ref())
         );
@@ -96,15 +96,15 @@ fn draw(app: &App, text: String, last: &mut String, redraw: bool) -> Result<()> 
     }
     if redraw {
         // Clear the screen and home the cursor, then draw anew.
-        print!("\x1b[2J\x1b[H");
+        out!("\x1b[2J\x1b[H");
     } else if !last.is_empty() {
-        println!();
+        outln!();
     }
-    print!("{text}");
+    out!("{text}");
     if app.json {
-        println!();
+        outln!();
     }
-    std::io::stdout().flush()?;
+    crate::out::flush();
     *last = text;
     Ok(())
 }
@@ -207,10 +207,10 @@ pub async fn list_recent(app: &App, limit: u32, status: Option<&str>) -> Result<
         return Ok(0);
     }
     if files.is_empty() {
-        println!("No files processed yet.");
+        outln!("No files processed yet.");
         return Ok(0);
     }
-    println!("=== Recent Files ===");
+    outln!("=== Recent Files ===");
     for audio in &files {
         let line = format!(
             "{}  {:<10}  {}  {:>7.1} s  {}",
@@ -225,7 +225,7 @@ pub async fn list_recent(app: &App, limit: u32, status: Option<&str>) -> Result<
             AudioStatus::Failed | AudioStatus::Cancelled => JobStatus::Failed,
             _ => JobStatus::Running,
         };
-        println!("{}", app.style.job(status, &line));
+        outln!("{}", app.style.job(status, &line));
     }
     Ok(0)
 }
@@ -264,7 +264,7 @@ pub async fn transcript(app: &App, id: &str, format: &str) -> Result<u8> {
     if app.json && format != OutputFormat::Json {
         app.print_json(&json!({"audio_id": id, "format": format.extension(), "content": text}));
     } else {
-        print!("{text}");
+        out!("{text}");
     }
     Ok(0)
 }
@@ -344,7 +344,7 @@ fn report_changes(
         return Ok(0);
     }
     if changed.is_empty() {
-        println!("{nothing}.");
+        outln!("{nothing}.");
         return Ok(0);
     }
     for job in changed {
@@ -356,8 +356,8 @@ fn report_changes(
         } else {
             format!("{} {} {verb}: now {}", job.job_type, job.id, job.status)
         };
-        println!("{}", app.style.ok(&what));
+        outln!("{}", app.style.ok(&what));
     }
-    println!("You can monitor jobs with: pipeline-manager jobs {audio_id}");
+    outln!("You can monitor jobs with: pipeline-manager jobs {audio_id}");
     Ok(0)
 }

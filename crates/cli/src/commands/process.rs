@@ -252,7 +252,7 @@ pub async fn run(app: &App, args: ProcessArgs) -> Result<u8> {
                     }
                 } else if !app.json {
                     if ingested.deduplicated {
-                        println!(
+                        outln!(
                             "{}",
                             app.style.ok(&format!(
                                 "Already processed with the same settings: {} (use --force to process again)",
@@ -260,7 +260,7 @@ pub async fn run(app: &App, args: ProcessArgs) -> Result<u8> {
                             ))
                         );
                     } else {
-                        println!(
+                        outln!(
                             "{}",
                             app.style.ok(&format!(
                                 "Successfully started processing: {}",
@@ -268,11 +268,11 @@ pub async fn run(app: &App, args: ProcessArgs) -> Result<u8> {
                             ))
                         );
                     }
-                    println!(
+                    outln!(
                         "You can check status with: pipeline-manager check-status {}",
                         ingested.audio.id
                     );
-                    println!(
+                    outln!(
                         "You can monitor jobs with: pipeline-manager jobs {}",
                         ingested.audio.id
                     );
@@ -455,24 +455,24 @@ async fn print_summary(
         }
         let audio = store.audio(id).await.map_err(store_failure)?;
         let jobs = store.jobs_for_audio(id).await.map_err(store_failure)?;
-        println!();
+        outln!();
         let line = format!("{} - {} ({id})", audio.original_name, audio.status);
         match audio.status {
-            AudioStatus::Completed => println!("{}", app.style.ok(&line)),
-            _ => println!("{}", app.style.fail(&line)),
+            AudioStatus::Completed => outln!("{}", app.style.ok(&line)),
+            _ => outln!("{}", app.style.fail(&line)),
         }
         for job in &jobs {
             if let Some(error) = &job.error {
-                println!("   {} error: {}", job.job_type, error.message);
+                outln!("   {} error: {}", job.job_type, error.message);
             }
         }
         if let Some(results) = store.results(id).await.map_err(store_failure)? {
-            println!(
+            outln!(
                 "   {} words, {:.1} s of speech, {:.0} words per minute",
                 results.words, results.speech_seconds, results.words_per_minute
             );
             for (format, path) in &results.outputs {
-                println!("   {format}: {path}");
+                outln!("   {format}: {path}");
             }
         }
     }
@@ -559,12 +559,12 @@ async fn run_remote(app: &App, args: &ProcessArgs, remote: crate::remote::Remote
                     ));
                 };
                 if !app.json {
-                    println!(
+                    outln!(
                         "{}",
                         app.style
                             .ok(&format!("Successfully started processing: {id}"))
                     );
-                    println!("You can monitor jobs with: pipeline-manager jobs {id} --follow --api-url {}", args.remote.api_url.as_deref().unwrap_or(""));
+                    outln!("You can monitor jobs with: pipeline-manager jobs {id} --follow --api-url {}", args.remote.api_url.as_deref().unwrap_or(""));
                 }
                 ids.push(id);
                 outcomes.push(json!({"input": path, "audio_id": id}));

@@ -92,8 +92,8 @@ pub async fn api_key(app: &App, action: ApiKeyAction) -> Result<u8> {
             if app.json {
                 app.print_json(&json!({"id": record.id, "key": key}));
             } else {
-                println!("API key {} ({name}); it is shown only now:", record.id);
-                println!("{key}");
+                outln!("API key {} ({name}); it is shown only now:", record.id);
+                outln!("{key}");
             }
         }
         ApiKeyAction::List => {
@@ -101,10 +101,10 @@ pub async fn api_key(app: &App, action: ApiKeyAction) -> Result<u8> {
             if app.json {
                 app.print_json(&json!({"keys": keys}));
             } else if keys.is_empty() {
-                println!("No API keys; create one with: pipeline-manager api-key create");
+                outln!("No API keys; create one with: pipeline-manager api-key create");
             } else {
                 for key in &keys {
-                    println!(
+                    outln!(
                         "{}  {:<16}  created {}  {}",
                         key.id,
                         key.name,
@@ -129,7 +129,7 @@ pub async fn api_key(app: &App, action: ApiKeyAction) -> Result<u8> {
             if app.json {
                 app.print_json(&json!({"id": id, "revoked": true}));
             } else {
-                println!("API key {id} revoked");
+                outln!("API key {id} revoked");
             }
         }
     }

@@ -94,13 +94,13 @@ async fn broker_health(app: &App, store: Option<&Store>) -> Value {
 
 fn print_status(app: &App, doc: &Value) {
     let style = &app.style;
-    println!("=== Pipeline Status ===");
+    outln!("=== Pipeline Status ===");
     match doc["config"]["file"].as_str() {
-        Some(file) => println!("Configuration file: {file}"),
-        None => println!("Configuration file: none (defaults, environment and flags)"),
+        Some(file) => outln!("Configuration file: {file}"),
+        None => outln!("Configuration file: none (defaults, environment and flags)"),
     }
     for entry in doc["config"]["entries"].as_array().into_iter().flatten() {
-        println!(
+        outln!(
             "  {} = {}  ({})",
             entry["key"].as_str().unwrap_or(""),
             entry["value"].as_str().unwrap_or(""),
@@ -123,7 +123,7 @@ fn print_status(app: &App, doc: &Value) {
             db["error"].as_str().unwrap_or("")
         ))
     };
-    println!("{db_line}");
+    outln!("{db_line}");
     let broker = &doc["broker"];
     match broker["url"].as_str() {
         Some(url) if broker["reachable"].as_bool().unwrap_or(false) => {
@@ -133,7 +133,7 @@ fn print_status(app: &App, doc: &Value) {
                 .flatten()
                 .map(|(name, n)| format!("{name}: {n} waiting"))
                 .collect();
-            println!(
+            outln!(
                 "{}",
                 style.ok(&format!(
                     "Broker: {url} ({}, {:.1} ms; {})",
@@ -143,20 +143,20 @@ fn print_status(app: &App, doc: &Value) {
                 ))
             );
         }
-        Some(url) => println!(
+        Some(url) => outln!(
             "{}",
             style.fail(&format!(
                 "Broker: {url} unreachable: {} (new jobs fall back to the embedded queue)",
                 broker["error"].as_str().unwrap_or("")
             ))
         ),
-        None => println!("Broker: embedded queue (the jobs table; no broker configured)"),
+        None => outln!("Broker: embedded queue (the jobs table; no broker configured)"),
     }
-    println!(
+    outln!(
         "Storage: {}",
         doc["storage"]["data_dir"].as_str().unwrap_or("")
     );
-    println!(
+    outln!(
         "Outputs: {}",
         doc["storage"]["output_dir"].as_str().unwrap_or("")
     );
@@ -167,7 +167,7 @@ fn print_status(app: &App, doc: &Value) {
         model["source"].as_str().unwrap_or("")
     );
     if model["loads"].as_bool().unwrap_or(false) {
-        println!(
+        outln!(
             "{}",
             style.ok(&format!(
                 "{model_line}: loads in {:.2} s ({})",
@@ -176,7 +176,7 @@ fn print_status(app: &App, doc: &Value) {
             ))
         );
     } else {
-        println!(
+        outln!(
             "{}",
             style.fail(&format!(
                 "{model_line}: {}",
@@ -192,7 +192,7 @@ fn print_status(app: &App, doc: &Value) {
         "files submitted with --diarize"
     };
     if diarization["files_present"].as_bool().unwrap_or(false) {
-        println!(
+        outln!(
             "{}",
             style.ok(&format!(
                 "Diarization: {when}; models {} and {}",
@@ -213,9 +213,9 @@ fn print_status(app: &App, doc: &Value) {
         );
         // Only a failure when files are diarized unless they say otherwise.
         if diarization["enabled"].as_bool().unwrap_or(false) {
-            println!("{}", style.fail(&line));
+            outln!("{}", style.fail(&line));
         } else {
-            println!("{line}");
+            outln!("{line}");
         }
     }
     if let Some(queue) = doc["queue"].as_object() {
@@ -229,7 +229,7 @@ fn print_status(app: &App, doc: &Value) {
                 )
             })
             .collect();
-        println!("Queue: {}", depth.join(", "));
+        outln!("Queue: {}", depth.join(", "));
     }
     if let Some(deliveries) = doc["webhook_deliveries"]
         .as_object()
@@ -239,15 +239,15 @@ fn print_status(app: &App, doc: &Value) {
             .iter()
             .map(|(status, n)| format!("{} {n}", status.to_lowercase()))
             .collect();
-        println!("Webhook deliveries: {}", counts.join(", "));
+        outln!("Webhook deliveries: {}", counts.join(", "));
     }
     let workers = doc["workers"].as_array().cloned().unwrap_or_default();
     if workers.is_empty() {
-        println!("Workers (last minute): none");
+        outln!("Workers (last minute): none");
     } else {
-        println!("Workers (last minute): {}", workers.len());
+        outln!("Workers (last minute): {}", workers.len());
         for w in &workers {
-            println!(
+            outln!(
                 "  {} pid {} concurrency {} jobs {} last seen {}",
                 w["host"].as_str().unwrap_or(""),
                 w["pid"],
@@ -264,7 +264,7 @@ fn print_runtime(runtime: &Value) {
     if runtime.is_null() {
         return;
     }
-    println!(
+    outln!(
         "Engine: CTranslate2 {}, {}; CPU {} with {} kernels, GEMM {}; CUDA devices: {}",
         runtime["ctranslate2"].as_str().unwrap_or(""),
         runtime["library"].as_str().unwrap_or(""),
@@ -385,15 +385,15 @@ pub async fn model(app: &App) -> Result<u8> {
     if app.json {
         app.print_json(&doc);
     } else {
-        println!("Model: {}", doc["name"].as_str().unwrap_or(""));
-        println!("Path: {}", doc["path"].as_str().unwrap_or(""));
-        println!("From: {}", doc["source"].as_str().unwrap_or(""));
-        println!("Device: {}", doc["device"].as_str().unwrap_or(""));
+        outln!("Model: {}", doc["name"].as_str().unwrap_or(""));
+        outln!("Path: {}", doc["path"].as_str().unwrap_or(""));
+        outln!("From: {}", doc["source"].as_str().unwrap_or(""));
+        outln!("Device: {}", doc["device"].as_str().unwrap_or(""));
         print_runtime(&doc["runtime"]);
         if present {
-            println!("{}", app.style.ok("All model files present (config.json, model.bin, tokenizer.json, vocabulary.txt)"));
+            outln!("{}", app.style.ok("All model files present (config.json, model.bin, tokenizer.json, vocabulary.txt)"));
         } else {
-            println!(
+            outln!(
                 "{}",
                 app.style
                     .fail(doc["error"].as_str().unwrap_or("model missing"))
@@ -416,12 +416,12 @@ pub async fn download_model(app: &App, repo_id: &str, revision: &str) -> Result<
             if app.json {
                 app.print_json(&json!({"repo_id": repo_id, "revision": revision, "path": dir.display().to_string()}));
             } else {
-                println!(
+                outln!(
                     "{}",
                     app.style
                         .ok(&format!("Downloaded {repo_id} to {}", dir.display()))
                 );
-                println!(
+                outln!(
                     "Use it with: PIPELINE_MODEL={} (or model.name = {repo_id:?})",
                     dir.display()
                 );

@@ -107,7 +107,7 @@ pub async fn run(app: &App, args: TranscribeArgs) -> Result<u8> {
                 })?;
                 written.insert(format.extension().into(), path.display().to_string().into());
                 if !app.json {
-                    println!("{}", app.style.ok(&format!("Wrote {}", path.display())));
+                    outln!("{}", app.style.ok(&format!("Wrote {}", path.display())));
                 }
             }
             if app.json {
@@ -116,7 +116,7 @@ pub async fn run(app: &App, args: TranscribeArgs) -> Result<u8> {
         }
         None => {
             for format in formats {
-                print!("{}", render::render(&transcript, format));
+                out!("{}", render::render(&transcript, format));
             }
         }
     }

@@ -76,10 +76,10 @@ pub async fn run(app: &App, action: WebhookAction) -> Result<u8> {
             if app.json {
                 app.print_json(&json!({"deliveries": deliveries}));
             } else if deliveries.is_empty() {
-                println!("No webhook deliveries.");
+                outln!("No webhook deliveries.");
             } else {
                 for d in &deliveries {
-                    println!(
+                    outln!(
                         "{:>6}  {:<9}  {:<15}  attempts {:<3} {}  {}{}",
                         d.id,
                         d.status.as_str(),
@@ -137,7 +137,7 @@ async fn retry_one(app: &App, store: &Store, id: i64) -> Result<u8> {
     if app.json {
         app.print_json(&json!({"delivery": delivery}));
     } else {
-        println!(
+        outln!(
             "delivery {}: {} after {} attempts{}",
             delivery.id,
             delivery.status.as_str(),
@@ -174,7 +174,7 @@ async fn retry_failed(app: &App, store: &Store) -> Result<u8> {
     if app.json {
         app.print_json(&json!({"retried": n, "pending": still}));
     } else {
-        println!("{n} failed deliveries sent again; {still} still pending");
+        outln!("{n} failed deliveries sent again; {still} still pending");
     }
     Ok(if still == 0 { 0 } else { exit::JOB_FAILED })
 }
