@@ -1,6 +1,6 @@
 //! How files and jobs look to people (the seed's layout) and to scripts (JSON).
 
-use pipeline_core::{AudioFile, JobStatus, ProcessingJob};
+use pipeline_core::{AudioFile, JobError, JobStatus, ProcessingJob};
 use pipeline_store::AudioResults;
 use serde_json::{json, Value};
 
@@ -18,12 +18,33 @@ pub fn job_json(job: &ProcessingJob) -> Value {
         "max_attempts": job.max_attempts,
         "lost_leases": job.lost_leases,
         "worker": job.worker,
-        "error": job.error.as_ref().map(|e| json!({"kind": e.kind.as_str(), "message": e.message})),
+        "error": job.error.as_ref().map(error_json),
         "cancel_requested": job.cancel_requested,
         "created_at": json_time(job.created_at),
         "started_at": job.started_at.map(json_time),
         "completed_at": job.completed_at.map(json_time),
     })
+}
+
+/// An error as `--json` prints it: `{"kind", "message"}`.
+pub fn error_json(error: &JobError) -> Value {
+    json!({"kind": error.kind.as_str(), "message": error.message})
+}
+
+/// Why a file failed: the error of its failed job that did not fail only
+/// because a job it waited for did (PROCESSING's "TRANSCRIPTION failed"),
+/// else of its first failed job; `None` unless a job failed with an error.
+pub fn file_error(jobs: &[ProcessingJob]) -> Option<&JobError> {
+    let failed = |j: &&ProcessingJob| j.status == JobStatus::Failed && j.error.is_some();
+    let cause = jobs.iter().filter(failed).find(|job| {
+        !jobs
+            .iter()
+            .filter(failed)
+            .any(|before| job.job_type.waits_for(before.job_type))
+    });
+    cause
+        .or_else(|| jobs.iter().find(failed))
+        .and_then(|job| job.error.as_ref())
 }
 
 /// One audit trail entry for JSON output.
@@ -39,8 +60,13 @@ pub fn event_json(event: &pipeline_core::JobEvent) -> Value {
     })
 }
 
-/// An audio file's fields for JSON output.
-pub fn audio_json(audio: &AudioFile) -> Value {
+/// An audio file's fields for JSON output, with `"error"` (`{"kind",
+/// "message"}`, see [`file_error`]) when it FAILED, else null.
+pub fn audio_json(audio: &AudioFile, jobs: &[ProcessingJob]) -> Value {
+    let error = match audio.status {
+        pipeline_core::AudioStatus::Failed => file_error(jobs).map(error_json),
+        _ => None,
+    };
     json!({
         "id": audio.id,
         "original_name": audio.original_name,
@@ -54,6 +80,7 @@ pub fn audio_json(audio: &AudioFile) -> Value {
         "storage_key": audio.storage_key,
         "status": audio.status.as_str(),
         "options": audio.options,
+        "error": error,
         "created_at": json_time(audio.created_at),
         "updated_at": json_time(audio.updated_at),
     })

@@ -288,19 +288,103 @@ fn undecodable_and_missing_inputs_exit_2_and_do_not_stop_good_files() {
     let missing_entry = by_path(&missing);
     assert!(missing_entry["audio_id"].is_null(), "{doc:#}");
     assert!(
-        missing_entry["error"]
+        missing_entry["error"]["message"]
             .as_str()
             .is_some_and(|e| e.contains("no-such-file.wav")),
         "{doc:#}"
     );
+    assert_eq!(missing_entry["error"]["kind"], "permanent", "{doc:#}");
     let garbage_entry = by_path(&garbage);
     assert_eq!(garbage_entry["status"], "FAILED", "{doc:#}");
-    assert!(garbage_entry["error"].is_string(), "{doc:#}");
+    assert_eq!(garbage_entry["error"]["kind"], "permanent", "{doc:#}");
+    assert!(garbage_entry["error"]["message"].is_string(), "{doc:#}");
     let good = by_path(&wav);
     assert_eq!(good["status"], "COMPLETED", "{doc:#}");
     assert!(good["error"].is_null(), "{doc:#}");
     let good_id = good["audio_id"].as_str().expect("audio_id");
     assert_eq!(sb.check_status(good_id)["status"], "COMPLETED");
+}
+
+/// A FAILED file says why wherever `--json` shows it: `process`,
+/// `list-recent` and `check-status` carry its failed job's error kind and
+/// message (the cause, not PROCESSING's "TRANSCRIPTION failed"); other
+/// files carry `"error": null`. No model is needed: a missing one is the
+/// failure.
+#[test]
+fn a_failed_file_says_why_in_process_list_recent_and_check_status() {
+    let sb = Sandbox::new();
+    let no_model = sb.root().join("no-such-model");
+    let sb = sb.env("PIPELINE_MODEL", path(&no_model));
+    let wav = fixture("speech.wav");
+    let text = fixture("not-audio.txt");
+
+    // Failed while it ran: the model is missing (exit 1).
+    let out = sb.run(&["process", "--json", path(&wav)]);
+    out.expect_code(1);
+    let doc = out.json();
+    let failed = doc["files"][0].clone();
+    assert_eq!(failed["status"], "FAILED", "{doc:#}");
+    assert_eq!(failed["error"]["kind"], "permanent", "{doc:#}");
+    assert!(
+        failed["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains(path(&no_model))),
+        "the error does not name the missing model:\n{doc:#}"
+    );
+    let failed_id = failed["audio_id"].as_str().expect("audio_id").to_string();
+    let cause = sb.job(&failed_id, "TRANSCRIPTION")["error"].clone();
+    assert_eq!(failed["error"], cause, "{doc:#}");
+
+    // Refused at ingest: not audio (exit 2), recorded as FAILED.
+    let out = sb.run(&["process", "--json", path(&text)]);
+    out.expect_code(2);
+    let doc = out.json();
+    let refused = doc["files"][0].clone();
+    assert_eq!(refused["status"], "FAILED", "{doc:#}");
+    assert_eq!(refused["error"]["kind"], "permanent", "{doc:#}");
+    assert!(
+        refused["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("not-audio.txt")),
+        "{doc:#}"
+    );
+    let refused_id = refused["audio_id"].as_str().expect("audio_id").to_string();
+
+    // Not failed (yet): no error.
+    let queued = sb.json(&["process", "--detach", path(&fixture("speech.flac"))]);
+    assert!(queued["files"][0]["error"].is_null(), "{queued:#}");
+    let queued_id = queued["files"][0]["audio_id"]
+        .as_str()
+        .expect("audio_id")
+        .to_string();
+
+    let recent = sb.json(&["list-recent"]);
+    let row = |id: &str| {
+        recent["files"]
+            .as_array()
+            .and_then(|files| files.iter().find(|f| f["id"] == id))
+            .unwrap_or_else(|| panic!("{id} not in list-recent: {recent:#}"))
+            .clone()
+    };
+    for (id, error) in [
+        (&failed_id, &failed["error"]),
+        (&refused_id, &refused["error"]),
+    ] {
+        let row = row(id);
+        assert_eq!(row["status"], "FAILED", "{row:#}");
+        assert_eq!(&row["error"], error, "list-recent row of {id}: {row:#}");
+        let status = sb.check_status(id);
+        assert_eq!(&status["error"], error, "check-status of {id}: {status:#}");
+    }
+    let only_failed = sb.json(&["list-recent", "--status", "FAILED"]);
+    let files = only_failed["files"].as_array().expect("files");
+    assert_eq!(files.len(), 2, "{only_failed:#}");
+    assert!(
+        files.iter().all(|f| f["error"]["message"].is_string()),
+        "{only_failed:#}"
+    );
+    assert!(row(&queued_id)["error"].is_null(), "{recent:#}");
+    assert!(sb.check_status(&queued_id)["error"].is_null());
 }
 
 #[test]

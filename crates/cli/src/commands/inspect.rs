@@ -23,7 +23,7 @@ pub async fn check_status(app: &App, id: &str) -> Result<u8> {
     let jobs = store.jobs_for_audio(id).await.map_err(store_failure)?;
     let results = store.results(id).await.map_err(store_failure)?;
     if app.json {
-        let mut doc = views::audio_json(&audio);
+        let mut doc = views::audio_json(&audio, &jobs);
         doc["jobs"] = jobs.iter().map(views::job_json).collect();
         doc["outputs"] = json!(results
             .as_ref()
@@ -203,7 +203,19 @@ pub async fn list_recent(app: &App, limit: u32, status: Option<&str>) -> Result<
         .await
         .map_err(store_failure)?;
     if app.json {
-        app.print_json(&json!({"files": files.iter().map(views::audio_json).collect::<Vec<_>>()}));
+        let mut rows = Vec::with_capacity(files.len());
+        for audio in &files {
+            // Only a FAILED file's jobs are asked for: they say why.
+            let jobs = match audio.status {
+                AudioStatus::Failed => store
+                    .jobs_for_audio(audio.id)
+                    .await
+                    .map_err(store_failure)?,
+                _ => Vec::new(),
+            };
+            rows.push(views::audio_json(audio, &jobs));
+        }
+        app.print_json(&json!({ "files": rows }));
         return Ok(0);
     }
     if files.is_empty() {

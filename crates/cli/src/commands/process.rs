@@ -4,7 +4,7 @@ use anyhow::Result;
 use clap::Args;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use pipeline_core::render::OutputFormat;
-use pipeline_core::{AudioStatus, JobStatus};
+use pipeline_core::{AudioStatus, JobError, JobStatus};
 use pipeline_store::WebhookEndpoint;
 use pipeline_worker::{
     check_speaker_count, expand_inputs, ingest_file, ProcessOptions, RunUntil, SpeakerCount, Worker,
@@ -18,7 +18,7 @@ use uuid::Uuid;
 
 use crate::app::{exit, failure, store_failure, App};
 use crate::commands::{diarizer_loader, engine_loader, worker_settings};
-use crate::views::Tally;
+use crate::views::{self, Tally};
 
 /// Options of `process`.
 #[derive(Args, Debug)]
@@ -324,12 +324,22 @@ pub async fn run(app: &App, args: ProcessArgs) -> Result<u8> {
         {
             any_failed = true;
         }
+        // A FAILED file says why: its failed job's error, as `jobs` shows
+        // it; a file refused before ingest has no job, so its reason.
+        let error = match (outcome.audio_id, status) {
+            (Some(id), Some(AudioStatus::Failed)) => {
+                let jobs = store.jobs_for_audio(id).await.map_err(store_failure)?;
+                views::file_error(&jobs).cloned()
+            }
+            _ => None,
+        }
+        .or_else(|| outcome.error.clone().map(JobError::permanent));
         files.push(json!({
             "path": outcome.path.display().to_string(),
             "audio_id": outcome.audio_id,
             "status": status.map(|s| s.as_str()),
             "deduplicated": outcome.deduplicated,
-            "error": outcome.error,
+            "error": error.as_ref().map(views::error_json),
         }));
     }
     if app.json {
@@ -469,7 +479,9 @@ async fn print_summary(
         if let Some(results) = store.results(id).await.map_err(store_failure)? {
             outln!(
                 "   {} words, {:.1} s of speech, {:.0} words per minute",
-                results.words, results.speech_seconds, results.words_per_minute
+                results.words,
+                results.speech_seconds,
+                results.words_per_minute
             );
             for (format, path) in &results.outputs {
                 outln!("   {format}: {path}");
@@ -536,7 +548,12 @@ async fn run_remote(app: &App, args: &ProcessArgs, remote: crate::remote::Remote
             fields.push((name, n.to_string()));
         }
     }
-    let inputs = expand_inputs(&args.inputs);
+    // A folder with no audio in it is left out here (the server would
+    // only be sent nothing).
+    let inputs: Vec<PathBuf> = expand_inputs(&args.inputs)
+        .into_iter()
+        .filter(|p| !p.is_dir())
+        .collect();
     if inputs.is_empty() {
         return Err(failure(exit::BAD_INPUT, "no audio files found"));
     }
@@ -579,7 +596,8 @@ async fn run_remote(app: &App, args: &ProcessArgs, remote: crate::remote::Remote
                 if !app.json {
                     eprintln!("{}", app.style.fail(&format!("{e}")));
                 }
-                outcomes.push(json!({"input": path, "error": e.to_string()}));
+                let error = JobError::permanent(e.to_string());
+                outcomes.push(json!({"input": path, "error": views::error_json(&error)}));
             }
         }
     }
@@ -593,6 +611,12 @@ async fn run_remote(app: &App, args: &ProcessArgs, remote: crate::remote::Remote
                 super::inspect::follow_remote(app, *id, true, remote.clone(), !app.json).await?;
             failed |= code != 0;
             outcome["status"] = json!(if code == 0 { "COMPLETED" } else { "FAILED" });
+            if code != 0 {
+                let client = remote.clone();
+                let id = *id;
+                let jobs = tokio::task::spawn_blocking(move || client.jobs(id)).await??;
+                outcome["error"] = json!(views::file_error(&jobs).map(views::error_json));
+            }
         }
     }
     if app.json {
