@@ -4,9 +4,7 @@
 use pipeline_asr::{AsrError, AudioSource};
 use pipeline_core::speakers::speaker_label;
 use pipeline_core::{AudioFile, Diarization, JobError, SpeakerTurn};
-use pipeline_diarize::{
-    DiarizeError, Diarizer, ModelPaths, Observer, Output, Samples, Settings, SpeakerCount,
-};
+use pipeline_diarize::{DiarizeError, Diarizer, ModelPaths, Observer, Output, Samples, Settings};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
