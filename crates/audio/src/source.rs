@@ -53,9 +53,21 @@ impl Source {
             return Err(AudioError::Empty { file });
         }
 
-        let mut head = [0u8; 12];
+        let mut head = vec![0u8; 64 * 1024];
         let n = read_up_to(&mut f, &mut head).map_err(|e| AudioError::from_io(path, e))?;
-        let sniffed = sniff_container(&head[..n]);
+        let sniffed = sniff_container(&head[..n.min(12)]);
+        if sniffed == Some("wav") {
+            // symphonia's WAV reader panics on a rate of 0 (a zero time
+            // base); the rate is refused here, before it gets that far.
+            if let Some(rate) = wav_sample_rate(&head[..n]) {
+                if !crate::probe::SAMPLE_RATES.contains(&rate) {
+                    return Err(AudioError::Unsupported {
+                        file,
+                        reason: format!("unsupported sample rate {rate} Hz (4 kHz to 384 kHz)"),
+                    });
+                }
+            }
+        }
         // The probe reads from the start again; symphonia wants the whole stream.
         let f = File::open(path).map_err(|e| AudioError::from_io(path, e))?;
 
@@ -242,8 +254,30 @@ fn guard<T>(f: impl FnOnce() -> Result<T, SymError>) -> Result<T, SymError> {
 
 /// An error from the operating system, as opposed to symphonia's parsers
 /// reporting damaged data through `io::Error` ("unexpected end of bitstream").
+/// EINVAL is the file's fault too: a seek to an offset its header made up
+/// (a Matroska block declaring 2^48 bytes).
 fn is_os_error(e: &io::Error) -> bool {
-    e.raw_os_error().is_some() || e.kind() == io::ErrorKind::Interrupted
+    (e.raw_os_error().is_some() && e.kind() != io::ErrorKind::InvalidInput)
+        || e.kind() == io::ErrorKind::Interrupted
+}
+
+/// The sample rate in the `fmt ` chunk of a RIFF/WAVE file's first bytes.
+fn wav_sample_rate(head: &[u8]) -> Option<u32> {
+    let mut at = 12usize;
+    while at.checked_add(8)? <= head.len() {
+        let id = &head[at..at + 4];
+        let size = u32::from_le_bytes(head[at + 4..at + 8].try_into().ok()?) as usize;
+        if id == b"fmt " {
+            let rate = head.get(at + 12..at + 16)?;
+            return Some(u32::from_le_bytes(rate.try_into().ok()?));
+        }
+        // Chunks are padded to an even length.
+        at = at
+            .checked_add(8)?
+            .checked_add(size)?
+            .checked_add(size & 1)?;
+    }
+    None
 }
 
 fn read_up_to(f: &mut File, buf: &mut [u8]) -> io::Result<usize> {
