@@ -278,6 +278,9 @@ pub async fn ingest_file(
         std::io::ErrorKind::NotFound => unreadable("no such file".into()),
         _ => unreadable(e.to_string()),
     })?;
+    if metadata.is_dir() {
+        return Err(unreadable("a folder with no audio files in it".into()));
+    }
     if !metadata.is_file() {
         return Err(unreadable("not a regular file".into()));
     }
@@ -391,7 +394,9 @@ pub async fn ingest_file(
 }
 
 /// The audio files under `path`: the file itself, or a folder's audio files
-/// (by extension, sorted, not recursive into hidden folders).
+/// (by extension, sorted, not recursive into hidden folders nor through
+/// symbolic links, which can loop). A folder with none stays in the list,
+/// so that it is reported rather than silently dropped.
 pub fn expand_inputs(paths: &[PathBuf]) -> Vec<PathBuf> {
     const AUDIO: [&str; 10] = [
         "wav", "mp3", "flac", "ogg", "oga", "m4a", "mp4", "aac", "opus", "webm",
@@ -408,6 +413,9 @@ pub fn expand_inputs(paths: &[PathBuf]) -> Vec<PathBuf> {
                 })
                 .collect();
             found.sort();
+            if found.is_empty() {
+                files.push(path.clone());
+            }
             files.extend(found);
         } else {
             files.push(path.clone());
@@ -427,7 +435,8 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
         if hidden {
             continue;
         }
-        if path.is_dir() {
+        // The entry's own type: a link to a folder is not followed.
+        if entry.file_type().is_ok_and(|t| t.is_dir()) {
             out.extend(walk(&path));
         } else {
             out.push(path);
