@@ -16,6 +16,8 @@ use std::time::{Duration, Instant};
 
 /// Runs `cmd` to its end (killed after `timeout`); its output and its peak
 /// RSS in bytes, from wait4's rusage of the child itself.
+// wait4 reaps the child, which clippy cannot see.
+#[allow(clippy::zombie_processes)]
 fn run_measured(mut cmd: std::process::Command, timeout: Duration) -> (Out, u64) {
     let started = Instant::now();
     let mut child = cmd
