@@ -25,9 +25,7 @@ mod workers;
 pub use audio::{AudioResults, NewAudio};
 pub use batch::Completion;
 pub use error::StoreError;
-pub use jobs::{
-    Ended, Heartbeat, JobClaim, Lease, NewJob, Reclaim, StageOutput, MAX_LOST_LEASES,
-};
+pub use jobs::{Ended, Heartbeat, JobClaim, Lease, NewJob, Reclaim, StageOutput, MAX_LOST_LEASES};
 pub use keys::ApiKey;
 pub use metrics::{DurationHistogram, JobMetrics};
 pub use retention::{Pruned, Retention};
