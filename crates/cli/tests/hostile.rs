@@ -9,65 +9,6 @@ mod common;
 mod hostile;
 
 use common::*;
-use std::io::Read;
-use std::process::Stdio;
-use std::thread;
-use std::time::{Duration, Instant};
-
-/// Runs `cmd` to its end (killed after `timeout`); its output and its peak
-/// RSS in bytes, from wait4's rusage of the child itself.
-// wait4 reaps the child, which clippy cannot see.
-#[allow(clippy::zombie_processes)]
-fn run_measured(mut cmd: std::process::Command, timeout: Duration) -> (Out, u64) {
-    let started = Instant::now();
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start pipeline-manager");
-    let mut stdout = child.stdout.take().expect("stdout");
-    let mut stderr = child.stderr.take().expect("stderr");
-    let out_reader = thread::spawn(move || {
-        let mut s = Vec::new();
-        let _ = stdout.read_to_end(&mut s);
-        s
-    });
-    let err_reader = thread::spawn(move || {
-        let mut s = Vec::new();
-        let _ = stderr.read_to_end(&mut s);
-        s
-    });
-    let pid = libc::pid_t::try_from(child.id()).expect("pid fits");
-    let mut status = 0;
-    // SAFETY: a zeroed rusage is a valid value of the plain C struct.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    let mut timed_out = false;
-    loop {
-        // SAFETY: wait4 on our own child, with valid pointers to locals;
-        // Child is not waited on elsewhere, so the pid is not reused.
-        let rc = unsafe { libc::wait4(pid, &mut status, libc::WNOHANG, &mut usage) };
-        assert!(rc >= 0, "wait4 failed: {}", std::io::Error::last_os_error());
-        if rc == pid {
-            break;
-        }
-        if started.elapsed() >= timeout && !timed_out {
-            timed_out = true;
-            let _ = child.kill();
-        }
-        thread::sleep(Duration::from_millis(20));
-    }
-    let out = Out {
-        args: Vec::new(),
-        code: libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status)),
-        stdout: String::from_utf8_lossy(&out_reader.join().unwrap_or_default()).into_owned(),
-        stderr: String::from_utf8_lossy(&err_reader.join().unwrap_or_default()).into_owned(),
-        seconds: started.elapsed().as_secs_f64(),
-    };
-    assert!(!timed_out, "still running after {timeout:?}:\n{out}");
-    // ru_maxrss is in KiB on Linux.
-    (out, u64::try_from(usage.ru_maxrss).unwrap_or(0) * 1024)
-}
 
 const MIB: u64 = 1024 * 1024;
 
@@ -84,16 +25,15 @@ fn hostile_files_fail_by_name_in_bounded_memory_and_the_good_file_completes() {
 
     // The baseline: the good file alone, in its own data directory.
     let alone = Sandbox::with_model().expect("model");
-    let (out, alone_rss) = run_measured(
-        alone.command(&["process", "--json", path(&good)], &[]),
-        Duration::from_secs(300),
-    );
+    let out = alone.run(&["process", "--json", path(&good)]);
     out.expect_code(0);
+    let alone_rss = out.peak_rss;
 
     let mut args = vec!["process", "--json"];
     args.extend(hostile.iter().map(|p| path(p)));
     args.push(path(&good));
-    let (out, peak) = run_measured(sb.command(&args, &[]), Duration::from_secs(300));
+    let out = sb.run(&args);
+    let peak = out.peak_rss;
     eprintln!(
         "peak RSS {:.1} MiB with {} hostile files, {:.1} MiB for the good file alone; {:.1} s",
         peak as f64 / MIB as f64,

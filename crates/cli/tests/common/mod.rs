@@ -116,6 +116,9 @@ pub struct Out {
     pub stdout: String,
     pub stderr: String,
     pub seconds: f64,
+    /// Peak resident memory of the process, in bytes (wait4's rusage of
+    /// the child itself).
+    pub peak_rss: u64,
 }
 
 impl fmt::Display for Out {
@@ -323,6 +326,8 @@ impl Drop for WorkerProc {
     }
 }
 
+// wait4 reaps the child, which clippy cannot see.
+#[allow(clippy::zombie_processes)]
 fn run_to_end(mut cmd: Command, args: &[&str], timeout: Duration) -> Out {
     let started = Instant::now();
     let mut child = cmd
@@ -344,25 +349,35 @@ fn run_to_end(mut cmd: Command, args: &[&str], timeout: Duration) -> Out {
         let _ = stderr.read_to_end(&mut s);
         s
     });
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("try_wait") {
-            break Some(status);
+    let pid = libc::pid_t::try_from(child.id()).expect("pid fits");
+    let mut status = 0;
+    // SAFETY: a zeroed rusage is a valid value of the plain C struct.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let mut timed_out = false;
+    loop {
+        // SAFETY: wait4 on our own child, with valid pointers to locals;
+        // Child is not waited on elsewhere, so the pid is not reused.
+        let rc = unsafe { libc::wait4(pid, &mut status, libc::WNOHANG, &mut usage) };
+        assert!(rc >= 0, "wait4 failed: {}", std::io::Error::last_os_error());
+        if rc == pid {
+            break;
         }
-        if started.elapsed() >= timeout {
+        if started.elapsed() >= timeout && !timed_out {
+            timed_out = true;
             let _ = child.kill();
-            let _ = child.wait();
-            break None;
         }
         thread::sleep(Duration::from_millis(20));
-    };
+    }
     let out = Out {
         args: args.iter().map(|a| a.to_string()).collect(),
-        code: status.and_then(|s| s.code()),
+        code: (!timed_out && libc::WIFEXITED(status)).then(|| libc::WEXITSTATUS(status)),
         stdout: String::from_utf8_lossy(&out_reader.join().unwrap_or_default()).into_owned(),
         stderr: String::from_utf8_lossy(&err_reader.join().unwrap_or_default()).into_owned(),
         seconds: started.elapsed().as_secs_f64(),
+        // ru_maxrss is in KiB on Linux.
+        peak_rss: u64::try_from(usage.ru_maxrss).unwrap_or(0) * 1024,
     };
-    assert!(status.is_some(), "timed out after {timeout:?}:\n{out}");
+    assert!(!timed_out, "timed out after {timeout:?}:\n{out}");
     out
 }
 
