@@ -40,11 +40,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             PathBuf::from(std::env::var("HOME").unwrap_or_default())
                 .join(".local/share/pipeline-manager")
         });
-    let paths = ModelPaths {
-        onnxruntime: pipeline_vad::default_runtime_path(&data),
-        segmentation: pipeline_diarize::default_segmentation_path(&data),
-        embedding: pipeline_diarize::default_embedding_path(&data),
-    };
+    let paths = ModelPaths::under(&data);
     let mut settings = Settings::default();
     let env = |name: &str| std::env::var(name).ok();
     if let Some(v) = env("DIARIZE_STEP") {

@@ -128,6 +128,18 @@ pub struct ModelPaths {
     pub embedding: PathBuf,
 }
 
+impl ModelPaths {
+    /// Where the install scripts put them under a data directory: the
+    /// VAD's ONNX Runtime and scripts/install-diarization.sh's two models.
+    pub fn under(data_dir: &Path) -> Self {
+        Self {
+            onnxruntime: pipeline_vad::default_runtime_path(data_dir),
+            segmentation: default_segmentation_path(data_dir),
+            embedding: default_embedding_path(data_dir),
+        }
+    }
+}
+
 /// Where scripts/install-diarization.sh puts the segmentation model.
 pub fn default_segmentation_path(data_dir: &Path) -> PathBuf {
     data_dir.join("models/pyannote-segmentation-3.0.onnx")

@@ -472,7 +472,7 @@ fn reconstruct(
     }
     frames.finish_before(usize::MAX);
     let end = frames.base;
-    for (speaker, open) in frames.open.clone().into_iter().enumerate() {
+    for (speaker, open) in std::mem::take(&mut frames.open).into_iter().enumerate() {
         if let Some(first) = open {
             frames.turns.push((first, end, speaker));
         }

@@ -32,11 +32,7 @@ fn data_dir() -> PathBuf {
 
 fn diarizer() -> Diarizer {
     let data = data_dir();
-    let paths = ModelPaths {
-        onnxruntime: pipeline_vad::default_runtime_path(&data),
-        segmentation: pipeline_diarize::default_segmentation_path(&data),
-        embedding: pipeline_diarize::default_embedding_path(&data),
-    };
+    let paths = ModelPaths::under(&data);
     Diarizer::load(&paths, &Settings::default())
         .expect("diarization models (run scripts/install-diarization.sh)")
 }

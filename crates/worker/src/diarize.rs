@@ -24,11 +24,7 @@ pub type DiarizerLoader =
 /// VAD's ONNX Runtime and the models scripts/install-diarization.sh puts
 /// under `data_dir`.
 pub fn default_model_paths(data_dir: &Path) -> ModelPaths {
-    ModelPaths {
-        onnxruntime: pipeline_vad::default_runtime_path(data_dir),
-        segmentation: pipeline_diarize::default_segmentation_path(data_dir),
-        embedding: pipeline_diarize::default_embedding_path(data_dir),
-    }
+    ModelPaths::under(data_dir)
 }
 
 /// A loader of the [`Diarizer`] from `paths` with `settings`.
