@@ -446,6 +446,155 @@ fn amqp_prefetched_messages_of_a_killed_worker_run_soon() {
     prefetched_messages_of_a_killed_worker_run_soon(Broker::Amqp, 4);
 }
 
+/// RabbitMQ's `consumer_timeout` shortened for as long as the guard lives
+/// (the server reads it at every check of a channel), with the channels
+/// checked every second instead of every minute.
+struct ShortConsumerTimeout;
+
+impl ShortConsumerTimeout {
+    fn set(timeout_ms: u64, tick_ms: u64) {
+        RabbitRestart::ctl(&[
+            "eval",
+            &format!(
+                "application:set_env(rabbit, consumer_timeout, {timeout_ms}), \
+                 application:set_env(rabbit, channel_tick_interval, {tick_ms})."
+            ),
+        ]);
+    }
+}
+
+impl Drop for ShortConsumerTimeout {
+    fn drop(&mut self) {
+        Self::set(1_800_000, 60_000);
+    }
+}
+
+/// A transcription that runs longer than the broker lets a delivery stay
+/// unacknowledged (RabbitMQ's `consumer_timeout`, kombu's visibility
+/// timeout on Redis; both shortened to 2 s): the broker neither closes the
+/// worker's channel nor delivers the job again, and it runs once.
+fn a_job_longer_than_the_brokers_timeout_runs_once(broker: Broker, redis_db: u8) {
+    let Some((sb, _queue)) = scaled_sandbox(broker, redis_db) else {
+        return;
+    };
+    let sb = sb.env("PIPELINE_BROKER_VISIBILITY_TIMEOUT_SECS", "2");
+    let _short = matches!(broker, Broker::Amqp).then(|| {
+        ShortConsumerTimeout::set(2_000, 1_000);
+        ShortConsumerTimeout
+    });
+    let ids = detach(&sb, &[long_fixture("long-1min.wav")]);
+    let worker = sb.spawn_worker("worker");
+    wait_final(&sb, &ids[0], Duration::from_secs(300), &worker);
+    let events = sb.json(&["jobs", &ids[0], "--events"]);
+    let transcription = sb.job(&ids[0], "TRANSCRIPTION");
+    let of_it: Vec<&Value> = events["events"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| e["job_id"] == transcription["id"])
+        .collect();
+    let at = |to: &str| {
+        of_it
+            .iter()
+            .find(|e| e["to_status"] == to)
+            .and_then(|e| e["at"].as_str())
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+            .unwrap_or_else(|| panic!("no move to {to}: {events:#}"))
+    };
+    let ran = at("COMPLETED") - at("RUNNING");
+    assert!(
+        ran > chrono::Duration::seconds(3),
+        "the job must outlast the timeout and a check of it: it ran {ran}"
+    );
+    let runs = of_it.iter().filter(|e| e["to_status"] == "RUNNING").count();
+    assert_eq!(runs, 1, "claimed once: {events:#}");
+    assert_eq!(transcription["attempt"], 1, "{transcription:#}");
+    let log = worker.log();
+    assert!(
+        !log.contains("lost the broker"),
+        "the broker closed nothing:\n{log}"
+    );
+    let trail = audit_trail(&sb, &ids[0]);
+    assert!(!trail.contains("delivered again"), "{trail}");
+}
+
+#[test]
+fn redis_a_job_longer_than_the_brokers_timeout_runs_once() {
+    a_job_longer_than_the_brokers_timeout_runs_once(Broker::Redis, 14);
+}
+
+#[test]
+fn amqp_a_job_longer_than_the_brokers_timeout_runs_once() {
+    a_job_longer_than_the_brokers_timeout_runs_once(Broker::Amqp, 14);
+}
+
+/// Files dropped at once on a broker complete one by one: the worker whose
+/// transcription completed takes that file's PROCESSING job next, instead
+/// of queueing it behind every transcription sent before it (a broker's
+/// queue is first in, first out, and the worker has prefetched them all).
+fn files_complete_one_by_one(broker: Broker, redis_db: u8) {
+    let Some((sb, _queue)) = scaled_sandbox(broker, redis_db) else {
+        return;
+    };
+    let batch = copies(&sb, &fixture("speech.wav"), 4);
+    let out = sb.run(&["process", "--detach", "--force", "--json", path(&batch)]);
+    out.expect_code(0);
+    let ids: Vec<String> = out.json()["files"]
+        .as_array()
+        .expect("files")
+        .iter()
+        .map(|f| f["audio_id"].as_str().expect("id").to_string())
+        .collect();
+    let worker = sb.spawn_worker("worker");
+    wait_all_completed(&sb, &ids, &worker);
+    // When each file completed, and when each transcription started.
+    let mut completed = Vec::new();
+    let mut started = Vec::new();
+    for id in &ids {
+        let events = sb.json(&["jobs", id, "--events"]);
+        let transcription = sb.job(id, "TRANSCRIPTION");
+        let processing = sb.job(id, "PROCESSING");
+        for e in events["events"].as_array().into_iter().flatten() {
+            let at = e["at"].as_str().unwrap_or_default().to_string();
+            if e["job_id"] == processing["id"] && e["to_status"] == "COMPLETED" {
+                completed.push(at);
+            } else if e["job_id"] == transcription["id"] && e["to_status"] == "RUNNING" {
+                started.push(at);
+            }
+        }
+    }
+    completed.sort();
+    started.sort();
+    assert_eq!(
+        (completed.len(), started.len()),
+        (4, 4),
+        "{completed:?} {started:?}"
+    );
+    // RFC 3339 times of one clock sort as text.
+    assert!(
+        completed[0] < started[3],
+        "the first file completed at {} and the last transcription started at {}: \
+         the files waited for each other\n{}",
+        completed[0],
+        started[3],
+        worker.log()
+    );
+    assert!(
+        completed[2] < started[3],
+        "three files were done before the last began: {completed:?} {started:?}"
+    );
+}
+
+#[test]
+fn redis_files_complete_one_by_one() {
+    files_complete_one_by_one(Broker::Redis, 1);
+}
+
+#[test]
+fn amqp_files_complete_one_by_one() {
+    files_complete_one_by_one(Broker::Amqp, 1);
+}
+
 /// Copies `source` under `count` names in a new folder of the sandbox.
 fn copies(sb: &Sandbox, source: &Path, count: usize) -> PathBuf {
     let dir = sb.root().join("batch");

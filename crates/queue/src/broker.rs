@@ -2,11 +2,14 @@
 //!
 //! A message is only news that a job can run; the job's row decides. When a
 //! message arrives the job is claimed in the database ([`Store::claim_job`]):
-//! a duplicate delivery of a finished job is acknowledged and noted, one
-//! whose job another worker holds is kept until that worker's lease ends
-//! (then the job is taken over, or found finished), and one whose job is
-//! backing off is kept until its time. A message is acknowledged only after
-//! the job's outcome is committed ([`JobQueue::settle`]). `pipeline.process`
+//! a claimed job's message is acknowledged at once (as Celery does by
+//! default) and from then on the job's lease fences it: when a worker dies
+//! its lease expires and the sweep sends a new message. A duplicate
+//! delivery of a finished job, or of one another worker holds, is
+//! acknowledged and noted; one whose job is due within seconds is kept
+//! until its time, and one due later is left to the sweep, which sends it
+//! when it is due. An ingest task's message is acknowledged only after its
+//! outcome is committed ([`JobQueue::settle`]). `pipeline.process`
 //! messages that arrive together are claimed together
 //! ([`Store::claim_jobs`]), a few round trips for the lot. Jobs whose broker
 //! could not take them fall back to the embedded queue, which every
@@ -16,7 +19,7 @@ use chrono::{DateTime, Utc};
 use pipeline_core::{JobStatus, JobType, ProcessingJob};
 use pipeline_store::{JobClaim, Store};
 use serde_json::{json, Map};
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
@@ -37,6 +40,13 @@ const BOUNCE_PAUSE: Duration = Duration::from_secs(3);
 /// How long a runnable job may wait with no message sent before the sweep
 /// sends one (its own worker normally publishes within milliseconds).
 const UNSENT_GRACE: chrono::Duration = chrono::Duration::seconds(5);
+
+/// A delivered job due within this long is held until it is; one due later
+/// is acknowledged and sent again by the sweep when it is due.
+const NOT_YET_HOLD: chrono::Duration = chrono::Duration::seconds(3);
+
+/// Later stages a worker keeps back for itself at most (more are sent).
+const LOCAL_MAX: usize = 64;
 
 /// A delivery sorted by [`Inner::triage`].
 enum Triage {
@@ -76,8 +86,6 @@ enum Receipt {
 struct Delivery {
     message: TaskMessage,
     receipt: Receipt,
-    /// Whether this delivery's wait for another worker is already noted.
-    noted: bool,
 }
 
 struct Inner {
@@ -96,11 +104,17 @@ struct Inner {
     /// The inbox's sending side, until the fetcher takes it.
     outbox: Mutex<Option<mpsc::Sender<Delivery>>>,
     fetcher: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// Tells the fetcher to stop after the fetch in flight (see [`BrokerQueue::close`]).
+    stopping: std::sync::atomic::AtomicBool,
     last_sweep: Mutex<Option<Instant>>,
     last_orphan_check: Mutex<Option<Instant>>,
     /// The worker this queue fetches for (Redis records it as each
-    /// delivery's owner); set by the first claim.
-    consumer: Mutex<Option<String>>,
+    /// delivery's owner) and the job types it claims (empty: all); set by
+    /// the first claim.
+    consumer: Mutex<Option<(String, Vec<JobType>)>>,
+    /// Later stages this worker made runnable and takes itself next, with
+    /// no message: see [`Inner::keep_local`].
+    local: Mutex<VecDeque<Uuid>>,
     last_embedded_poll: Mutex<Option<Instant>>,
     /// Names the database this queue's jobs live in (a digest of its URL).
     store_identity: String,
@@ -191,9 +205,11 @@ impl BrokerQueue {
                 inbox: tokio::sync::Mutex::new(inbox),
                 outbox: Mutex::new(Some(outbox)),
                 fetcher: Mutex::new(None),
+                stopping: std::sync::atomic::AtomicBool::new(false),
                 last_sweep: Mutex::new(None),
                 last_orphan_check: Mutex::new(None),
                 consumer: Mutex::new(None),
+                local: Mutex::new(VecDeque::new()),
                 last_embedded_poll: Mutex::new(None),
                 down_until: Mutex::new(None),
                 store_identity,
@@ -226,6 +242,11 @@ impl Inner {
     /// Dispatches after making sure the broker still holds what was sent
     /// before (see [`Inner::check_epoch`]).
     async fn dispatch(&self, jobs: &[ProcessingJob]) -> Result<Dispatched, QueueError> {
+        let jobs = self.keep_local(jobs);
+        if jobs.is_empty() {
+            return Ok(Dispatched::default());
+        }
+        let jobs = &jobs[..];
         if self.broker_down().is_none() {
             match self.check_epoch().await {
                 // Every waiting job, these included, was just sent.
@@ -235,6 +256,75 @@ impl Inner {
             }
         }
         self.dispatch_jobs(jobs).await
+    }
+
+    /// Keeps back the later stages (a file's PROCESSING) that this worker
+    /// made runnable and claims itself: its next claim takes them before
+    /// any message, so each file completes as soon as its transcription
+    /// does instead of behind every transcription queued before it (a
+    /// broker's queue is first in, first out). They are sent no message:
+    /// should this worker die or stay busy, the sweep of any worker sends
+    /// one once they have waited [`UNSENT_GRACE`]. The rest is returned.
+    fn keep_local(&self, jobs: &[ProcessingJob]) -> Vec<ProcessingJob> {
+        let Some((_, types)) = self.consumer.lock().ok().and_then(|c| c.clone()) else {
+            return jobs.to_vec();
+        };
+        let Ok(mut local) = self.local.lock() else {
+            return jobs.to_vec();
+        };
+        // Due times are the database's clock, which may run a little
+        // ahead of this machine's.
+        let soon = Utc::now() + chrono::Duration::seconds(1);
+        let mut rest = Vec::new();
+        for job in jobs {
+            let keep = job.transport == self.name
+                && job.status == JobStatus::Queued
+                && !job.job_type.depends_on().is_empty()
+                && job.available_at <= soon
+                && (types.is_empty() || types.contains(&job.job_type))
+                && local.len() < LOCAL_MAX;
+            if keep {
+                local.push_back(job.id);
+            } else {
+                rest.push(job.clone());
+            }
+        }
+        rest
+    }
+
+    /// Claims the later stages kept back by [`Inner::keep_local`]; what
+    /// another worker took meanwhile (after the sweep sent it) is skipped.
+    async fn claim_local(
+        &self,
+        worker: &str,
+        lease: Duration,
+        max: usize,
+    ) -> Result<Vec<Work>, QueueError> {
+        let ids: Vec<Uuid> = match self.local.lock() {
+            Ok(mut local) => {
+                let n = local.len().min(max);
+                local.drain(..n).collect()
+            }
+            Err(_) => return Ok(Vec::new()),
+        };
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let claims = match self.store.claim_jobs(&ids, worker, lease).await {
+            Ok(claims) => claims,
+            Err(e) => {
+                // Left to the sweep, which sends their messages.
+                log(&format!("could not claim {} next stages: {e}", ids.len()));
+                return Ok(Vec::new());
+            }
+        };
+        Ok(claims
+            .into_iter()
+            .filter_map(|claim| match claim {
+                JobClaim::Claimed(job) => Some(Work::Job(job)),
+                _ => None,
+            })
+            .collect())
     }
 
     /// Why the broker is skipped for now, after a recent failure.
@@ -397,7 +487,7 @@ impl Inner {
             .into_iter()
             .map(|w| w.id)
             .collect();
-        if let Some(me) = self.consumer.lock().ok().and_then(|c| c.clone()) {
+        if let Some((me, _)) = self.consumer.lock().ok().and_then(|c| c.clone()) {
             alive.insert(me);
         }
         let grace = lease.min(Duration::from_secs(10));
@@ -610,45 +700,54 @@ impl Inner {
     }
 
     /// Acts on what claiming a delivered job found.
+    ///
+    /// A claimed job's message is acknowledged at once, as Celery does by
+    /// default: the job's lease in the database fences it from here on, and
+    /// when the lease expires the sweep sends a new message. Held for the
+    /// whole run instead, the delivery would outlive RabbitMQ's
+    /// `consumer_timeout` (30 minutes) on a long file, which closes the
+    /// channel, and Redis' visibility timeout, which delivers it again.
     async fn answer(
         &self,
         job_id: Uuid,
-        mut delivery: Delivery,
+        delivery: Delivery,
         claim: JobClaim,
         worker: &str,
     ) -> Option<Work> {
         let id = delivery.message.id.clone();
         match claim {
             JobClaim::Claimed(job) => {
-                self.hold(&job.task_id, delivery.receipt);
+                self.finish(delivery.receipt, Settle::Ack).await;
                 Some(Work::Job(job))
             }
-            JobClaim::NotYet(at) => {
+            JobClaim::NotYet(at) if at <= Utc::now() + NOT_YET_HOLD => {
                 self.defer(at, delivery);
                 None
             }
-            JobClaim::Busy { holder, until } => {
-                if !delivery.noted {
-                    delivery.noted = true;
-                    let _ = self
-                        .store
-                        .note(
-                            job_id,
-                            Some(worker),
-                            &format!(
-                                "task {id} delivered again while {holder} runs it; \
-                                 held until its lease ends"
-                            ),
-                        )
-                        .await;
+            JobClaim::NotYet(_) => {
+                // Not held for the whole backoff (it would pin a prefetch
+                // slot): the sweep sends a new message when the job is due.
+                match self.store.mark_undispatched(job_id).await {
+                    Ok(()) => self.finish(delivery.receipt, Settle::Ack).await,
+                    Err(_) => self.defer(Utc::now() + NOT_YET_HOLD, delivery),
                 }
-                // Look again every couple of seconds: the holder may finish
-                // (then the duplicate is acknowledged) well before its lease ends.
-                let now = Utc::now();
-                let next = until
-                    .min(now + chrono::Duration::seconds(2))
-                    .max(now + chrono::Duration::milliseconds(500));
-                self.defer(next, delivery);
+                None
+            }
+            JobClaim::Busy { holder, .. } => {
+                // The holder's lease fences the job; should the holder die,
+                // the sweep sends a new message when its lease expires.
+                let _ = self
+                    .store
+                    .note(
+                        job_id,
+                        Some(worker),
+                        &format!(
+                            "task {id} delivered again while {holder} runs it: acknowledged \
+                             (the lease decides who runs it)"
+                        ),
+                    )
+                    .await;
+                self.finish(delivery.receipt, Settle::Ack).await;
                 None
             }
             JobClaim::Finished(status) => {
@@ -704,9 +803,9 @@ impl Inner {
 
     /// Starts moving messages from the broker on the first claim (a
     /// process that only dispatches never consumes).
-    fn ensure_fetcher(self: &Arc<Self>, worker: &str) {
+    fn ensure_fetcher(self: &Arc<Self>, worker: &str, job_types: &[JobType]) {
         if let Ok(mut consumer) = self.consumer.lock() {
-            consumer.get_or_insert_with(|| worker.to_string());
+            consumer.get_or_insert_with(|| (worker.to_string(), job_types.to_vec()));
         }
         let Ok(mut fetcher) = self.fetcher.lock() else {
             return;
@@ -723,6 +822,10 @@ impl Inner {
 
     /// Moves messages from the broker into the inbox, reconnecting with
     /// backoff whenever the broker goes away.
+    fn stopped(&self) -> bool {
+        self.stopping.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     async fn fetch_forever(self: Arc<Self>, tx: mpsc::Sender<Delivery>) {
         let mut failures = 0u32;
         loop {
@@ -730,7 +833,7 @@ impl Inner {
                 Transport::Redis(t) => self.fetch_redis(t, &tx, &mut failures).await,
                 Transport::Amqp(t) => self.fetch_amqp(t, &tx, &mut failures).await,
             };
-            if tx.is_closed() {
+            if tx.is_closed() || self.stopped() {
                 return;
             }
             if let Err(e) = result {
@@ -769,8 +872,12 @@ impl Inner {
             .lock()
             .ok()
             .and_then(|c| c.clone())
+            .map(|(worker, _)| worker)
             .unwrap_or_default();
-        loop {
+        // Each BRPOP waits at most a second, so a stop is seen soon; one
+        // abandoned mid-wait would take the next message pushed (a
+        // hand-back at close) off the list for a client that is gone.
+        while !self.stopped() {
             if last_restore.elapsed() >= restore_every {
                 last_restore = Instant::now();
                 transport.restore_visible().await?;
@@ -788,7 +895,6 @@ impl Inner {
                     let delivery = Delivery {
                         message: d.message,
                         receipt: Receipt::Redis(d.tag),
-                        noted: false,
                     };
                     if let Err(returned) = tx.send(delivery).await {
                         // The worker is gone: hand the message back.
@@ -802,6 +908,7 @@ impl Inner {
                 None => {}
             }
         }
+        Ok(())
     }
 
     async fn fetch_amqp(
@@ -813,13 +920,12 @@ impl Inner {
         let prefetch = u16::try_from(self.settings.prefetch).unwrap_or(u16::MAX);
         let mut consumer = transport.consume(&self.settings.consume, prefetch).await?;
         Self::connected(failures);
-        loop {
+        while !self.stopped() {
             match consumer.next(Duration::from_secs(1)).await {
                 Ok(Some(Ok(d))) => {
                     let delivery = Delivery {
                         message: d.message,
                         receipt: Receipt::Amqp(d.acker),
-                        noted: false,
                     };
                     if tx.send(delivery).await.is_err() {
                         return Ok(());
@@ -835,6 +941,7 @@ impl Inner {
                 }
             }
         }
+        Ok(())
     }
 }
 
@@ -856,9 +963,13 @@ impl JobQueue for BrokerQueue {
     ) -> QueueFuture<'a, Vec<Work>> {
         Box::pin(async move {
             let inner = &self.inner;
-            inner.ensure_fetcher(worker);
+            inner.ensure_fetcher(worker, job_types);
             inner.return_due().await;
             inner.sweep(lease).await?;
+            let local = inner.claim_local(worker, lease, max.max(1)).await?;
+            if !local.is_empty() {
+                return Ok(local);
+            }
             // Jobs that fell back to the embedded queue run here too; the
             // table is looked at about once a second, not before every message.
             if inner.embedded_poll_due() {
@@ -936,20 +1047,38 @@ impl JobQueue for BrokerQueue {
 
     fn close(&self) -> QueueFuture<'_, ()> {
         Box::pin(async move {
-            if let Ok(mut fetcher) = self.inner.fetcher.lock() {
-                if let Some(task) = fetcher.take() {
-                    task.abort();
-                }
-            }
+            // The fetcher ends its fetch in flight (a second at most) before
+            // anything is handed back; what it takes meanwhile reaches the
+            // inbox, which is emptied as it goes so that it cannot block.
+            self.inner
+                .stopping
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+            let task = self.inner.fetcher.lock().ok().and_then(|mut f| f.take());
             let mut receipts: Vec<Receipt> = Vec::new();
-            if let Ok(mut deferred) = self.inner.deferred.lock() {
-                receipts.extend(deferred.drain(..).map(|(_, d)| d.receipt));
-            }
             {
                 let mut inbox = self.inner.inbox.lock().await;
+                if let Some(mut task) = task {
+                    let deadline = Instant::now() + Duration::from_secs(3);
+                    loop {
+                        while let Ok(delivery) = inbox.try_recv() {
+                            receipts.push(delivery.receipt);
+                        }
+                        if task.is_finished() {
+                            break;
+                        }
+                        if Instant::now() >= deadline {
+                            task.abort();
+                            break;
+                        }
+                        let _ = tokio::time::timeout(Duration::from_millis(50), &mut task).await;
+                    }
+                }
                 while let Ok(delivery) = inbox.try_recv() {
                     receipts.push(delivery.receipt);
                 }
+            }
+            if let Ok(mut deferred) = self.inner.deferred.lock() {
+                receipts.extend(deferred.drain(..).map(|(_, d)| d.receipt));
             }
             if let Ok(mut held) = self.inner.held.lock() {
                 receipts.extend(held.drain().flat_map(|(_, r)| r));

@@ -35,6 +35,20 @@ impl Store {
         Ok(())
     }
 
+    /// Forgets that a waiting job's message was sent: its message was
+    /// taken off the broker before the job was due, and the sweep sends a
+    /// new one when it is.
+    pub async fn mark_undispatched(&self, id: Uuid) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE processing_jobs SET dispatched_at = NULL \
+             WHERE status IN ('QUEUED', 'RETRYING') AND id = $1",
+        )
+        .bind(id.to_string())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
     /// Runnable jobs carried by `transport` whose message has not been sent
     /// although they became runnable before `before`, oldest first, at
     /// most `limit`.

@@ -496,12 +496,12 @@ impl Worker {
             return;
         }
         let recorded = self.record_all(&finished).await;
-        // Several at once: on Redis each acknowledgement is a round trip,
-        // which the multiplexed connection then sends together; a few, so
-        // that reads of a file's jobs leave the database pool to others.
+        // Several at once: each publish and result is a round trip, which
+        // a multiplexed connection then sends together; a few, so that
+        // reads of a file's jobs leave the database pool to others.
         futures_util::stream::iter(finished.iter().zip(recorded))
-            .for_each_concurrent(ANNOUNCED_AT_ONCE, |((job, outcome), recorded)| async move {
-                self.announce_outcome(job, outcome, recorded).await;
+            .for_each_concurrent(ANNOUNCED_AT_ONCE, |((job, _), recorded)| async move {
+                self.announce_outcome(job, recorded).await;
                 self.forget_running(job.id);
             })
             .await;
@@ -644,22 +644,18 @@ impl Worker {
     }
 
     /// After a job's outcome is committed: sends the jobs it released (the
-    /// next stage, or itself to retry), tells the result backend, and only
-    /// then acknowledges its message, so a crash in between loses nothing.
-    async fn announce_outcome(
-        &self,
-        job: &ProcessingJob,
-        outcome: &Result<StageDone, StageError>,
-        recorded: Recorded,
-    ) {
+    /// next stage, or itself to retry or after a shutdown) and tells the
+    /// result backend. A crash in between loses nothing: a runnable job
+    /// whose message was not sent is sent by the broker's sweep.
+    async fn announce_outcome(&self, job: &ProcessingJob, recorded: Recorded) {
         // The embedded queue has nothing to send or acknowledge: without a
         // result backend there is nothing to announce.
         if self.queue.name() == "embedded" && self.results.is_none() {
             return;
         }
-        let (recorded, known) = match recorded {
-            Recorded::Written(known) => (true, known),
-            Recorded::NotWritten => (false, None),
+        let known = match recorded {
+            Recorded::Written(known) => known,
+            Recorded::NotWritten => None,
         };
         let now = match known {
             Some(file_jobs) => file_jobs,
@@ -679,11 +675,9 @@ impl Worker {
             })
             .cloned()
             .collect();
-        let handed_back = matches!(
-            outcome,
-            Err(StageError::Interrupted(Interruption::Shutdown))
-        );
-        if !released.is_empty() && !handed_back {
+        // A job handed back at shutdown is sent again too: its message was
+        // acknowledged when it was claimed.
+        if !released.is_empty() {
             match self.queue.dispatch(&released).await {
                 Ok(d) => {
                     if let Some(reason) = d.fell_back {
@@ -696,8 +690,8 @@ impl Worker {
             }
         }
         if let Some(this) = now.iter().find(|j| j.id == job.id) {
-            let state = match (this.status, outcome) {
-                (pipeline_core::JobStatus::Completed, _) => {
+            let state = match this.status {
+                pipeline_core::JobStatus::Completed => {
                     Some(TaskState::Success(serde_json::json!({
                         "audio_id": job.audio_id.to_string(),
                         "job_id": job.id.to_string(),
@@ -705,21 +699,21 @@ impl Worker {
                         "status": "COMPLETED",
                     })))
                 }
-                (pipeline_core::JobStatus::Retrying, _) => Some(TaskState::Retry {
+                pipeline_core::JobStatus::Retrying => Some(TaskState::Retry {
                     message: this
                         .error
                         .as_ref()
                         .map(|e| e.message.clone())
                         .unwrap_or_default(),
                 }),
-                (pipeline_core::JobStatus::Failed, _) => Some(TaskState::Failure {
+                pipeline_core::JobStatus::Failed => Some(TaskState::Failure {
                     message: this
                         .error
                         .as_ref()
                         .map(|e| e.message.clone())
                         .unwrap_or_default(),
                 }),
-                (pipeline_core::JobStatus::Cancelled, _) => Some(TaskState::Revoked {
+                pipeline_core::JobStatus::Cancelled => Some(TaskState::Revoked {
                     message: "cancelled".into(),
                 }),
                 _ => None,
@@ -727,17 +721,6 @@ impl Worker {
             if let Some(state) = state {
                 self.report(&job.task_id, state).await;
             }
-        }
-        let how = if handed_back || !recorded {
-            Settle::Requeue
-        } else {
-            Settle::Ack
-        };
-        if let Err(e) = self.queue.settle(&job.task_id, how).await {
-            eprintln!(
-                "pipeline-manager: could not settle task {}: {e}",
-                job.task_id
-            );
         }
     }
 
