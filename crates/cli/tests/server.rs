@@ -716,3 +716,175 @@ fn post_form(
         )
         .send(body)
 }
+
+/// A client whose upload stalls part way (headers complete, then no byte
+/// of the body for `server.body_timeout_secs`) is answered 408 and cut
+/// off, while others are served meanwhile; nothing of it is kept.
+#[test]
+fn a_stalled_upload_is_answered_408_and_cut_off() {
+    use std::io::{Read, Write};
+    let sb = Sandbox::new().env("PIPELINE_SERVER_BODY_TIMEOUT_SECS", "2");
+    let (_, key) = new_key(&sb);
+    let server = start(&sb, &["--workers", "0"]);
+    let address = server.base.trim_start_matches("http://").to_string();
+    let mut slow = std::net::TcpStream::connect(&address).expect("connect");
+    let head = format!(
+        "POST /api/v1/audio HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer {key}\r\n\
+         Content-Type: multipart/form-data; boundary=b\r\nContent-Length: 100000\r\n\r\n\
+         --b\r\nContent-Disposition: form-data; name=\"file\"; filename=\"talk.wav\"\r\n\r\nRIFF"
+    );
+    slow.write_all(head.as_bytes()).expect("send");
+    slow.set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("read timeout");
+    let started = std::time::Instant::now();
+    assert_eq!(server.get("/healthz", None).0, 200, "others are served");
+    let mut answer = Vec::new();
+    let ended = slow.read_to_end(&mut answer);
+    let held = started.elapsed();
+    let kept = matches!(&ended, Err(e) if matches!(
+        e.kind(),
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+    ));
+    assert!(
+        !kept,
+        "the server kept the connection: {ended:?} after {held:?}"
+    );
+    let text = String::from_utf8_lossy(&answer);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(text.contains("body_timeout"), "{text}");
+    assert!(
+        held >= Duration::from_millis(1500) && held < Duration::from_secs(15),
+        "cut off after {held:?} (the deadline is 2 s)"
+    );
+    let (_, list) = server.get("/api/v1/audio", Some(&key));
+    assert_eq!(
+        list["files"],
+        serde_json::json!([]),
+        "nothing kept: {list:#}"
+    );
+}
+
+/// An upload sent with `Transfer-Encoding: chunked` (no Content-Length to
+/// refuse it by) is cut off with 413 once it passes the limit, and
+/// nothing of it is kept.
+#[test]
+fn a_chunked_upload_over_the_limit_is_refused() {
+    use std::io::{Read, Write};
+    let sb = Sandbox::new().env("PIPELINE_SERVER_MAX_UPLOAD_BYTES", "100000");
+    let (_, key) = new_key(&sb);
+    let server = start(&sb, &["--workers", "0"]);
+    let address = server.base.trim_start_matches("http://").to_string();
+    let mut stream = std::net::TcpStream::connect(&address).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("read timeout");
+    let head = format!(
+        "POST /api/v1/audio HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer {key}\r\n\
+         Content-Type: multipart/form-data; boundary=b\r\nTransfer-Encoding: chunked\r\n\r\n"
+    );
+    stream.write_all(head.as_bytes()).expect("send");
+    let mut body =
+        b"--b\r\nContent-Disposition: form-data; name=\"file\"; filename=\"talk.wav\"\r\n\r\n"
+            .to_vec();
+    body.extend(std::iter::repeat_n(b'x', 400_000));
+    body.extend_from_slice(b"\r\n--b--\r\n");
+    // The server may answer and close before the last chunk: a failed
+    // write then is expected.
+    for chunk in body.chunks(16 * 1024) {
+        let framed = [format!("{:x}\r\n", chunk.len()).as_bytes(), chunk, b"\r\n"].concat();
+        if stream.write_all(&framed).is_err() {
+            break;
+        }
+    }
+    let _ = stream.write_all(b"0\r\n\r\n");
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    let text = String::from_utf8_lossy(&answer);
+    assert!(text.starts_with("HTTP/1.1 413"), "{text}");
+    assert!(text.contains("too_large"), "{text}");
+    let (_, list) = server.get("/api/v1/audio", Some(&key));
+    assert_eq!(
+        list["files"],
+        serde_json::json!([]),
+        "nothing kept: {list:#}"
+    );
+}
+
+/// With `server.metrics_bind`, `/metrics` moves to its own listener (the
+/// API's port answers 404 for it, the metrics port serves nothing else),
+/// and with 10,000 finished files in the database, 50 scrapes a second
+/// for four seconds are all answered, with the right counts, in bounded
+/// server memory.
+#[test]
+fn metrics_of_ten_thousand_files_under_load_in_bounded_memory() {
+    let sb = Sandbox::new().env("PIPELINE_SERVER_METRICS_BIND", "127.0.0.1:0");
+    new_key(&sb); // creates the database
+    let seeded = std::process::Command::new("python3")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/py/seed_finished.py"))
+        .arg(sb.data.join("pipeline.db"))
+        .arg("10000")
+        .output()
+        .expect("python3 runs");
+    assert!(
+        seeded.status.success(),
+        "seeding failed: {}",
+        String::from_utf8_lossy(&seeded.stderr)
+    );
+    let server = start(&sb, &["--workers", "0"]);
+    let metrics_base = wait_for(
+        Duration::from_secs(10),
+        Duration::from_millis(100),
+        "the metrics listener",
+        || {
+            server.proc.log().lines().find_map(|l| {
+                l.strip_prefix("metrics on ")
+                    .and_then(|rest| rest.strip_suffix("/metrics"))
+                    .map(str::to_string)
+            })
+        },
+    );
+    assert_eq!(server.get("/metrics", None).0, 404, "not on the API's port");
+    let (status, _) = answer(agent().get(format!("{metrics_base}/api/v1/audio")).call());
+    assert_eq!(status, 404, "the metrics port serves only /metrics");
+    let scrape = || answer(agent().get(format!("{metrics_base}/metrics")).call());
+    let (status, first) = scrape();
+    assert_eq!(status, 200);
+    let text = first["text"].as_str().expect("text format");
+    for line in [
+        "pipeline_jobs{type=\"TRANSCRIPTION\",status=\"COMPLETED\"} 10000",
+        "pipeline_jobs{type=\"PROCESSING\",status=\"COMPLETED\"} 10000",
+        "pipeline_job_duration_seconds_count{type=\"TRANSCRIPTION\"} 10000",
+    ] {
+        assert!(text.lines().any(|l| l == line), "no {line:?} in:\n{text}");
+    }
+    let pid = server.proc.child.id();
+    let before = peak_rss_mib(pid);
+    // Five clients, each scraping ten times a second for four seconds.
+    let statuses: Vec<u16> = std::thread::scope(|s| {
+        let clients: Vec<_> = (0..5)
+            .map(|_| {
+                s.spawn(|| {
+                    let mut seen = Vec::new();
+                    for _ in 0..40 {
+                        let at = std::time::Instant::now();
+                        seen.push(scrape().0);
+                        std::thread::sleep(Duration::from_millis(100).saturating_sub(at.elapsed()));
+                    }
+                    seen
+                })
+            })
+            .collect();
+        clients
+            .into_iter()
+            .flat_map(|c| c.join().expect("client"))
+            .collect()
+    });
+    assert_eq!(statuses.len(), 200);
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    let after = peak_rss_mib(pid);
+    assert!(
+        after < before + 64,
+        "peak RSS went from {before} MiB to {after} MiB"
+    );
+    assert_eq!(server.get("/healthz", None).0, 200, "still serving");
+}

@@ -226,6 +226,12 @@ pub struct ServerConfig {
     pub auth: bool,
     /// Largest accepted upload.
     pub max_upload_bytes: u64,
+    /// How long a client may go without sending a byte of its request
+    /// body before it is answered 408 and cut off.
+    pub body_timeout_secs: u64,
+    /// Where `/metrics` is served instead of `bind` (for example a port
+    /// only Prometheus reaches); none serves it on `bind`.
+    pub metrics_bind: Option<String>,
 }
 
 // Hand-written Debug for the sections that hold credentials, so that a config
@@ -372,6 +378,8 @@ impl Config {
                 bind: "127.0.0.1:8000".to_string(),
                 auth: true,
                 max_upload_bytes: 2 * 1024 * 1024 * 1024,
+                body_timeout_secs: 30,
+                metrics_bind: None,
             },
             vad: VadConfig {
                 onnxruntime: None,
@@ -779,6 +787,7 @@ impl LoadedConfig {
             ("webhooks.timeout_secs", c.webhooks.timeout_secs),
             ("webhooks.retry_period_secs", c.webhooks.retry_period_secs),
             ("server.max_upload_bytes", c.server.max_upload_bytes),
+            ("server.body_timeout_secs", c.server.body_timeout_secs),
         ];
         for (key, value) in at_least_one {
             if value == 0 {
@@ -1179,6 +1188,13 @@ const KEYS: &[KeySpec] = &[
     spec("server.bind", Kind::Text),
     spec("server.auth", Kind::Bool),
     spec("server.max_upload_bytes", Kind::Bytes),
+    spec("server.body_timeout_secs", Kind::UInt),
+    opt(
+        "server.metrics_bind",
+        Kind::OptText,
+        Secrecy::Public,
+        "none (served on server.bind)",
+    ),
     opt(
         "vad.onnxruntime",
         Kind::OptPath,
@@ -1545,6 +1561,8 @@ fn apply(c: &mut Config, key: &str, value: Parsed) -> Result<(), String> {
         ("server.bind", P::Text(Some(v))) => c.server.bind = v,
         ("server.auth", P::Bool(v)) => c.server.auth = v,
         ("server.max_upload_bytes", P::UInt(v)) => c.server.max_upload_bytes = v,
+        ("server.body_timeout_secs", P::UInt(v)) => c.server.body_timeout_secs = v,
+        ("server.metrics_bind", P::Text(v)) => c.server.metrics_bind = v,
         ("vad.onnxruntime", P::Path(v)) => c.vad.onnxruntime = v,
         ("vad.model", P::Path(v)) => c.vad.model = v,
         ("vad.threshold", P::Float(v)) => c.vad.threshold = v,
@@ -1629,6 +1647,8 @@ fn get(c: &Config, key: &str) -> Json {
         "server.bind" => json!(c.server.bind),
         "server.auth" => json!(c.server.auth),
         "server.max_upload_bytes" => json!(c.server.max_upload_bytes),
+        "server.body_timeout_secs" => json!(c.server.body_timeout_secs),
+        "server.metrics_bind" => json!(c.server.metrics_bind),
         "vad.onnxruntime" => path(&c.vad_runtime()),
         "vad.model" => path(&c.vad_model()),
         "vad.threshold" => json!(c.vad.threshold),

@@ -60,11 +60,14 @@ pub struct AppState {
     pub allow_private_webhooks: bool,
     /// What live event streams listen to.
     pub feed: Feed,
+    /// How long a request body may go without a byte (`server.body_timeout_secs`).
+    pub body_timeout: std::time::Duration,
 }
 
-/// The API's routes; health, readiness, metrics, the OpenAPI document and
-/// the dashboard's static page need no key.
-pub fn router(state: AppState) -> Router {
+/// The API's routes; health, readiness, metrics (unless they are served
+/// on a listener of their own), the OpenAPI document and the dashboard's
+/// static page need no key.
+fn router(state: AppState, with_metrics: bool) -> Router {
     let api = Router::new()
         .route(
             "/api/v1/audio",
@@ -95,10 +98,16 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             metrics::count_requests,
         ));
-    Router::new()
+    let open = Router::new()
         .route("/healthz", get(routes::healthz))
-        .route("/readyz", get(routes::readyz))
-        .route("/metrics", get(metrics::metrics))
+        .route("/readyz", get(routes::readyz));
+    let open = if with_metrics {
+        open.route("/metrics", get(metrics::metrics))
+    } else {
+        open
+    };
+    let body_timeout = state.body_timeout;
+    let all = open
         .route("/api/v1/openapi.json", get(openapi::openapi_json))
         // The dashboard is static; its API calls carry the key.
         .route("/", get(dashboard::index))
@@ -109,17 +118,64 @@ pub fn router(state: AppState) -> Router {
         ))
         .merge(api)
         .fallback(routes::no_route)
-        .with_state(state)
+        .with_state(state);
+    with_request_layers(all, body_timeout)
 }
 
-/// Serves the API on `listener` until `shutdown` completes, then finishes
-/// the requests in flight.
+/// `/metrics` alone, for `server.metrics_bind`.
+fn metrics_router(state: AppState) -> Router {
+    let only = Router::new()
+        .route("/metrics", get(metrics::metrics))
+        .fallback(routes::no_route)
+        .with_state(state);
+    with_request_layers(only, std::time::Duration::from_secs(10))
+}
+
+/// What every request goes through: an `x-request-id` (the client's, or a
+/// new UUID) answered back, and a body that may not stall for longer than
+/// `body_timeout` (a client that sends its upload a byte a minute).
+fn with_request_layers(router: Router, body_timeout: std::time::Duration) -> Router {
+    let header = axum::http::HeaderName::from_static("x-request-id");
+    router
+        .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
+            body_timeout,
+        ))
+        .layer(tower_http::request_id::PropagateRequestIdLayer::new(
+            header.clone(),
+        ))
+        .layer(tower_http::request_id::SetRequestIdLayer::new(
+            header,
+            tower_http::request_id::MakeRequestUuid,
+        ))
+}
+
+/// Serves the API on `listener` (and `/metrics` on `metrics` instead, when
+/// given) until `shutdown` completes, then finishes the requests in flight.
 pub async fn serve(
     listener: tokio::net::TcpListener,
+    metrics: Option<tokio::net::TcpListener>,
     state: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    listen::serve(listener, router(state), shutdown).await
+    let Some(metrics) = metrics else {
+        return listen::serve(listener, router(state, true), shutdown).await;
+    };
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let side = tokio::spawn(listen::serve(
+        metrics,
+        metrics_router(state.clone()),
+        async move {
+            let mut stopped = stopped;
+            let _ = stopped.wait_for(|s| *s).await;
+        },
+    ));
+    let served = listen::serve(listener, router(state, false), async move {
+        shutdown.await;
+        let _ = stop.send(true);
+    })
+    .await;
+    let _ = side.await;
+    served
 }
 
 /// Lets a request through with a live API key (or when auth is off).

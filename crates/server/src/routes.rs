@@ -370,6 +370,23 @@ fn too_large(limit: u64) -> ApiError {
     )
 }
 
+/// A form that could not be read: 408 when its body stalled for longer
+/// than `server.body_timeout_secs`, 400 when it is malformed.
+fn form_error(e: axum::extract::multipart::MultipartError) -> ApiError {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+    while let Some(error) = cause {
+        if error.is::<tower_http::timeout::TimeoutError>() {
+            return ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "body_timeout",
+                "the request body stalled for longer than server.body_timeout_secs",
+            );
+        }
+        cause = error.source();
+    }
+    ApiError::bad_request(e.body_text())
+}
+
 /// A multipart form read to its end: the `file` field streamed to a spool
 /// file under the size limit, the other fields as text.
 pub(crate) struct Form {
@@ -408,7 +425,7 @@ pub(crate) async fn read_form(
         file: None,
         fields: Vec::new(),
     };
-    let bad = |e: axum::extract::multipart::MultipartError| ApiError::bad_request(e.body_text());
+    let bad = form_error;
     while let Some(mut field) = multipart.next_field().await.map_err(bad)? {
         let name = field.name().unwrap_or("").to_string();
         if name == "file" {

@@ -32,6 +32,7 @@ pub async fn run(app: &App, bind: Option<String>, workers: Option<usize>) -> Res
         feed: pipeline_server::Feed::start(store.clone())
             .await
             .map_err(store_failure)?,
+        body_timeout: std::time::Duration::from_secs(config.server.body_timeout_secs),
     };
     let bind = bind.unwrap_or_else(|| config.server.bind.clone());
     let listener = tokio::net::TcpListener::bind(&bind).await.map_err(|e| {
@@ -41,6 +42,15 @@ pub async fn run(app: &App, bind: Option<String>, workers: Option<usize>) -> Res
         )
     })?;
     let address = listener.local_addr()?;
+    let metrics = match &config.server.metrics_bind {
+        Some(at) => Some(tokio::net::TcpListener::bind(at).await.map_err(|e| {
+            failure(
+                exit::BAD_INPUT,
+                format!("cannot listen on {at} (server.metrics_bind): {e}"),
+            )
+        })?),
+        None => None,
+    };
     let workers = workers.unwrap_or(config.processing.concurrency);
     let worker = (workers > 0).then(|| {
         let settings = worker_settings(config, Some(workers));
@@ -66,9 +76,12 @@ pub async fn run(app: &App, bind: Option<String>, workers: Option<usize>) -> Res
         eprintln!("warning: server.auth = false: the API accepts requests without a key");
     }
     eprintln!("listening on http://{address} (workers in this process: {workers})");
+    if let Some(at) = metrics.as_ref().and_then(|m| m.local_addr().ok()) {
+        eprintln!("metrics on http://{at}/metrics");
+    }
     let relay = super::webhooks::RunningRelay::start(config, &store);
     let shutdown = worker.as_ref().map(|w| w.shutdown_handle());
-    pipeline_server::serve(listener, state, async move {
+    pipeline_server::serve(listener, metrics, state, async move {
         super::worker::wait_for_signal().await;
         if let Some(shutdown) = shutdown {
             shutdown.trigger();
