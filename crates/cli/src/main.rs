@@ -8,6 +8,7 @@
 mod out;
 mod app;
 mod commands;
+mod logging;
 mod remote;
 mod style;
 mod views;
@@ -41,6 +42,15 @@ pub struct Cli {
     /// Model directory in CTranslate2 format [env: PIPELINE_MODEL].
     #[arg(long, global = true, value_name = "DIR")]
     model: Option<PathBuf>,
+    /// Log lines on stderr as text or JSON (default: JSON for `worker` and
+    /// `serve` when stdout is not a terminal, text otherwise).
+    #[arg(long, global = true, value_enum, env = "PIPELINE_LOG_FORMAT")]
+    log_format: Option<logging::LogFormat>,
+    /// Which log lines to write: a level, and `target=level` pairs (for
+    /// example `info` or `warn,pipeline_worker=debug`; default: `info` for
+    /// our crates in `worker` and `serve`, `warn` elsewhere).
+    #[arg(long, global = true, value_name = "FILTER", env = "PIPELINE_LOG")]
+    log_level: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -221,6 +231,11 @@ fn main() -> ExitCode {
     limit_malloc_arenas();
     let cli = Cli::parse();
     let json = cli.json;
+    let service = matches!(cli.command, Command::Worker { .. } | Command::Serve { .. });
+    if let Err(message) = logging::init(cli.log_format, cli.log_level.as_deref(), service) {
+        eprintln!("error: {message}");
+        return ExitCode::from(2);
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -70,25 +70,6 @@ impl Broker {
     }
 }
 
-/// A fresh schema in the `test` database on the local PostgreSQL server.
-fn postgres_url() -> String {
-    let base = std::env::var("PIPELINE_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_string());
-    let schema = format!("pm_cli_{}", uuid::Uuid::new_v4().simple());
-    let status = Command::new("psql")
-        .args([
-            base.as_str(),
-            "-q",
-            "-c",
-            &format!("CREATE SCHEMA {schema}"),
-        ])
-        .stdout(Stdio::null())
-        .status()
-        .expect("psql runs");
-    assert!(status.success(), "PostgreSQL at {base} is required");
-    format!("{base}?options=-c%20search_path%3D{schema}")
-}
-
 /// A sandbox on `broker` and PostgreSQL with its own queue; results go to
 /// Redis database `redis_db + 1`.
 fn scaled_sandbox(broker: Broker, redis_db: u8) -> Option<(Sandbox, String)> {

@@ -836,11 +836,8 @@ fn metrics_of_ten_thousand_files_under_load_in_bounded_memory() {
         Duration::from_millis(100),
         "the metrics listener",
         || {
-            server.proc.log().lines().find_map(|l| {
-                l.strip_prefix("metrics on ")
-                    .and_then(|rest| rest.strip_suffix("/metrics"))
-                    .map(str::to_string)
-            })
+            logged_url(&server.proc.log(), "metrics on ")
+                .and_then(|url| url.strip_suffix("/metrics").map(str::to_string))
         },
     );
     assert_eq!(server.get("/metrics", None).0, 404, "not on the API's port");
@@ -887,4 +884,39 @@ fn metrics_of_ten_thousand_files_under_load_in_bounded_memory() {
         "peak RSS went from {before} MiB to {after} MiB"
     );
     assert_eq!(server.get("/healthz", None).0, 200, "still serving");
+}
+
+/// Every answer carries an `x-request-id`, the client's own when it sent
+/// one, and the server's log line for the request (JSON when its output is
+/// a file) carries the same id, the route and the status.
+#[test]
+fn requests_carry_an_id_in_the_answer_and_the_log() {
+    let sb = Sandbox::new();
+    let server = start(&sb, &["--workers", "0"]);
+    let sent = agent()
+        .get(format!("{}/healthz", server.base))
+        .header("X-Request-Id", "req-7f3a")
+        .call()
+        .expect("request");
+    assert_eq!(sent.headers()["x-request-id"], "req-7f3a");
+    let fresh = agent()
+        .get(format!("{}/healthz", server.base))
+        .call()
+        .expect("request");
+    let id = fresh.headers()["x-request-id"].to_str().expect("ascii");
+    assert!(uuid::Uuid::parse_str(id).is_ok(), "a new UUID: {id}");
+    let line = wait_for(
+        Duration::from_secs(10),
+        Duration::from_millis(100),
+        "the request's log line",
+        || {
+            server.proc.log().lines().find_map(|l| {
+                let event: Value = serde_json::from_str(l).ok()?;
+                (event["span"]["request_id"] == "req-7f3a" && event["status"] == 200)
+                    .then_some(event)
+            })
+        },
+    );
+    assert_eq!(line["span"]["path"], "/healthz", "{line}");
+    assert_eq!(line["span"]["method"], "GET", "{line}");
 }

@@ -285,3 +285,71 @@ fn an_expired_lease_is_reclaimed_by_another_worker() {
         "no expired-lease event naming {holder}:\n{trail}"
     );
 }
+
+/// A worker's log lines, as JSON (`PIPELINE_LOG_FORMAT=json`): each line of
+/// a job carries the job's span (file, job, type, attempt, worker), the
+/// job's start and end are logged, and no secret of the configuration (the
+/// database password, the webhook signing key) is ever printed.
+#[test]
+fn a_job_s_log_lines_carry_its_ids_and_no_secret() {
+    let Some(sb) = Sandbox::with_model() else {
+        return;
+    };
+    let database = postgres_url().replacen("postgres@", "postgres:hunter2-db@", 1);
+    let sb = sb
+        .env("PIPELINE_DATABASE_URL", &database)
+        .env("PIPELINE_WEBHOOKS_SECRET", "hunter2-signing")
+        .env("PIPELINE_LOG_FORMAT", "json");
+    let ids = detach(&sb, &[fixture("speech.wav")]);
+    let worker = sb.spawn_worker("worker");
+    wait_final(&sb, &ids[0], Duration::from_secs(120), &worker);
+    let transcription = sb.job(&ids[0], "TRANSCRIPTION");
+    // The worker logs the job's end after it is recorded: give it a moment.
+    let lines = wait_for(
+        Duration::from_secs(10),
+        Duration::from_millis(200),
+        "the job's last log line",
+        || {
+            let events: Vec<serde_json::Value> = worker
+                .log()
+                .lines()
+                .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+                .collect();
+            let of_job: Vec<serde_json::Value> = events
+                .into_iter()
+                .filter(|e| e["span"]["job_id"] == transcription["id"])
+                .collect();
+            of_job
+                .iter()
+                .any(|e| {
+                    e["message"]
+                        .as_str()
+                        .is_some_and(|m| m.starts_with("done: "))
+                })
+                .then_some(of_job)
+        },
+    );
+    let messages: Vec<&str> = lines.iter().filter_map(|e| e["message"].as_str()).collect();
+    assert!(messages.contains(&"started"), "{messages:?}");
+    for line in &lines {
+        let span = &line["span"];
+        assert_eq!(span["name"], "job", "{line}");
+        assert_eq!(span["audio_id"], ids[0].as_str(), "{line}");
+        assert_eq!(span["job_type"], "TRANSCRIPTION", "{line}");
+        assert_eq!(span["attempt"], 1, "{line}");
+        assert!(
+            span["worker"].as_str().is_some_and(|w| !w.is_empty()),
+            "{line}"
+        );
+        assert!(
+            line["level"].is_string() && line["timestamp"].is_string(),
+            "{line}"
+        );
+    }
+    let log = worker.log();
+    assert!(
+        log.contains("worker ") && log.contains(" started: "),
+        "{log}"
+    );
+    assert!(!log.contains("hunter2"), "a secret reached the log:\n{log}");
+}

@@ -151,8 +151,10 @@ fn due(last: &Mutex<Option<Instant>>, every: Duration) -> bool {
     true
 }
 
+/// What the broker side did about a fault or a stray message: operators
+/// see these as warnings.
 fn log(message: &str) {
-    eprintln!("pipeline-manager: {message}");
+    tracing::warn!("{message}");
 }
 
 impl BrokerQueue {

@@ -64,7 +64,7 @@ impl From<StoreError> for ApiError {
                 "the job changed meanwhile; try again",
             ),
             e => {
-                eprintln!("pipeline-manager serve: {e}");
+                tracing::error!(error = %e, "answered 500");
                 Self::new(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "internal",

@@ -132,10 +132,32 @@ fn metrics_router(state: AppState) -> Router {
 }
 
 /// What every request goes through: an `x-request-id` (the client's, or a
-/// new UUID) answered back, and a body that may not stall for longer than
+/// new UUID) answered back, a span with it, its method and path (the
+/// query is left out: it is the client's) and a log line with the status
+/// and latency, and a body that may not stall for longer than
 /// `body_timeout` (a client that sends its upload a byte a minute).
 fn with_request_layers(router: Router, body_timeout: std::time::Duration) -> Router {
     let header = axum::http::HeaderName::from_static("x-request-id");
+    let trace = tower_http::trace::TraceLayer::new_for_http()
+        .make_span_with(|request: &Request| {
+            let id = request
+                .headers()
+                .get("x-request-id")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
+            tracing::info_span!(
+                "request",
+                request_id = id,
+                method = %request.method(),
+                path = request.uri().path(),
+            )
+        })
+        .on_request(())
+        .on_response(
+            tower_http::trace::DefaultOnResponse::new()
+                .level(tracing::Level::INFO)
+                .latency_unit(tower_http::LatencyUnit::Millis),
+        );
     router
         .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
             body_timeout,
@@ -143,6 +165,7 @@ fn with_request_layers(router: Router, body_timeout: std::time::Duration) -> Rou
         .layer(tower_http::request_id::PropagateRequestIdLayer::new(
             header.clone(),
         ))
+        .layer(trace)
         .layer(tower_http::request_id::SetRequestIdLayer::new(
             header,
             tower_http::request_id::MakeRequestUuid,

@@ -129,7 +129,7 @@ fn storage_error(audio: &AudioFile, e: StorageError) -> ApiError {
             audio.id
         )),
         e => {
-            eprintln!("pipeline-manager serve: reading stored audio: {e}");
+            tracing::error!(error = %e, "reading stored audio");
             ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "unavailable",
@@ -140,7 +140,7 @@ fn storage_error(audio: &AudioFile, e: StorageError) -> ApiError {
 }
 
 fn read_error(e: &std::io::Error) -> ApiError {
-    eprintln!("pipeline-manager serve: reading stored audio: {e}");
+    tracing::error!(error = %e, "reading stored audio");
     ApiError::new(
         StatusCode::INTERNAL_SERVER_ERROR,
         "internal",

@@ -287,7 +287,7 @@ pub async fn delete_audio(
             == 0
     {
         if let Err(e) = state.storage.remove(&audio.storage_key).await {
-            eprintln!("pipeline-manager serve: {e}");
+            tracing::warn!(error = %e, "could not remove a deleted file's audio");
         }
     }
     for file in results.iter().flat_map(|r| r.outputs.values()) {
@@ -323,10 +323,10 @@ async fn dispatch(state: &AppState, jobs: &[ProcessingJob]) {
     match state.queue.dispatch(jobs).await {
         Ok(d) => {
             if let Some(reason) = d.fell_back {
-                eprintln!("pipeline-manager serve: jobs fell back to the embedded queue: {reason}");
+                tracing::warn!(%reason, "jobs fell back to the embedded queue");
             }
         }
-        Err(e) => eprintln!("pipeline-manager serve: dispatch failed: {e}"),
+        Err(e) => tracing::warn!(error = %e, "dispatch failed"),
     }
 }
 
@@ -508,7 +508,7 @@ pub(crate) async fn ingest_upload(
             e.to_string(),
         ),
         e => {
-            eprintln!("pipeline-manager serve: {e}");
+            tracing::error!(error = %e, "answered 503");
             ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "unavailable",
@@ -731,7 +731,7 @@ fn diarization(
 }
 
 fn internal(e: &std::io::Error) -> ApiError {
-    eprintln!("pipeline-manager serve: spooling an upload: {e}");
+    tracing::error!(error = %e, "spooling an upload");
     ApiError::new(
         StatusCode::INTERNAL_SERVER_ERROR,
         "internal",

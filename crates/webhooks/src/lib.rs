@@ -262,7 +262,7 @@ impl Relay {
             let idle = match self.pass().await {
                 Ok(attempted) => attempted == 0,
                 Err(e) => {
-                    eprintln!("pipeline-manager: webhook relay: {e}");
+                    tracing::warn!(error = %e, "webhook relay");
                     true
                 }
             };

@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{Notify, OnceCell};
+use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::diarize::{DiarizationEngine, DiarizerLoader};
@@ -149,6 +150,18 @@ enum Recorded {
     NotWritten,
 }
 
+/// The span a job's log lines carry: which file, job, attempt and worker.
+fn job_span(job: &ProcessingJob, worker: &str) -> tracing::Span {
+    tracing::info_span!(
+        "job",
+        audio_id = %job.audio_id,
+        job_id = %job.id,
+        job_type = job.job_type.as_str(),
+        attempt = job.attempt,
+        worker,
+    )
+}
+
 /// Why a stage stopped before its end.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Interruption {
@@ -255,7 +268,7 @@ impl Worker {
     async fn report(&self, task_id: &str, state: TaskState) {
         if let Some(backend) = &self.results {
             if let Err(e) = backend.store(task_id, &state).await {
-                eprintln!("pipeline-manager: result backend: {e}");
+                tracing::warn!(task_id, error = %e, "result backend: could not record the task's state");
             }
         }
     }
@@ -399,12 +412,13 @@ impl Worker {
         stop.sleep(Duration::from_secs(30)).await;
         while !stop.is_triggered() {
             match self.store.prune(&self.settings.retention).await {
-                Ok(pruned) if pruned != pipeline_store::Pruned::default() => eprintln!(
-                    "pipeline-manager: pruned {} live segments and {} webhook deliveries",
-                    pruned.live_segments, pruned.webhook_deliveries
+                Ok(pruned) if pruned != pipeline_store::Pruned::default() => tracing::info!(
+                    live_segments = pruned.live_segments,
+                    webhook_deliveries = pruned.webhook_deliveries,
+                    "pruned what [retention] no longer keeps"
                 ),
                 Ok(_) => {}
-                Err(e) => eprintln!("pipeline-manager: pruning failed ({e}); trying again later"),
+                Err(e) => tracing::warn!(error = %e, "pruning failed; trying again later"),
             }
             stop.sleep(PRUNE_EVERY).await;
         }
@@ -534,7 +548,7 @@ impl Worker {
                 .map(|(audio, transcript)| (audio.id, StageInputs { audio, transcript }))
                 .collect(),
             Err(e) => {
-                eprintln!("pipeline-manager: reading a batch's files at once failed ({e}); each job reads its own");
+                tracing::warn!(error = %e, "reading a batch's files at once failed; each job reads its own");
                 HashMap::new()
             }
         }
@@ -548,7 +562,35 @@ impl Worker {
 
     /// Runs a job's stage with its heartbeat, up to (not including) the
     /// record of its outcome.
+    /// Runs one job's stage in its span, with a log line as it starts and
+    /// one as it ends.
     async fn run_stage(
+        &self,
+        job: &ProcessingJob,
+        inputs: Option<StageInputs>,
+    ) -> Result<StageDone, StageError> {
+        let span = job_span(job, &self.settings.id);
+        async {
+            tracing::info!("started");
+            let started = Instant::now();
+            let outcome = self.run_stage_in_span(job, inputs).await;
+            let seconds = started.elapsed().as_secs_f64();
+            match &outcome {
+                Ok(done) => tracing::info!(seconds, "done: {}", done.message),
+                Err(StageError::Failed(e)) => {
+                    tracing::warn!(seconds, kind = e.kind.as_str(), "failed: {}", e.message)
+                }
+                Err(StageError::Interrupted(why)) => {
+                    tracing::info!(seconds, "stopped: {why:?}")
+                }
+            }
+            outcome
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn run_stage_in_span(
         &self,
         job: &ProcessingJob,
         inputs: Option<StageInputs>,
@@ -648,6 +690,11 @@ impl Worker {
     /// result backend. A crash in between loses nothing: a runnable job
     /// whose message was not sent is sent by the broker's sweep.
     async fn announce_outcome(&self, job: &ProcessingJob, recorded: Recorded) {
+        let span = job_span(job, &self.settings.id);
+        self.announce_in_span(job, recorded).instrument(span).await
+    }
+
+    async fn announce_in_span(&self, job: &ProcessingJob, recorded: Recorded) {
         // The embedded queue has nothing to send or acknowledge: without a
         // result backend there is nothing to announce.
         if self.queue.name() == "embedded" && self.results.is_none() {
@@ -681,12 +728,10 @@ impl Worker {
             match self.queue.dispatch(&released).await {
                 Ok(d) => {
                     if let Some(reason) = d.fell_back {
-                        eprintln!(
-                            "pipeline-manager: the next jobs went to the embedded queue: {reason}"
-                        );
+                        tracing::warn!(%reason, "the next jobs went to the embedded queue");
                     }
                 }
-                Err(e) => eprintln!("pipeline-manager: could not dispatch the next jobs: {e}"),
+                Err(e) => tracing::warn!(error = %e, "could not dispatch the next jobs"),
             }
         }
         if let Some(this) = now.iter().find(|j| j.id == job.id) {
@@ -762,9 +807,10 @@ impl Worker {
             // A service that was down may be back soon: the task is
             // delivered again rather than lost.
             Err(e) if e.is_retryable() => {
-                eprintln!(
-                    "pipeline-manager: ingest task {}: {e}; delivered again in {} s",
-                    task.task_id,
+                tracing::warn!(
+                    task_id = task.task_id,
+                    error = %e,
+                    "ingest task failed; delivered again in {} s",
                     INGEST_RETRY.as_secs()
                 );
                 TaskState::Retry {
@@ -772,7 +818,7 @@ impl Worker {
                 }
             }
             Err(e) => {
-                eprintln!("pipeline-manager: ingest task {}: {e}", task.task_id);
+                tracing::error!(task_id = task.task_id, error = %e, "ingest task failed");
                 TaskState::Failure {
                     message: e.to_string(),
                 }
@@ -785,10 +831,7 @@ impl Worker {
         };
         self.report(&task.task_id, state).await;
         if let Err(e) = self.queue.settle(&task.task_id, how).await {
-            eprintln!(
-                "pipeline-manager: could not settle task {}: {e}",
-                task.task_id
-            );
+            tracing::warn!(task_id = task.task_id, error = %e, "could not settle the task");
         }
     }
 

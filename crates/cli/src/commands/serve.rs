@@ -73,11 +73,11 @@ pub async fn run(app: &App, bind: Option<String>, workers: Option<usize>) -> Res
         tokio::spawn(async move { w.run(RunUntil::Shutdown).await })
     });
     if !config.server.auth {
-        eprintln!("warning: server.auth = false: the API accepts requests without a key");
+        tracing::warn!("server.auth = false: the API accepts requests without a key");
     }
-    eprintln!("listening on http://{address} (workers in this process: {workers})");
+    tracing::info!("listening on http://{address} (workers in this process: {workers})");
     if let Some(at) = metrics.as_ref().and_then(|m| m.local_addr().ok()) {
-        eprintln!("metrics on http://{at}/metrics");
+        tracing::info!("metrics on http://{at}/metrics");
     }
     let relay = super::webhooks::RunningRelay::start(config, &store);
     let shutdown = worker.as_ref().map(|w| w.shutdown_handle());
@@ -92,7 +92,7 @@ pub async fn run(app: &App, bind: Option<String>, workers: Option<usize>) -> Res
         let _ = running.await;
     }
     relay.finish(std::time::Duration::from_secs(2)).await;
-    eprintln!("server stopped");
+    tracing::info!("server stopped");
     Ok(0)
 }
 

@@ -54,7 +54,7 @@ impl RunningRelay {
         let _ = self.stop.send(());
         let _ = self.task.await;
         if let Err(e) = self.relay.drain(limit).await {
-            eprintln!("pipeline-manager: webhook relay: {e}");
+            tracing::warn!(error = %e, "webhook relay");
         }
     }
 }

@@ -47,7 +47,8 @@ pub async fn run(app: &App, concurrency: Option<usize>, queues: &[String]) -> Re
         ),
         None => "embedded queue".to_string(),
     };
-    eprintln!(
+    tracing::info!(
+        worker = %id,
         "worker {id} started: concurrency {concurrency}, {source}, database {}, model {}",
         pipeline_core::config::mask_url(&config.database_url()),
         config.model_dir().display()
@@ -55,7 +56,7 @@ pub async fn run(app: &App, concurrency: Option<usize>, queues: &[String]) -> Re
     let outcome = worker.run(RunUntil::Shutdown).await;
     relay.finish(Duration::from_secs(2)).await;
     outcome.map_err(store_failure)?;
-    eprintln!("worker {id} stopped; its running jobs were handed back");
+    tracing::info!(worker = %id, "worker {id} stopped; its running jobs were handed back");
     Ok(0)
 }
 

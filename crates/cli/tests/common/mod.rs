@@ -595,3 +595,22 @@ pub fn audit_trail(sb: &Sandbox, id: &str) -> String {
         .unwrap_or_else(|| panic!("no audit trail:\n{out}"));
     trail.to_string()
 }
+
+/// A fresh schema in the `test` database on the local PostgreSQL server.
+pub fn postgres_url() -> String {
+    let base = std::env::var("PIPELINE_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_string());
+    let schema = format!("pm_cli_{}", uuid::Uuid::new_v4().simple());
+    let status = Command::new("psql")
+        .args([
+            base.as_str(),
+            "-q",
+            "-c",
+            &format!("CREATE SCHEMA {schema}"),
+        ])
+        .stdout(Stdio::null())
+        .status()
+        .expect("psql runs");
+    assert!(status.success(), "PostgreSQL at {base} is required");
+    format!("{base}?options=-c%20search_path%3D{schema}")
+}

@@ -35,12 +35,9 @@ pub fn start(sb: &Sandbox, args: &[&str]) -> Server {
         Duration::from_millis(100),
         "listening",
         || {
-            std::fs::read_to_string(&log).ok().and_then(|text| {
-                text.lines()
-                    .find_map(|l| l.strip_prefix("listening on "))
-                    .and_then(|rest| rest.split_whitespace().next())
-                    .map(str::to_string)
-            })
+            std::fs::read_to_string(&log)
+                .ok()
+                .and_then(|text| logged_url(&text, "listening on "))
         },
     );
     Server { proc, base }
@@ -135,4 +132,14 @@ pub fn new_key(sb: &Sandbox) -> (String, String) {
         doc["id"].as_str().expect("id").to_string(),
         doc["key"].as_str().expect("key").to_string(),
     )
+}
+
+/// The URL a log line announces after `after` (text or JSON lines).
+pub fn logged_url(log: &str, after: &str) -> Option<String> {
+    log.lines().find_map(|line| {
+        let rest = &line[line.find(after)? + after.len()..];
+        rest.split(|c: char| c.is_whitespace() || c == '"')
+            .next()
+            .map(str::to_string)
+    })
 }
