@@ -66,6 +66,8 @@ pub struct RetentionConfig {
     pub delivered_webhooks_days: u64,
     /// Failed webhook deliveries, this long after they were created.
     pub failed_webhooks_days: u64,
+    /// Downloads cached from an object store, this long after their last use.
+    pub cache_hours: u64,
 }
 
 /// `[ingest]`: the folders a broker's `pipeline.ingest` task may name.
@@ -391,6 +393,7 @@ impl Config {
             ingest: IngestConfig::default(),
             retention: RetentionConfig {
                 live_segments_hours: 24,
+                cache_hours: 24,
                 delivered_webhooks_days: 7,
                 failed_webhooks_days: 30,
             },
@@ -1168,6 +1171,7 @@ const KEYS: &[KeySpec] = &[
     spec("processing.formats", Kind::Formats),
     opt("webhooks.urls", Kind::List, Secrecy::Url, "none"),
     spec("retention.live_segments_hours", Kind::UInt),
+    spec("retention.cache_hours", Kind::UInt),
     spec("retention.delivered_webhooks_days", Kind::UInt),
     spec("retention.failed_webhooks_days", Kind::UInt),
     opt(
@@ -1547,6 +1551,7 @@ fn apply(c: &mut Config, key: &str, value: Parsed) -> Result<(), String> {
         ("processing.formats", P::Formats(v)) => c.processing.formats = v,
         ("webhooks.urls", P::List(v)) => c.webhooks.urls = v,
         ("retention.live_segments_hours", P::UInt(v)) => c.retention.live_segments_hours = v,
+        ("retention.cache_hours", P::UInt(v)) => c.retention.cache_hours = v,
         ("retention.delivered_webhooks_days", P::UInt(v)) => {
             c.retention.delivered_webhooks_days = v
         }
@@ -1638,6 +1643,7 @@ fn get(c: &Config, key: &str) -> Json {
         "webhooks.urls" => json!(c.webhooks.urls),
         "ingest.allowed_roots" => json!(c.ingest.allowed_roots),
         "retention.live_segments_hours" => json!(c.retention.live_segments_hours),
+        "retention.cache_hours" => json!(c.retention.cache_hours),
         "retention.delivered_webhooks_days" => json!(c.retention.delivered_webhooks_days),
         "retention.failed_webhooks_days" => json!(c.retention.failed_webhooks_days),
         "webhooks.secret" => json!(c.webhooks.secret),

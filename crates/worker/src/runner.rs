@@ -72,6 +72,9 @@ pub struct WorkerSettings {
     pub ingest_roots: Vec<PathBuf>,
     /// What this worker prunes now and then (`[retention]`).
     pub retention: pipeline_store::Retention,
+    /// Downloads from an object store kept after their last use
+    /// (`retention.cache_hours`); `None` keeps them for good.
+    pub cache_retention: Option<Duration>,
 }
 
 /// A stop request shared by the signal handler and every running job.
@@ -411,6 +414,18 @@ impl Worker {
     async fn prune(&self, stop: Shutdown) {
         stop.sleep(Duration::from_secs(30)).await;
         while !stop.is_triggered() {
+            if let Some(unused_for) = self.settings.cache_retention {
+                let storage = self.storage.clone();
+                let removed = tokio::task::spawn_blocking(move || storage.prune_cache(unused_for))
+                    .await
+                    .unwrap_or(0);
+                if removed > 0 {
+                    tracing::info!(
+                        files = removed,
+                        "pruned cached downloads of the object store"
+                    );
+                }
+            }
             match self.store.prune(&self.settings.retention).await {
                 Ok(pruned) if pruned != pipeline_store::Pruned::default() => tracing::info!(
                     live_segments = pruned.live_segments,

@@ -215,6 +215,10 @@ impl Storage {
         }
         let target = self.cache.join(key);
         if target.is_file() {
+            // Its time of last use, which the cache's pruning goes by.
+            if let Ok(file) = std::fs::File::options().write(true).open(&target) {
+                let _ = file.set_modified(std::time::SystemTime::now());
+            }
             return Ok(target);
         }
         let got = match self.store.get(&self.location(key)).await {
@@ -250,6 +254,36 @@ impl Storage {
         Ok(target)
     }
 
+    /// Deletes the cached downloads (and abandoned partial ones) of an
+    /// object store that were last used longer than `unused_for` ago; the
+    /// number of files deleted. Local storage has no cache.
+    pub fn prune_cache(&self, unused_for: std::time::Duration) -> u64 {
+        if self.local_root.is_some() {
+            return 0;
+        }
+        let Some(cutoff) = std::time::SystemTime::now().checked_sub(unused_for) else {
+            return 0;
+        };
+        let mut removed = 0;
+        let mut folders = vec![self.cache.clone()];
+        while let Some(folder) = folders.pop() {
+            let Ok(entries) = std::fs::read_dir(&folder) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                let Ok(meta) = entry.metadata() else { continue };
+                if meta.is_dir() {
+                    folders.push(entry.path());
+                } else if meta.modified().is_ok_and(|m| m < cutoff)
+                    && std::fs::remove_file(entry.path()).is_ok()
+                {
+                    removed += 1;
+                }
+            }
+        }
+        removed
+    }
+
     /// Removes a stored object; a missing one is not an error.
     pub async fn remove(&self, key: &str) -> Result<(), StorageError> {
         match self.store.delete(&self.location(key)).await {
@@ -277,6 +311,53 @@ pub fn write_atomically(path: &Path, contents: &[u8]) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Cached downloads unused for longer than the retention are deleted;
+    /// one used since (its cached copy served) is kept, however old.
+    #[tokio::test]
+    async fn the_cache_keeps_what_was_used_lately() {
+        let dir = tempfile::tempdir().unwrap();
+        let settings = ObjectStoreSettings {
+            url: "s3://bucket/prefix".into(),
+            endpoint: Some("http://127.0.0.1:9".into()),
+            region: "us-east-1".into(),
+            access_key_id: Some("k".into()),
+            secret_access_key: Some("s".into()),
+        };
+        let storage = Storage::object_store(&settings, dir.path()).unwrap();
+        let cache = dir.path().join("cache/audio/ab");
+        fs::create_dir_all(&cache).unwrap();
+        let two_days_ago =
+            std::time::SystemTime::now() - std::time::Duration::from_secs(2 * 86_400);
+        for name in ["old.wav", "used.wav", "old.partial-1"] {
+            let path = cache.join(name);
+            fs::write(&path, b"RIFF").unwrap();
+            fs::File::options()
+                .write(true)
+                .open(&path)
+                .unwrap()
+                .set_modified(two_days_ago)
+                .unwrap();
+        }
+        fs::write(cache.join("new.wav"), b"RIFF").unwrap();
+        // Served from the cache (no request reaches the unreachable store).
+        let used = storage.local_copy("audio/ab/used.wav").await.unwrap();
+        assert_eq!(used, cache.join("used.wav"));
+        let removed = storage.prune_cache(std::time::Duration::from_secs(86_400));
+        assert_eq!(removed, 2);
+        let mut left: Vec<String> = fs::read_dir(&cache)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["new.wav", "used.wav"]);
+        let local = Storage::local(dir.path()).unwrap();
+        assert_eq!(
+            local.prune_cache(std::time::Duration::ZERO),
+            0,
+            "local storage has no cache"
+        );
+    }
 
     #[tokio::test]
     async fn local_storage_keeps_the_data_dir_layout() {

@@ -207,6 +207,7 @@ async fn setup(options: ProcessOptions, step: Diarize, pause: Duration, slots: u
         ingest_defaults: ProcessOptions::default(),
         ingest_roots: Vec::new(),
         retention: pipeline_store::Retention::default(),
+        cache_retention: None,
     };
     let worker =
         Worker::new(store.clone(), queue, storage, settings, engine).with_diarizer(diarizer_loader);

@@ -153,6 +153,7 @@ async fn setup(steps: Vec<Step>, timeout: Duration, file: &str) -> Setup {
         ingest_defaults: ProcessOptions::default(),
         ingest_roots: Vec::new(),
         retention: pipeline_store::Retention::default(),
+        cache_retention: None,
     };
     let worker = Arc::new(Worker::new(store.clone(), queue, storage, settings, loader));
     Setup {

@@ -341,6 +341,9 @@ pub fn worker_settings(config: &Config, concurrency: Option<usize>) -> WorkerSet
         ingest_defaults: default_process_options(config),
         ingest_roots: config.ingest.allowed_roots.clone(),
         retention: retention(config),
+        cache_retention: (config.retention.cache_hours > 0).then(|| {
+            std::time::Duration::from_secs(config.retention.cache_hours.saturating_mul(3600))
+        }),
     }
 }
 
