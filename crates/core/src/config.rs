@@ -234,6 +234,9 @@ pub struct ServerConfig {
     /// Where `/metrics` is served instead of `bind` (for example a port
     /// only Prometheus reaches); none serves it on `bind`.
     pub metrics_bind: Option<String>,
+    /// Web origins (`https://app.example.com`) whose pages may call the
+    /// API from a browser (CORS); none by default.
+    pub cors_origins: Vec<String>,
 }
 
 // Hand-written Debug for the sections that hold credentials, so that a config
@@ -382,6 +385,7 @@ impl Config {
                 max_upload_bytes: 2 * 1024 * 1024 * 1024,
                 body_timeout_secs: 30,
                 metrics_bind: None,
+                cors_origins: Vec::new(),
             },
             vad: VadConfig {
                 onnxruntime: None,
@@ -835,6 +839,17 @@ impl LoadedConfig {
         if let Some(url) = &c.storage.url {
             check_scheme(url, &["s3"]).map_err(|r| self.invalid("storage.url", r))?;
         }
+        for origin in &c.server.cors_origins {
+            let bare = origin.split_once("://").is_some_and(|(scheme, rest)| {
+                matches!(scheme, "http" | "https") && !rest.is_empty() && !rest.contains('/')
+            });
+            if !bare {
+                return Err(self.invalid(
+                    "server.cors_origins",
+                    format!("{origin:?} is not an origin (scheme://host[:port], no path)"),
+                ));
+            }
+        }
         for url in &c.webhooks.urls {
             check_scheme(url, &["http", "https"]).map_err(|r| self.invalid("webhooks.urls", r))?;
         }
@@ -1199,6 +1214,7 @@ const KEYS: &[KeySpec] = &[
         Secrecy::Public,
         "none (served on server.bind)",
     ),
+    opt("server.cors_origins", Kind::List, Secrecy::Public, "none"),
     opt(
         "vad.onnxruntime",
         Kind::OptPath,
@@ -1568,6 +1584,7 @@ fn apply(c: &mut Config, key: &str, value: Parsed) -> Result<(), String> {
         ("server.max_upload_bytes", P::UInt(v)) => c.server.max_upload_bytes = v,
         ("server.body_timeout_secs", P::UInt(v)) => c.server.body_timeout_secs = v,
         ("server.metrics_bind", P::Text(v)) => c.server.metrics_bind = v,
+        ("server.cors_origins", P::List(v)) => c.server.cors_origins = v,
         ("vad.onnxruntime", P::Path(v)) => c.vad.onnxruntime = v,
         ("vad.model", P::Path(v)) => c.vad.model = v,
         ("vad.threshold", P::Float(v)) => c.vad.threshold = v,
@@ -1655,6 +1672,7 @@ fn get(c: &Config, key: &str) -> Json {
         "server.max_upload_bytes" => json!(c.server.max_upload_bytes),
         "server.body_timeout_secs" => json!(c.server.body_timeout_secs),
         "server.metrics_bind" => json!(c.server.metrics_bind),
+        "server.cors_origins" => json!(c.server.cors_origins),
         "vad.onnxruntime" => path(&c.vad_runtime()),
         "vad.model" => path(&c.vad_model()),
         "vad.threshold" => json!(c.vad.threshold),
@@ -2145,6 +2163,30 @@ mod tests {
     }
 
     #[test]
+    fn cors_origins_must_be_bare_origins() {
+        let ok = load(
+            None,
+            &[(
+                "PIPELINE_SERVER_CORS_ORIGINS",
+                "https://app.example.com,http://localhost:3000",
+            )],
+            &[],
+        )
+        .expect("load");
+        assert_eq!(
+            ok.config.server.cors_origins,
+            ["https://app.example.com", "http://localhost:3000"]
+        );
+        for bad in ["app.example.com", "https://app.example.com/path", "*"] {
+            let err = load(None, &[("PIPELINE_SERVER_CORS_ORIGINS", bad)], &[]).unwrap_err();
+            assert!(
+                matches!(err, ConfigError::Invalid { ref key, .. } if key == "server.cors_origins"),
+                "{bad}: {err}"
+            );
+        }
+    }
+
+    #[test]
     fn cross_key_rules_are_checked_after_all_layers() {
         let err = load(None, &[("PIPELINE_PROCESSING_HEARTBEAT_SECS", "60")], &[]).unwrap_err();
         assert!(matches!(
@@ -2260,6 +2302,7 @@ mod tests {
             _ if key == "broker.url" => "redis://r",
             _ if key == "storage.url" => "s3://bucket/prefix",
             _ if key == "webhooks.urls" => "https://h/x",
+            _ if key == "server.cors_origins" => "https://app.example.com",
             _ if key == "model.device" => "cuda",
             _ if key == "model.compute_type" => "float16",
             _ if key == "model.mode" => "batched",

@@ -62,6 +62,8 @@ pub struct AppState {
     pub feed: Feed,
     /// How long a request body may go without a byte (`server.body_timeout_secs`).
     pub body_timeout: std::time::Duration,
+    /// Web origins whose pages may call the API (`server.cors_origins`).
+    pub cors_origins: Vec<String>,
 }
 
 /// The API's routes; health, readiness, metrics (unless they are served
@@ -107,6 +109,7 @@ fn router(state: AppState, with_metrics: bool) -> Router {
         open
     };
     let body_timeout = state.body_timeout;
+    let cors = cors(&state.cors_origins);
     let all = open
         .route("/api/v1/openapi.json", get(openapi::openapi_json))
         // The dashboard is static; its API calls carry the key.
@@ -119,7 +122,30 @@ fn router(state: AppState, with_metrics: bool) -> Router {
         .merge(api)
         .fallback(routes::no_route)
         .with_state(state);
+    let all = match cors {
+        Some(cors) => all.layer(cors),
+        None => all,
+    };
     with_request_layers(all, body_timeout)
+}
+
+/// CORS for the configured origins: their pages may send the API's
+/// methods with a key and read the answers (and `x-request-id`). None
+/// configured sends no CORS headers, so browsers keep other sites out.
+fn cors(origins: &[String]) -> Option<tower_http::cors::CorsLayer> {
+    use axum::http::{header, HeaderValue, Method};
+    let allowed: Vec<HeaderValue> = origins
+        .iter()
+        .filter_map(|o| HeaderValue::from_str(o).ok())
+        .collect();
+    (!allowed.is_empty()).then(|| {
+        tower_http::cors::CorsLayer::new()
+            .allow_origin(allowed)
+            .allow_methods([Method::GET, Method::POST, Method::DELETE])
+            .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
+            .expose_headers([axum::http::HeaderName::from_static("x-request-id")])
+            .max_age(std::time::Duration::from_secs(3600))
+    })
 }
 
 /// `/metrics` alone, for `server.metrics_bind`.
@@ -158,7 +184,13 @@ fn with_request_layers(router: Router, body_timeout: std::time::Duration) -> Rou
                 .level(tracing::Level::INFO)
                 .latency_unit(tower_http::LatencyUnit::Millis),
         );
+    // JSON, transcripts and the dashboard compress well; audio does not,
+    // and an event stream must not wait for a compressor's buffer.
+    use tower_http::compression::predicate::Predicate as _;
+    let compress = tower_http::compression::predicate::DefaultPredicate::new()
+        .and(tower_http::compression::predicate::NotForContentType::const_new("audio/"));
     router
+        .layer(tower_http::compression::CompressionLayer::new().compress_when(compress))
         .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
             body_timeout,
         ))
@@ -208,7 +240,7 @@ async fn require_key(
     next: Next,
 ) -> Result<Response, ApiError> {
     if !state.auth {
-        origin::check_local(request.headers())
+        origin::check_local(request.headers(), &state.cors_origins)
             .map_err(|why| ApiError::new(StatusCode::FORBIDDEN, "foreign_origin", why))?;
         return Ok(next.run(request).await);
     }

@@ -31,8 +31,9 @@ fn host_of(authority: &str) -> &str {
 }
 
 /// Refuses a request whose `Host` is a foreign name or whose `Origin` is
-/// another site; the reason says which.
-pub(crate) fn check_local(headers: &HeaderMap) -> Result<(), String> {
+/// another site that is not in `allowed` (`server.cors_origins`); the
+/// reason says which.
+pub(crate) fn check_local(headers: &HeaderMap, allowed: &[String]) -> Result<(), String> {
     let text = |name| headers.get(name).and_then(|v| v.to_str().ok());
     if let Some(host) = text(header::HOST) {
         if !is_local_name(host_of(host)) {
@@ -46,7 +47,8 @@ pub(crate) fn check_local(headers: &HeaderMap) -> Result<(), String> {
             .split_once("://")
             .map_or("", |(_, rest)| rest.split('/').next().unwrap_or(""));
         let same = text(header::HOST).is_some_and(|host| host.eq_ignore_ascii_case(authority));
-        if !same && !is_local_name(host_of(authority)) {
+        let listed = allowed.iter().any(|a| a.eq_ignore_ascii_case(origin));
+        if !same && !listed && !is_local_name(host_of(authority)) {
             return Err(format!(
                 "Origin {origin:?} is another site (server.auth is off, so only this machine's pages may call the API)"
             ));
@@ -81,7 +83,7 @@ mod tests {
             (None, None),
         ] {
             assert_eq!(
-                check_local(&headers(host, origin)),
+                check_local(&headers(host, origin), &[]),
                 Ok(()),
                 "{host:?} {origin:?}"
             );
@@ -92,9 +94,13 @@ mod tests {
             (Some("localhost:8000"), Some("null")),
         ] {
             assert!(
-                check_local(&headers(host, origin)).is_err(),
+                check_local(&headers(host, origin), &[]).is_err(),
                 "{host:?} {origin:?}"
             );
         }
+        let listed = ["https://app.example.com".to_string()];
+        let from_app = headers(Some("127.0.0.1:8000"), Some("https://app.example.com"));
+        assert_eq!(check_local(&from_app, &listed), Ok(()), "a listed origin");
+        assert!(check_local(&from_app, &[]).is_err(), "not listed");
     }
 }

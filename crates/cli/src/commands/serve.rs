@@ -33,6 +33,7 @@ pub async fn run(app: &App, bind: Option<String>, workers: Option<usize>) -> Res
             .await
             .map_err(store_failure)?,
         body_timeout: std::time::Duration::from_secs(config.server.body_timeout_secs),
+        cors_origins: config.server.cors_origins.clone(),
     };
     let bind = bind.unwrap_or_else(|| config.server.bind.clone());
     let listener = tokio::net::TcpListener::bind(&bind).await.map_err(|e| {
