@@ -30,6 +30,5 @@ pub fn sha256_file(path: &Path) -> Result<(String, u64), AudioError> {
         }
     }
     let digest = hasher.finalize();
-    let hex = digest.iter().map(|b| format!("{b:02x}")).collect();
-    Ok((hex, size))
+    Ok((hex::encode(digest), size))
 }

@@ -200,12 +200,8 @@ impl ProcessOptions {
         if self.diarize {
             relevant["diarization"] = serde_json::json!(self.speaker_count());
         }
-        hex(&Sha256::digest(relevant.to_string().as_bytes()))
+        hex::encode(Sha256::digest(relevant.to_string().as_bytes()))
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Why a file could not be ingested at all.

@@ -165,7 +165,7 @@ impl BrokerQueue {
         let store_identity: String = {
             use sha2::Digest;
             let digest = sha2::Sha256::digest(store.url().as_bytes());
-            digest[..8].iter().map(|b| format!("{b:02x}")).collect()
+            hex::encode(&digest[..8])
         };
         let (transport, name) = if url.starts_with("amqp://") || url.starts_with("amqps://") {
             (
