@@ -2,11 +2,14 @@
 """How soon files complete when a folder is dropped at once.
 
 Queues COUNT copies of a short recording on the embedded default (SQLite,
-no services), runs `worker --concurrency 2` until all are done, and reports
-as one JSON line the time to the first, the median and the last completed
-file, from the files' own completion times in the database.
+no services) or, with --broker, as Celery messages on the machine's Redis
+or RabbitMQ (a queue of its own), runs `worker --concurrency 2` until all
+are done, and reports as one JSON line the time to the first, the median
+and the last completed file, from the files' own completion times in the
+database.
 
-usage: bench_fairness.py BINARY [--count 300] [--file fixtures/generated/speech.wav]
+usage: bench_fairness.py BINARY [--count 300] [--broker embedded|redis|amqp]
+       [--file fixtures/generated/speech.wav]
 """
 
 import argparse
@@ -18,10 +21,15 @@ import statistics
 import subprocess
 import tempfile
 import time
+import uuid
 from datetime import datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+BROKERS = {
+    "redis": "redis://127.0.0.1:6379/3",
+    "amqp": "amqp://guest:guest@127.0.0.1:5672/%2f",
+}
 
 
 def when(stamp):
@@ -32,10 +40,14 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("binary")
     parser.add_argument("--count", type=int, default=300)
+    parser.add_argument("--broker", choices=["embedded", *BROKERS], default="embedded")
     parser.add_argument("--file", default=str(ROOT / "fixtures/generated/speech.wav"))
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="fairness-"))
     env = dict(os.environ, PIPELINE_DATA_DIR=str(work / "data"))
+    if args.broker != "embedded":
+        env["PIPELINE_BROKER_URL"] = BROKERS[args.broker]
+        env["PIPELINE_BROKER_QUEUE"] = f"fairness-{uuid.uuid4().hex[:8]}"
     # The data directory is new: the installed model is named.
     env.setdefault("PIPELINE_MODEL", str(Path.home() / ".local/share/pipeline-manager/models/tiny.en"))
     inbox = work / "inbox"
@@ -63,6 +75,7 @@ def main():
     worker.wait(timeout=60)
     done = sorted(when(f["updated_at"]) - started for f in doc["files"] if f["status"] == "COMPLETED")
     print(json.dumps({
+        "broker": args.broker,
         "files": args.count,
         "completed": len(done),
         "first_completed_secs": round(done[0], 1) if done else None,

@@ -122,12 +122,7 @@ fn keys_limits_and_bad_input_are_refused_cleanly() {
         assert_eq!(status, 413, "{doc:#}");
         assert_eq!(doc["error"]["code"], "too_large");
     }
-    let (_, list) = server.get("/api/v1/audio", Some(&key));
-    assert_eq!(
-        list["files"],
-        serde_json::json!([]),
-        "nothing kept: {list:#}"
-    );
+    assert_nothing_kept(&server, &key);
 
     // A NUL in a header is refused by the HTTP parser before anything is stored.
     let (status, doc) = server.upload("evil\0.wav", b"RIFF", &key);
@@ -715,6 +710,16 @@ fn a_huge_text_field_is_refused_in_bounded_memory() {
     assert_eq!(server.get("/healthz", None).0, 200, "still serving");
 }
 
+/// No file is listed: a refused upload left nothing behind.
+fn assert_nothing_kept(server: &Server, key: &str) {
+    let (_, list) = server.get("/api/v1/audio", Some(key));
+    assert_eq!(
+        list["files"],
+        serde_json::json!([]),
+        "nothing kept: {list:#}"
+    );
+}
+
 /// POSTs a hand-made multipart body to `/api/v1/audio`.
 fn post_form(
     server: &Server,
@@ -771,12 +776,7 @@ fn a_stalled_upload_is_answered_408_and_cut_off() {
         held >= Duration::from_millis(1500) && held < Duration::from_secs(15),
         "cut off after {held:?} (the deadline is 2 s)"
     );
-    let (_, list) = server.get("/api/v1/audio", Some(&key));
-    assert_eq!(
-        list["files"],
-        serde_json::json!([]),
-        "nothing kept: {list:#}"
-    );
+    assert_nothing_kept(&server, &key);
 }
 
 /// An upload sent with `Transfer-Encoding: chunked` (no Content-Length to
@@ -817,12 +817,7 @@ fn a_chunked_upload_over_the_limit_is_refused() {
     let text = String::from_utf8_lossy(&answer);
     assert!(text.starts_with("HTTP/1.1 413"), "{text}");
     assert!(text.contains("too_large"), "{text}");
-    let (_, list) = server.get("/api/v1/audio", Some(&key));
-    assert_eq!(
-        list["files"],
-        serde_json::json!([]),
-        "nothing kept: {list:#}"
-    );
+    assert_nothing_kept(&server, &key);
 }
 
 /// With `server.metrics_bind`, `/metrics` moves to its own listener (the

@@ -56,6 +56,12 @@ impl Worker {
             }
         }
         if let Some(this) = now.iter().find(|j| j.id == job.id) {
+            let why = || {
+                this.error
+                    .as_ref()
+                    .map(|e| e.message.clone())
+                    .unwrap_or_default()
+            };
             let state = match this.status {
                 pipeline_core::JobStatus::Completed => {
                     Some(TaskState::Success(serde_json::json!({
@@ -65,20 +71,8 @@ impl Worker {
                         "status": "COMPLETED",
                     })))
                 }
-                pipeline_core::JobStatus::Retrying => Some(TaskState::Retry {
-                    message: this
-                        .error
-                        .as_ref()
-                        .map(|e| e.message.clone())
-                        .unwrap_or_default(),
-                }),
-                pipeline_core::JobStatus::Failed => Some(TaskState::Failure {
-                    message: this
-                        .error
-                        .as_ref()
-                        .map(|e| e.message.clone())
-                        .unwrap_or_default(),
-                }),
+                pipeline_core::JobStatus::Retrying => Some(TaskState::Retry { message: why() }),
+                pipeline_core::JobStatus::Failed => Some(TaskState::Failure { message: why() }),
                 pipeline_core::JobStatus::Cancelled => Some(TaskState::Revoked {
                     message: "cancelled".into(),
                 }),
