@@ -11,7 +11,10 @@
 //! when it is due. An ingest task's message is acknowledged only after its
 //! outcome is committed ([`JobQueue::settle`]). `pipeline.process`
 //! messages that arrive together are claimed together
-//! ([`Store::claim_jobs`]), a few round trips for the lot. Jobs whose broker
+//! ([`Store::claim_jobs`]), a few round trips for the lot. A file's next
+//! stage that a worker made runnable is kept back and claimed by that
+//! worker next, with no message (`dispatch.rs`), so that files complete one
+//! by one rather than in the broker's first-in, first-out order. Jobs whose broker
 //! could not take them fall back to the embedded queue, which every
 //! Celery-mode worker also claims from.
 
