@@ -138,6 +138,10 @@ pub struct StorageConfig {
     /// Credentials for the object store (else the environment's AWS_* ones).
     pub access_key_id: Option<String>,
     pub secret_access_key: Option<String>,
+    /// The user's default data directory, where the install scripts put
+    /// models and libraries when no data directory is named: looked in for
+    /// them when `data_dir` has none (not a key; it follows `$HOME`).
+    pub install_dir: PathBuf,
 }
 
 /// `[model]`: the speech recognition model.
@@ -271,6 +275,7 @@ impl fmt::Debug for StorageConfig {
         f.debug_struct("StorageConfig")
             .field("data_dir", &self.data_dir)
             .field("output_dir", &self.output_dir)
+            .field("install_dir", &self.install_dir)
             .field("url", &self.url.as_deref().map(mask_url))
             .field("endpoint", &self.endpoint)
             .field("region", &self.region)
@@ -335,6 +340,7 @@ impl Config {
                 prefetch_multiplier: 4,
             },
             storage: StorageConfig {
+                install_dir: data_dir.clone(),
                 data_dir,
                 output_dir: None,
                 url: None,
@@ -419,11 +425,10 @@ impl Config {
     /// The ONNX Runtime library of the speech detector, defaulting to where
     /// scripts/install-vad.sh puts it under the data directory.
     pub fn vad_runtime(&self) -> PathBuf {
-        self.vad.onnxruntime.clone().unwrap_or_else(|| {
-            self.storage
-                .data_dir
-                .join("lib/onnxruntime-1.31.1/libonnxruntime.so.1.31.1")
-        })
+        self.vad
+            .onnxruntime
+            .clone()
+            .unwrap_or_else(|| self.installed("lib/onnxruntime-1.31.1/libonnxruntime.so.1.31.1"))
     }
 
     /// The Silero VAD model, defaulting to `<data_dir>/models/silero-vad-v6.onnx`.
@@ -431,19 +436,25 @@ impl Config {
         self.vad
             .model
             .clone()
-            .unwrap_or_else(|| self.storage.data_dir.join("models/silero-vad-v6.onnx"))
+            .unwrap_or_else(|| self.installed("models/silero-vad-v6.onnx"))
     }
 
     /// The diarization's segmentation model, defaulting to
     /// `<data_dir>/models/pyannote-segmentation-3.0.onnx`.
     pub fn diarization_segmentation_model(&self) -> PathBuf {
-        self.diarization.segmentation_model(&self.storage.data_dir)
+        self.diarization
+            .segmentation_model
+            .clone()
+            .unwrap_or_else(|| self.installed(diarization::DEFAULT_SEGMENTATION_MODEL))
     }
 
     /// The diarization's speaker embedding model, defaulting to
     /// `<data_dir>/models/campplus-cn-en-common.onnx`.
     pub fn diarization_embedding_model(&self) -> PathBuf {
-        self.diarization.embedding_model(&self.storage.data_dir)
+        self.diarization
+            .embedding_model
+            .clone()
+            .unwrap_or_else(|| self.installed(diarization::DEFAULT_EMBEDDING_MODEL))
     }
 
     /// The model directory, defaulting to `<data_dir>/models/<name>`.
@@ -452,11 +463,24 @@ impl Config {
             Some(path) => path.clone(),
             // A repo id's slash would nest directories; `--` keeps one folder
             // per model, as the Hugging Face cache does.
-            None => self
-                .storage
-                .data_dir
-                .join("models")
-                .join(self.model.name.replace('/', "--")),
+            None => self.installed(Path::new("models").join(self.model.name.replace('/', "--"))),
+        }
+    }
+
+    /// What an install script puts at `relative` under the data directory:
+    /// there, or under the user's default data directory when only that
+    /// has it (installed before `PIPELINE_DATA_DIR` was set); the data
+    /// directory's path when neither has it, so errors name where it goes.
+    fn installed(&self, relative: impl AsRef<Path>) -> PathBuf {
+        let here = self.storage.data_dir.join(relative.as_ref());
+        if here.exists() || self.storage.install_dir == self.storage.data_dir {
+            return here;
+        }
+        let there = self.storage.install_dir.join(relative.as_ref());
+        if there.exists() {
+            there
+        } else {
+            here
         }
     }
 
@@ -1777,6 +1801,34 @@ mod tests {
         flags: &[(&str, String, &str)],
     ) -> Result<LoadedConfig, ConfigError> {
         LoadedConfig::load(file, &env_of(env), flags)
+    }
+
+    /// Models installed into the default data directory are found from a
+    /// custom one that lacks them; the custom one's own copy comes first,
+    /// and what neither has is looked for in the custom one.
+    #[test]
+    fn installed_models_are_found_from_another_data_dir() {
+        let dir = Scratch::new();
+        let xdg = dir.0.join("xdg");
+        let installed = xdg.join("pipeline-manager");
+        let custom = dir.0.join("custom");
+        std::fs::create_dir_all(installed.join("models/tiny.en")).unwrap();
+        std::fs::write(installed.join("models/silero-vad-v6.onnx"), b"onnx").unwrap();
+        let env = [
+            ("XDG_DATA_HOME", xdg.to_str().unwrap()),
+            ("PIPELINE_DATA_DIR", custom.to_str().unwrap()),
+        ];
+        let c = load(None, &env, &[]).expect("load").config;
+        assert_eq!(c.storage.data_dir, custom);
+        assert_eq!(c.model_dir(), installed.join("models/tiny.en"));
+        assert_eq!(c.vad_model(), installed.join("models/silero-vad-v6.onnx"));
+        assert_eq!(
+            c.diarization_segmentation_model(),
+            custom.join(diarization::DEFAULT_SEGMENTATION_MODEL),
+            "installed nowhere: named where it goes"
+        );
+        std::fs::create_dir_all(custom.join("models/tiny.en")).unwrap();
+        assert_eq!(c.model_dir(), custom.join("models/tiny.en"));
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! `[diarization]`: who speaks when, the DIARIZATION job's engine and the
 //! speaker counts files get unless they ask otherwise.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// Most speakers a file may ask for (the diarization engine's bound).
 pub const MAX_SPEAKERS: u32 = 64;
@@ -64,20 +64,6 @@ impl Default for DiarizationConfig {
 }
 
 impl DiarizationConfig {
-    /// The segmentation model, defaulting under `data_dir`.
-    pub fn segmentation_model(&self, data_dir: &Path) -> PathBuf {
-        self.segmentation_model
-            .clone()
-            .unwrap_or_else(|| data_dir.join(DEFAULT_SEGMENTATION_MODEL))
-    }
-
-    /// The embedding model, defaulting under `data_dir`.
-    pub fn embedding_model(&self, data_dir: &Path) -> PathBuf {
-        self.embedding_model
-            .clone()
-            .unwrap_or_else(|| data_dir.join(DEFAULT_EMBEDDING_MODEL))
-    }
-
     /// The first rule between the values that does not hold, as
     /// `(key, reason)`.
     pub(crate) fn check(&self) -> Result<(), (&'static str, String)> {
