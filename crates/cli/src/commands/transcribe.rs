@@ -78,7 +78,9 @@ pub async fn run(app: &App, args: TranscribeArgs) -> Result<u8> {
         AsrError::Audio { .. } => failure(exit::BAD_INPUT, e.to_string()),
         AsrError::ModelNotFound { .. } | AsrError::InvalidModel { .. } => failure(
             exit::BAD_INPUT,
-            format!("{e}; run scripts/install-model.sh or set PIPELINE_MODEL"),
+            format!(
+                "{e}; `pipeline-manager model install` installs tiny.en, or set PIPELINE_MODEL"
+            ),
         ),
         other => failure(exit::JOB_FAILED, other.to_string()),
     })?;
