@@ -1166,12 +1166,17 @@ pub(crate) async fn take(
     Ok(taken.into_iter().map(|(_, job, _)| job).collect())
 }
 
-/// The audit message of a claim.
+/// The audit message of a claim. Attempts lost with their worker do not
+/// count against `max_attempts`, so the number shown is of those that do.
 fn claim_message(job: &ProcessingJob) -> String {
-    if job.attempt > 1 {
-        format!("claimed (attempt {} of {})", job.attempt, job.max_attempts)
-    } else {
-        "claimed".to_string()
+    match job.lost_leases {
+        _ if job.attempt <= 1 => "claimed".to_string(),
+        0 => format!("claimed (attempt {} of {})", job.attempt, job.max_attempts),
+        lost => format!(
+            "claimed (attempt {} of {}, after {lost} lost with their worker)",
+            job.failed_attempts(),
+            job.max_attempts
+        ),
     }
 }
 

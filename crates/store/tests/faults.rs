@@ -176,6 +176,12 @@ async fn lost_workers_do_not_use_up_attempts() {
         assert!(
             trail
                 .iter()
+                .any(|e| e.message == "claimed (attempt 1 of 3, after 2 lost with their worker)"),
+            "a claim counts only the attempts that count: {trail:#?}"
+        );
+        assert!(
+            trail
+                .iter()
                 .any(|e| e.message.contains("worker lost 3 of at most")),
             "{trail:#?}"
         );
