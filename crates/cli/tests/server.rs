@@ -637,25 +637,20 @@ fn event_streams_are_capped_per_key() {
     drop(held);
 }
 
-/// A client that never finishes its request headers (slowloris) is cut off
-/// at the header deadline, while others are served meanwhile.
-#[test]
-fn a_client_that_never_finishes_its_headers_is_cut_off() {
+/// Sends `request` and never the rest of it; checks that others are served
+/// meanwhile and that the server closes the connection (cleanly or by
+/// reset) before `patience`; what it answered, and after how long.
+fn sent_then_cut_off(server: &Server, request: &[u8], patience: Duration) -> (Vec<u8>, Duration) {
     use std::io::{Read, Write};
-    let sb = Sandbox::new();
-    let server = start(&sb, &["--workers", "0"]);
-    let address = server.base.trim_start_matches("http://").to_string();
-    let mut slow = std::net::TcpStream::connect(&address).expect("connect");
-    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
-        .expect("send");
-    slow.set_read_timeout(Some(Duration::from_secs(40)))
-        .expect("read timeout");
+    let address = server.base.trim_start_matches("http://");
+    let mut slow = std::net::TcpStream::connect(address).expect("connect");
+    slow.write_all(request).expect("send");
+    slow.set_read_timeout(Some(patience)).expect("read timeout");
     let started = std::time::Instant::now();
     assert_eq!(server.get("/healthz", None).0, 200, "others are served");
     let mut answer = Vec::new();
     let ended = slow.read_to_end(&mut answer);
     let held = started.elapsed();
-    // Closed (cleanly or by reset), not left open until our read gives up.
     let kept = matches!(&ended, Err(e) if matches!(
         e.kind(),
         std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
@@ -663,6 +658,20 @@ fn a_client_that_never_finishes_its_headers_is_cut_off() {
     assert!(
         !kept,
         "the server kept the connection: {ended:?} after {held:?}"
+    );
+    (answer, held)
+}
+
+/// A client that never finishes its request headers (slowloris) is cut off
+/// at the header deadline, while others are served meanwhile.
+#[test]
+fn a_client_that_never_finishes_its_headers_is_cut_off() {
+    let sb = Sandbox::new();
+    let server = start(&sb, &["--workers", "0"]);
+    let (_, held) = sent_then_cut_off(
+        &server,
+        b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ",
+        Duration::from_secs(40),
     );
     assert!(
         held >= Duration::from_secs(8) && held < Duration::from_secs(25),
@@ -742,33 +751,16 @@ fn post_form(
 /// off, while others are served meanwhile; nothing of it is kept.
 #[test]
 fn a_stalled_upload_is_answered_408_and_cut_off() {
-    use std::io::{Read, Write};
     let sb = Sandbox::new().env("PIPELINE_SERVER_BODY_TIMEOUT_SECS", "2");
     let (_, key) = new_key(&sb);
     let server = start(&sb, &["--workers", "0"]);
     let address = server.base.trim_start_matches("http://").to_string();
-    let mut slow = std::net::TcpStream::connect(&address).expect("connect");
     let head = format!(
         "POST /api/v1/audio HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer {key}\r\n\
          Content-Type: multipart/form-data; boundary=b\r\nContent-Length: 100000\r\n\r\n\
          --b\r\nContent-Disposition: form-data; name=\"file\"; filename=\"talk.wav\"\r\n\r\nRIFF"
     );
-    slow.write_all(head.as_bytes()).expect("send");
-    slow.set_read_timeout(Some(Duration::from_secs(30)))
-        .expect("read timeout");
-    let started = std::time::Instant::now();
-    assert_eq!(server.get("/healthz", None).0, 200, "others are served");
-    let mut answer = Vec::new();
-    let ended = slow.read_to_end(&mut answer);
-    let held = started.elapsed();
-    let kept = matches!(&ended, Err(e) if matches!(
-        e.kind(),
-        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-    ));
-    assert!(
-        !kept,
-        "the server kept the connection: {ended:?} after {held:?}"
-    );
+    let (answer, held) = sent_then_cut_off(&server, head.as_bytes(), Duration::from_secs(30));
     let text = String::from_utf8_lossy(&answer);
     assert!(text.starts_with("HTTP/1.1 408"), "{text}");
     assert!(text.contains("body_timeout"), "{text}");
