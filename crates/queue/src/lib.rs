@@ -1,7 +1,9 @@
 //! How jobs reach workers. A [`JobQueue`] makes freshly created jobs
 //! available ([`JobQueue::dispatch`]), hands the next piece of work to a
-//! worker ([`JobQueue::claim`]) and, once its outcome is committed,
-//! acknowledges the message that carried it ([`JobQueue::settle`]).
+//! worker ([`JobQueue::claim`]) and, for an ingest task, acknowledges the
+//! message that carried it once its outcome is committed
+//! ([`JobQueue::settle`]); a job's message is acknowledged when the job is
+//! claimed, since its lease in the database fences it from then on.
 //!
 //! The database is the truth about every job; a broker only carries the
 //! news. The embedded queue is the jobs table itself ([`EmbeddedQueue`]).
@@ -170,8 +172,9 @@ pub trait JobQueue: Send + Sync {
         })
     }
 
-    /// Acknowledges (or hands back) the message of work whose outcome is
-    /// recorded; `task_id` is the job's `task_id` or the ingest task's id.
+    /// Acknowledges (or hands back) the message of an ingest task whose
+    /// outcome is recorded, by the task's id (jobs' messages were
+    /// acknowledged when they were claimed: nothing is held for them).
     fn settle<'a>(&'a self, task_id: &'a str, how: Settle) -> QueueFuture<'a, ()>;
 
     /// Whether the broker answers, how fast, and how much waits in it.

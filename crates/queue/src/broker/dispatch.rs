@@ -37,7 +37,6 @@ impl Inner {
         if jobs.is_empty() {
             return Ok(Dispatched::default());
         }
-        let jobs = &jobs[..];
         if self.broker_down().is_none() {
             match self.check_epoch().await {
                 // Every waiting job, these included, was just sent.
@@ -46,7 +45,7 @@ impl Inner {
                 Err(e) => self.mark_down(&e.to_string()),
             }
         }
-        self.dispatch_jobs(jobs).await
+        self.dispatch_jobs(&jobs).await
     }
 
     /// Keeps back the later stages (a file's PROCESSING) that this worker

@@ -24,12 +24,13 @@ impl Inner {
         *fetcher = Some(tokio::spawn(async move { inner.fetch_forever(tx).await }));
     }
 
-    /// Moves messages from the broker into the inbox, reconnecting with
-    /// backoff whenever the broker goes away.
+    /// Whether [`BrokerQueue::close`] asked the fetcher to stop.
     pub(super) fn stopped(&self) -> bool {
         self.stopping.load(std::sync::atomic::Ordering::SeqCst)
     }
 
+    /// Moves messages from the broker into the inbox, reconnecting with
+    /// backoff whenever the broker goes away.
     pub(super) async fn fetch_forever(self: Arc<Self>, tx: mpsc::Sender<Delivery>) {
         let mut failures = 0u32;
         loop {

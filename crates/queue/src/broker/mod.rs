@@ -340,19 +340,19 @@ impl JobQueue for BrokerQueue {
             {
                 let mut inbox = self.inner.inbox.lock().await;
                 if let Some(mut task) = task {
-                    let deadline = Instant::now() + Duration::from_secs(3);
-                    loop {
-                        while let Ok(delivery) = inbox.try_recv() {
-                            receipts.push(delivery.receipt);
+                    let drained = async {
+                        loop {
+                            tokio::select! {
+                                Some(delivery) = inbox.recv() => receipts.push(delivery.receipt),
+                                _ = &mut task => break,
+                            }
                         }
-                        if task.is_finished() {
-                            break;
-                        }
-                        if Instant::now() >= deadline {
-                            task.abort();
-                            break;
-                        }
-                        let _ = tokio::time::timeout(Duration::from_millis(50), &mut task).await;
+                    };
+                    if tokio::time::timeout(Duration::from_secs(3), drained)
+                        .await
+                        .is_err()
+                    {
+                        task.abort();
                     }
                 }
                 while let Ok(delivery) = inbox.try_recv() {
