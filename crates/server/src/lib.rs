@@ -143,7 +143,7 @@ fn cors(origins: &[String]) -> Option<tower_http::cors::CorsLayer> {
             .allow_origin(allowed)
             .allow_methods([Method::GET, Method::POST, Method::DELETE])
             .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
-            .expose_headers([axum::http::HeaderName::from_static("x-request-id")])
+            .expose_headers([REQUEST_ID])
             .max_age(std::time::Duration::from_secs(3600))
     })
 }
@@ -157,18 +157,20 @@ fn metrics_router(state: AppState) -> Router {
     with_request_layers(only, std::time::Duration::from_secs(10))
 }
 
+/// The header that names a request in answers and log lines.
+const REQUEST_ID: axum::http::HeaderName = axum::http::HeaderName::from_static("x-request-id");
+
 /// What every request goes through: an `x-request-id` (the client's, or a
 /// new UUID) answered back, a span with it, its method and path (the
 /// query is left out: it is the client's) and a log line with the status
 /// and latency, and a body that may not stall for longer than
 /// `body_timeout` (a client that sends its upload a byte a minute).
 fn with_request_layers(router: Router, body_timeout: std::time::Duration) -> Router {
-    let header = axum::http::HeaderName::from_static("x-request-id");
     let trace = tower_http::trace::TraceLayer::new_for_http()
         .make_span_with(|request: &Request| {
             let id = request
                 .headers()
-                .get("x-request-id")
+                .get(&REQUEST_ID)
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or("");
             tracing::info_span!(
@@ -195,11 +197,11 @@ fn with_request_layers(router: Router, body_timeout: std::time::Duration) -> Rou
             body_timeout,
         ))
         .layer(tower_http::request_id::PropagateRequestIdLayer::new(
-            header.clone(),
+            REQUEST_ID,
         ))
         .layer(trace)
         .layer(tower_http::request_id::SetRequestIdLayer::new(
-            header,
+            REQUEST_ID,
             tower_http::request_id::MakeRequestUuid,
         ))
 }

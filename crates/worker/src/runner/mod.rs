@@ -32,7 +32,7 @@ mod outcome;
 /// against 335 jobs/s on Redis): the cost is per transaction, not per job.
 const SHORT_JOB_BATCH: usize = 64;
 
-/// Outcomes of a batch reported and settled at once at most.
+/// Outcomes of a batch announced (next jobs sent, results told) at once at most.
 const ANNOUNCED_AT_ONCE: usize = 16;
 /// How often a worker prunes what `[retention]` no longer keeps.
 const PRUNE_EVERY: Duration = Duration::from_secs(600);
@@ -518,7 +518,7 @@ impl Worker {
     }
 
     /// Records the outcomes of finished jobs (together when it can), then
-    /// reports and settles each.
+    /// announces each.
     async fn record_and_announce(
         &self,
         finished: Vec<(ProcessingJob, Result<StageDone, StageError>)>,

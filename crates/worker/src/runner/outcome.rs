@@ -15,9 +15,9 @@ impl Worker {
         self.announce_in_span(job, recorded).instrument(span).await
     }
 
-    pub(super) async fn announce_in_span(&self, job: &ProcessingJob, recorded: Recorded) {
-        // The embedded queue has nothing to send or acknowledge: without a
-        // result backend there is nothing to announce.
+    async fn announce_in_span(&self, job: &ProcessingJob, recorded: Recorded) {
+        // The embedded queue has nothing to send: without a result backend
+        // there is nothing to announce.
         if self.queue.name() == "embedded" && self.results.is_none() {
             return;
         }
@@ -198,7 +198,7 @@ impl Worker {
 
     /// Writes a job's outcome, retrying database blips: if it cannot be
     /// written at all, the lease expires and another worker runs the job.
-    pub(super) async fn record(
+    async fn record(
         &self,
         job: &ProcessingJob,
         held: &Lease,
@@ -257,7 +257,7 @@ impl Worker {
         Recorded::NotWritten
     }
 
-    pub(super) async fn fail(
+    async fn fail(
         &self,
         job: &ProcessingJob,
         held: &Lease,
