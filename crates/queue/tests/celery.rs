@@ -402,6 +402,83 @@ async fn redis_garbage_is_dead_lettered_and_other_apps_tasks_stay_queued() {
     assert_eq!(envelope["headers"]["task"], "other.app.add", "{envelope:#}");
 }
 
+/// A retry's message that arrives long before the retry is due (another
+/// producer sent it early) is not held for the whole backoff, where it
+/// would pin a prefetch slot: it is acknowledged, and the job is left
+/// for the sweep to send when it is due.
+#[tokio::test]
+async fn redis_a_retry_delivered_early_is_left_to_the_sweep() {
+    let url = redis_url(5);
+    let setup = store().await;
+    let name = format!("test-{}", Uuid::new_v4().simple());
+    let queue = BrokerQueue::new(setup.store.clone(), settings(&url, &name)).expect("queue");
+    let jobs = ingest(&setup.store, "redis").await;
+    let first = queued(&jobs).remove(0);
+    let running = match setup
+        .store
+        .claim_jobs(&[first.id], "w0", LEASE)
+        .await
+        .expect("claim")
+        .remove(0)
+    {
+        pipeline_store::JobClaim::Claimed(job) => job,
+        other => panic!("{other:?}"),
+    };
+    let due = setup.store.now().await.expect("now") + chrono::Duration::seconds(60);
+    setup
+        .store
+        .fail(
+            &Lease::of(&running),
+            &pipeline_core::JobError::retryable("storage down"),
+            Some(due),
+        )
+        .await
+        .expect("fail");
+    let mut kwargs = serde_json::Map::new();
+    kwargs.insert("job_id".into(), serde_json::json!(first.id.to_string()));
+    kwargs.insert(
+        "audio_id".into(),
+        serde_json::json!(first.audio_id.to_string()),
+    );
+    let early = pipeline_queue::celery::message::TaskMessage::new(
+        JobType::Transcription.task_name(),
+        &first.task_id,
+        kwargs,
+    );
+    let mut conn = redis_conn(&url).await;
+    let _: i64 = redis::cmd("LPUSH")
+        .arg(&name)
+        .arg(early.to_redis_envelope(&name, "early-tag"))
+        .query_async(&mut conn)
+        .await
+        .expect("LPUSH");
+    assert!(
+        claim_within(&queue, "w1", Duration::from_secs(3))
+            .await
+            .is_none(),
+        "not due for a minute"
+    );
+    assert!(unacked_tags(&url, &name).await.is_empty(), "not held");
+    let waiting: i64 = redis::cmd("LLEN")
+        .arg(&name)
+        .query_async(&mut conn)
+        .await
+        .expect("LLEN");
+    assert_eq!(waiting, 0, "acknowledged, not put back");
+    let unsent = setup
+        .store
+        .undispatched("redis", due + chrono::Duration::seconds(1), 10)
+        .await
+        .expect("undispatched");
+    assert!(
+        unsent
+            .iter()
+            .any(|j| j.id == first.id && j.status == JobStatus::Retrying),
+        "the sweep sends it when it is due: {unsent:?}"
+    );
+    queue.close().await.expect("close");
+}
+
 /// A job made runnable by a worker that died before it published the
 /// message (the commit went through, the publish never happened): the
 /// sweep of any live worker sends it, and it runs.
