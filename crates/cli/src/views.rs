@@ -1,8 +1,9 @@
 //! How files and jobs look to people (the seed's layout) and to scripts (JSON).
 
-use pipeline_core::{AudioFile, JobError, JobStatus, ProcessingJob};
+use pipeline_core::{AudioFile, ChunkCounts, JobError, JobStatus, ProcessingJob};
 use pipeline_store::AudioResults;
 use serde_json::{json, Value};
+use std::collections::HashMap;
 
 use crate::style::{json_time, seed_time, Style};
 
@@ -24,6 +25,19 @@ pub fn job_json(job: &ProcessingJob) -> Value {
         "started_at": job.started_at.map(json_time),
         "completed_at": job.completed_at.map(json_time),
     })
+}
+
+/// Chunk counts of the jobs that were cut into chunks, by job id.
+pub type Chunks = HashMap<uuid::Uuid, ChunkCounts>;
+
+/// [`job_json`] with `chunks_total` and `chunks_done` (0 for a job that
+/// was not cut into chunks).
+pub fn job_json_with(job: &ProcessingJob, chunks: &Chunks) -> Value {
+    let mut doc = job_json(job);
+    let counts = chunks.get(&job.id).copied().unwrap_or_default();
+    doc["chunks_total"] = json!(counts.total);
+    doc["chunks_done"] = json!(counts.done);
+    doc
 }
 
 /// An error as `--json` prints it: `{"kind", "message"}`.
@@ -125,7 +139,7 @@ impl Tally {
 }
 
 /// `jobs --json`.
-pub fn jobs_json(audio_id: uuid::Uuid, jobs: &[ProcessingJob]) -> Value {
+pub fn jobs_json(audio_id: uuid::Uuid, jobs: &[ProcessingJob], chunks: &Chunks) -> Value {
     let tally = Tally::of(jobs);
     json!({
         "audio_id": audio_id,
@@ -134,12 +148,17 @@ pub fn jobs_json(audio_id: uuid::Uuid, jobs: &[ProcessingJob]) -> Value {
         "failed": tally.failed,
         "cancelled": tally.cancelled,
         "progress_percent": round1(tally.percent()),
-        "jobs": jobs.iter().map(job_json).collect::<Vec<_>>(),
+        "jobs": jobs.iter().map(|j| job_json_with(j, chunks)).collect::<Vec<_>>(),
     })
 }
 
 /// The seed's `jobs` report.
-pub fn jobs_text(style: &Style, audio_id: uuid::Uuid, jobs: &[ProcessingJob]) -> String {
+pub fn jobs_text(
+    style: &Style,
+    audio_id: uuid::Uuid,
+    jobs: &[ProcessingJob],
+    chunks: &Chunks,
+) -> String {
     let tally = Tally::of(jobs);
     let mut out = String::new();
     out.push_str(&format!("=== Job Progress for {audio_id} ===\n"));
@@ -155,23 +174,32 @@ pub fn jobs_text(style: &Style, audio_id: uuid::Uuid, jobs: &[ProcessingJob]) ->
         tally.total,
         tally.percent()
     ));
-    out.push_str(&job_details_section(style, jobs));
+    out.push_str(&job_details_section(style, jobs, chunks));
     out
 }
 
 /// The seed's `=== Job Details ===` section: one block per job.
-fn job_details_section(style: &Style, jobs: &[ProcessingJob]) -> String {
-    let blocks: Vec<String> = jobs.iter().map(|job| job_details(style, job)).collect();
+fn job_details_section(style: &Style, jobs: &[ProcessingJob], chunks: &Chunks) -> String {
+    let blocks: Vec<String> = jobs
+        .iter()
+        .map(|job| job_details(style, job, chunks.get(&job.id).copied()))
+        .collect();
     format!("\n=== Job Details ===\n{}", blocks.join("\n"))
 }
 
 /// One job's block of the seed's `jobs` report.
-pub fn job_details(style: &Style, job: &ProcessingJob) -> String {
+pub fn job_details(style: &Style, job: &ProcessingJob, chunks: Option<ChunkCounts>) -> String {
     let mut out = style.job(job.status, &format!("{} - {}", job.job_type, job.status));
     out.push('\n');
     out.push_str(&format!("   ID: {}\n", job.id));
     if matches!(job.status, JobStatus::Running | JobStatus::Retrying) {
         out.push_str(&format!("   Progress: {:.0}%\n", job.progress.floor()));
+    }
+    if let Some(chunks) = chunks.filter(|c| c.total > 0) {
+        out.push_str(&format!(
+            "   Chunks: {}/{} done\n",
+            chunks.done, chunks.total
+        ));
     }
     if job.attempt > 1 || job.status == JobStatus::Retrying {
         out.push_str(&format!(
@@ -211,6 +239,7 @@ pub fn status_text(
     style: &Style,
     audio: &AudioFile,
     jobs: &[ProcessingJob],
+    chunks: &Chunks,
     results: Option<&AudioResults>,
 ) -> String {
     let mut out = format!("=== Status for {} ===\n", audio.id);
@@ -235,7 +264,7 @@ pub fn status_text(
         tally.total,
         tally.percent()
     ));
-    out.push_str(&job_details_section(style, jobs));
+    out.push_str(&job_details_section(style, jobs, chunks));
     if let Some(results) = results {
         out.push_str("\n=== Outputs ===\n");
         for (format, path) in &results.outputs {

@@ -194,6 +194,9 @@ pub struct ProcessingConfig {
     /// Attempts a job may lose with its worker (killed, out of memory, a
     /// lost machine) before it is FAILED; counted apart from `max_attempts`.
     pub max_lost_leases: u32,
+    /// A TRANSCRIPTION of audio longer than this is cut at silences into
+    /// chunks of about this length that any worker may take; 0 never cuts.
+    pub chunk_seconds: u64,
     /// Delay before the first retry; later ones double.
     pub retry_base_secs: f64,
     /// Upper bound of the retry delay.
@@ -295,6 +298,7 @@ impl Config {
             processing: ProcessingConfig {
                 max_attempts: 3,
                 max_lost_leases: 20,
+                chunk_seconds: 300,
                 retry_base_secs: 2.0,
                 retry_max_secs: 300.0,
                 job_timeout_secs: 3600,

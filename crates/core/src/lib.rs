@@ -1,5 +1,6 @@
 //! The data model of the audio pipeline, shared by every other crate.
 
+pub mod chunk;
 pub mod config;
 pub mod model;
 pub mod render;
@@ -7,6 +8,7 @@ pub mod speakers;
 pub mod state;
 pub mod transcript;
 
+pub use chunk::{Chunk, ChunkCounts, ChunkStatus};
 pub use model::{AudioFile, AudioStatus, ErrorKind, JobError, JobEvent, JobType, ProcessingJob};
 pub use speakers::{Diarization, SpeakerSummary, SpeakerTurn};
 pub use state::{IllegalTransition, JobStatus};

@@ -19,7 +19,7 @@ mod embedded;
 pub use broker::{BrokerQueue, BrokerSettings};
 pub use embedded::EmbeddedQueue;
 
-use pipeline_core::{JobType, ProcessingJob};
+use pipeline_core::{Chunk, JobType, ProcessingJob};
 use pipeline_store::StoreError;
 use serde_json::{Map, Value};
 use std::future::Future;
@@ -74,6 +74,22 @@ pub enum Work {
     Job(ProcessingJob),
     /// A `pipeline.ingest` task: audio to take in, from Celery clients.
     Ingest(IngestTask),
+    /// A chunk of a long transcription, RUNNING under this worker's lease.
+    Chunk(ChunkWork),
+}
+
+/// A chunk a worker took, and the message that carried it, if any.
+#[derive(Debug, Clone)]
+pub struct ChunkWork {
+    /// The `pipeline.transcribe_chunk` task's id, to acknowledge once the
+    /// chunk's outcome is committed; `None` when it was taken from the table.
+    pub task_id: Option<String>,
+    pub chunk: Chunk,
+}
+
+/// Whether a worker for `job_types` (all when empty) takes chunks.
+pub(crate) fn takes_chunks(job_types: &[JobType]) -> bool {
+    job_types.is_empty() || job_types.contains(&JobType::Transcription)
 }
 
 /// A `pipeline.ingest` task as a Celery client sent it.
@@ -170,6 +186,17 @@ pub trait JobQueue: Send + Sync {
             let works = self.claim_batch(worker, job_types, lease, 1).await?;
             Ok(works.into_iter().next())
         })
+    }
+
+    /// Tells workers that `chunks` of `job` wait for one: a message each
+    /// on a broker; the embedded queue's workers find them in the table.
+    /// Best effort: the job's holder works through every chunk nobody took.
+    fn dispatch_chunks<'a>(
+        &'a self,
+        _job: &'a ProcessingJob,
+        _chunks: &'a [Chunk],
+    ) -> QueueFuture<'a, ()> {
+        Box::pin(async { Ok(()) })
     }
 
     /// Acknowledges (or hands back) the message of an ingest task whose

@@ -9,6 +9,7 @@
 
 mod audio;
 mod batch;
+mod chunks;
 mod clock;
 mod dispatch;
 mod error;
@@ -24,6 +25,7 @@ mod workers;
 
 pub use audio::{AudioResults, NewAudio};
 pub use batch::Completion;
+pub use chunks::{ChunkBeat, ChunkLease, ChunkScope};
 pub use error::StoreError;
 pub use jobs::{Ended, Heartbeat, JobClaim, Lease, NewJob, Reclaim, StageOutput, MAX_LOST_LEASES};
 pub use keys::ApiKey;

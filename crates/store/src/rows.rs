@@ -3,7 +3,9 @@
 //! backends through sqlx's `Any` driver.
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use pipeline_core::{AudioFile, JobError, JobEvent, JobStatus, JobType, ProcessingJob};
+use pipeline_core::{
+    AudioFile, Chunk, ChunkStatus, JobError, JobEvent, JobStatus, JobType, ProcessingJob,
+};
 use sqlx::any::AnyRow;
 use sqlx::Row;
 use std::str::FromStr;
@@ -19,6 +21,10 @@ pub(crate) const JOB_COLUMNS: &str = "id, audio_id, job_type, status, progress, 
 /// Columns of `audio_files` in the order [`audio`] reads them.
 pub(crate) const AUDIO_COLUMNS: &str = "id, original_name, sha256, size_bytes, container, codec, \
      duration_seconds, sample_rate, channels, storage_key, status, options, created_at, updated_at";
+
+/// Columns of `transcription_chunks` in the order [`chunk`] reads them.
+pub(crate) const CHUNK_COLUMNS: &str = "job_id, idx, start_seconds, end_seconds, status, attempt, \
+     worker, lease_expires_at, error, language, segments";
 
 /// Timestamps are stored as fixed-width RFC 3339 UTC text, so that text
 /// order is time order on both backends.
@@ -166,4 +172,38 @@ pub(crate) fn event(row: &AnyRow) -> Result<JobEvent, StoreError> {
         worker: get(row, T, "worker")?,
         message: get(row, T, "message")?,
     })
+}
+
+/// Reads a row selected with [`CHUNK_COLUMNS`].
+pub(crate) fn chunk(row: &AnyRow) -> Result<Chunk, StoreError> {
+    const T: &str = "transcription_chunks";
+    let status: String = get(row, T, "status")?;
+    let segments: Option<String> = get(row, T, "segments")?;
+    let result: ChunkResult = match segments {
+        Some(text) => {
+            serde_json::from_str(&text).map_err(|e| corrupt(T, format!("column segments: {e}")))?
+        }
+        None => ChunkResult::default(),
+    };
+    Ok(Chunk {
+        job_id: uuid(T, "job_id", row)?,
+        index: unsigned(row, T, "idx")?,
+        start: get(row, T, "start_seconds")?,
+        end: get(row, T, "end_seconds")?,
+        status: parse::<ChunkStatus>(T, "status", &status)?,
+        attempt: unsigned(row, T, "attempt")?,
+        worker: get(row, T, "worker")?,
+        lease_expires_at: opt_time(row, T, "lease_expires_at")?,
+        error: get(row, T, "error")?,
+        language: get(row, T, "language")?,
+        language_probability: result.language_probability,
+        segments: result.segments,
+    })
+}
+
+/// What the `segments` column of a finished chunk holds.
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+pub(crate) struct ChunkResult {
+    pub(crate) language_probability: f32,
+    pub(crate) segments: Vec<pipeline_core::Segment>,
 }

@@ -203,6 +203,28 @@ CREATE TABLE diarizations (
 )
 "#;
 
+/// Chunks of long transcriptions: each a stretch of the file that any
+/// worker may claim under a lease of its own, with its segments once done.
+const V6_CHUNKS: &str = r#"
+CREATE TABLE transcription_chunks (
+    job_id TEXT NOT NULL REFERENCES processing_jobs (id) ON DELETE CASCADE,
+    idx BIGINT NOT NULL,
+    start_seconds DOUBLE PRECISION NOT NULL,
+    end_seconds DOUBLE PRECISION NOT NULL,
+    status TEXT NOT NULL,
+    attempt BIGINT NOT NULL DEFAULT 0,
+    worker TEXT,
+    lease_expires_at TEXT,
+    error TEXT,
+    language TEXT,
+    segments TEXT,
+    started_at TEXT,
+    completed_at TEXT,
+    PRIMARY KEY (job_id, idx)
+);
+CREATE INDEX transcription_chunks_status ON transcription_chunks (status, job_id)
+"#;
+
 /// Every migration in order; the last one's version is the schema version.
 pub(crate) fn migrations() -> Vec<Migration> {
     vec![
@@ -236,6 +258,12 @@ pub(crate) fn migrations() -> Vec<Migration> {
             description: "speaker turns of diarized files",
             sqlite: &[V5_DIARIZATIONS],
             postgres: &[V5_DIARIZATIONS],
+        },
+        Migration {
+            version: 6,
+            description: "chunks of long transcriptions",
+            sqlite: &[V6_CHUNKS],
+            postgres: &[V6_CHUNKS],
         },
     ]
 }

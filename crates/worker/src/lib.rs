@@ -3,6 +3,7 @@
 //! PROCESSING) from the embedded queue, with leases, heartbeats, progress,
 //! retries with backoff, timeouts and graceful shutdown.
 
+mod chunks;
 pub mod diarize;
 pub mod ingest;
 pub mod retry;

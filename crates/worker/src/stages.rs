@@ -73,6 +73,9 @@ pub(crate) async fn run(
         )))
     })?;
     match job.job_type {
+        JobType::Transcription if crate::chunks::is_long(worker, &audio) => {
+            crate::chunks::transcribe_in_chunks(worker, job, &audio, &options, control).await
+        }
         JobType::Transcription => transcribe(worker, &audio, &options, control).await,
         JobType::Diarization => crate::diarize::diarize(worker, &audio, &options, control).await,
         JobType::Processing => {

@@ -208,6 +208,8 @@ async fn setup(options: ProcessOptions, step: Diarize, pause: Duration, slots: u
         ingest_roots: Vec::new(),
         retention: pipeline_store::Retention::default(),
         cache_retention: None,
+        chunk_seconds: 0,
+        vad_files: None,
     };
     let worker =
         Worker::new(store.clone(), queue, storage, settings, engine).with_diarizer(diarizer_loader);

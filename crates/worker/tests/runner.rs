@@ -154,6 +154,8 @@ async fn setup(steps: Vec<Step>, timeout: Duration, file: &str) -> Setup {
         ingest_roots: Vec::new(),
         retention: pipeline_store::Retention::default(),
         cache_retention: None,
+        chunk_seconds: 0,
+        vad_files: None,
     };
     let worker = Arc::new(Worker::new(store.clone(), queue, storage, settings, loader));
     Setup {

@@ -22,9 +22,13 @@ pub async fn check_status(app: &App, id: &str) -> Result<u8> {
     let audio = store.audio(id).await.map_err(store_failure)?;
     let jobs = store.jobs_for_audio(id).await.map_err(store_failure)?;
     let results = store.results(id).await.map_err(store_failure)?;
+    let chunks = chunk_counts(&store, &jobs).await?;
     if app.json {
         let mut doc = views::audio_json(&audio, &jobs);
-        doc["jobs"] = jobs.iter().map(views::job_json).collect();
+        doc["jobs"] = jobs
+            .iter()
+            .map(|j| views::job_json_with(j, &chunks))
+            .collect();
         doc["outputs"] = json!(results
             .as_ref()
             .map(|r| r.outputs.clone())
@@ -39,7 +43,7 @@ pub async fn check_status(app: &App, id: &str) -> Result<u8> {
     } else {
         out!(
             "{}",
-            views::status_text(&app.style, &audio, &jobs, results.as_ref())
+            views::status_text(&app.style, &audio, &jobs, &chunks, results.as_ref())
         );
     }
     Ok(0)
@@ -56,8 +60,9 @@ pub async fn jobs(app: &App, id: &str, follow: bool, events: bool) -> Result<u8>
         let jobs = store.jobs_for_audio(id).await.map_err(store_failure)?;
         let finished = jobs.iter().all(|j| j.status.is_final());
         if !follow || finished || !app.json {
+            let chunks = chunk_counts(&store, &jobs).await?;
             let text = if app.json {
-                let mut doc = views::jobs_json(id, &jobs);
+                let mut doc = views::jobs_json(id, &jobs, &chunks);
                 if events {
                     let mut all = Vec::new();
                     for job in &jobs {
@@ -69,7 +74,7 @@ pub async fn jobs(app: &App, id: &str, follow: bool, events: bool) -> Result<u8>
                 }
                 serde_json::to_string_pretty(&doc)?
             } else {
-                let mut text = views::jobs_text(&app.style, id, &jobs);
+                let mut text = views::jobs_text(&app.style, id, &jobs, &chunks);
                 if events {
                     text.push_str(&events_text(&store, &jobs).await?);
                 }
@@ -87,6 +92,19 @@ pub async fn jobs(app: &App, id: &str, follow: bool, events: bool) -> Result<u8>
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+}
+
+/// The chunk counts of a file's chunked jobs.
+async fn chunk_counts(
+    store: &Store,
+    jobs: &[pipeline_core::ProcessingJob],
+) -> Result<views::Chunks> {
+    let ids: Vec<Uuid> = jobs
+        .iter()
+        .filter(|j| j.job_type == pipeline_core::JobType::Transcription)
+        .map(|j| j.id)
+        .collect();
+    Ok(store.chunk_counts(&ids).await.map_err(store_failure)?)
 }
 
 /// Prints `text` unless it is what was printed last.
@@ -145,9 +163,9 @@ pub async fn follow_remote(
         let finished = jobs.iter().all(|j| j.status.is_final());
         if print && (!follow || finished || !app.json) {
             let text = if app.json {
-                serde_json::to_string_pretty(&views::jobs_json(id, &jobs))?
+                serde_json::to_string_pretty(&views::jobs_json(id, &jobs, &views::Chunks::new()))?
             } else {
-                views::jobs_text(&app.style, id, &jobs)
+                views::jobs_text(&app.style, id, &jobs, &views::Chunks::new())
             };
             draw(app, text, &mut last, redraw)?;
         }

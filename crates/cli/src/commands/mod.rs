@@ -347,6 +347,9 @@ pub fn worker_settings(config: &Config, concurrency: Option<usize>) -> WorkerSet
         cache_retention: (config.retention.cache_hours > 0).then(|| {
             std::time::Duration::from_secs(config.retention.cache_hours.saturating_mul(3600))
         }),
+        chunk_seconds: p.chunk_seconds,
+        vad_files: Some((config.vad_runtime(), config.vad_model()))
+            .filter(|(runtime, model)| runtime.is_file() && model.is_file()),
     }
 }
 

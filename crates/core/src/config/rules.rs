@@ -57,6 +57,12 @@ impl LoadedConfig {
                 ),
             ));
         }
+        if (1..30).contains(&c.processing.chunk_seconds) {
+            return Err(self.invalid(
+                "processing.chunk_seconds",
+                "must be 0 (never cut) or at least 30: a chunk holds whole sentences",
+            ));
+        }
         if c.processing.retry_base_secs > c.processing.retry_max_secs {
             return Err(self.invalid(
                 "processing.retry_base_secs",

@@ -131,13 +131,16 @@ impl Inner {
     /// Sorts a delivery: an ingest task is work as it is, a message that
     /// is no pipeline job is settled here, and a job's message is returned
     /// with its job id, to be claimed.
-    pub(super) async fn triage(&self, delivery: Delivery) -> Triage {
+    pub(super) async fn triage(&self, delivery: Delivery, worker: &str, lease: Duration) -> Triage {
         let task = delivery.message.task.clone();
         if task == INGEST_TASK {
             let task_id = delivery.message.id.clone();
             let kwargs = delivery.message.kwargs.clone();
             self.hold(&task_id, delivery.receipt);
             return Triage::Work(Work::Ingest(IngestTask { task_id, kwargs }));
+        }
+        if task == CHUNK_TASK {
+            return self.take_chunk(delivery, worker, lease).await;
         }
         // pipeline.transcribe, pipeline.diarize, pipeline.process.
         if JobType::from_task_name(&task).is_none() {
@@ -161,6 +164,56 @@ impl Inner {
         Triage::Job(job_id, delivery)
     }
 
+    /// Claims the chunk a `pipeline.transcribe_chunk` message names; its
+    /// message is held until the chunk's outcome is committed. A chunk
+    /// that is done, held by another worker, or whose job is not running
+    /// is acknowledged: its holder sees to it.
+    async fn take_chunk(&self, delivery: Delivery, worker: &str, lease: Duration) -> Triage {
+        let kwargs = &delivery.message.kwargs;
+        let job_id = kwargs
+            .get("job_id")
+            .and_then(|v| v.as_str())
+            .and_then(|s| Uuid::parse_str(s).ok());
+        let index = kwargs
+            .get("index")
+            .and_then(|v| v.as_u64())
+            .and_then(|i| u32::try_from(i).ok());
+        let (Some(job_id), Some(index)) = (job_id, index) else {
+            log(&format!(
+                "dead-lettered task {} ({CHUNK_TASK}): no job_id or index in its kwargs",
+                delivery.message.id
+            ));
+            self.dead_letter(delivery.receipt).await;
+            return Triage::Settled;
+        };
+        match self
+            .store
+            .claim_chunk(ChunkScope::One(job_id, index), worker, lease)
+            .await
+        {
+            Ok(Some(chunk)) => {
+                let task_id = delivery.message.id.clone();
+                self.hold(&task_id, delivery.receipt);
+                Triage::Work(Work::Chunk(ChunkWork {
+                    task_id: Some(task_id),
+                    chunk,
+                }))
+            }
+            Ok(None) => {
+                self.finish(delivery.receipt, Settle::Ack).await;
+                Triage::Settled
+            }
+            Err(e) => {
+                log(&format!(
+                    "could not claim a chunk, trying again shortly: {e}"
+                ));
+                self.finish(delivery.receipt, Settle::RequeueAfter(BOUNCE_PAUSE))
+                    .await;
+                Triage::Settled
+            }
+        }
+    }
+
     /// Turns deliveries into work, or settles or keeps them; the jobs among
     /// them are claimed together.
     pub(super) async fn handle(
@@ -172,7 +225,7 @@ impl Inner {
         let mut works = Vec::new();
         let mut jobs = Vec::new();
         for delivery in deliveries {
-            match self.triage(delivery).await {
+            match self.triage(delivery, worker, lease).await {
                 Triage::Work(work) => works.push(work),
                 Triage::Settled => {}
                 Triage::Job(job_id, delivery) => jobs.push((job_id, delivery)),

@@ -30,6 +30,38 @@ impl Inner {
         message
     }
 
+    /// One `pipeline.transcribe_chunk` message per chunk. A message that
+    /// cannot be sent costs only time: the job's holder, and every idle
+    /// worker looking at the table, take the chunk anyway.
+    pub(super) async fn dispatch_chunks(
+        &self,
+        job: &ProcessingJob,
+        chunks: &[Chunk],
+    ) -> Result<(), QueueError> {
+        if chunks.is_empty() || self.broker_down().is_some() {
+            return Ok(());
+        }
+        let messages: Vec<TaskMessage> = chunks
+            .iter()
+            .map(|chunk| {
+                let mut kwargs = Map::new();
+                kwargs.insert("audio_id".into(), json!(job.audio_id.to_string()));
+                kwargs.insert("job_id".into(), json!(job.id.to_string()));
+                kwargs.insert("index".into(), json!(chunk.index));
+                kwargs.insert("start".into(), json!(chunk.start));
+                kwargs.insert("end".into(), json!(chunk.end));
+                TaskMessage::new(CHUNK_TASK, &Uuid::new_v4().to_string(), kwargs)
+            })
+            .collect();
+        if let Err(e) = self.publish(&self.settings.queue, &messages).await {
+            log(&format!(
+                "could not send the chunk messages of job {}: {e}",
+                job.id
+            ));
+        }
+        Ok(())
+    }
+
     /// Dispatches after making sure the broker still holds what was sent
     /// before (see [`Inner::check_epoch`]).
     pub(super) async fn dispatch(&self, jobs: &[ProcessingJob]) -> Result<Dispatched, QueueError> {

@@ -19,8 +19,8 @@
 //! Celery-mode worker also claims from.
 
 use chrono::{DateTime, Utc};
-use pipeline_core::{JobStatus, JobType, ProcessingJob};
-use pipeline_store::{JobClaim, Store};
+use pipeline_core::{Chunk, JobStatus, JobType, ProcessingJob};
+use pipeline_store::{ChunkScope, JobClaim, Store};
 use serde_json::{json, Map};
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -31,8 +31,10 @@ use uuid::Uuid;
 use crate::celery::amqp::{self, AmqpTransport};
 use crate::celery::message::TaskMessage;
 use crate::celery::redis::RedisTransport;
-use crate::celery::{INGEST_TASK, PROCESS_TASK};
-use crate::{Dispatched, IngestTask, JobQueue, QueueError, QueueFuture, QueueHealth, Settle, Work};
+use crate::celery::{CHUNK_TASK, INGEST_TASK, PROCESS_TASK};
+use crate::{
+    ChunkWork, Dispatched, IngestTask, JobQueue, QueueError, QueueFuture, QueueHealth, Settle, Work,
+};
 
 /// Times a task of another app may come back to one worker before it is
 /// dead-lettered.
@@ -236,6 +238,14 @@ impl JobQueue for BrokerQueue {
         Box::pin(self.inner.dispatch(jobs))
     }
 
+    fn dispatch_chunks<'a>(
+        &'a self,
+        job: &'a ProcessingJob,
+        chunks: &'a [Chunk],
+    ) -> QueueFuture<'a, ()> {
+        Box::pin(self.inner.dispatch_chunks(job, chunks))
+    }
+
     fn claim_batch<'a>(
         &'a self,
         worker: &'a str,
@@ -255,6 +265,20 @@ impl JobQueue for BrokerQueue {
             // Jobs that fell back to the embedded queue run here too; the
             // table is looked at about once a second, not before every message.
             if inner.embedded_poll_due() {
+                // Chunks whose messages another worker's prefetch holds
+                // are taken from the table too, so no idle worker waits.
+                if crate::takes_chunks(job_types) {
+                    if let Some(chunk) = inner
+                        .store
+                        .claim_chunk(ChunkScope::Any, worker, lease)
+                        .await?
+                    {
+                        return Ok(vec![Work::Chunk(ChunkWork {
+                            task_id: None,
+                            chunk,
+                        })]);
+                    }
+                }
                 if let Some(job) = inner.store.claim(worker, job_types, lease).await? {
                     return Ok(vec![Work::Job(job)]);
                 }

@@ -12,3 +12,6 @@ pub const DIARIZE_TASK: &str = "pipeline.diarize";
 pub const PROCESS_TASK: &str = "pipeline.process";
 /// Submits audio through Celery alone: kwargs `source` and `process`'s options.
 pub const INGEST_TASK: &str = "pipeline.ingest";
+/// One chunk of a long transcription (kwargs `audio_id`, `job_id`, `index`,
+/// `start`, `end`), for any worker to take.
+pub const CHUNK_TASK: &str = "pipeline.transcribe_chunk";

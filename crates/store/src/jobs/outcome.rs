@@ -278,6 +278,9 @@ impl Store {
             new.started_at = None;
             new.completed_at = None;
             write_transition(&mut tx, outbox, old, &new, None, "retried by user").await?;
+            if old.job_type == JobType::Transcription {
+                crate::chunks::requeue_unfinished(&mut tx, old.id).await?;
+            }
             changed.push(new);
         }
         refresh_audio_status(&mut tx, outbox, audio_id).await?;

@@ -77,6 +77,12 @@ pub struct WorkerSettings {
     /// Downloads from an object store kept after their last use
     /// (`retention.cache_hours`); `None` keeps them for good.
     pub cache_retention: Option<Duration>,
+    /// Audio longer than this is transcribed in chunks of about this
+    /// length, by any worker (`processing.chunk_seconds`); 0 never cuts.
+    pub chunk_seconds: u64,
+    /// The ONNX Runtime library and the Silero VAD model that find the
+    /// silences to cut at; without them the quietest stretch is taken.
+    pub vad_files: Option<(PathBuf, PathBuf)>,
 }
 
 /// A stop request shared by the signal handler and every running job.
@@ -119,7 +125,7 @@ pub enum RunUntil {
 /// A worker process's job runner.
 pub struct Worker {
     pub(crate) store: Store,
-    queue: Arc<dyn JobQueue>,
+    pub(crate) queue: Arc<dyn JobQueue>,
     pub(crate) storage: Storage,
     pub(crate) settings: WorkerSettings,
     engine: OnceCell<Arc<dyn Transcriber>>,
@@ -457,6 +463,7 @@ impl Worker {
                         match work {
                             Work::Job(job) => jobs.push(job),
                             Work::Ingest(task) => self.ingest(task).await,
+                            Work::Chunk(work) => crate::chunks::run_taken(self, work).await,
                         }
                     }
                     if !jobs.is_empty() {
