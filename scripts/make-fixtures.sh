@@ -4,7 +4,8 @@
 # committed; everything is regenerated from these commands.
 #
 #   scripts/make-fixtures.sh        the small fixtures (a second or two)
-#   scripts/make-fixtures.sh long   also long-1min.wav and long-10min.wav (~30 MB)
+#   scripts/make-fixtures.sh long   also long-1min.wav, long-10min.wav and
+#                                   licence-6min.wav (~42 MB)
 #
 # Output goes to $FIXTURES_DIR (default: fixtures/generated at the repo root).
 # A file that already exists is left alone, so a second run is instant; delete
@@ -125,6 +126,17 @@ if [[ "$mode" == long ]]; then
     long10() { repeat_to 600 "$1"; }
     gen long-1min.wav long1
     gen long-10min.wav long10
+    # Six minutes that never repeat (the first 960 words of the GPL-3 read
+    # at 160 words a minute), for chunked transcription against a reference.
+    licence=/usr/share/common-licenses/GPL-3
+    [[ -s "$out/licence-6min.txt" ]] ||
+        tr -s '[:space:]' ' ' <"$licence" | cut -d' ' -f1-960 >"$out/licence-6min.txt"
+    licence6() {
+        espeak-ng -s 160 -w "$1.raw.wav" -f "$out/licence-6min.txt"
+        ff -i "$1.raw.wav" -ar 16000 -ac 1 -c:a pcm_s16le "$1"
+        rm -f "$1.raw.wav"
+    }
+    gen licence-6min.wav licence6
 fi
 
 echo "fixtures ready in $out"

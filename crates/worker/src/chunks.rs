@@ -523,6 +523,9 @@ fn loudness(samples: &[f32]) -> Vec<f32> {
     rms.iter().map(|r| (r / peak * 3.5).min(1.0)).collect()
 }
 
+/// Speech probabilities of a stretch of samples, one per [`WINDOW`].
+type SpeechFn<'a> = dyn FnMut(&[f32]) -> Result<Vec<f32>, AsrError> + 'a;
+
 /// Cuts `duration` seconds of `source` into spans of about `chunk` seconds:
 /// each cut at the middle of the longest pause within [`SEARCH_SECONDS`]
 /// of its target, by the speech probabilities `speech` gives for a stretch
@@ -532,7 +535,7 @@ fn plan(
     source: &mut dyn AudioSource,
     duration: f64,
     chunk: f64,
-    speech: &mut dyn FnMut(&[f32]) -> Result<Vec<f32>, AsrError>,
+    speech: &mut SpeechFn<'_>,
     stop: &dyn Fn() -> bool,
 ) -> Result<Vec<(f64, f64)>, AsrError> {
     let search = (chunk / 4.0).min(SEARCH_SECONDS);

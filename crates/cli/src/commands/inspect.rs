@@ -104,7 +104,7 @@ async fn chunk_counts(
         .filter(|j| j.job_type == pipeline_core::JobType::Transcription)
         .map(|j| j.id)
         .collect();
-    Ok(store.chunk_counts(&ids).await.map_err(store_failure)?)
+    store.chunk_counts(&ids).await.map_err(store_failure)
 }
 
 /// Prints `text` unless it is what was printed last.
