@@ -32,6 +32,8 @@ pub struct WhisperEngine {
     multilingual: bool,
     name: String,
     dir: PathBuf,
+    /// How the replicas were loaded, for the fresh models sampling runs on.
+    config: Config,
     /// Where the speech detector of batched mode comes from.
     vad_files: Option<(PathBuf, PathBuf)>,
     /// The speech detector, loaded by the first batched transcription.
@@ -89,11 +91,10 @@ impl WhisperEngine {
             num_threads_per_replica: threads,
             ..Config::default()
         };
-        // The temperature fallback samples; a fixed seed makes the same
-        // file give the same transcript from one run of the program to the
-        // next. CTranslate2 seeds one generator per thread at its first
-        // use, so within a long-running worker the draws still depend on
-        // what that thread sampled before.
+        // The temperature fallback samples. CTranslate2 seeds one generator
+        // per thread at its first draw, from this seed; sampling runs on a
+        // model of its own (see `Ct2Backend::generate_batch`), so that every
+        // sampled window starts from the seed.
         ct2rs::set_random_seed(SAMPLING_SEED);
         // Each replica is a model of its own, loaded from the directory,
         // never CTranslate2's replicas of one model (`device_indices` of
@@ -135,6 +136,7 @@ impl WhisperEngine {
             name,
             dir: dir.to_path_buf(),
             vad_files: options.onnxruntime.clone().zip(options.vad_model.clone()),
+            config,
             silero: Mutex::new(None),
         })
     }
@@ -253,6 +255,9 @@ fn backend_error(e: impl std::fmt::Display) -> AsrError {
 struct Ct2Backend<'a> {
     model: &'a Whisper,
     tokenizer: &'a Tokenizer,
+    /// The model directory and settings a sampling model is loaded with.
+    dir: &'a Path,
+    config: &'a Config,
 }
 
 impl WhisperBackend for Ct2Backend<'_> {
@@ -295,9 +300,22 @@ impl WhisperBackend for Ct2Backend<'_> {
             .iter()
             .map(|p| self.prompt_strings(p))
             .collect::<Result<_, _>>()?;
-        let result = self
-            .model
-            .generate(encoded, &prompts, &whisper_options(options));
+        let result = if options.sampling_topk == 1 {
+            self.model
+                .generate(encoded, &prompts, &whisper_options(options))
+        } else {
+            // Sampling (the temperature fallback) draws from CTranslate2's
+            // generator of the thread it runs on, seeded once at that
+            // thread's first draw: on a long-lived model the draws depend on
+            // everything it sampled before, and the same audio gave other
+            // words from one file to the next. A model loaded for this call
+            // has a thread of its own that starts from the seed, so the same
+            // window samples the same words in any worker, any run (the
+            // load costs a fraction of a second, only on windows that fall
+            // back).
+            let fresh = Whisper::new(self.dir, self.config.clone()).map_err(backend_error)?;
+            fresh.generate(encoded, &prompts, &whisper_options(options))
+        };
         // A batch's scratch is needed again by the next batch: handing it
         // back would only fault it in again (a third of the time went to the
         // kernel with it). One window's is trimmed, as before.
@@ -439,6 +457,8 @@ impl Transcriber for WhisperEngine {
         let backend = Ct2Backend {
             model: lease.model(),
             tokenizer: &self.tokenizer,
+            dir: &self.dir,
+            config: &self.config,
         };
         let form = LongForm::new(&backend, &self.tokenizer, &self.front_end, options);
         match options.mode {

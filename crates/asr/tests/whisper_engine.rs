@@ -349,3 +349,37 @@ fn missing_model_names_the_path() {
     assert!(err.to_string().contains("model.bin"), "{err}");
     assert!(!err.is_retryable());
 }
+
+/// The temperature fallback samples; sampling the same audio again, after
+/// the engine sampled other audio in between, gives the same words. (Before
+/// each sampled window ran on a model of its own, CTranslate2's per-thread
+/// generator carried on from the earlier draws and the words changed.)
+#[test]
+fn sampling_the_same_audio_twice_gives_the_same_words() {
+    let Some(engine) = engine() else { return };
+    let first = common::SENTENCES[0..3].join(" ");
+    let other = common::SENTENCES[10..13].join(" ");
+    let (Some(first), Some(other)) = (common::speak(&first), common::speak(&other)) else {
+        return;
+    };
+    // Sampling from the first window on, hot enough that draws matter.
+    let options = DecodeOptions {
+        temperatures: vec![1.0],
+        ..DecodeOptions::default()
+    };
+    let run = |samples: &Vec<f32>| {
+        let mut source = VecSource::new(samples.clone());
+        serde_json::to_string(
+            &engine
+                .transcribe(&mut source, &options, &mut NoObserver)
+                .expect("transcribe")
+                .segments,
+        )
+        .expect("json")
+    };
+    let once = run(&first);
+    let _ = run(&other);
+    let _ = run(&other);
+    let again = run(&first);
+    assert_eq!(once, again, "the same audio sampled the same words");
+}

@@ -17,7 +17,7 @@ fn status_reports_a_healthy_local_setup() {
     let doc = out.json();
     let db = &doc["database"];
     assert_eq!(db["reachable"], true, "{doc:#}");
-    assert_eq!(db["schema_version"], 5, "{doc:#}");
+    assert_eq!(db["schema_version"], 6, "{doc:#}");
     assert_eq!(db["backend"], "SQLite", "{doc:#}");
     assert!(
         db["url"]
@@ -57,7 +57,7 @@ fn status_reports_a_healthy_local_setup() {
         human.stdout.starts_with("=== Pipeline Status ===\n"),
         "{human}"
     );
-    assert!(human.stdout.contains("schema version 5"), "{human}");
+    assert!(human.stdout.contains("schema version 6"), "{human}");
 }
 
 #[test]

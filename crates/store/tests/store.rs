@@ -24,7 +24,7 @@ async fn a_file_moves_through_both_stages_with_an_audit_trail() {
         assert_eq!(jobs.len(), 2);
         assert_eq!(jobs[0].status, JobStatus::Queued);
         assert_eq!(jobs[1].status, JobStatus::Pending);
-        assert_eq!(store.schema_version().await.unwrap(), 5);
+        assert_eq!(store.schema_version().await.unwrap(), 6);
 
         let t = store
             .claim("w1", &[], LEASE)
