@@ -4,10 +4,10 @@
 //! share one PostgreSQL database with no broker at all.
 
 use pipeline_core::{JobType, ProcessingJob};
-use pipeline_store::{ChunkScope, Store};
+use pipeline_store::Store;
 use std::time::Duration;
 
-use crate::{ChunkWork, Dispatched, JobQueue, QueueFuture, QueueHealth, Settle, Work};
+use crate::{Dispatched, JobQueue, QueueFuture, QueueHealth, Settle, Work};
 
 /// The jobs table as the queue.
 #[derive(Clone)]
@@ -42,17 +42,10 @@ impl JobQueue for EmbeddedQueue {
         // One job per claim: the table has no burst to batch.
         Box::pin(async move {
             // A started file's chunks before new files: it finishes sooner.
-            if crate::takes_chunks(job_types) {
-                if let Some(chunk) = self
-                    .store
-                    .claim_chunk(ChunkScope::Any, worker, lease)
-                    .await?
-                {
-                    return Ok(vec![Work::Chunk(ChunkWork {
-                        task_id: None,
-                        chunk,
-                    })]);
-                }
+            if let Some(work) =
+                crate::chunk_from_table(&self.store, job_types, worker, lease).await?
+            {
+                return Ok(vec![work]);
             }
             Ok(self
                 .store

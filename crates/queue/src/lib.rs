@@ -87,9 +87,26 @@ pub struct ChunkWork {
     pub chunk: Chunk,
 }
 
-/// Whether a worker for `job_types` (all when empty) takes chunks.
-pub(crate) fn takes_chunks(job_types: &[JobType]) -> bool {
-    job_types.is_empty() || job_types.contains(&JobType::Transcription)
+/// A waiting chunk of any running job, taken from the table for a worker
+/// for `job_types` (all when empty; chunks are TRANSCRIPTION's).
+pub(crate) async fn chunk_from_table(
+    store: &pipeline_store::Store,
+    job_types: &[JobType],
+    worker: &str,
+    lease: Duration,
+) -> Result<Option<Work>, QueueError> {
+    if !job_types.is_empty() && !job_types.contains(&JobType::Transcription) {
+        return Ok(None);
+    }
+    let chunk = store
+        .claim_chunk(pipeline_store::ChunkScope::Any, worker, lease)
+        .await?;
+    Ok(chunk.map(|chunk| {
+        Work::Chunk(ChunkWork {
+            task_id: None,
+            chunk,
+        })
+    }))
 }
 
 /// A `pipeline.ingest` task as a Celery client sent it.

@@ -18,7 +18,9 @@ use pipeline_store::{ChunkBeat, ChunkLease, ChunkScope, StoreError};
 
 use crate::ingest::ProcessOptions;
 use crate::runner::{Interruption, JobControl, Shutdown, Worker};
-use crate::stages::{asr_failure, local_audio, DecoderSource, StageDone, StageError};
+use crate::stages::{
+    asr_failure, engine_outcome, local_audio, DecoderSource, StageDone, StageError,
+};
 
 /// Samples per second of the decoded stream.
 const RATE: f64 = 16_000.0;
@@ -337,22 +339,13 @@ async fn transcribe_chunk(
     let channel = options.channel();
     let (start, end) = (chunk.start, chunk.end);
     let mut observer = ChunkObserver(control.clone());
-    let result = tokio::task::spawn_blocking(move || {
+    let joined = tokio::task::spawn_blocking(move || {
         let inner = DecoderSource::open(&path, &name, &limits, channel)?;
         let mut source = RangeSource::new(inner, start, end);
         engine.transcribe(&mut source, &decode, &mut observer)
     })
-    .await
-    .map_err(|e| StageError::Failed(JobError::retryable(format!("transcription stopped: {e}"))))?;
-    let mut transcript = match result {
-        Ok(t) => t,
-        Err(AsrError::Cancelled) => {
-            return Err(StageError::Interrupted(
-                control.interruption().unwrap_or(Interruption::Cancelled),
-            ))
-        }
-        Err(e) => return Err(asr_failure(e)),
-    };
+    .await;
+    let mut transcript = engine_outcome(joined, || control.interruption())?;
     for segment in &mut transcript.segments {
         shift(segment, start);
     }

@@ -140,24 +140,15 @@ async fn transcribe(
     let channel = options.channel();
     let control_for_engine = control.clone();
     let started = Instant::now();
-    let transcript = tokio::task::spawn_blocking(move || {
+    let joined = tokio::task::spawn_blocking(move || {
         let mut source = DecoderSource::open(&path, &name, &limits, channel)?;
         let mut observer = ControlObserver {
             control: control_for_engine,
         };
         engine.transcribe(&mut source, &decode, &mut observer)
     })
-    .await
-    .map_err(|e| StageError::Failed(JobError::retryable(format!("transcription stopped: {e}"))))?;
-    let mut transcript = match transcript {
-        Ok(t) => t,
-        Err(AsrError::Cancelled) => {
-            return Err(StageError::Interrupted(
-                control.interruption().unwrap_or(Interruption::Cancelled),
-            ))
-        }
-        Err(e) => return Err(asr_failure(e)),
-    };
+    .await;
+    let mut transcript = engine_outcome(joined, || control.interruption())?;
     if let Some(reason) = control.interruption() {
         // The lease may have been lost while the last window decoded.
         if reason == Interruption::LeaseLost {
@@ -331,6 +322,24 @@ fn audio_failure(name: &str, e: &AudioError) -> AsrError {
     AsrError::Audio {
         message,
         retryable: e.is_retryable(),
+    }
+}
+
+/// What the engine's blocking task ended with, as a stage's outcome: a
+/// cancelled transcription is the interruption that stopped it.
+pub(crate) fn engine_outcome(
+    joined: Result<Result<Transcript, AsrError>, tokio::task::JoinError>,
+    interruption: impl Fn() -> Option<Interruption>,
+) -> Result<Transcript, StageError> {
+    match joined {
+        Ok(Ok(transcript)) => Ok(transcript),
+        Ok(Err(AsrError::Cancelled)) => Err(StageError::Interrupted(
+            interruption().unwrap_or(Interruption::Cancelled),
+        )),
+        Ok(Err(e)) => Err(asr_failure(e)),
+        Err(e) => Err(StageError::Failed(JobError::retryable(format!(
+            "transcription stopped: {e}"
+        )))),
     }
 }
 

@@ -267,17 +267,10 @@ impl JobQueue for BrokerQueue {
             if inner.embedded_poll_due() {
                 // Chunks whose messages another worker's prefetch holds
                 // are taken from the table too, so no idle worker waits.
-                if crate::takes_chunks(job_types) {
-                    if let Some(chunk) = inner
-                        .store
-                        .claim_chunk(ChunkScope::Any, worker, lease)
-                        .await?
-                    {
-                        return Ok(vec![Work::Chunk(ChunkWork {
-                            task_id: None,
-                            chunk,
-                        })]);
-                    }
+                if let Some(work) =
+                    crate::chunk_from_table(&inner.store, job_types, worker, lease).await?
+                {
+                    return Ok(vec![work]);
                 }
                 if let Some(job) = inner.store.claim(worker, job_types, lease).await? {
                     return Ok(vec![Work::Job(job)]);
