@@ -2,7 +2,7 @@
 //! binding; the decoding itself is in [`crate::longform`].
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use ct2rs::sys::{ComputeType, Config, Device, StorageView, Whisper, WhisperOptions};
 
@@ -258,6 +258,9 @@ struct Ct2Backend<'a> {
     /// The model directory and settings a sampling model is loaded with.
     dir: &'a Path,
     config: &'a Config,
+    /// The model this transcription samples on, loaded at its first
+    /// sampled window (see `generate_batch`).
+    sampler: OnceLock<Whisper>,
 }
 
 impl WhisperBackend for Ct2Backend<'_> {
@@ -308,13 +311,21 @@ impl WhisperBackend for Ct2Backend<'_> {
             // generator of the thread it runs on, seeded once at that
             // thread's first draw: on a long-lived model the draws depend on
             // everything it sampled before, and the same audio gave other
-            // words from one file to the next. A model loaded for this call
-            // has a thread of its own that starts from the seed, so the same
-            // window samples the same words in any worker, any run (the
-            // load costs a fraction of a second, only on windows that fall
-            // back).
-            let fresh = Whisper::new(self.dir, self.config.clone()).map_err(backend_error)?;
-            fresh.generate(encoded, &prompts, &whisper_options(options))
+            // words from one file to the next. A model loaded for this
+            // transcription has a thread of its own that starts from the
+            // seed, and its later draws follow from this file's own windows
+            // only, so the same file samples the same words in any worker,
+            // any run. One load per transcription that falls back, not one
+            // per sampled candidate (five per fallback temperature).
+            let sampler = match self.sampler.get() {
+                Some(sampler) => sampler,
+                None => {
+                    let fresh =
+                        Whisper::new(self.dir, self.config.clone()).map_err(backend_error)?;
+                    self.sampler.get_or_init(|| fresh)
+                }
+            };
+            sampler.generate(encoded, &prompts, &whisper_options(options))
         };
         // A batch's scratch is needed again by the next batch: handing it
         // back would only fault it in again (a third of the time went to the
@@ -459,6 +470,7 @@ impl Transcriber for WhisperEngine {
             tokenizer: &self.tokenizer,
             dir: &self.dir,
             config: &self.config,
+            sampler: OnceLock::new(),
         };
         let form = LongForm::new(&backend, &self.tokenizer, &self.front_end, options);
         match options.mode {
