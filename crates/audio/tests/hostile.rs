@@ -164,6 +164,28 @@ fn files_cut_or_bit_flipped_anywhere_decode_or_fail_but_never_panic_or_hang() {
     assert!(grown < 32 * MIB, "peak RSS grew by {} MiB", grown / MIB);
 }
 
+/// What the fuzzer found (crates/audio/tests/fuzz-regressions/, kept once
+/// fixed) decodes or fails naming the file, within seconds, never panics.
+#[test]
+fn inputs_the_fuzzer_found_decode_or_fail_cleanly() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fuzz-regressions");
+    let dir_entries = std::fs::read_dir(&dir).expect("the regressions folder");
+    let mut files: Vec<PathBuf> = dir_entries
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_none_or(|e| e != "md"))
+        .collect();
+    files.sort();
+    let before = peak_rss();
+    for path in &files {
+        let name = path.file_name().unwrap_or_default().to_string_lossy();
+        if let Err(e) = decode_bounded(path, Duration::from_secs(20)) {
+            assert!(e.contains(name.as_ref()), "{name}: {e}");
+        }
+    }
+    let grown = peak_rss().saturating_sub(before);
+    assert!(grown < 64 * MIB, "peak RSS grew by {} MiB", grown / MIB);
+}
+
 /// The corpus's builders make good files when told sane values, so that
 /// what the hostile ones fail on is their one wrong field.
 #[test]
