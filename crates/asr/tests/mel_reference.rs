@@ -1,7 +1,7 @@
 //! Our log-mel front end against faster-whisper's own `FeatureExtractor`,
 //! run from the venv that `scripts/setup-python.sh` creates.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use pipeline_asr::mel::MelFrontEnd;
@@ -20,16 +20,6 @@ n_mels = int(sys.argv[3])
 features = module.FeatureExtractor(feature_size=n_mels)(samples, padding=0)
 np.ascontiguousarray(features, dtype=np.float32).tofile(sys.argv[2])
 "#;
-
-fn venv_python() -> Option<PathBuf> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let python = root.join(".venv/bin/python");
-    python.is_file().then_some(python)
-}
-
-fn under_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0")
-}
 
 /// Speech-like test signal: harmonics with a moving pitch, noise and silence.
 fn signal(len: usize) -> Vec<f32> {
@@ -77,14 +67,7 @@ fn reference(python: &Path, samples: &[f32], n_mels: usize) -> Vec<f32> {
 
 #[test]
 fn features_match_faster_whisper() {
-    let Some(python) = venv_python() else {
-        assert!(
-            !under_ci(),
-            "CI: the Python venv is missing; run scripts/setup-python.sh"
-        );
-        eprintln!(
-            "SKIPPED: no venv at .venv; run scripts/setup-python.sh to compare with faster-whisper"
-        );
+    let Some(python) = pipeline_testkit::venv_python() else {
         return;
     };
     for (n_mels, len) in [(80, 16_000 * 7 + 123), (128, 16_000 * 12)] {

@@ -2,7 +2,7 @@
 //! uploads there, and `jobs --follow --api-url` follows its live events.
 
 use anyhow::Result;
-use pipeline_core::ProcessingJob;
+use pipeline_core::{ChunkCounts, ProcessingJob};
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
@@ -11,6 +11,7 @@ use tokio::sync::mpsc;
 use uuid::Uuid;
 
 use crate::app::{exit, failure};
+use crate::views::Chunks;
 
 /// A server and the key to reach it.
 #[derive(Clone)]
@@ -88,15 +89,34 @@ impl Remote {
         self.answer(&format!("GET {path}"), request.call())
     }
 
-    /// A file's jobs.
-    pub fn jobs(&self, audio_id: Uuid) -> Result<Vec<ProcessingJob>> {
+    /// A file's jobs, with the chunk counts of those cut into chunks.
+    pub fn jobs(&self, audio_id: Uuid) -> Result<(Vec<ProcessingJob>, Chunks)> {
         let doc = self.get(&format!("/api/v1/audio/{audio_id}/jobs"))?;
-        serde_json::from_value(doc["jobs"].clone()).map_err(|e| {
-            failure(
-                exit::JOB_FAILED,
-                format!("the server's answer is not a job list: {e}"),
-            )
-        })
+        let jobs: Vec<ProcessingJob> =
+            serde_json::from_value(doc["jobs"].clone()).map_err(|e| {
+                failure(
+                    exit::JOB_FAILED,
+                    format!("the server's answer is not a job list: {e}"),
+                )
+            })?;
+        let mut chunks = Chunks::new();
+        for (job, view) in jobs
+            .iter()
+            .zip(doc["jobs"].as_array().into_iter().flatten())
+        {
+            let count = |field: &str| {
+                view[field]
+                    .as_u64()
+                    .and_then(|n| u32::try_from(n).ok())
+                    .unwrap_or(0)
+            };
+            let total = count("chunks_total");
+            if total > 0 {
+                let done = count("chunks_done");
+                chunks.insert(job.id, ChunkCounts { total, done });
+            }
+        }
+        Ok((jobs, chunks))
     }
 
     /// Uploads `file` with form `fields`; the server's view of the new file

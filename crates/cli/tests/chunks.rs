@@ -188,4 +188,27 @@ fn long_file_in_chunks_survives_a_killed_worker(broker: &str) {
     // The merged segments are in time order.
     let srt = std::fs::read_to_string(doc["outputs"]["srt"].as_str().expect("srt")).unwrap();
     assert!(check_srt(&srt) > 20, "{srt}");
+
+    // A server on the same database shows the same counts, and so does the
+    // CLI of another machine that asks it.
+    let (_, key) = common::server::new_key(&sb);
+    let server = common::server::start(&sb, &["--workers", "0"]);
+    let (status, jobs) = server.get(&format!("/api/v1/audio/{id}/jobs"), Some(&key));
+    assert_eq!(status, 200, "{jobs:#}");
+    let served = find_job(&jobs, "TRANSCRIPTION");
+    assert_eq!(served["chunks_total"], total, "{served:#}");
+    assert_eq!(served["chunks_done"], total, "{served:#}");
+    assert_eq!(find_job(&jobs, "PROCESSING")["chunks_total"], 0, "{jobs:#}");
+    let remote = Sandbox::new().json(&[
+        "--json",
+        "jobs",
+        &id,
+        "--api-url",
+        &server.base,
+        "--api-key",
+        &key,
+    ]);
+    let shown = find_job(&remote, "TRANSCRIPTION");
+    assert_eq!(shown["chunks_total"], total, "{remote:#}");
+    assert_eq!(shown["chunks_done"], total, "{remote:#}");
 }

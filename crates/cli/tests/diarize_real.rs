@@ -12,7 +12,7 @@ use common::*;
 use serde_json::Value;
 
 fn installed() -> PathBuf {
-    PathBuf::from(std::env::var("HOME").expect("HOME")).join(".local/share/pipeline-manager")
+    pipeline_testkit::data_dir()
 }
 
 /// A sandbox with the speech model and the diarization models installed
@@ -69,7 +69,7 @@ fn speakers_in(rttm: &str) -> std::collections::BTreeSet<String> {
 
 /// pyannote.metrics' DER (collar 0.25 s) of `rttm` against the reference.
 fn der(rttm: &str, wav: &std::path::Path) -> f64 {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let root = pipeline_testkit::repo_root();
     let hyp = tempfile::NamedTempFile::new().expect("temp file");
     std::fs::write(hyp.path(), rttm).expect("write rttm");
     let out = Command::new(root.join(".venv/bin/python"))

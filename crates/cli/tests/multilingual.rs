@@ -8,23 +8,7 @@ use std::path::PathBuf;
 
 /// The multilingual model; `None` (SKIPPED) outside CI when it is missing.
 fn multilingual_model() -> Option<PathBuf> {
-    let dir = std::env::var_os("PIPELINE_MULTILINGUAL_MODEL")
-        .filter(|d| !d.is_empty())
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
-                .join(".local/share/pipeline-manager/models/base")
-        });
-    if dir.join("model.bin").is_file() {
-        return Some(dir);
-    }
-    assert!(
-        !under_ci(),
-        "CI: no model at {} (run scripts/install-model.sh base)",
-        dir.display()
-    );
-    eprintln!("SKIPPED: no multilingual model at {}", dir.display());
-    None
+    pipeline_testkit::multilingual_model_dir()
 }
 
 #[test]

@@ -1493,6 +1493,29 @@ mod tests {
     }
 
     #[test]
+    fn chunks_shorter_than_half_a_minute_are_refused() {
+        for refused in ["1", "29"] {
+            let err =
+                load(None, &[("PIPELINE_PROCESSING_CHUNK_SECONDS", refused)], &[]).unwrap_err();
+            assert!(
+                matches!(&err, ConfigError::Invalid { key, .. } if key == "processing.chunk_seconds"),
+                "{refused}: {err}"
+            );
+            assert!(err.to_string().contains("at least 30"), "{err}");
+        }
+        for taken in [0, 30, 3600] {
+            let value = taken.to_string();
+            let loaded = load(
+                None,
+                &[("PIPELINE_PROCESSING_CHUNK_SECONDS", value.as_str())],
+                &[],
+            )
+            .expect("load");
+            assert_eq!(loaded.config.processing.chunk_seconds, taken);
+        }
+    }
+
+    #[test]
     fn sources_serialize_with_kind_and_name() {
         assert_eq!(
             serde_json::to_value(Source::Env("PIPELINE_X".into())).expect("json"),

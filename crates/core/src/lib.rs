@@ -2,6 +2,8 @@
 
 pub mod chunk;
 pub mod config;
+pub mod decoding;
+pub mod host;
 pub mod model;
 pub mod render;
 pub mod speakers;
@@ -9,6 +11,7 @@ pub mod state;
 pub mod transcript;
 
 pub use chunk::{Chunk, ChunkCounts, ChunkStatus};
+pub use host::hostname;
 pub use model::{AudioFile, AudioStatus, ErrorKind, JobError, JobEvent, JobType, ProcessingJob};
 pub use speakers::{Diarization, SpeakerSummary, SpeakerTurn};
 pub use state::{IllegalTransition, JobStatus};

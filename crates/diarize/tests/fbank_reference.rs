@@ -2,7 +2,7 @@
 //! Kaldi's `compute-fbank-feats`), run from the venv that
 //! `scripts/setup-python.sh` creates.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
 use pipeline_diarize::fbank::{num_frames, Fbank, MEL_BINS};
@@ -23,8 +23,9 @@ frames = [fbank.get_frame(i) for i in range(fbank.num_frames_ready)]
 np.ascontiguousarray(np.array(frames, dtype=np.float32)).tofile(sys.argv[2])
 "#;
 
+/// The venv's Python: always needed here (kaldi-native-fbank is the reference).
 fn venv_python() -> PathBuf {
-    let python = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/python");
+    let python = pipeline_testkit::repo_root().join(".venv/bin/python");
     assert!(
         python.is_file(),
         "no Python venv at {}; run scripts/setup-python.sh",

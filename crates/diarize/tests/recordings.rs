@@ -18,16 +18,11 @@ use pipeline_diarize::{
 };
 
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+    pipeline_testkit::repo_root()
 }
 
 fn data_dir() -> PathBuf {
-    std::env::var_os("PIPELINE_DATA_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var("HOME").expect("HOME"))
-                .join(".local/share/pipeline-manager")
-        })
+    pipeline_testkit::data_dir()
 }
 
 fn diarizer() -> Diarizer {

@@ -1,11 +1,12 @@
 //! Turning a file on disk into a tracked AudioFile with its jobs.
 
-use pipeline_asr::{DecodeMode, DecodeOptions, Task, VadOptions};
+use pipeline_core::decoding::{DecodeMode, Task};
 use pipeline_core::render::OutputFormat;
 use pipeline_core::{AudioFile, JobError, JobType, ProcessingJob};
 use pipeline_diarize::SpeakerCount;
 use pipeline_queue::{JobQueue, QueueError};
 use pipeline_store::{NewAudio, NewJob, Store, StoreError, WebhookEndpoint};
+use pipeline_vad::VadOptions;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
@@ -155,23 +156,6 @@ impl ProcessOptions {
     pub fn limits(&self) -> pipeline_audio::Limits {
         pipeline_audio::Limits {
             max_duration_secs: self.max_duration_secs,
-        }
-    }
-
-    /// The engine's options for these settings.
-    pub fn decode_options(&self) -> DecodeOptions {
-        DecodeOptions {
-            language: self.language.clone(),
-            task: self.task,
-            beam_size: self.beam_size.max(1),
-            word_timestamps: self.word_timestamps,
-            vad_filter: self.vad_filter,
-            mode: self.mode,
-            batch_size: self.batch_size.max(1),
-            vad: self.vad.clone(),
-            initial_prompt: self.initial_prompt.clone(),
-            hotwords: self.hotwords.clone(),
-            ..DecodeOptions::default()
         }
     }
 

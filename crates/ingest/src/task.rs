@@ -1,7 +1,7 @@
 //! The `pipeline.ingest` task a broker delivers: its arguments, checked as
 //! hostile input (anyone who can publish to the queue can send one).
 
-use pipeline_asr::{DecodeMode, Task};
+use pipeline_core::decoding::{DecodeMode, Task};
 use pipeline_core::render::OutputFormat;
 use pipeline_queue::JobQueue;
 use pipeline_store::Store;

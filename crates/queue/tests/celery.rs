@@ -351,8 +351,6 @@ async fn amqp_unreachable_broker_falls_back() {
     unreachable_broker_falls_back("amqp://guest:guest@127.0.0.1:1/%2f").await;
 }
 
-/// A message that is not a Celery task is dropped, not retried forever,
-/// and the queue goes on.
 /// A message that is no Celery task goes to the queue's dead-letter list
 /// instead of vanishing, and a task of another app that shares the queue
 /// is left on it for that app's consumers; neither blocks our jobs.
@@ -400,6 +398,51 @@ async fn redis_garbage_is_dead_lettered_and_other_apps_tasks_stay_queued() {
     assert_eq!(left.len(), 1, "{left:?}");
     let envelope: serde_json::Value = serde_json::from_str(&left[0]).expect("json");
     assert_eq!(envelope["headers"]["task"], "other.app.add", "{envelope:#}");
+}
+
+/// A `pipeline.transcribe_chunk` task that names no chunk (no index, a
+/// job id that is no uuid) is dead-lettered, whole, and the jobs behind it
+/// still run.
+#[tokio::test]
+async fn redis_a_chunk_task_that_names_no_chunk_is_dead_lettered() {
+    let url = redis_url(5);
+    let setup = store().await;
+    let name = format!("test-{}", Uuid::new_v4().simple());
+    let queue = BrokerQueue::new(setup.store.clone(), settings(&url, &name)).expect("queue");
+    let mut conn = redis_conn(&url).await;
+    let mut kwargs = serde_json::Map::new();
+    kwargs.insert("job_id".into(), serde_json::json!("not a uuid"));
+    kwargs.insert("start".into(), serde_json::json!(0.0));
+    let malformed = pipeline_queue::celery::message::TaskMessage::new(
+        pipeline_queue::celery::CHUNK_TASK,
+        "chunk-task-1",
+        kwargs,
+    );
+    let _: i64 = redis::cmd("LPUSH")
+        .arg(&name)
+        .arg(malformed.to_redis_envelope(&name, "chunk-tag-1"))
+        .query_async(&mut conn)
+        .await
+        .expect("LPUSH");
+    let jobs = ingest(&setup.store, "redis").await;
+    queue.dispatch(&queued(&jobs)).await.expect("dispatch");
+    let claimed = job(claim_within(&queue, "w1", Duration::from_secs(10)).await);
+    assert_eq!(claimed.job_type, JobType::Transcription);
+    let dead: Vec<String> = redis::cmd("LRANGE")
+        .arg(pipeline_queue::celery::redis::dead_letter_list(&name))
+        .arg(0)
+        .arg(-1)
+        .query_async(&mut conn)
+        .await
+        .expect("LRANGE");
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    let envelope: serde_json::Value = serde_json::from_str(&dead[0]).expect("json");
+    assert_eq!(
+        envelope["headers"]["task"], "pipeline.transcribe_chunk",
+        "{envelope:#}"
+    );
+    assert_eq!(envelope["headers"]["id"], "chunk-task-1", "{envelope:#}");
+    queue.close().await.expect("close");
 }
 
 /// A retry's message that arrives long before the retry is due (another

@@ -28,9 +28,9 @@ use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{get, post};
 use axum::Router;
+use pipeline_ingest::{ProcessOptions, Storage};
 use pipeline_queue::JobQueue;
 use pipeline_store::Store;
-use pipeline_worker::{ProcessOptions, Storage};
 use std::path::PathBuf;
 use std::sync::Arc;
 

@@ -18,7 +18,7 @@ fn is_local_name(host: &str) -> bool {
     let host = host.to_ascii_lowercase();
     // Read once: this runs on every request of an auth-less server.
     static MACHINE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    let machine = MACHINE.get_or_init(pipeline_worker::hostname);
+    let machine = MACHINE.get_or_init(pipeline_core::hostname);
     host == "localhost" || host.ends_with(".localhost") || machine.eq_ignore_ascii_case(&host)
 }
 

@@ -15,7 +15,7 @@ use uuid::Uuid;
 
 use crate::error::ErrorBody;
 use crate::extract::{ApiMultipart, ApiQuery, IdPath};
-use crate::views::{AudioPage, AudioView, Health, JobsView, Readiness, ServerStatus};
+use crate::views::{AudioPage, AudioView, Health, JobView, JobsView, Readiness, ServerStatus};
 use crate::{ApiError, AppState};
 
 /// An audio file with its jobs and, once rendered, its outputs.
@@ -24,9 +24,16 @@ async fn audio_view(state: &AppState, audio: &AudioFile) -> Result<AudioView, Ap
     let results = state.store.results(audio.id).await?;
     Ok(AudioView {
         audio: audio.clone(),
-        jobs,
+        jobs: job_views(state, jobs).await?,
         outputs: results.map(|r| r.outputs).unwrap_or_default(),
     })
+}
+
+/// `jobs` with their chunk counts.
+async fn job_views(state: &AppState, jobs: Vec<ProcessingJob>) -> Result<Vec<JobView>, ApiError> {
+    let ids: Vec<Uuid> = jobs.iter().map(|j| j.id).collect();
+    let chunks = state.store.chunk_counts(&ids).await?;
+    Ok(JobView::all(jobs, &chunks))
 }
 
 #[utoipa::path(get, path = "/healthz", tag = "health",
@@ -151,7 +158,10 @@ pub async fn audio_jobs(
 ) -> Result<Json<JobsView>, ApiError> {
     state.store.audio(id).await?;
     let jobs = state.store.jobs_for_audio(id).await?;
-    Ok(Json(JobsView { audio_id: id, jobs }))
+    Ok(Json(JobsView {
+        audio_id: id,
+        jobs: job_views(&state, jobs).await?,
+    }))
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -236,7 +246,7 @@ pub async fn retry(
     dispatch(&state, &changed).await;
     Ok(Json(JobsView {
         audio_id: id,
-        jobs: changed,
+        jobs: job_views(&state, changed).await?,
     }))
 }
 
@@ -257,7 +267,7 @@ pub async fn cancel_job(
     let changed = state.store.cancel(job.audio_id, Some(job.id)).await?;
     Ok(Json(JobsView {
         audio_id: job.audio_id,
-        jobs: changed,
+        jobs: job_views(&state, changed).await?,
     }))
 }
 
@@ -488,9 +498,9 @@ pub(crate) async fn read_form(
 pub(crate) async fn ingest_upload(
     state: &AppState,
     path: &std::path::Path,
-    options: &pipeline_worker::ProcessOptions,
-) -> Result<pipeline_worker::Ingested, ApiError> {
-    let ingested = pipeline_worker::ingest_file(
+    options: &pipeline_ingest::ProcessOptions,
+) -> Result<pipeline_ingest::Ingested, ApiError> {
+    let ingested = pipeline_ingest::ingest_file(
         &state.store,
         state.queue.as_ref(),
         &state.storage,
@@ -501,7 +511,7 @@ pub(crate) async fn ingest_upload(
     )
     .await
     .map_err(|e| match e {
-        pipeline_worker::IngestError::Store(e) => ApiError::from(e),
+        pipeline_ingest::IngestError::Store(e) => ApiError::from(e),
         e if e.is_bad_input() => ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "unreadable",
@@ -556,12 +566,12 @@ pub async fn upload(
     let form = read_form(&state, &headers, multipart).await?;
     let mut options = state.defaults.clone();
     let mut diarize: Option<bool> = None;
-    let mut count = pipeline_worker::SpeakerCount::default();
+    let mut count = pipeline_ingest::SpeakerCount::default();
     for (name, value) in &form.fields {
         match name.as_str() {
             "language" => {
                 let language = value.trim();
-                if !language.is_empty() && !pipeline_worker::is_language_code(language) {
+                if !language.is_empty() && !pipeline_ingest::is_language_code(language) {
                     return Err(ApiError::bad_request(format!(
                         "language {:?} is not a language code (en, de, yue, ...)",
                         language.chars().take(40).collect::<String>()
@@ -699,12 +709,12 @@ fn parse_speakers(name: &str, value: &str) -> Result<Option<u32>, ApiError> {
 /// whole. A count that contradicts itself is refused 422: each field is
 /// well formed (400 is for those that are not), the combination is not.
 fn diarization(
-    options: &mut pipeline_worker::ProcessOptions,
+    options: &mut pipeline_ingest::ProcessOptions,
     diarize: Option<bool>,
-    count: pipeline_worker::SpeakerCount,
+    count: pipeline_ingest::SpeakerCount,
     formats_chosen: bool,
 ) -> Result<(), ApiError> {
-    let counted = count != pipeline_worker::SpeakerCount::default();
+    let counted = count != pipeline_ingest::SpeakerCount::default();
     let invalid = |message: String| {
         ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -713,7 +723,7 @@ fn diarization(
         )
     };
     if counted {
-        pipeline_worker::check_speaker_count(&count).map_err(invalid)?;
+        pipeline_ingest::check_speaker_count(&count).map_err(invalid)?;
         if diarize == Some(false) {
             return Err(invalid(
                 "speakers, min_speakers and max_speakers need diarize, which is false".to_string(),

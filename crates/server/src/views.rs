@@ -34,7 +34,7 @@ pub struct AudioView {
     #[serde(flatten)]
     pub audio: AudioFile,
     /// The file's jobs in pipeline order.
-    pub jobs: Vec<ProcessingJob>,
+    pub jobs: Vec<JobView>,
     /// Format name (`txt`, `srt`, ...) to the file written; empty until
     /// the PROCESSING job has run.
     pub outputs: BTreeMap<String, String>,
@@ -52,7 +52,37 @@ pub struct AudioPage {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct JobsView {
     pub audio_id: Uuid,
-    pub jobs: Vec<ProcessingJob>,
+    pub jobs: Vec<JobView>,
+}
+
+/// A job with how far its chunks are, when a long file was cut into chunks.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct JobView {
+    #[serde(flatten)]
+    pub job: ProcessingJob,
+    /// Chunks the job's audio was cut into (0 when it was not cut).
+    pub chunks_total: u32,
+    /// Of those, the chunks transcribed.
+    pub chunks_done: u32,
+}
+
+impl JobView {
+    /// Each job with its counts from `chunks` (a job missing there was not cut).
+    pub fn all(
+        jobs: Vec<ProcessingJob>,
+        chunks: &std::collections::HashMap<Uuid, pipeline_core::ChunkCounts>,
+    ) -> Vec<JobView> {
+        jobs.into_iter()
+            .map(|job| {
+                let counts = chunks.get(&job.id).copied().unwrap_or_default();
+                JobView {
+                    job,
+                    chunks_total: counts.total,
+                    chunks_done: counts.done,
+                }
+            })
+            .collect()
+    }
 }
 
 /// `GET /api/v1/status`: database, broker, queue depth and workers.

@@ -5,11 +5,11 @@ use sqlx::Row;
 
 use crate::{Backend, Store, StoreError};
 
-/// A histogram of completed jobs' durations for one job type.
+/// A histogram of durations, for one job type.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct DurationHistogram {
     pub job_type: String,
-    /// (upper bound in seconds, jobs at or under it), cumulative.
+    /// (upper bound in seconds, rows at or under it), cumulative.
     pub buckets: Vec<(f64, u64)>,
     pub count: u64,
     pub sum_seconds: f64,
@@ -22,6 +22,12 @@ pub struct JobMetrics {
     pub jobs: Vec<(String, String, u64)>,
     /// Durations from start to completion of completed jobs, per type.
     pub durations: Vec<DurationHistogram>,
+    /// How long running and completed jobs waited, from being queued (or
+    /// queued again) to the start of their last attempt, per type.
+    pub queue_waits: Vec<DurationHistogram>,
+    /// Durations of completed chunks of long transcriptions (their last
+    /// attempt), under the type TRANSCRIPTION.
+    pub chunk_durations: Vec<DurationHistogram>,
     /// Seconds of audio whose transcription completed.
     pub audio_seconds: f64,
     /// Seconds spent on those transcriptions (for the real-time factor).
@@ -51,35 +57,92 @@ impl Store {
                 count(&row, "n")?,
             ));
         }
-        // Times are RFC 3339 text in both dialects.
-        let seconds = match self.backend {
-            Backend::Postgres => {
-                "CAST(EXTRACT(EPOCH FROM (CAST(j.completed_at AS TIMESTAMPTZ) \
-                 - CAST(j.started_at AS TIMESTAMPTZ))) AS DOUBLE PRECISION)"
-            }
-            Backend::Sqlite => "((julianday(j.completed_at) - julianday(j.started_at)) * 86400.0)",
-        };
+        metrics.durations = self
+            .histograms(
+                bounds,
+                &self.seconds_between("started_at", "completed_at"),
+                "processing_jobs WHERE status = 'COMPLETED' \
+                 AND started_at IS NOT NULL AND completed_at IS NOT NULL",
+                "job_type",
+            )
+            .await?;
+        metrics.queue_waits = self
+            .histograms(
+                bounds,
+                &self.seconds_between("available_at", "started_at"),
+                "processing_jobs WHERE status IN ('RUNNING', 'COMPLETED') \
+                 AND started_at IS NOT NULL",
+                "job_type",
+            )
+            .await?;
+        metrics.chunk_durations = self
+            .histograms(
+                bounds,
+                &self.seconds_between("started_at", "completed_at"),
+                "transcription_chunks WHERE status = 'COMPLETED' \
+                 AND started_at IS NOT NULL AND completed_at IS NOT NULL",
+                "'TRANSCRIPTION'",
+            )
+            .await?;
+        let transcription = pipeline_core::JobType::Transcription.as_str();
+        if let Some(histogram) = metrics
+            .durations
+            .iter()
+            .find(|h| h.job_type == transcription)
+        {
+            metrics.transcribe_seconds = histogram.sum_seconds;
+        }
+        let audio: Option<f64> = sqlx::query_scalar(
+            "SELECT CAST(SUM(a.duration_seconds) AS DOUBLE PRECISION) \
+             FROM processing_jobs j JOIN audio_files a ON a.id = j.audio_id \
+             WHERE j.job_type = $1 AND j.status = 'COMPLETED' \
+             AND j.started_at IS NOT NULL AND j.completed_at IS NOT NULL",
+        )
+        .bind(transcription)
+        .fetch_one(&self.pool)
+        .await?;
+        metrics.audio_seconds = audio.unwrap_or(0.0);
+        Ok(metrics)
+    }
+
+    /// Seconds from column `from` to column `to` (RFC 3339 text in both
+    /// dialects).
+    fn seconds_between(&self, from: &str, to: &str) -> String {
+        match self.backend {
+            Backend::Postgres => format!(
+                "CAST(EXTRACT(EPOCH FROM (CAST({to} AS TIMESTAMPTZ) \
+                 - CAST({from} AS TIMESTAMPTZ))) AS DOUBLE PRECISION)"
+            ),
+            Backend::Sqlite => format!("((julianday({to}) - julianday({from})) * 86400.0)"),
+        }
+    }
+
+    /// One histogram of `seconds` (below 0 counts as 0) per value of
+    /// `label`, over the rows of `rows` (a table and its WHERE clause).
+    async fn histograms(
+        &self,
+        bounds: &[f64],
+        seconds: &str,
+        rows: &str,
+        label: &str,
+    ) -> Result<Vec<DurationHistogram>, StoreError> {
         let buckets: String = bounds
             .iter()
             .enumerate()
             .map(|(i, bound)| format!(", SUM(CASE WHEN d <= {bound:?} THEN 1 ELSE 0 END) AS b{i}"))
             .collect();
         let sql = format!(
-            "SELECT job_type, COUNT(*) AS n, CAST(SUM(d) AS DOUBLE PRECISION) AS total, \
-             CAST(SUM(audio) AS DOUBLE PRECISION) AS audio{buckets} \
-             FROM (SELECT j.job_type, \
-                   CASE WHEN {seconds} > 0 THEN {seconds} ELSE 0.0 END AS d, \
-                   a.duration_seconds AS audio \
-                   FROM processing_jobs j JOIN audio_files a ON a.id = j.audio_id \
-                   WHERE j.status = 'COMPLETED' AND j.started_at IS NOT NULL \
-                   AND j.completed_at IS NOT NULL) t \
-             GROUP BY job_type ORDER BY job_type"
+            "SELECT label, COUNT(*) AS n, CAST(SUM(d) AS DOUBLE PRECISION) AS total{buckets} \
+             FROM (SELECT {label} AS label, \
+                   CASE WHEN {seconds} > 0 THEN {seconds} ELSE 0.0 END AS d \
+                   FROM {rows}) t \
+             GROUP BY label ORDER BY label"
         );
+        let mut histograms = Vec::new();
         for row in sqlx::query(&sql).fetch_all(&self.pool).await? {
-            let job_type: String = row.try_get("job_type")?;
             let total: Option<f64> = row.try_get("total")?;
             let mut histogram = DurationHistogram {
-                job_type: job_type.clone(),
+                job_type: row.try_get("label")?,
                 buckets: Vec::with_capacity(bounds.len()),
                 count: count(&row, "n")?,
                 sum_seconds: total.unwrap_or(0.0),
@@ -89,13 +152,8 @@ impl Store {
                     .buckets
                     .push((*bound, count(&row, &format!("b{i}"))?));
             }
-            if job_type == pipeline_core::JobType::Transcription.as_str() {
-                let audio: Option<f64> = row.try_get("audio")?;
-                metrics.audio_seconds = audio.unwrap_or(0.0);
-                metrics.transcribe_seconds = histogram.sum_seconds;
-            }
-            metrics.durations.push(histogram);
+            histograms.push(histogram);
         }
-        Ok(metrics)
+        Ok(histograms)
     }
 }

@@ -99,6 +99,15 @@ async fn chunks_are_cut_once_and_taken_by_any_worker_once() {
         assert_eq!(stored[1].worker.as_deref(), Some("holder"));
         let counts = store.chunk_counts(&[job.id]).await.unwrap();
         assert_eq!((counts[&job.id].total, counts[&job.id].done), (3, 3));
+        // `/metrics`' chunk durations count each finished chunk once.
+        let metrics = store.job_metrics(&[3600.0]).await.unwrap();
+        assert_eq!(metrics.chunk_durations.len(), 1, "{metrics:?}");
+        let chunked = &metrics.chunk_durations[0];
+        assert_eq!(
+            (chunked.job_type.as_str(), chunked.count),
+            ("TRANSCRIPTION", 3)
+        );
+        assert_eq!(chunked.buckets, vec![(3600.0, 3)]);
 
         let trail: Vec<String> = store
             .events_for_job(job.id)

@@ -302,7 +302,16 @@ async fn job_metrics_are_aggregated_by_the_database() {
                 .unwrap();
         }
         let mut durations = Vec::new();
+        let mut waits = Vec::new();
         while let Some(job) = store.claim("w", &[], LEASE).await.unwrap() {
+            waits.push((
+                job.job_type,
+                (job.started_at.unwrap() - job.available_at)
+                    .num_microseconds()
+                    .unwrap()
+                    .max(0) as f64
+                    / 1e6,
+            ));
             tokio::time::sleep(Duration::from_millis(30)).await;
             let done = store.complete(&Lease::of(&job), "done").await.unwrap();
             durations.push((
@@ -340,6 +349,21 @@ async fn job_metrics_are_aggregated_by_the_database() {
                 .collect();
             assert_eq!(histogram.buckets, expected);
         }
+        // Queue waits: from queued to started, per type.
+        assert_eq!(metrics.queue_waits.len(), 2, "{metrics:?}");
+        for histogram in &metrics.queue_waits {
+            let mine: Vec<f64> = waits
+                .iter()
+                .filter(|(t, _)| t.as_str() == histogram.job_type)
+                .map(|(_, w)| *w)
+                .collect();
+            assert_eq!(histogram.count, 3, "{histogram:?}");
+            assert!(
+                (histogram.sum_seconds - mine.iter().sum::<f64>()).abs() < 0.01,
+                "{histogram:?} vs {mine:?}"
+            );
+        }
+        assert!(metrics.chunk_durations.is_empty(), "{metrics:?}");
         // 12.5 s of audio per file (new_audio), three transcriptions.
         assert!((metrics.audio_seconds - 37.5).abs() < 1e-9, "{metrics:?}");
     }

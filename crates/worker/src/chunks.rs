@@ -16,11 +16,12 @@ use pipeline_core::{AudioFile, Chunk, ChunkStatus, JobError, ProcessingJob, Segm
 use pipeline_queue::{ChunkWork, Settle};
 use pipeline_store::{ChunkBeat, ChunkLease, ChunkScope, StoreError};
 
-use crate::ingest::ProcessOptions;
+use crate::lease::{Beat, LeaseClock};
 use crate::runner::{Interruption, JobControl, Shutdown, Worker};
 use crate::stages::{
     asr_failure, engine_outcome, local_audio, DecoderSource, StageDone, StageError,
 };
+use pipeline_ingest::ProcessOptions;
 
 /// Samples per second of the decoded stream.
 const RATE: f64 = 16_000.0;
@@ -244,23 +245,23 @@ async fn run_chunk(
         let lease = worker.settings.lease;
         tokio::spawn(async move {
             let every = (lease / 4).min(Duration::from_secs(5));
-            let mut renewed = Instant::now();
+            let mut clock = LeaseClock::new(lease);
             loop {
                 tokio::time::sleep(every).await;
-                match store.heartbeat_chunk(&held, lease).await {
-                    Ok(ChunkBeat::Held { stop }) => {
-                        renewed = Instant::now();
-                        control.stop.store(stop, Ordering::SeqCst);
-                    }
-                    Ok(ChunkBeat::Lost) => {
+                let answer = store
+                    .heartbeat_chunk(&held, lease)
+                    .await
+                    .map(|beat| match beat {
+                        ChunkBeat::Held { stop } => Some(stop),
+                        ChunkBeat::Lost => None,
+                    });
+                match clock.beat(answer) {
+                    Beat::Held(stop) => control.stop.store(stop, Ordering::SeqCst),
+                    Beat::Lost => {
                         control.lost.store(true, Ordering::SeqCst);
                         return;
                     }
-                    Err(_) if renewed.elapsed() >= lease => {
-                        control.lost.store(true, Ordering::SeqCst);
-                        return;
-                    }
-                    Err(_) => {}
+                    Beat::Missed => {}
                 }
             }
         })
@@ -334,7 +335,7 @@ async fn transcribe_chunk(
     let engine = worker.engine().await.map_err(asr_failure)?;
     let path = local_audio(worker, audio).await?;
     let name = audio.original_name.clone();
-    let decode = options.decode_options();
+    let decode = crate::stages::decode_options(options);
     let limits = options.limits();
     let channel = options.channel();
     let (start, end) = (chunk.start, chunk.end);

@@ -9,9 +9,9 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::ingest::ProcessOptions;
 use crate::runner::{Interruption, JobControl, Worker};
 use crate::stages::{asr_failure, local_audio, DecoderSource, StageDone, StageError};
+use pipeline_ingest::ProcessOptions;
 
 pub use pipeline_diarize::Diarize as DiarizationEngine;
 

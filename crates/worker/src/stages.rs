@@ -1,6 +1,6 @@
 //! The work of each job type.
 
-use pipeline_asr::{AsrError, AudioSource, TranscribeObserver};
+use pipeline_asr::{AsrError, AudioSource, DecodeOptions, TranscribeObserver};
 use pipeline_audio::{AudioError, Decoder};
 use pipeline_core::render::{self, OutputFormat};
 use pipeline_core::{AudioFile, Diarization, JobError, JobType, ProcessingJob, Transcript};
@@ -10,9 +10,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::ingest::ProcessOptions;
+use pipeline_ingest::storage::write_atomically;
+use pipeline_ingest::ProcessOptions;
+
 use crate::runner::{Interruption, JobControl, Worker};
-use crate::storage::write_atomically;
 
 /// How a stage ended when it did not succeed.
 #[derive(Debug)]
@@ -135,7 +136,7 @@ async fn transcribe(
     let engine = worker.engine().await.map_err(asr_failure)?;
     let path = local_audio(worker, audio).await?;
     let name = audio.original_name.clone();
-    let decode = options.decode_options();
+    let decode = decode_options(options);
     let limits = options.limits();
     let channel = options.channel();
     let control_for_engine = control.clone();
@@ -276,6 +277,23 @@ async fn render_outputs(
         transcript: diarization.map(|_| transcript),
         diarization: None,
     })
+}
+
+/// The engine's options for a file's settings.
+pub fn decode_options(options: &ProcessOptions) -> DecodeOptions {
+    DecodeOptions {
+        language: options.language.clone(),
+        task: options.task,
+        beam_size: options.beam_size.max(1),
+        word_timestamps: options.word_timestamps,
+        vad_filter: options.vad_filter,
+        mode: options.mode,
+        batch_size: options.batch_size.max(1),
+        vad: options.vad.clone(),
+        initial_prompt: options.initial_prompt.clone(),
+        hotwords: options.hotwords.clone(),
+        ..DecodeOptions::default()
+    }
 }
 
 /// Where each format of a file's outputs is written.

@@ -9,13 +9,13 @@ use pipeline_core::{AudioStatus, JobStatus, JobType, Segment, Transcript, Word};
 use pipeline_diarize::{DiarizeError, Observer, Output, Samples, SpeakerCount, Turn};
 use pipeline_queue::EmbeddedQueue;
 use pipeline_store::Store;
+use pipeline_testkit::fixture;
 use pipeline_worker::{
     ingest_file, DiarizationEngine, DiarizerLoader, EngineLoader, ProcessOptions, RunUntil,
     Storage, Worker, WorkerSettings,
 };
-use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex, Once};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// Two words, one per speaker, in one segment.
@@ -140,19 +140,6 @@ impl DiarizationEngine for ScriptedDiarizer {
             }),
         }
     }
-}
-
-fn fixture(name: &str) -> PathBuf {
-    static MAKE: Once = Once::new();
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    MAKE.call_once(|| {
-        let status = std::process::Command::new("bash")
-            .arg(root.join("scripts/make-fixtures.sh"))
-            .status()
-            .expect("run make-fixtures.sh");
-        assert!(status.success(), "make-fixtures.sh failed");
-    });
-    root.join("fixtures/generated").join(name)
 }
 
 struct Setup {

@@ -7,12 +7,13 @@ use pipeline_asr::{AsrError, AudioSource, DecodeOptions, TranscribeObserver, Tra
 use pipeline_core::{AudioStatus, JobStatus, Segment, Transcript};
 use pipeline_queue::EmbeddedQueue;
 use pipeline_store::Store;
+use pipeline_testkit::fixture;
 use pipeline_worker::{
     ingest_file, EngineLoader, ProcessOptions, RunUntil, Storage, Worker, WorkerSettings,
 };
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Once};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// What the scripted engine does on each call, in order; the last repeats.
@@ -91,19 +92,6 @@ impl Transcriber for ScriptedEngine {
             }),
         }
     }
-}
-
-fn fixture(name: &str) -> PathBuf {
-    static MAKE: Once = Once::new();
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    MAKE.call_once(|| {
-        let status = std::process::Command::new("bash")
-            .arg(root.join("scripts/make-fixtures.sh"))
-            .status()
-            .expect("run make-fixtures.sh");
-        assert!(status.success(), "make-fixtures.sh failed");
-    });
-    root.join("fixtures/generated").join(name)
 }
 
 struct Setup {

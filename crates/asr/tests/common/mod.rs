@@ -8,62 +8,9 @@ use std::sync::Arc;
 
 use pipeline_asr::{AsrError, AudioSource};
 
-/// Whether the tests run under CI, where a missing model or tool is a failure.
-pub fn under_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0")
-}
-
-/// The model directory: `PIPELINE_MODEL`, else the one scripts/install-model.sh installs.
-/// `None` (with a message) when it is missing outside CI; a panic under CI.
-pub fn model_dir() -> Option<PathBuf> {
-    find_model("PIPELINE_MODEL", "tiny.en", "scripts/install-model.sh")
-}
-
-/// The multilingual model directory: `PIPELINE_MULTILINGUAL_MODEL`, else the
-/// one `scripts/install-model.sh base` installs. `None` (with a message) when
-/// it is missing outside CI; a panic under CI.
-pub fn multilingual_model_dir() -> Option<PathBuf> {
-    find_model(
-        "PIPELINE_MULTILINGUAL_MODEL",
-        "base",
-        "scripts/install-model.sh base",
-    )
-}
-
-fn find_model(variable: &str, name: &str, install: &str) -> Option<PathBuf> {
-    let dir = match std::env::var_os(variable) {
-        Some(dir) if !dir.is_empty() => PathBuf::from(dir),
-        _ => {
-            let data = std::env::var_os("PIPELINE_DATA_DIR")
-                .map(PathBuf::from)
-                .or_else(|| {
-                    std::env::var_os("HOME")
-                        .map(|h| PathBuf::from(h).join(".local/share/pipeline-manager"))
-                })
-                .unwrap_or_default();
-            data.join("models").join(name)
-        }
-    };
-    if dir.join("model.bin").is_file() {
-        return Some(dir);
-    }
-    assert!(
-        !under_ci(),
-        "CI: no model at {} (run {install})",
-        dir.display()
-    );
-    eprintln!("SKIPPED: no model at {}; run {install}", dir.display());
-    None
-}
-
-fn tool_available(name: &str, version_flag: &str) -> bool {
-    let found = Command::new(name)
-        .arg(version_flag)
-        .output()
-        .is_ok_and(|o| o.status.success());
-    assert!(found || !under_ci(), "CI: {name} is not installed");
-    found
-}
+// Each test binary uses some of these.
+#[allow(unused_imports)]
+pub use pipeline_testkit::{data_dir, model_dir, multilingual_model_dir, tool_available, under_ci};
 
 /// `text` spoken by espeak-ng, as 16 kHz mono f32 samples; `None` outside CI
 /// when espeak-ng or ffmpeg is missing.
@@ -94,18 +41,11 @@ pub fn speak(text: &str) -> Option<Vec<f32>> {
 /// f32 samples, with its reference text when it has one (`NAME.txt`); `None`
 /// outside CI when espeak-ng or ffmpeg is missing.
 pub fn fixture(name: &str) -> Option<(Vec<f32>, Option<String>)> {
-    static MADE: std::sync::Once = std::sync::Once::new();
     if !tool_available("espeak-ng", "--version") || !tool_available("ffmpeg", "-version") {
         eprintln!("SKIPPED: espeak-ng and ffmpeg are needed to make the fixtures");
         return None;
     }
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    MADE.call_once(|| {
-        run(Command::new("bash").arg(root.join("scripts/make-fixtures.sh")));
-    });
-    let dir = std::env::var_os("FIXTURES_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("fixtures/generated"));
+    let dir = pipeline_testkit::small_fixtures();
     let path = dir.join(name);
     let tmp = tempfile::tempdir().expect("temp dir");
     let raw = tmp.path().join("samples.raw");
@@ -176,42 +116,19 @@ impl AudioSource for VecSource {
     }
 }
 
-/// The data directory the install scripts use.
-pub fn data_dir() -> PathBuf {
-    std::env::var_os("PIPELINE_DATA_DIR")
-        .map(PathBuf::from)
-        .or_else(|| {
-            std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share/pipeline-manager"))
-        })
-        .unwrap_or_default()
-}
-
 /// The ONNX Runtime library and the Silero model that scripts/install-vad.sh
 /// installs; `None` (with a message) when missing outside CI, a panic under CI.
 pub fn vad_files() -> Option<(PathBuf, PathBuf)> {
     let data = data_dir();
-    let files = (
-        pipeline_vad::default_runtime_path(&data),
-        pipeline_vad::default_model_path(&data),
-    );
-    if files.0.is_file() && files.1.is_file() {
-        return Some(files);
-    }
-    assert!(
-        !under_ci(),
-        "CI: no Silero VAD under {} (run scripts/install-vad.sh)",
-        data.display()
-    );
-    eprintln!(
-        "SKIPPED: no Silero VAD under {}; run scripts/install-vad.sh",
-        data.display()
-    );
-    None
+    pipeline_testkit::vad_files(
+        &pipeline_vad::default_runtime_path(&data),
+        &pipeline_vad::default_model_path(&data),
+    )
 }
 
 /// The Python of scripts/setup-python.sh, with faster-whisper and onnxruntime.
 pub fn python() -> Option<PathBuf> {
-    let python = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/python");
+    let python = pipeline_testkit::repo_root().join(".venv/bin/python");
     let ready = Command::new(&python)
         .args([
             "-c",

@@ -3,41 +3,16 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Once;
 
 use pipeline_audio::Decoder;
 
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn run_script(mode: &str) {
-    let status = Command::new("bash")
-        .arg(repo_root().join("scripts/make-fixtures.sh"))
-        .args((!mode.is_empty()).then_some(mode))
-        .status()
-        .expect("bash runs");
-    assert!(status.success(), "scripts/make-fixtures.sh {mode} failed");
-}
+// Each test binary uses some of these.
+#[allow(unused_imports)]
+pub use pipeline_testkit::long_fixtures;
 
 /// The fixtures directory, made on first use (the script is a no-op when they exist).
 pub fn fixtures() -> PathBuf {
-    static SMALL: Once = Once::new();
-    SMALL.call_once(|| run_script(""));
-    fixtures_dir()
-}
-
-/// The fixtures directory including the long files.
-pub fn long_fixtures() -> PathBuf {
-    static LONG: Once = Once::new();
-    LONG.call_once(|| run_script("long"));
-    fixtures_dir()
-}
-
-fn fixtures_dir() -> PathBuf {
-    std::env::var_os("FIXTURES_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo_root().join("fixtures/generated"))
+    pipeline_testkit::small_fixtures()
 }
 
 /// The container duration ffprobe reports.

@@ -159,13 +159,13 @@ pub async fn follow_remote(
     let mut last = String::new();
     loop {
         let client = remote.clone();
-        let jobs = tokio::task::spawn_blocking(move || client.jobs(id)).await??;
+        let (jobs, chunks) = tokio::task::spawn_blocking(move || client.jobs(id)).await??;
         let finished = jobs.iter().all(|j| j.status.is_final());
         if print && (!follow || finished || !app.json) {
             let text = if app.json {
-                serde_json::to_string_pretty(&views::jobs_json(id, &jobs, &views::Chunks::new()))?
+                serde_json::to_string_pretty(&views::jobs_json(id, &jobs, &chunks))?
             } else {
-                views::jobs_text(&app.style, id, &jobs, &views::Chunks::new())
+                views::jobs_text(&app.style, id, &jobs, &chunks)
             };
             draw(app, text, &mut last, redraw)?;
         }

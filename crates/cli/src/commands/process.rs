@@ -614,7 +614,7 @@ async fn run_remote(app: &App, args: &ProcessArgs, remote: crate::remote::Remote
             if code != 0 {
                 let client = remote.clone();
                 let id = *id;
-                let jobs = tokio::task::spawn_blocking(move || client.jobs(id)).await??;
+                let (jobs, _) = tokio::task::spawn_blocking(move || client.jobs(id)).await??;
                 outcome["error"] = json!(views::file_error(&jobs).map(views::error_json));
             }
         }

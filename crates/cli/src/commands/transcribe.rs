@@ -53,7 +53,7 @@ pub async fn run(app: &App, args: TranscribeArgs) -> Result<u8> {
     args.decoding.apply(&mut settings);
     let mut source = DecoderSource::open(&args.file, &name, &settings.limits(), settings.channel())
         .map_err(|e| failure(exit::BAD_INPUT, e.to_string()))?;
-    let options = settings.decode_options();
+    let options = pipeline_worker::decode_options(&settings);
     let show_bar = std::io::stderr().is_terminal() && !app.json;
     let transcript = tokio::task::spawn_blocking(move || {
         let engine = load_engine(&config, 1)?;
@@ -97,7 +97,7 @@ pub async fn run(app: &App, args: TranscribeArgs) -> Result<u8> {
             );
             let mut written = serde_json::Map::new();
             for (format, path) in paths {
-                pipeline_worker::storage::write_atomically(
+                pipeline_ingest::storage::write_atomically(
                     &path,
                     render::render(&transcript, format).as_bytes(),
                 )

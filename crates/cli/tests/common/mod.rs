@@ -10,7 +10,6 @@ use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Once;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -22,86 +21,14 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_pipeline-manager");
 /// path (wrong rate, dropped window, garbled tokens) lands far above it.
 pub const WER_BOUND: f64 = 0.25;
 
-/// Under CI a missing model or tool is a failure, not a skip.
-pub fn under_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0")
-}
-
-/// `PIPELINE_MODEL`, else the model scripts/install-model.sh installs.
-/// `None` outside CI when it is missing (the test then says SKIPPED).
-pub fn model_dir() -> Option<PathBuf> {
-    let dir = match std::env::var_os("PIPELINE_MODEL") {
-        Some(dir) if !dir.is_empty() => PathBuf::from(dir),
-        _ => PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
-            .join(".local/share/pipeline-manager/models/tiny.en"),
-    };
-    if dir.join("model.bin").is_file() {
-        return Some(dir);
-    }
-    assert!(
-        !under_ci(),
-        "CI: no model at {} (run scripts/install-model.sh)",
-        dir.display()
-    );
-    eprintln!(
-        "SKIPPED: no model at {}; run scripts/install-model.sh",
-        dir.display()
-    );
-    None
-}
-
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn make_fixtures(mode: &str) {
-    let status = Command::new("bash")
-        .arg(repo_root().join("scripts/make-fixtures.sh"))
-        .args((!mode.is_empty()).then_some(mode))
-        .stdout(Stdio::null())
-        .status()
-        .expect("bash runs");
-    assert!(status.success(), "scripts/make-fixtures.sh {mode} failed");
-}
-
-fn fixtures_dir() -> PathBuf {
-    std::env::var_os("FIXTURES_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo_root().join("fixtures/generated"))
-}
-
-/// A small fixture by name, made on first use.
-pub fn fixture(name: &str) -> PathBuf {
-    static SMALL: Once = Once::new();
-    SMALL.call_once(|| make_fixtures(""));
-    let path = fixtures_dir().join(name);
-    assert!(path.exists(), "fixture {} missing", path.display());
-    path
-}
+// Each test binary uses some of these.
+#[allow(unused_imports)]
+pub use pipeline_testkit::{fixture, long_fixture, model_dir, under_ci};
 
 /// The Python of the venv scripts/setup-python.sh makes (the interop
 /// peers); `None` (SKIPPED) outside CI when it is missing.
 pub fn python() -> Option<PathBuf> {
-    let python = repo_root().join(".venv/bin/python");
-    if python.is_file() {
-        return Some(python);
-    }
-    assert!(
-        !under_ci(),
-        "CI: no {} (run scripts/setup-python.sh)",
-        python.display()
-    );
-    eprintln!("SKIPPED: no Python venv; run scripts/setup-python.sh");
-    None
-}
-
-/// A fixture that needs `make-fixtures.sh long` (long-1min.wav, long-10min.wav).
-pub fn long_fixture(name: &str) -> PathBuf {
-    static LONG: Once = Once::new();
-    LONG.call_once(|| make_fixtures("long"));
-    let path = fixtures_dir().join(name);
-    assert!(path.exists(), "fixture {} missing", path.display());
-    path
+    pipeline_testkit::venv_python()
 }
 
 /// The text spoken in the speech fixtures.
@@ -164,13 +91,12 @@ impl Sandbox {
         let dir = tempfile::tempdir().expect("temp dir");
         let data = dir.path().join("data");
         std::fs::create_dir_all(&data).expect("data dir");
-        let model = std::env::var_os("PIPELINE_MODEL")
-            .filter(|d| !d.is_empty())
-            .map(PathBuf::from)
-            .or_else(|| {
-                std::env::var_os("HOME")
-                    .map(|h| PathBuf::from(h).join(".local/share/pipeline-manager/models/tiny.en"))
-            });
+        let model = Some(
+            std::env::var_os("PIPELINE_MODEL")
+                .filter(|d| !d.is_empty())
+                .map(PathBuf::from)
+                .unwrap_or_else(|| pipeline_testkit::data_dir().join("models/tiny.en")),
+        );
         Sandbox {
             dir,
             data,
@@ -598,19 +524,5 @@ pub fn audit_trail(sb: &Sandbox, id: &str) -> String {
 
 /// A fresh schema in the `test` database on the local PostgreSQL server.
 pub fn postgres_url() -> String {
-    let base = std::env::var("PIPELINE_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_string());
-    let schema = format!("pm_cli_{}", uuid::Uuid::new_v4().simple());
-    let status = Command::new("psql")
-        .args([
-            base.as_str(),
-            "-q",
-            "-c",
-            &format!("CREATE SCHEMA {schema}"),
-        ])
-        .stdout(Stdio::null())
-        .status()
-        .expect("psql runs");
-    assert!(status.success(), "PostgreSQL at {base} is required");
-    format!("{base}?options=-c%20search_path%3D{schema}")
+    pipeline_testkit::postgres_url("pm_cli")
 }

@@ -20,8 +20,7 @@ pub async fn stores() -> Vec<(Store, Option<tempfile::TempDir>)> {
 }
 
 pub async fn postgres_store() -> Store {
-    let base = std::env::var("PIPELINE_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_string());
+    let base = pipeline_testkit::postgres_base();
     sqlx::any::install_default_drivers();
     // A schema per test keeps tests apart at a fraction of a database's cost.
     let schema = format!("pm_test_{}", Uuid::new_v4().simple());
@@ -33,12 +32,9 @@ pub async fn postgres_store() -> Store {
         .await
         .expect("create test schema");
     pool.close().await;
-    let separator = if base.contains('?') { '&' } else { '?' };
-    let store = Store::connect(&format!(
-        "{base}{separator}options=-c%20search_path%3D{schema}"
-    ))
-    .await
-    .expect("postgres store");
+    let store = Store::connect(&pipeline_testkit::with_schema(&base, &schema))
+        .await
+        .expect("postgres store");
     assert_eq!(store.backend(), Backend::Postgres);
     store
 }

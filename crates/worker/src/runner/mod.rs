@@ -19,9 +19,10 @@ use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::diarize::{DiarizationEngine, DiarizerLoader};
+use crate::lease::{Beat, LeaseClock};
 use crate::retry::backoff;
 use crate::stages::{self, StageDone, StageError, StageInputs};
-use crate::storage::Storage;
+use pipeline_ingest::Storage;
 
 mod outcome;
 
@@ -398,7 +399,7 @@ impl Worker {
     }
 
     async fn announce(&self, stop: Shutdown) {
-        let host = hostname();
+        let host = pipeline_core::hostname();
         while !stop.is_triggered() {
             let current_jobs = self.running.lock().map(|r| r.clone()).unwrap_or_default();
             let info = WorkerInfo {
@@ -651,7 +652,7 @@ impl Worker {
                 // About one write a second: progress stays live for
                 // `jobs --follow` and the lease is renewed well before it ends.
                 let mut last_written = f64::NAN;
-                let mut last_renewal = Instant::now();
+                let mut clock = LeaseClock::new(lease);
                 while beating.load(Ordering::SeqCst) {
                     tokio::time::sleep(Duration::from_millis(1000)).await;
                     let progress = control.progress();
@@ -662,12 +663,18 @@ impl Worker {
                         // must not stop the job.
                         let _ = store.add_live_segments(&held, &segments).await;
                     }
-                    let due = last_renewal.elapsed() >= lease / 4;
-                    if progress == last_written && !due {
+                    if progress == last_written && !clock.due() {
                         continue;
                     }
-                    match store.heartbeat(&held, Some(progress), lease).await {
-                        Ok(Heartbeat::Held { cancel_requested }) => {
+                    let answer = store
+                        .heartbeat(&held, Some(progress), lease)
+                        .await
+                        .map(|beat| match beat {
+                            Heartbeat::Held { cancel_requested } => Some(cancel_requested),
+                            Heartbeat::Lost => None,
+                        });
+                    match clock.beat(answer) {
+                        Beat::Held(cancel_requested) => {
                             if progress != last_written {
                                 if let Some(backend) = &results {
                                     let _ = backend
@@ -676,22 +683,15 @@ impl Worker {
                                 }
                             }
                             last_written = progress;
-                            last_renewal = Instant::now();
                             if cancel_requested {
                                 control.cancel_requested.store(true, Ordering::SeqCst);
                             }
                         }
-                        Ok(Heartbeat::Lost) => {
+                        Beat::Lost => {
                             control.lease_lost.store(true, Ordering::SeqCst);
                             return;
                         }
-                        // Unrenewed for a whole lease, the job may be
-                        // another worker's by now: stop rather than race it.
-                        Err(_) if last_renewal.elapsed() >= lease => {
-                            control.lease_lost.store(true, Ordering::SeqCst);
-                            return;
-                        }
-                        Err(_) => {}
+                        Beat::Missed => {}
                     }
                 }
             })
@@ -708,14 +708,4 @@ impl Worker {
             .await;
         outcome
     }
-}
-
-/// This machine's name, for worker ids and `status`.
-pub fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .ok()
-        .filter(|h| !h.is_empty())
-        .or_else(|| std::env::var("HOSTNAME").ok())
-        .unwrap_or_else(|| "localhost".to_string())
 }

@@ -94,7 +94,7 @@ impl Worker {
             },
         )
         .await;
-        let outcome = crate::task::ingest_task(
+        let outcome = pipeline_ingest::ingest_task(
             &self.store,
             self.queue.as_ref(),
             &self.storage,
