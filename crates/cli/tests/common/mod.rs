@@ -143,6 +143,11 @@ impl Sandbox {
             cmd.env("PIPELINE_MODEL", model);
         }
         cmd.env("NO_COLOR", "1");
+        // The tests were written for one job at a time per worker; those of
+        // more say so (`--concurrency`, or this variable). The default, one
+        // per core, would also oversubscribe a CI machine that runs tests
+        // side by side.
+        cmd.env("PIPELINE_PROCESSING_CONCURRENCY", "1");
         for (key, value) in &self.env {
             cmd.env(key, value);
         }
