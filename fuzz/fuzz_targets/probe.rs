@@ -6,7 +6,7 @@ mod common;
 
 use libfuzzer_sys::fuzz_target;
 
-fuzz_target!(|data: &[u8]| {
+fuzz_target!(init: common::contained_panics_are_not_crashes(), |data: &[u8]| {
     let path = common::as_file(data);
     let _ = pipeline_audio::probe_with(&path, &common::limits());
 });
