@@ -124,6 +124,17 @@ async fn unacked_tags(url: &str, queue: &str) -> Vec<String> {
         .collect()
 }
 
+/// What the Redis dead-letter list of `queue` holds.
+async fn dead_letters(conn: &mut redis::aio::MultiplexedConnection, queue: &str) -> Vec<String> {
+    redis::cmd("LRANGE")
+        .arg(pipeline_queue::celery::redis::dead_letter_list(queue))
+        .arg(0)
+        .arg(-1)
+        .query_async(conn)
+        .await
+        .expect("LRANGE")
+}
+
 async fn messages(store: &Store, job_id: Uuid) -> Vec<String> {
     store
         .events_for_job(job_id)
@@ -377,13 +388,7 @@ async fn redis_garbage_is_dead_lettered_and_other_apps_tasks_stay_queued() {
     queue.dispatch(&queued(&jobs)).await.expect("dispatch");
     let claimed = job(claim_within(&queue, "w1", Duration::from_secs(10)).await);
     assert_eq!(claimed.job_type, JobType::Transcription);
-    let dead: Vec<String> = redis::cmd("LRANGE")
-        .arg(pipeline_queue::celery::redis::dead_letter_list(&name))
-        .arg(0)
-        .arg(-1)
-        .query_async(&mut conn)
-        .await
-        .expect("LRANGE");
+    let dead = dead_letters(&mut conn, &name).await;
     assert_eq!(dead, vec!["this is not json".to_string()]);
     // Stopping hands back what this worker held: the other app's task is
     // on the queue again, for its own consumers.
@@ -428,13 +433,7 @@ async fn redis_a_chunk_task_that_names_no_chunk_is_dead_lettered() {
     queue.dispatch(&queued(&jobs)).await.expect("dispatch");
     let claimed = job(claim_within(&queue, "w1", Duration::from_secs(10)).await);
     assert_eq!(claimed.job_type, JobType::Transcription);
-    let dead: Vec<String> = redis::cmd("LRANGE")
-        .arg(pipeline_queue::celery::redis::dead_letter_list(&name))
-        .arg(0)
-        .arg(-1)
-        .query_async(&mut conn)
-        .await
-        .expect("LRANGE");
+    let dead = dead_letters(&mut conn, &name).await;
     assert_eq!(dead.len(), 1, "{dead:?}");
     let envelope: serde_json::Value = serde_json::from_str(&dead[0]).expect("json");
     assert_eq!(
