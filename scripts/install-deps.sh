@@ -5,8 +5,9 @@
 #
 #   scripts/install-deps.sh            packages for building and running
 #   scripts/install-deps.sh --build    only what compiling needs (a C compiler,
-#                                      pkg-config and libopus-dev, patchelf for
-#                                      the engine's library): run before a build
+#                                      pkg-config, libopus-dev and opencore-amr's
+#                                      -dev packages, patchelf for the engine's
+#                                      library): run before a build
 #   scripts/install-deps.sh --services also what only the tests need (chromium
 #                                      and node for the dashboard test), and
 #                                      start PostgreSQL if it is down
@@ -18,9 +19,15 @@ command -v patchelf >/dev/null 2>&1 || need+=(patchelf)
 command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
 # Opus is decoded by libopus (crates/audio/src/opus.rs).
 pkg-config --exists opus 2>/dev/null || need+=(libopus-dev)
+# AMR-NB and AMR-WB are decoded by opencore-amr (crates/audio/src/amr.rs).
+pkg-config --exists opencore-amrnb 2>/dev/null || need+=(libopencore-amrnb-dev)
+pkg-config --exists opencore-amrwb 2>/dev/null || need+=(libopencore-amrwb-dev)
 if [ "${1:-}" != "--build" ]; then
   command -v ffmpeg >/dev/null 2>&1 || need+=(ffmpeg)
   command -v espeak-ng >/dev/null 2>&1 || need+=(espeak-ng)
+  # The AMR-WB encoder the fixtures are made with (ffmpeg's Debian build
+  # encodes no AMR); opencore-amrnb encodes AMR-NB itself.
+  pkg-config --exists vo-amrwbenc 2>/dev/null || need+=(libvo-amrwbenc-dev)
 fi
 command -v flock >/dev/null 2>&1 || need+=(util-linux)
 if [ "${1:-}" = "--services" ]; then

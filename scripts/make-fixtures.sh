@@ -83,6 +83,18 @@ truncated() {
     head -c $((size * 40 / 100)) "$out/speech.mp3" >"$1"
 }
 not_audio() { printf 'This is a text file, not audio.\nIt should be refused.\n' >"$1"; }
+# AMR: ffmpeg decodes it but Debian's build encodes none, so a small encoder
+# (scripts/tools/amr-encode.c, opencore-amrnb and vo-amrwbenc) makes them.
+amr_encoder() {
+    local bin="$out/.amr-encode"
+    if [[ ! -x "$bin" || "$root/scripts/tools/amr-encode.c" -nt "$bin" ]]; then
+        gcc -O2 -o "$bin.$$" "$root/scripts/tools/amr-encode.c" -lopencore-amrnb -lvo-amrwbenc
+        mv -f "$bin.$$" "$bin"
+    fi
+    printf '%s' "$bin"
+}
+to_amr_nb() { ff -i "$out/speech.wav" -ar 8000 -ac 1 -f s16le - | "$(amr_encoder)" nb >"$1"; }
+to_amr_wb() { ff -i "$out/speech.wav" -ar 16000 -ac 1 -f s16le - | "$(amr_encoder)" wb >"$1"; }
 
 # German speech for the multilingual model's tests (language detection,
 # transcription in German, translation to English); reference in german.txt.
@@ -102,6 +114,8 @@ gen speech.mp3 to_mp3
 gen speech.flac to_flac
 gen speech.ogg to_ogg
 gen speech.m4a to_m4a
+gen speech.amr to_amr_nb
+gen speech-wb.amr to_amr_wb
 gen silence-30s.wav silence
 gen garbage.mp3 garbage
 gen empty.wav empty

@@ -8,8 +8,8 @@ use rubato::{
 use symphonia::core::audio::{AudioBufferRef, SampleBuffer};
 
 use crate::error::AudioError;
-use crate::probe::{probe_with, AudioInfo, Limits};
-use crate::source::Source;
+use crate::probe::{probe_track, AudioInfo, Limits};
+use crate::source::{Source, Track};
 
 /// Which of a file's channels is transcribed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -111,8 +111,13 @@ impl Decoder {
 
     /// [`Decoder::open`] within `limits`, checked again while decoding.
     pub fn open_with(path: &Path, limits: &Limits) -> Result<Self, AudioError> {
-        let info = probe_with(path, limits)?;
-        let src = Source::open(path)?;
+        Self::open_track(path, limits, Track::Default)
+    }
+
+    /// [`Decoder::open_with`] of the audio track `track`.
+    pub fn open_track(path: &Path, limits: &Limits, track: Track) -> Result<Self, AudioError> {
+        let info = probe_track(path, limits, track)?;
+        let src = Source::open(path, track)?;
         let resampler = if info.sample_rate == TARGET_SAMPLE_RATE {
             None
         } else {

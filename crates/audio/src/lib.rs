@@ -4,6 +4,8 @@
 //! Nothing here panics on a file's content: every problem with a file comes
 //! back as an [`AudioError`] that names the file.
 
+mod amr;
+mod caf;
 mod decode;
 mod error;
 mod hash;
@@ -15,4 +17,5 @@ mod source;
 pub use decode::{Channel, Decoder, TARGET_SAMPLE_RATE};
 pub use error::AudioError;
 pub use hash::sha256_file;
-pub use probe::{probe, probe_with, AudioInfo, Limits, MAX_CHANNELS, SAMPLE_RATES};
+pub use probe::{probe, probe_track, probe_with, AudioInfo, Limits, MAX_CHANNELS, SAMPLE_RATES};
+pub use source::Track;

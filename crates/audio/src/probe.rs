@@ -1,7 +1,7 @@
 use std::path::Path;
 
 use crate::error::AudioError;
-use crate::source::Source;
+use crate::source::{Source, Track};
 
 /// What a file holds, as recorded on an ingested audio file.
 #[derive(Debug, Clone, PartialEq)]
@@ -47,7 +47,12 @@ pub fn probe(path: &Path) -> Result<AudioInfo, AudioError> {
 
 /// [`probe`] within `limits`.
 pub fn probe_with(path: &Path, limits: &Limits) -> Result<AudioInfo, AudioError> {
-    let mut src = Source::open(path)?;
+    probe_track(path, limits, Track::Default)
+}
+
+/// [`probe_with`] of the audio track `track`.
+pub fn probe_track(path: &Path, limits: &Limits, track: Track) -> Result<AudioInfo, AudioError> {
+    let mut src = Source::open(path, track)?;
     let codec = src.codec_name().to_string();
     let container = src.container.to_string();
     let header_duration = match src.edit {

@@ -15,7 +15,7 @@ use symphonia::core::errors::Error as SymError;
 use symphonia::core::formats::{FormatOptions, FormatReader};
 use symphonia::core::io::MediaSourceStream;
 use symphonia::core::meta::MetadataOptions;
-use symphonia::core::probe::Hint;
+use symphonia::core::probe::{Hint, Probe};
 
 use crate::error::{display_name, AudioError};
 use crate::mp4edit::{read_edit, Edit};
@@ -23,6 +23,52 @@ use crate::mp4edit::{read_edit, Edit};
 /// A format reader that keeps failing without reaching the end is stuck on
 /// damage it cannot get past; past this many faults in a row we stop.
 const MAX_CONSECUTIVE_FORMAT_ERRORS: u32 = 64;
+
+/// Which of a file's audio tracks is decoded: a film with dubbed languages
+/// or a recording with one track per microphone has several.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Track {
+    /// The container's default audio track, else its first.
+    #[default]
+    Default,
+    /// The audio track at this index among the file's audio tracks, from 0
+    /// (as ffmpeg's `-map 0:a:N` counts them; video tracks are not counted).
+    Index(usize),
+}
+
+impl std::str::FromStr for Track {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim() {
+            "" | "default" => Ok(Track::Default),
+            n => n
+                .parse::<usize>()
+                .ok()
+                .filter(|n| *n < MAX_TRACK)
+                .map(Track::Index)
+                .ok_or_else(|| {
+                    format!(
+                        "unknown audio track {s:?} (default or a number from 0 to {})",
+                        MAX_TRACK - 1
+                    )
+                }),
+        }
+    }
+}
+
+impl std::fmt::Display for Track {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Track::Default => f.write_str("default"),
+            Track::Index(n) => write!(f, "{n}"),
+        }
+    }
+}
+
+/// Track numbers taken: more than any real file has, few enough that a
+/// number is not an arbitrary integer from an upload form.
+const MAX_TRACK: usize = 128;
 
 pub(crate) struct Source {
     pub(crate) file: String,
@@ -42,7 +88,7 @@ pub(crate) struct Source {
 }
 
 impl Source {
-    pub(crate) fn open(path: &Path) -> Result<Self, AudioError> {
+    pub(crate) fn open(path: &Path, choice: Track) -> Result<Self, AudioError> {
         let file = display_name(path);
         let mut f = File::open(path).map_err(|e| AudioError::from_io(path, e))?;
         let meta = f.metadata().map_err(|e| AudioError::from_io(path, e))?;
@@ -81,31 +127,25 @@ impl Source {
             enable_gapless: true,
             ..Default::default()
         };
-        let probed = guard(|| {
-            symphonia::default::get_probe().format(
-                &hint,
-                mss,
-                &format_opts,
-                &MetadataOptions::default(),
-            )
-        })
-        .map_err(|e| open_error(&file, e))?;
+        let probed =
+            guard(|| formats().format(&hint, mss, &format_opts, &MetadataOptions::default()))
+                .map_err(|e| open_error(&file, e))?;
         let format = probed.format;
 
-        let track = format
-            .default_track()
-            .filter(|t| t.codec_params.codec != CODEC_TYPE_NULL)
-            .or_else(|| {
-                format
-                    .tracks()
-                    .iter()
-                    .find(|t| t.codec_params.codec != CODEC_TYPE_NULL)
-            })
-            .ok_or_else(|| AudioError::NoAudioTrack { file: file.clone() })?;
+        let track = choose_track(format.as_ref(), choice, &file)?;
         let track_id = track.id;
         let codec = track.codec_params.codec;
+        let mut params = track.codec_params.clone();
+        if sniffed == Some("caf") {
+            crate::caf::unwrap_alac_cookie(&mut params);
+        }
+        if params.max_frames_per_packet.is_none() && codec_name_of(codec).starts_with("pcm_") {
+            // symphonia's PCM decoder needs a bound on a packet's frames,
+            // which its Matroska reader does not state (WAV and AIFF do).
+            params.with_max_frames_per_packet(pcm_frames_bound(&params));
+        }
         let decoder = codecs()
-            .make(&track.codec_params, &DecoderOptions::default())
+            .make(&params, &DecoderOptions::default())
             .map_err(|e| match e {
                 SymError::Unsupported(_) => AudioError::Unsupported {
                     file: file.clone(),
@@ -241,6 +281,51 @@ impl Source {
     }
 }
 
+/// The track `choice` names among the file's audio tracks (those with a
+/// codec symphonia or libopus knows; video and subtitles have none).
+fn choose_track<'f>(
+    format: &'f dyn FormatReader,
+    choice: Track,
+    file: &str,
+) -> Result<&'f symphonia::core::formats::Track, AudioError> {
+    let mut audio = format
+        .tracks()
+        .iter()
+        .filter(|t| t.codec_params.codec != CODEC_TYPE_NULL);
+    let none = || AudioError::NoAudioTrack {
+        file: file.to_string(),
+    };
+    match choice {
+        Track::Default => format
+            .default_track()
+            .filter(|t| t.codec_params.codec != CODEC_TYPE_NULL)
+            .or_else(|| audio.next())
+            .ok_or_else(none),
+        Track::Index(n) => {
+            let count = audio.clone().count();
+            if count == 0 {
+                return Err(none());
+            }
+            audio.nth(n).ok_or_else(|| AudioError::Unsupported {
+                file: file.to_string(),
+                reason: format!(
+                    "audio track {n} asked for, the file has {count} (0 to {})",
+                    count - 1
+                ),
+            })
+        }
+    }
+}
+
+/// Most frames a PCM packet may hold where the container does not say:
+/// 8 MiB of samples (21 s of 48 kHz stereo, more than any Matroska block
+/// holds); the decoder drops what a packet has beyond it.
+fn pcm_frames_bound(params: &symphonia::core::codecs::CodecParameters) -> u64 {
+    const BYTES: u64 = 8 << 20;
+    let channels = params.channels.map_or(1, |c| c.count()).max(1) as u64;
+    BYTES / (channels * 4)
+}
+
 /// What a panic inside symphonia becomes.
 const PANICKED: &str = "the decoder crashed on malformed data";
 
@@ -340,6 +425,7 @@ fn sniff_container(head: &[u8]) -> Option<&'static str> {
         [b'F', b'O', b'R', b'M', _, _, _, _, b'A', b'I', b'F', b'F', ..] => Some("aiff"),
         [b'F', b'O', b'R', b'M', _, _, _, _, b'A', b'I', b'F', b'C', ..] => Some("aifc"),
         [b'c', b'a', b'f', b'f', ..] => Some("caf"),
+        [b'#', b'!', b'A', b'M', b'R', ..] => Some("amr"),
         _ => None,
     }
 }
@@ -360,15 +446,27 @@ fn has_extension(path: &Path, ext: &str) -> bool {
         .is_some_and(|e| e.eq_ignore_ascii_case(ext))
 }
 
-/// symphonia's codecs and Opus (libopus), which symphonia lacks.
+/// symphonia's codecs, Opus (libopus) and AMR (opencore), which symphonia lacks.
 pub(crate) fn codecs() -> &'static CodecRegistry {
     static CODECS: LazyLock<CodecRegistry> = LazyLock::new(|| {
         let mut registry = CodecRegistry::new();
         symphonia::default::register_enabled_codecs(&mut registry);
         registry.register_all::<crate::opus::OpusDecoder>();
+        registry.register_all::<crate::amr::AmrDecoder>();
         registry
     });
     &CODECS
+}
+
+/// symphonia's containers and AMR's storage format, which symphonia lacks.
+fn formats() -> &'static Probe {
+    static FORMATS: LazyLock<Probe> = LazyLock::new(|| {
+        let mut probe = Probe::default();
+        symphonia::default::register_enabled_formats(&mut probe);
+        probe.register_all::<crate::amr::AmrReader>();
+        probe
+    });
+    &FORMATS
 }
 
 fn codec_name_of(codec: symphonia::core::codecs::CodecType) -> &'static str {

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::{best_correlation, decode_all, ffmpeg_16k, fixtures};
-use pipeline_audio::{probe, probe_with, AudioError, Decoder, Limits};
+use pipeline_audio::{probe, probe_track, probe_with, AudioError, Decoder, Limits, Track};
 
 fn ffmpeg(args: &[&str], out: &Path) {
     let ok = Command::new("ffmpeg")
@@ -54,6 +54,10 @@ fn new_containers_and_codecs_decode_like_ffmpeg() {
             "pcm_s16be",
         ),
         ("speech.caf", vec!["-c:a", "pcm_s16le"], "caf", "pcm_s16le"),
+        // ffmpeg wraps CAF's ALAC cookie in frma/alac atoms.
+        ("alac.caf", vec!["-c:a", "alac"], "caf", "alac"),
+        ("pcm.mka", vec!["-c:a", "pcm_s16le"], "mkv", "pcm_s16le"),
+        ("float.mka", vec!["-c:a", "pcm_f32le"], "mkv", "pcm_f32le"),
         ("speech.mov", vec!["-c:a", "aac", "-f", "mov"], "mov", "aac"),
     ];
     for (name, codec, container, codec_name) in cases {
@@ -80,6 +84,162 @@ fn new_containers_and_codecs_decode_like_ffmpeg() {
             theirs.len()
         );
     }
+}
+
+/// AMR-NB and AMR-WB as a phone writes them (RFC 4867 storage format),
+/// made by make-fixtures.sh's encoder, decoded like ffmpeg decodes them.
+#[test]
+fn amr_narrowband_and_wideband_decode_like_ffmpeg() {
+    for (name, codec, rate) in [
+        ("speech.amr", "amr_nb", 8_000),
+        ("speech-wb.amr", "amr_wb", 16_000),
+    ] {
+        let path = fixtures().join(name);
+        let info = probe(&path).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(
+            (
+                info.container.as_str(),
+                info.codec.as_str(),
+                info.sample_rate,
+                info.channels
+            ),
+            ("amr", codec, rate, 1),
+            "{name}"
+        );
+        let ours = decode_all(&path, 10_000);
+        let theirs = ffmpeg_16k(&path);
+        let (c, lag) = best_correlation(&ours, &theirs, 400);
+        eprintln!(
+            "{name}: {:.2} s, correlation {c:.4} at lag {lag}",
+            info.duration_seconds
+        );
+        assert!(c > 0.9, "{name}: correlation with ffmpeg {c:.4}");
+        assert!(
+            (ours.len() as f64 - theirs.len() as f64).abs() / 16_000.0 < 0.1,
+            "{name}: {} samples vs ffmpeg's {}",
+            ours.len(),
+            theirs.len()
+        );
+    }
+    // Damage: a truncated file ends early, flipped bits decode as noise
+    // or silence, never as an error past the first good frame or a panic.
+    let bytes = std::fs::read(fixtures().join("speech.amr")).expect("read");
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let cut = tmp.path().join("cut.amr");
+    std::fs::write(&cut, &bytes[..bytes.len() / 3]).expect("write");
+    let whole = decode_all(&fixtures().join("speech.amr"), 10_000).len();
+    let part = decode_all(&cut, 10_000).len();
+    assert!(part > whole / 4 && part < whole / 2, "{part} of {whole}");
+    let mut flipped = bytes.clone();
+    for (i, b) in flipped.iter_mut().enumerate().skip(6) {
+        if i % 7 == 0 {
+            *b ^= 0xff;
+        }
+    }
+    let noisy = tmp.path().join("flipped.amr");
+    std::fs::write(&noisy, &flipped).expect("write");
+    let _ = decode_all(&noisy, 10_000);
+    // Multichannel AMR is refused by name.
+    let mc = tmp.path().join("mc.amr");
+    std::fs::write(&mc, b"#!AMR_MC1.0\n\0\0\0\x01\x3c\0\0\0\0\0\0\0\0\0\0\0").expect("write");
+    let err = probe(&mc).expect_err("multichannel AMR");
+    assert!(err.to_string().contains("mc.amr"), "{err}");
+}
+
+/// A file with two audio tracks (two languages, two microphones): the
+/// default is the first, `Track::Index(1)` the second, and a track that is
+/// not there is refused with how many there are.
+#[test]
+fn the_audio_track_asked_for_is_decoded() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let speech = fixtures().join("speech.wav");
+    let german = fixtures().join("german.wav");
+    let path = tmp.path().join("two-tracks.mkv");
+    ffmpeg(
+        &[
+            "-f",
+            "lavfi",
+            "-i",
+            "color=c=black:s=32x32:r=5",
+            "-i",
+            speech.to_str().expect("utf-8"),
+            "-i",
+            german.to_str().expect("utf-8"),
+            "-map",
+            "0:v",
+            "-map",
+            "1:a",
+            "-map",
+            "2:a",
+            "-shortest",
+            "-c:v",
+            "mpeg4",
+            "-c:a",
+            "libopus",
+        ],
+        &path,
+    );
+    let decode = |track: Track| {
+        let mut d = Decoder::open_track(&path, &Limits::default(), track).expect("open");
+        let mut out = Vec::new();
+        let mut buf = vec![0.0; 8192];
+        loop {
+            let n = d.read(&mut buf).expect("read");
+            if n == 0 {
+                break out;
+            }
+            out.extend_from_slice(&buf[..n]);
+        }
+    };
+    // ffmpeg's rendering of each audio track of the same file.
+    let track_of = |n: usize| -> Vec<f32> {
+        let out = Command::new("ffmpeg")
+            .args(["-nostdin", "-v", "error", "-i"])
+            .arg(&path)
+            .args([
+                "-map",
+                &format!("0:a:{n}"),
+                "-ar",
+                "16000",
+                "-ac",
+                "1",
+                "-f",
+                "f32le",
+                "-",
+            ])
+            .output()
+            .expect("ffmpeg runs");
+        assert!(out.status.success(), "ffmpeg track {n}");
+        out.stdout
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect()
+    };
+    let (first, second) = (track_of(0), track_of(1));
+    for (track, want, other) in [
+        (Track::Default, &first, &second),
+        (Track::Index(0), &first, &second),
+        (Track::Index(1), &second, &first),
+    ] {
+        let ours = decode(track);
+        let n = ours.len().min(want.len()).min(other.len());
+        let (c_want, _) = best_correlation(&ours[..n], &want[..n], 400);
+        let (c_other, _) = best_correlation(&ours[..n], &other[..n], 400);
+        eprintln!("{track}: {c_want:.3} with its source, {c_other:.3} with the other");
+        assert!(
+            c_want > 0.9 && c_other < 0.3,
+            "{track}: {c_want:.3} / {c_other:.3}"
+        );
+    }
+    let err = probe_track(&path, &Limits::default(), Track::Index(2)).expect_err("no third");
+    assert!(
+        err.to_string()
+            .contains("audio track 2 asked for, the file has 2 (0 to 1)"),
+        "{err}"
+    );
+    assert!(err.to_string().contains("two-tracks.mkv"), "{err}");
+    assert_eq!("1".parse::<Track>(), Ok(Track::Index(1)));
+    assert!("-1".parse::<Track>().is_err() && "999".parse::<Track>().is_err());
 }
 
 #[test]
