@@ -166,6 +166,11 @@ fn keys_limits_and_bad_input_are_refused_cleanly() {
     assert!(doc["error"]["message"]
         .as_str()
         .is_some_and(|m| m.contains("not a language code")));
+    let (status, doc) = server.upload_with("a.mkv", b"RIFF", &key, &[("audio_track", "one")]);
+    assert_eq!(status, 400, "{doc:#}");
+    assert!(doc["error"]["message"]
+        .as_str()
+        .is_some_and(|m| m.contains("unknown audio track")));
     let boundary = "twofiles";
     let part = |name: &str| {
         format!(

@@ -40,6 +40,10 @@ pub struct ProcessOptions {
     pub max_duration_secs: f64,
     /// `mix` (all channels), `left`, `right` or a channel number from 0.
     pub channel: String,
+    /// The audio track transcribed, from 0 among the file's audio tracks;
+    /// `None` takes the default one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audio_track: Option<usize>,
     pub formats: Vec<OutputFormat>,
     /// Whether a DIARIZATION job finds who speaks when (beside
     /// TRANSCRIPTION) and the outputs name the speakers.
@@ -79,6 +83,7 @@ impl Default for ProcessOptions {
             hotwords: None,
             max_duration_secs: pipeline_audio::Limits::default().max_duration_secs,
             channel: "mix".into(),
+            audio_track: None,
             formats: OutputFormat::DEFAULT.to_vec(),
             diarize: false,
             speakers: None,
@@ -108,6 +113,12 @@ impl ProcessOptions {
     /// The channel transcribed (checked when the options were made).
     pub fn channel(&self) -> pipeline_audio::Channel {
         self.channel.parse().unwrap_or_default()
+    }
+
+    /// The audio track transcribed.
+    pub fn audio_track(&self) -> pipeline_audio::Track {
+        self.audio_track
+            .map_or(pipeline_audio::Track::Default, pipeline_audio::Track::Index)
     }
 
     /// How many speakers the diarization looks for.
@@ -180,7 +191,10 @@ impl ProcessOptions {
             "formats": self.formats,
             "output_dir": self.output_dir,
         });
-        // Only when diarized: the keys of files that are not stay as they were.
+        // Only when chosen or diarized: the keys of other files stay as they were.
+        if let Some(track) = self.audio_track {
+            relevant["audio_track"] = serde_json::json!(track);
+        }
         if self.diarize {
             relevant["diarization"] = serde_json::json!(self.speaker_count());
         }
@@ -266,10 +280,11 @@ pub async fn ingest_file(
     }
     let owned = path.to_path_buf();
     let limits = options.limits();
+    let track = options.audio_track();
     let (hash, probed) = tokio::task::spawn_blocking(move || {
         (
             pipeline_audio::sha256_file(&owned),
-            pipeline_audio::probe_with(&owned, &limits),
+            pipeline_audio::probe_track(&owned, &limits, track),
         )
     })
     .await

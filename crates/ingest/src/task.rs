@@ -34,6 +34,7 @@ struct IngestArgs {
     initial_prompt: Option<String>,
     hotwords: Option<String>,
     channel: Option<String>,
+    audio_track: Option<usize>,
     formats: Option<Vec<OutputFormat>>,
     /// Adds a DIARIZATION job (the operator's `diarization.enabled` when
     /// not given; a speaker count implies it).
@@ -141,6 +142,13 @@ fn options(
             .parse::<pipeline_audio::Channel>()
             .map_err(|e| bad(format!("channel: {e}")))?;
         options.channel = channel.clone();
+    }
+    if let Some(track) = args.audio_track {
+        track
+            .to_string()
+            .parse::<pipeline_audio::Track>()
+            .map_err(|e| bad(format!("audio_track: {e}")))?;
+        options.audio_track = Some(track);
     }
     if let Some(formats) = &args.formats {
         options.formats = formats.clone();
@@ -257,6 +265,26 @@ mod tests {
         )
         .unwrap();
         assert!(options_err(&long).contains("not a language code"));
+    }
+
+    #[test]
+    fn an_audio_track_is_taken_and_checked() {
+        let args =
+            |kwargs: serde_json::Value| -> IngestArgs { serde_json::from_value(kwargs).unwrap() };
+        let o = options(
+            &args(serde_json::json!({"source": "/x.mkv", "audio_track": 1})),
+            &ProcessOptions::default(),
+            Path::new("/x.mkv"),
+        )
+        .unwrap();
+        assert_eq!(o.audio_track(), pipeline_audio::Track::Index(1));
+        assert_ne!(o.settings_key(), ProcessOptions::default().settings_key());
+        let too_far = args(serde_json::json!({"source": "/x.mkv", "audio_track": 100000}));
+        assert!(options_err(&too_far).contains("audio_track"));
+        assert!(serde_json::from_value::<IngestArgs>(
+            serde_json::json!({"source": "/x.mkv", "audio_track": -1})
+        )
+        .is_err());
     }
 
     #[test]

@@ -244,6 +244,11 @@ pub struct UploadForm {
         pattern = r"^ *(?:[mM][iI][xX]|[lL][eE][fF][tT]|[rR][iI][gG][hH][tT]|[0-9]|[12][0-9]|3[01])? *$"
     )]
     channel: String,
+    /// The audio track to transcribe, from 0 among the file's audio tracks;
+    /// the file's default audio track when absent or empty.
+    #[serde(default)]
+    #[schema(pattern = r"^ *(?:default|[0-9]|[1-9][0-9]|1[01][0-9]|12[0-7])? *$")]
+    audio_track: String,
     /// Comma-separated outputs to render (any case): txt, srt, vtt, json,
     /// tsv, rttm. When absent, `processing.formats`, with rttm added for a
     /// diarized file.

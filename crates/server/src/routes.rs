@@ -592,6 +592,15 @@ pub async fn upload(
                 options.channel = channel.to_string();
             }
             "channel" => {}
+            "audio_track" if !value.trim().is_empty() => {
+                let track: pipeline_audio::Track =
+                    value.parse().map_err(ApiError::bad_request)?;
+                options.audio_track = match track {
+                    pipeline_audio::Track::Default => None,
+                    pipeline_audio::Track::Index(n) => Some(n),
+                };
+            }
+            "audio_track" => {}
             "hotwords" => {
                 options.hotwords = Some(value.trim().to_string()).filter(|h| !h.is_empty());
             }
@@ -637,7 +646,7 @@ pub async fn upload(
             "max_speakers" => count.max_speakers = parse_speakers("max_speakers", value)?,
             other => {
                 return Err(ApiError::bad_request(format!(
-                    "unknown field {other:?} (expected file, language, task, mode, batch_size, initial_prompt, hotwords, channel, formats, webhook_url, webhook_secret, diarize, speakers, min_speakers, max_speakers)"
+                    "unknown field {other:?} (expected file, language, task, mode, batch_size, initial_prompt, hotwords, channel, audio_track, formats, webhook_url, webhook_secret, diarize, speakers, min_speakers, max_speakers)"
                 )))
             }
         }

@@ -338,10 +338,11 @@ async fn transcribe_chunk(
     let decode = crate::stages::decode_options(options);
     let limits = options.limits();
     let channel = options.channel();
+    let track = options.audio_track();
     let (start, end) = (chunk.start, chunk.end);
     let mut observer = ChunkObserver(control.clone());
     let joined = tokio::task::spawn_blocking(move || {
-        let inner = DecoderSource::open(&path, &name, &limits, channel)?;
+        let inner = DecoderSource::open(&path, &name, &limits, track, channel)?;
         let mut source = RangeSource::new(inner, start, end);
         engine.transcribe(&mut source, &decode, &mut observer)
     })
@@ -466,12 +467,13 @@ async fn plan_file(
     let name = audio.original_name.clone();
     let limits = options.limits();
     let channel = options.channel();
+    let track = options.audio_track();
     let duration = audio.duration_seconds;
     let chunk = worker.settings.chunk_seconds as f64;
     let vad_files = worker.settings.vad_files.clone();
     let control = control.clone();
     let planned = tokio::task::spawn_blocking(move || {
-        let mut source = DecoderSource::open(&path, &name, &limits, channel)?;
+        let mut source = DecoderSource::open(&path, &name, &limits, track, channel)?;
         let stop = || job_interruption(&control).is_some();
         let silero = match &vad_files {
             Some((runtime, model)) => match pipeline_vad::Silero::load(runtime, model) {

@@ -69,11 +69,12 @@ pub(crate) async fn diarize(
     let limits = options.limits();
     // The channel the transcript is of, so that the turns fit its words.
     let channel = options.channel();
+    let track = options.audio_track();
     let count = options.speaker_count();
     let observer_control = control.clone();
     let started = Instant::now();
     let ran = tokio::task::spawn_blocking(move || {
-        let source = DecoderSource::open(&path, &name, &limits, channel)?;
+        let source = DecoderSource::open(&path, &name, &limits, track, channel)?;
         let mut samples = DecoderSamples {
             source,
             failure: None,

@@ -139,10 +139,11 @@ async fn transcribe(
     let decode = decode_options(options);
     let limits = options.limits();
     let channel = options.channel();
+    let track = options.audio_track();
     let control_for_engine = control.clone();
     let started = Instant::now();
     let joined = tokio::task::spawn_blocking(move || {
-        let mut source = DecoderSource::open(&path, &name, &limits, channel)?;
+        let mut source = DecoderSource::open(&path, &name, &limits, track, channel)?;
         let mut observer = ControlObserver {
             control: control_for_engine,
         };
@@ -377,14 +378,16 @@ pub struct DecoderSource {
 }
 
 impl DecoderSource {
-    /// Opens `path` for decoding `channel` within `limits`.
+    /// Opens `path` for decoding `channel` of `track` within `limits`.
     pub fn open(
         path: &Path,
         name: &str,
         limits: &pipeline_audio::Limits,
+        track: pipeline_audio::Track,
         channel: pipeline_audio::Channel,
     ) -> Result<Self, AsrError> {
-        let mut decoder = Decoder::open_with(path, limits).map_err(|e| audio_failure(name, &e))?;
+        let mut decoder =
+            Decoder::open_track(path, limits, track).map_err(|e| audio_failure(name, &e))?;
         decoder
             .select_channel(channel)
             .map_err(|e| audio_failure(name, &e))?;

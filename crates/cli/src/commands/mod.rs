@@ -283,6 +283,11 @@ pub struct ModeArgs {
     /// 0 (a call recorded with one speaker per side) [default: mix].
     #[arg(long, value_name = "CHANNEL", value_parser = parse_channel)]
     pub channel: Option<String>,
+    /// The audio track to transcribe, from 0 among the file's audio tracks
+    /// (a film's languages, one track per microphone) [default: the file's
+    /// default audio track, else its first].
+    #[arg(long, value_name = "N", value_parser = parse_audio_track)]
+    pub audio_track: Option<usize>,
     /// sequential (30 s windows in turn, each conditioned on the text before)
     /// or batched (speech found by the Silero VAD, decoded in batches of
     /// chunks) [default: model.mode].
@@ -297,6 +302,13 @@ fn parse_channel(value: &str) -> Result<String, String> {
     value
         .parse::<pipeline_audio::Channel>()
         .map(|c| c.to_string())
+}
+
+fn parse_audio_track(value: &str) -> Result<usize, String> {
+    match value.parse::<pipeline_audio::Track>()? {
+        pipeline_audio::Track::Index(n) => Ok(n),
+        pipeline_audio::Track::Default => Err("a track number from 0".to_string()),
+    }
 }
 
 impl ModeArgs {
@@ -317,6 +329,9 @@ impl ModeArgs {
         }
         if let Some(channel) = &self.channel {
             options.channel = channel.clone();
+        }
+        if let Some(track) = self.audio_track {
+            options.audio_track = Some(track);
         }
     }
 }

@@ -516,6 +516,9 @@ async fn run_remote(app: &App, args: &ProcessArgs, remote: crate::remote::Remote
     if let Some(channel) = &args.decoding.channel {
         fields.push(("channel", channel.clone()));
     }
+    if let Some(track) = args.decoding.audio_track {
+        fields.push(("audio_track", track.to_string()));
+    }
     if let Some(mode) = &args.decoding.mode {
         fields.push(("mode", mode.clone()));
     }

@@ -51,8 +51,14 @@ pub async fn run(app: &App, args: TranscribeArgs) -> Result<u8> {
     settings.language = args.language.clone().or(settings.language);
     settings.word_timestamps |= args.word_timestamps;
     args.decoding.apply(&mut settings);
-    let mut source = DecoderSource::open(&args.file, &name, &settings.limits(), settings.channel())
-        .map_err(|e| failure(exit::BAD_INPUT, e.to_string()))?;
+    let mut source = DecoderSource::open(
+        &args.file,
+        &name,
+        &settings.limits(),
+        settings.audio_track(),
+        settings.channel(),
+    )
+    .map_err(|e| failure(exit::BAD_INPUT, e.to_string()))?;
     let options = pipeline_worker::decode_options(&settings);
     let show_bar = std::io::stderr().is_terminal() && !app.json;
     let transcript = tokio::task::spawn_blocking(move || {
