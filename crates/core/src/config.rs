@@ -1,27 +1,30 @@
 //! Layered configuration: defaults < `pipeline.toml` < `PIPELINE_*` environment
 //! variables < command-line flags, remembering where every value came from.
 //!
-//! Every key is described once in the `KEYS` table; the file walker, the environment
-//! lookup, the flag overrides and `entries()` all go through that table, so a
-//! key added there is reachable from every layer at once.
+//! A key is its field below: the sections are serde structs, so the file,
+//! the environment (`PIPELINE_<SECTION>_<KEY>`), the flags and `status` all
+//! reach a field added there. figment merges the layers and keeps each
+//! value's source; how text becomes a value follows the field's type.
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::Serialize;
-use serde_json::{json, Value as Json};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
 
 use crate::render::OutputFormat;
 
 mod diarization;
-mod keys;
+mod fields;
+mod layers;
 mod masking;
+mod present;
 mod rules;
 
-use keys::*;
-pub use masking::mask_url;
+use layers::{Layer, Shape};
+pub use masking::{mask_url, Secret, SecretUrl};
 
 pub use diarization::{
     DiarizationConfig, DEFAULT_EMBEDDING_MODEL, DEFAULT_SEGMENTATION_MODEL, MAX_SPEAKERS,
@@ -52,8 +55,32 @@ pub const ENV_PREFIX: &str = "PIPELINE_";
 /// What masked secrets are replaced with.
 pub const MASK: &str = "****";
 
+/// The sections, in the order `status` lists them.
+const SECTIONS: &[&str] = &[
+    "database",
+    "broker",
+    "storage",
+    "model",
+    "processing",
+    "webhooks",
+    "server",
+    "vad",
+    "ingest",
+    "retention",
+    "diarization",
+];
+
+/// Short environment variables that the design promises every command honours.
+const ALIASES: &[(&str, &str)] = &[
+    ("PIPELINE_DATA_DIR", "storage.data_dir"),
+    ("PIPELINE_RESULT_BACKEND", "broker.result_backend"),
+    ("PIPELINE_MODEL", "model.path"),
+    // PIPELINE_DATABASE_URL and PIPELINE_BROKER_URL are already the long names.
+];
+
 /// The effective configuration of every part of the pipeline.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Config {
     /// Where jobs and transcripts are stored.
     pub database: DatabaseConfig,
@@ -80,7 +107,8 @@ pub struct Config {
 }
 
 /// `[retention]`: what workers prune, and after how long (0 keeps for good).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct RetentionConfig {
     /// Live transcript segments, this long after their job ended.
     pub live_segments_hours: u64,
@@ -93,7 +121,8 @@ pub struct RetentionConfig {
 }
 
 /// `[ingest]`: the folders a broker's `pipeline.ingest` task may name.
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct IngestConfig {
     /// A task's `source` must be (after resolving symlinks) under one of
     /// these; none configured refuses every such task.
@@ -101,11 +130,14 @@ pub struct IngestConfig {
 }
 
 /// `[vad]`: the Silero voice activity detector that batched mode runs first.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct VadConfig {
     /// The ONNX Runtime library; `None` means `<data_dir>/lib/onnxruntime-1.31.1/libonnxruntime.so.1.31.1`.
+    #[serde(deserialize_with = "fields::opt_path")]
     pub onnxruntime: Option<PathBuf>,
     /// The Silero VAD v6 model; `None` means `<data_dir>/models/silero-vad-v6.onnx`.
+    #[serde(deserialize_with = "fields::opt_path")]
     pub model: Option<PathBuf>,
     /// Speech probability at or above which a 32 ms window is speech.
     pub threshold: f64,
@@ -116,21 +148,23 @@ pub struct VadConfig {
 }
 
 /// `[database]`: the store of audio files, jobs and events.
-#[derive(Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct DatabaseConfig {
     /// `sqlite://...` or `postgres://...`; `None` means the SQLite file in the data directory.
-    pub url: Option<String>,
+    pub url: Option<SecretUrl>,
     /// Upper bound of the connection pool.
     pub max_connections: u32,
 }
 
 /// `[broker]`: the Celery transport.
-#[derive(Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct BrokerConfig {
     /// `amqp://` or `redis://` URL; `None` means the embedded queue.
-    pub url: Option<String>,
+    pub url: Option<SecretUrl>,
     /// Celery result backend URL, so Python's `AsyncResult` can read task states.
-    pub result_backend: Option<String>,
+    pub result_backend: Option<SecretUrl>,
     /// Queue (routing key) tasks are sent to and consumed from.
     pub queue: String,
     /// How long to wait for the broker before falling back to the embedded queue.
@@ -145,31 +179,38 @@ pub struct BrokerConfig {
 }
 
 /// `[storage]`: where files live.
-#[derive(Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct StorageConfig {
     /// Root of everything the pipeline keeps locally.
+    #[serde(deserialize_with = "fields::path")]
     pub data_dir: PathBuf,
     /// Where rendered outputs go; `None` means `<data_dir>/outputs`.
+    #[serde(deserialize_with = "fields::opt_path")]
     pub output_dir: Option<PathBuf>,
     /// S3-compatible object store URL; `None` means the local data directory.
-    pub url: Option<String>,
+    pub url: Option<SecretUrl>,
     /// The object store's endpoint (MinIO, moto, Ceph...); AWS when `None`.
-    pub endpoint: Option<String>,
+    pub endpoint: Option<SecretUrl>,
     /// The object store's region.
     pub region: String,
     /// Credentials for the object store (else the environment's AWS_* ones).
     pub access_key_id: Option<String>,
-    pub secret_access_key: Option<String>,
+    /// The object store's secret key.
+    pub secret_access_key: Option<Secret>,
     /// The user's default data directory, where the install scripts put
     /// models and libraries when no data directory is named: looked in for
     /// them when `data_dir` has none (not a key; it follows `$HOME`).
+    #[serde(skip)]
     pub install_dir: PathBuf,
 }
 
 /// `[model]`: the speech recognition model.
-#[derive(Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ModelConfig {
     /// Model directory (CTranslate2 format); `None` means `<data_dir>/models/<name>`.
+    #[serde(deserialize_with = "fields::opt_path")]
     pub path: Option<PathBuf>,
     /// Short name (`tiny.en`) or Hugging Face repo id (`Systran/faster-whisper-base`).
     pub name: String,
@@ -197,13 +238,14 @@ pub struct ModelConfig {
     pub hotwords: Option<String>,
     /// An OpenAI-compatible server (`http://gpu-box:8000`) that transcribes
     /// instead of the local model; `None` runs the model here.
-    pub endpoint: Option<String>,
+    pub endpoint: Option<SecretUrl>,
     /// Bearer token for `endpoint`.
-    pub api_key: Option<String>,
+    pub api_key: Option<Secret>,
 }
 
 /// `[processing]`: how jobs are run.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ProcessingConfig {
     /// Attempts per job before it fails for good (the first run counts).
     pub max_attempts: u32,
@@ -229,16 +271,18 @@ pub struct ProcessingConfig {
     /// (see [`default_concurrency`]).
     pub concurrency: usize,
     /// Outputs the PROCESSING job writes.
+    #[serde(deserialize_with = "fields::formats")]
     pub formats: Vec<OutputFormat>,
 }
 
 /// `[webhooks]`: notifications of job transitions.
-#[derive(Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct WebhooksConfig {
     /// Endpoints that receive every event.
-    pub urls: Vec<String>,
+    pub urls: Vec<SecretUrl>,
     /// HMAC-SHA256 signing key; `None` sends unsigned requests.
-    pub secret: Option<String>,
+    pub secret: Option<Secret>,
     /// Time allowed for one delivery.
     pub timeout_secs: u64,
     /// How long a delivery is retried (with exponential backoff) before it
@@ -250,13 +294,15 @@ pub struct WebhooksConfig {
 }
 
 /// `[server]`: the HTTP API.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ServerConfig {
     /// Address to listen on.
     pub bind: String,
     /// Whether requests must carry an API token.
     pub auth: bool,
     /// Largest accepted upload.
+    #[serde(deserialize_with = "fields::bytes")]
     pub max_upload_bytes: u64,
     /// How long a client may go without sending a byte of its request
     /// body before it is answered 408 and cut off.
@@ -361,7 +407,7 @@ impl Config {
     /// The database URL, defaulting to `sqlite://<data_dir>/pipeline.db`.
     pub fn database_url(&self) -> String {
         match &self.database.url {
-            Some(url) => url.clone(),
+            Some(url) => url.expose().to_string(),
             None => format!(
                 "sqlite://{}",
                 self.storage.data_dir.join("pipeline.db").display()
@@ -443,23 +489,6 @@ impl Config {
     pub fn uses_embedded_queue(&self) -> bool {
         self.broker.url.is_none()
     }
-
-    /// The configuration as nested JSON (`{"database": {"url": ...}}`) with
-    /// derived values filled in and secrets masked, for `status --json`.
-    pub fn masked_json(&self) -> Json {
-        let mut root = serde_json::Map::new();
-        for spec in KEYS {
-            let (section, name) = spec.key.split_once('.').unwrap_or(("", spec.key));
-            let value = masked(spec, get(self, spec.key));
-            if let Json::Object(map) = root
-                .entry(section.to_string())
-                .or_insert_with(|| Json::Object(serde_json::Map::new()))
-            {
-                map.insert(name.to_string(), value);
-            }
-        }
-        Json::Object(root)
-    }
 }
 
 impl ProcessingConfig {
@@ -535,7 +564,7 @@ pub enum ConfigError {
         message: String,
     },
     /// A key that the configuration does not have.
-    #[error("{origin}: unknown key \"{key}\"{}", suggestion(.key))]
+    #[error("{origin}: unknown key \"{key}\"{}", layers::suggest(keys(), .key))]
     UnknownKey {
         /// The key as written (`section.key`).
         key: String,
@@ -550,7 +579,7 @@ pub enum ConfigError {
         /// Where the value came from.
         origin: Source,
         /// What the key takes.
-        expected: &'static str,
+        expected: String,
         /// What was given.
         found: String,
     },
@@ -599,51 +628,84 @@ impl LoadedConfig {
     ) -> Result<LoadedConfig, ConfigError> {
         let env = |name: &str| env(name).filter(|v| !v.is_empty());
         let home = env("HOME").map(PathBuf::from);
-        let mut loaded = LoadedConfig {
-            config: Config::defaults(default_data_dir(&env)),
-            sources: KEYS
-                .iter()
-                .map(|k| (k.key.to_string(), Source::Default))
-                .collect(),
-            file: None,
-        };
+        let defaults = Config::defaults(layers::default_data_dir(&env));
+        let shape = Shape::of(&defaults);
+        let mut layers = vec![Layer::new(
+            Source::Default,
+            serde_json::to_value(&defaults).unwrap_or_default(),
+        )];
 
-        if let Some((path, origin)) = find_file(explicit_file, &env) {
+        let mut file = None;
+        if let Some((path, origin)) = layers::find_file(explicit_file, &env) {
             let text = std::fs::read_to_string(&path).map_err(|error| ConfigError::Read {
                 path: path.clone(),
                 origin,
                 error,
             })?;
-            loaded.apply_file(&path, &text, home.as_deref())?;
-            loaded.file = Some(path);
+            let table: toml::Table = toml::from_str(&text).map_err(|e| ConfigError::Syntax {
+                path: path.clone(),
+                message: e.to_string().trim_end().to_string(),
+            })?;
+            let data = shape.file_data(&path, table)?;
+            layers.push(Layer::new(Source::File(path.clone()), data));
+            file = Some(path);
         }
 
-        for spec in KEYS {
+        for key in shape.keys() {
             // Aliases first, so the long name wins when both are set.
             let names = ALIASES
                 .iter()
-                .filter(|(_, key)| *key == spec.key)
+                .filter(|(_, k)| *k == key)
                 .map(|(alias, _)| alias.to_string())
-                .chain(std::iter::once(env_var_name(spec.key)));
+                .chain(std::iter::once(env_var_name(key)));
             for name in names {
                 if let Some(text) = env(&name) {
-                    let origin = Source::Env(name);
-                    let value = parse_text(spec, &text, &origin, home.as_deref())?;
-                    loaded.set(spec, value, origin)?;
+                    layers.push(Layer::one(Source::Env(name), key, shape.typed(key, &text)));
                 }
             }
         }
 
         for (key, text, flag) in flags {
             let origin = Source::Flag(flag.to_string());
-            let spec = lookup(key).ok_or_else(|| ConfigError::UnknownKey {
-                key: key.to_string(),
-                origin: origin.clone(),
-            })?;
-            let value = parse_text(spec, text, &origin, home.as_deref())?;
-            loaded.set(spec, value, origin)?;
+            if !shape.contains(key) {
+                return Err(ConfigError::UnknownKey {
+                    key: key.to_string(),
+                    origin,
+                });
+            }
+            layers.push(Layer::one(origin, key, shape.typed(key, text)));
         }
 
+        let origins: layers::Origins = layers
+            .iter()
+            .map(|l| (l.source().to_string(), l.source().clone()))
+            .collect();
+        let figment = layers
+            .into_iter()
+            .fold(Figment::new(), |figment, layer| figment.merge(layer));
+        let mut config: Config = fields::with_home(home, || {
+            figment
+                .extract()
+                .map_err(|e| layers::from_figment(e, &origins))
+        })?;
+        config.storage.install_dir = defaults.storage.install_dir;
+        let sources = shape
+            .keys()
+            .map(|key| {
+                let source = figment
+                    .find_metadata(key)
+                    .and_then(|m| origins.get(m.name.as_ref()))
+                    .cloned()
+                    .unwrap_or(Source::Default);
+                (key.to_string(), source)
+            })
+            .collect();
+        let mut loaded = LoadedConfig {
+            config,
+            sources,
+            file,
+        };
+        loaded.normalize();
         loaded.validate()?;
         Ok(loaded)
     }
@@ -659,11 +721,20 @@ impl LoadedConfig {
     /// Every key with its display value (secrets masked) and origin, in the
     /// order the sections are documented.
     pub fn entries(&self) -> Vec<ConfigEntry> {
-        KEYS.iter()
-            .map(|spec| ConfigEntry {
-                key: spec.key.to_string(),
-                value: display(spec, &masked(spec, get(&self.config, spec.key))),
-                source: self.source(spec.key),
+        let tree = self.config.masked_json();
+        keys()
+            .map(|key| {
+                let (section, name) = key.split_once('.').unwrap_or(("", key));
+                let value = tree
+                    .get(section)
+                    .and_then(|s| s.get(name))
+                    .cloned()
+                    .unwrap_or_default();
+                ConfigEntry {
+                    key: key.to_string(),
+                    value: present::display(key, &value),
+                    source: self.source(key),
+                }
             })
             .collect()
     }
@@ -671,63 +742,6 @@ impl LoadedConfig {
     /// Where the value of `key` (`section.key`) came from.
     pub fn source(&self, key: &str) -> Source {
         self.sources.get(key).cloned().unwrap_or(Source::Default)
-    }
-
-    fn set(&mut self, spec: &KeySpec, value: Parsed, origin: Source) -> Result<(), ConfigError> {
-        apply(&mut self.config, spec.key, value).map_err(|reason| ConfigError::Invalid {
-            key: spec.key.to_string(),
-            origin: origin.clone(),
-            reason,
-        })?;
-        self.sources.insert(spec.key.to_string(), origin);
-        Ok(())
-    }
-
-    fn apply_file(
-        &mut self,
-        path: &Path,
-        text: &str,
-        home: Option<&Path>,
-    ) -> Result<(), ConfigError> {
-        let origin = Source::File(path.to_path_buf());
-        let table: toml::Table = toml::from_str(text).map_err(|e| ConfigError::Syntax {
-            path: path.to_path_buf(),
-            message: e.to_string().trim_end().to_string(),
-        })?;
-        // Relative paths in the file mean relative to the file, so that a
-        // config works the same from whatever directory the command runs in.
-        let base = path.parent().unwrap_or(Path::new(""));
-        for (section, body) in &table {
-            let toml::Value::Table(body) = body else {
-                if SECTIONS.contains(&section.as_str()) {
-                    return Err(ConfigError::WrongType {
-                        key: section.clone(),
-                        origin,
-                        expected: "a table ([section])",
-                        found: describe_toml(body),
-                    });
-                }
-                return Err(ConfigError::UnknownKey {
-                    key: section.clone(),
-                    origin,
-                });
-            };
-            for (name, raw) in body {
-                let key = format!("{section}.{name}");
-                let spec = lookup(&key).ok_or_else(|| ConfigError::UnknownKey {
-                    key: key.clone(),
-                    origin: origin.clone(),
-                })?;
-                let mut value = parse_toml(spec, raw, &origin, home)?;
-                if let Parsed::Path(Some(p)) = &mut value {
-                    if p.is_relative() {
-                        *p = base.join(&*p);
-                    }
-                }
-                self.set(spec, value, origin.clone())?;
-            }
-        }
-        Ok(())
     }
 }
 
@@ -741,8 +755,7 @@ where
         .into_iter()
         .filter(|n| n.starts_with(ENV_PREFIX) && n != CONFIG_ENV)
         .filter(|n| {
-            !KEYS.iter().any(|k| env_var_name(k.key) == *n)
-                && !ALIASES.iter().any(|(alias, _)| alias == n)
+            !keys().any(|k| env_var_name(k) == *n) && !ALIASES.iter().any(|(alias, _)| alias == n)
         })
         .collect()
 }
@@ -755,13 +768,21 @@ pub fn env_var_name(key: &str) -> String {
 
 /// Every configuration key (`section.key`), in documentation order.
 pub fn keys() -> impl Iterator<Item = &'static str> {
-    KEYS.iter().map(|k| k.key)
+    static KEYS: std::sync::LazyLock<Vec<&'static str>> = std::sync::LazyLock::new(|| {
+        Shape::of(&Config::defaults(PathBuf::new()))
+            .keys()
+            .map(|k| &*Box::leak(k.to_string().into_boxed_str()))
+            .collect()
+    });
+    KEYS.iter().copied()
 }
 
 #[cfg(test)]
 mod tests {
-    use super::keys::*;
+    use super::fields::parse_bytes;
+    use super::layers::Kind;
     use super::*;
+    use serde_json::json;
     use std::collections::HashMap;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -846,7 +867,7 @@ mod tests {
         assert_eq!(c.config, Config::defaults(data.clone()));
         assert_eq!(c.file, None);
         assert!(c.sources.values().all(|s| *s == Source::Default));
-        assert_eq!(c.sources.len(), KEYS.len());
+        assert_eq!(c.sources.len(), keys().count());
         assert_eq!(
             c.config.database_url(),
             "sqlite:///home/u/.local/share/pipeline-manager/pipeline.db"
@@ -1355,9 +1376,27 @@ mod tests {
         assert_eq!(c.config.database_url(), "postgres://user:secret@host/db");
     }
 
+    /// A key and how its text is read, for the tests that set every key.
+    struct KeySpec {
+        key: &'static str,
+        kind: Kind,
+    }
+
+    /// Every key, as the configuration reads it off its defaults.
+    fn key_specs() -> Vec<KeySpec> {
+        let shape = Shape::of(&Config::defaults(PathBuf::from("/d")));
+        keys()
+            .map(|key| KeySpec {
+                key,
+                kind: shape.kind(key).expect("kind"),
+            })
+            .collect()
+    }
+
     /// A valid text value for every key, to set each one through each layer.
     fn sample(key: &str) -> &'static str {
-        match lookup(key).map(|k| k.kind) {
+        let shape = Shape::of(&Config::defaults(PathBuf::from("/d")));
+        match shape.kind(key) {
             _ if key == "database.url" => "postgres://u@h/db",
             _ if key == "broker.url" => "redis://r",
             _ if key == "storage.url" => "s3://bucket/prefix",
@@ -1369,18 +1408,18 @@ mod tests {
             _ if key == "vad.threshold" => "0.3",
             _ if key == "processing.heartbeat_secs" => "7",
             _ if key == "processing.retry_base_secs" => "1.5",
+            _ if key == "processing.formats" => "json",
+            _ if key == "server.max_upload_bytes" => "1048576",
             _ if key == "diarization.threshold" => "0.5",
             _ if key == "diarization.step_seconds" => "2.5",
             _ if key == "diarization.min_embedding_seconds" => "0.5",
+            _ if key.starts_with("diarization.") && key.ends_with("speakers") => "42",
             Some(Kind::Text | Kind::OptText) => "value",
-            Some(Kind::Path | Kind::OptPath) => "/some/path",
             Some(Kind::UInt | Kind::Float) => "42",
             // The opposite of every boolean default but server.auth's.
             _ if key == "server.auth" => "false",
             Some(Kind::Bool) => "true",
             Some(Kind::List) => "a,b",
-            Some(Kind::Formats) => "json",
-            Some(Kind::Bytes) => "1MiB",
             None => "",
         }
     }
@@ -1388,7 +1427,7 @@ mod tests {
     #[test]
     fn every_key_is_settable_from_env_file_and_flag() {
         let defaults = load(None, &[], &[]).expect("defaults").entries();
-        for spec in KEYS {
+        for spec in key_specs() {
             let var = env_var_name(spec.key);
             let c = load(None, &[(&var, sample(spec.key))], &[])
                 .unwrap_or_else(|e| panic!("{}: {e}", spec.key));
@@ -1410,14 +1449,14 @@ mod tests {
         let mut text = String::new();
         for section in SECTIONS {
             text.push_str(&format!("[{section}]\n"));
-            for spec in KEYS
-                .iter()
+            for spec in key_specs()
+                .into_iter()
                 .filter(|k| k.key.starts_with(&format!("{section}.")))
             {
                 let name = &spec.key[section.len() + 1..];
                 let value = match spec.kind {
                     Kind::UInt | Kind::Float | Kind::Bool => sample(spec.key).to_string(),
-                    Kind::List | Kind::Formats => format!("[\"{}\"]", sample(spec.key)),
+                    Kind::List => format!("[\"{}\"]", sample(spec.key)),
                     _ => format!("\"{}\"", sample(spec.key)),
                 };
                 text.push_str(&format!("{name} = {value}\n"));
@@ -1426,7 +1465,7 @@ mod tests {
         let dir = Scratch::new();
         let file = dir.file(&text);
         let c = load(Some(&file), &[], &[]).unwrap_or_else(|e| panic!("{e}\n{text}"));
-        for spec in KEYS {
+        for spec in key_specs() {
             assert_eq!(
                 c.source(spec.key),
                 Source::File(file.clone()),
@@ -1538,6 +1577,113 @@ mod tests {
             .expect("load");
             assert_eq!(loaded.config.processing.chunk_seconds, taken);
         }
+    }
+
+    /// Source: the defaults. Nothing set: every value is the default's and
+    /// says so, secrets included.
+    #[test]
+    fn the_default_source_is_reported_for_what_nothing_set() {
+        let c = load(None, &[], &[]).expect("load");
+        for entry in c.entries() {
+            assert_eq!(entry.source, Source::Default, "{}", entry.key);
+        }
+        assert_eq!(c.config.webhooks.secret, None);
+        assert_eq!(c.config.processing.formats, OutputFormat::DEFAULT.to_vec());
+    }
+
+    /// Source: the file. Each value it sets names the file; a relative path
+    /// is relative to the file, `~` the home directory; values it leaves
+    /// out stay defaults.
+    #[test]
+    fn the_file_source_is_reported_for_what_it_set() {
+        let dir = Scratch::new();
+        let file = dir.file(
+            "[model]\npath = \"models/mine\"\n[vad]\nmodel = \"~/vad.onnx\"\n\
+             [webhooks]\nsecret = \"k\"\n[server]\nmax_upload_bytes = 1024\n",
+        );
+        let c = load(Some(&file), &[], &[]).expect("load");
+        assert_eq!(c.config.model.path, Some(dir.0.join("models/mine")));
+        assert_eq!(c.config.vad.model, Some(PathBuf::from("/home/u/vad.onnx")));
+        assert_eq!(c.config.webhooks.secret.as_deref(), Some("k"));
+        assert_eq!(c.config.server.max_upload_bytes, 1024);
+        for key in [
+            "model.path",
+            "vad.model",
+            "webhooks.secret",
+            "server.max_upload_bytes",
+        ] {
+            assert_eq!(c.source(key), Source::File(file.clone()), "{key}");
+        }
+        assert_eq!(c.source("model.name"), Source::Default);
+    }
+
+    /// Source: the environment. Each variable names itself, the short
+    /// alias included, and text is read by the key's type.
+    #[test]
+    fn the_environment_source_is_reported_for_what_it_set() {
+        let c = load(
+            None,
+            &[
+                ("PIPELINE_MODEL", "~/m"),
+                ("PIPELINE_WEBHOOKS_ALLOW_PRIVATE_TARGETS", "yes"),
+                ("PIPELINE_SERVER_MAX_UPLOAD_BYTES", "2MiB"),
+                ("PIPELINE_DIARIZATION_SPEAKERS", "3"),
+            ],
+            &[],
+        )
+        .expect("load");
+        assert_eq!(c.config.model.path, Some(PathBuf::from("/home/u/m")));
+        assert!(c.config.webhooks.allow_private_targets);
+        assert_eq!(c.config.server.max_upload_bytes, 2 << 20);
+        assert_eq!(c.config.diarization.speakers, Some(3));
+        for (key, var) in [
+            ("model.path", "PIPELINE_MODEL"),
+            (
+                "webhooks.allow_private_targets",
+                "PIPELINE_WEBHOOKS_ALLOW_PRIVATE_TARGETS",
+            ),
+            (
+                "server.max_upload_bytes",
+                "PIPELINE_SERVER_MAX_UPLOAD_BYTES",
+            ),
+            ("diarization.speakers", "PIPELINE_DIARIZATION_SPEAKERS"),
+        ] {
+            assert_eq!(c.source(key), Source::Env(var.into()), "{key}");
+        }
+    }
+
+    /// Source: the flags. A flag names itself and wins over the file and
+    /// the environment; the last of two flags for one key wins.
+    #[test]
+    fn the_flag_source_is_reported_for_what_it_set() {
+        let dir = Scratch::new();
+        let file = dir.file("[model]\nbeam_size = 2\n");
+        let c = load(
+            Some(&file),
+            &[("PIPELINE_MODEL_BEAM_SIZE", "3")],
+            &[
+                ("model.beam_size", "4".into(), "--beam-size"),
+                ("model.language", "de".into(), "--language"),
+                ("model.language", "fr".into(), "--lang"),
+            ],
+        )
+        .expect("load");
+        assert_eq!(c.config.model.beam_size, 4);
+        assert_eq!(
+            c.source("model.beam_size"),
+            Source::Flag("--beam-size".into())
+        );
+        assert_eq!(c.config.model.language.as_deref(), Some("fr"));
+        assert_eq!(c.source("model.language"), Source::Flag("--lang".into()));
+    }
+
+    #[test]
+    fn an_empty_string_in_the_file_unsets_an_optional_value() {
+        let dir = Scratch::new();
+        let file = dir.file("[model]\npath = \"\"\nlanguage = \" \"\n");
+        let c = load(Some(&file), &[], &[]).expect("load");
+        assert_eq!(c.config.model.path, None);
+        assert_eq!(c.config.model.language, None);
     }
 
     #[test]

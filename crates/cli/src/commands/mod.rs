@@ -89,9 +89,9 @@ pub fn engine_options(config: &Config, jobs_at_once: usize) -> EngineOptions {
 pub fn load_engine(config: &Config, jobs_at_once: usize) -> Result<Arc<dyn Transcriber>, AsrError> {
     match &config.model.endpoint {
         Some(endpoint) => Ok(Arc::new(OpenAiEngine::new(OpenAiOptions {
-            base_url: endpoint.clone(),
+            base_url: endpoint.expose().to_string(),
             model: config.model.name.clone(),
-            api_key: config.model.api_key.clone(),
+            api_key: config.model.api_key.as_deref().map(str::to_string),
             timeout: config.processing.job_timeout(),
         }))),
         None => {
@@ -163,7 +163,7 @@ pub fn queue(
         return Ok(Arc::new(pipeline_queue::EmbeddedQueue::new(store.clone())));
     };
     let settings = pipeline_queue::BrokerSettings {
-        url: url.clone(),
+        url: url.expose().to_string(),
         queue: config.broker.queue.clone(),
         consume: consume.to_vec(),
         connect_timeout: Duration::from_secs(config.broker.connect_timeout_secs.max(1)),
@@ -195,11 +195,11 @@ pub fn storage(config: &Config) -> Result<pipeline_worker::Storage> {
         None => pipeline_worker::Storage::local(&s.data_dir),
         Some(url) => pipeline_worker::Storage::object_store(
             &pipeline_worker::ObjectStoreSettings {
-                url: url.clone(),
-                endpoint: s.endpoint.clone(),
+                url: url.expose().to_string(),
+                endpoint: s.endpoint.as_deref().map(str::to_string),
                 region: s.region.clone(),
                 access_key_id: s.access_key_id.clone(),
-                secret_access_key: s.secret_access_key.clone(),
+                secret_access_key: s.secret_access_key.as_deref().map(str::to_string),
             },
             &s.data_dir,
         ),

@@ -191,7 +191,7 @@ pub async fn run(app: &App, args: ProcessArgs) -> Result<u8> {
                 secret: args
                     .webhook_secret
                     .clone()
-                    .or_else(|| config.webhooks.secret.clone()),
+                    .or_else(|| config.webhooks.secret.as_deref().map(str::to_string)),
             })
             .collect(),
         ..defaults

@@ -21,8 +21,8 @@ pub fn relay_settings(config: &Config) -> RelaySettings {
             .urls
             .iter()
             .map(|url| WebhookEndpoint {
-                url: url.clone(),
-                secret: w.secret.clone(),
+                url: url.expose().to_string(),
+                secret: w.secret.as_deref().map(str::to_string),
             })
             .collect(),
         timeout: Duration::from_secs(w.timeout_secs.max(1)),

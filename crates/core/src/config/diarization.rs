@@ -3,6 +3,10 @@
 
 use std::path::PathBuf;
 
+use serde::{Deserialize, Serialize};
+
+use super::fields;
+
 /// Most speakers a file may ask for (the diarization engine's bound).
 pub const MAX_SPEAKERS: u32 = 64;
 
@@ -15,16 +19,19 @@ pub const DEFAULT_EMBEDDING_MODEL: &str = "models/campplus-cn-en-common.onnx";
 
 /// `[diarization]`: speaker diarization (pyannote segmentation-3.0 and a
 /// CAM++ speaker embedding on ONNX Runtime, the library of `[vad]`).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct DiarizationConfig {
     /// Whether files are diarized unless they say otherwise (off: only
     /// files submitted with `--diarize` get a DIARIZATION job).
     pub enabled: bool,
     /// pyannote segmentation-3.0 in ONNX; `None` means
     /// `<data_dir>/models/pyannote-segmentation-3.0.onnx`.
+    #[serde(deserialize_with = "fields::opt_path")]
     pub segmentation_model: Option<PathBuf>,
     /// The CAM++ speaker embedding in ONNX; `None` means
     /// `<data_dir>/models/campplus-cn-en-common.onnx`.
+    #[serde(deserialize_with = "fields::opt_path")]
     pub embedding_model: Option<PathBuf>,
     /// Threads ONNX Runtime may use per model; 0 means all cores.
     pub threads: usize,
@@ -37,10 +44,13 @@ pub struct DiarizationConfig {
     pub min_embedding_seconds: f64,
     /// Exactly this many speakers, unless a file says otherwise; `None`
     /// (0 in the file or environment) lets the clustering decide.
+    #[serde(deserialize_with = "fields::speakers")]
     pub speakers: Option<u32>,
     /// At least this many speakers, unless a file says otherwise.
+    #[serde(deserialize_with = "fields::speakers")]
     pub min_speakers: Option<u32>,
     /// At most this many speakers, unless a file says otherwise.
+    #[serde(deserialize_with = "fields::speakers")]
     pub max_speakers: Option<u32>,
 }
 
@@ -118,15 +128,5 @@ impl DiarizationConfig {
             ));
         }
         Ok(())
-    }
-}
-
-/// A speaker count from the file or environment: 0 means none.
-pub(crate) fn count(value: u64) -> Result<Option<u32>, String> {
-    match value {
-        0 => Ok(None),
-        n => u32::try_from(n)
-            .map(Some)
-            .map_err(|_| format!("{n} is too large")),
     }
 }

@@ -1,88 +1,79 @@
-//! Secrets kept out of what is printed: URLs with their passwords and
-//! secret-looking parameters masked, and the sections that hold
-//! credentials with hand-written `Debug`.
+//! Secrets kept out of what is printed: a URL's password and secret-looking
+//! parameters masked, a key or token masked whole. The types below carry a
+//! secret through the configuration; their `Debug` and `Serialize` (what
+//! logs, panics and `status` see) mask it, and only `expose` (or `Deref`)
+//! gives the code that connects the real value.
 
-use super::*;
+use std::fmt;
+use std::ops::Deref;
 
-// Hand-written Debug for the sections that hold credentials, so that a config
-// printed in a log or a panic message does not leak them.
-impl fmt::Debug for DatabaseConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("DatabaseConfig")
-            .field("url", &self.url.as_deref().map(mask_url))
-            .field("max_connections", &self.max_connections)
-            .finish()
-    }
+use serde::{Deserialize, Serialize, Serializer};
+
+use super::MASK;
+
+/// A URL that may hold a password (`postgres://user:secret@host/db`).
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct SecretUrl(String);
+
+/// A secret shown as `****` wherever it is printed (a signing key, a token).
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+macro_rules! secret_type {
+    ($name:ident, $mask:expr) => {
+        impl $name {
+            /// The real value, for the code that connects or signs with it.
+            pub fn expose(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl From<String> for $name {
+            fn from(value: String) -> Self {
+                Self(value)
+            }
+        }
+
+        impl From<&str> for $name {
+            fn from(value: &str) -> Self {
+                Self(value.to_string())
+            }
+        }
+
+        impl PartialEq<&str> for $name {
+            fn eq(&self, other: &&str) -> bool {
+                self.0 == *other
+            }
+        }
+
+        impl Deref for $name {
+            type Target = str;
+
+            fn deref(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                let mask: fn(&str) -> String = $mask;
+                write!(f, "{:?}", mask(&self.0))
+            }
+        }
+
+        impl Serialize for $name {
+            fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                let mask: fn(&str) -> String = $mask;
+                serializer.serialize_str(&mask(&self.0))
+            }
+        }
+    };
 }
 
-impl fmt::Debug for BrokerConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("BrokerConfig")
-            .field("url", &self.url.as_deref().map(mask_url))
-            .field(
-                "result_backend",
-                &self.result_backend.as_deref().map(mask_url),
-            )
-            .field("queue", &self.queue)
-            .field("connect_timeout_secs", &self.connect_timeout_secs)
-            .field("visibility_timeout_secs", &self.visibility_timeout_secs)
-            .field("prefetch_multiplier", &self.prefetch_multiplier)
-            .finish()
-    }
-}
-
-impl fmt::Debug for StorageConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("StorageConfig")
-            .field("data_dir", &self.data_dir)
-            .field("output_dir", &self.output_dir)
-            .field("install_dir", &self.install_dir)
-            .field("url", &self.url.as_deref().map(mask_url))
-            .field("endpoint", &self.endpoint)
-            .field("region", &self.region)
-            .field("access_key_id", &self.access_key_id)
-            .field(
-                "secret_access_key",
-                &self.secret_access_key.as_ref().map(|_| "***"),
-            )
-            .finish()
-    }
-}
-
-impl fmt::Debug for ModelConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ModelConfig")
-            .field("path", &self.path)
-            .field("name", &self.name)
-            .field("device", &self.device)
-            .field("compute_type", &self.compute_type)
-            .field("beam_size", &self.beam_size)
-            .field("threads", &self.threads)
-            .field("language", &self.language)
-            .field("word_timestamps", &self.word_timestamps)
-            .field("vad_filter", &self.vad_filter)
-            .field("mode", &self.mode)
-            .field("batch_size", &self.batch_size)
-            .field("initial_prompt", &self.initial_prompt)
-            .field("hotwords", &self.hotwords)
-            .field("endpoint", &self.endpoint.as_deref().map(mask_url))
-            .field("api_key", &self.api_key.as_ref().map(|_| MASK))
-            .finish()
-    }
-}
-
-impl fmt::Debug for WebhooksConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let urls: Vec<String> = self.urls.iter().map(|u| mask_url(u)).collect();
-        f.debug_struct("WebhooksConfig")
-            .field("urls", &urls)
-            .field("secret", &self.secret.as_ref().map(|_| MASK))
-            .field("timeout_secs", &self.timeout_secs)
-            .field("retry_period_secs", &self.retry_period_secs)
-            .field("allow_private_targets", &self.allow_private_targets)
-            .finish()
-    }
-}
+secret_type!(SecretUrl, mask_url);
+secret_type!(Secret, |_| MASK.to_string());
 
 /// Replaces the password of a URL (`postgres://user:secret@host/db` →
 /// `postgres://user:****@host/db`) and secret-looking query parameters.

@@ -2,8 +2,40 @@
 //! a file's value may be corrected by the environment): bounds, schemes,
 //! names, and the pairs that must agree.
 
-use super::keys::*;
 use super::*;
+
+const DEVICES: &[&str] = &["cpu", "cuda", "auto"];
+const MODES: &[&str] = &["sequential", "batched"];
+
+/// What CTranslate2 accepts as `compute_type`.
+const COMPUTE_TYPES: &[&str] = &[
+    "default",
+    "auto",
+    "int8",
+    "int8_float32",
+    "int8_float16",
+    "int8_bfloat16",
+    "int16",
+    "float16",
+    "bfloat16",
+    "float32",
+];
+
+fn check_scheme(url: &str, schemes: &[&str]) -> Result<(), String> {
+    let scheme = url.split_once(':').map(|(s, _)| s.to_ascii_lowercase());
+    match scheme {
+        Some(s) if schemes.contains(&s.as_str()) => Ok(()),
+        _ => Err(format!(
+            "\"{}\" must start with one of: {}",
+            mask_url(url),
+            schemes
+                .iter()
+                .map(|s| format!("{s}://"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )),
+    }
+}
 
 impl LoadedConfig {
     pub(super) fn invalid(&self, key: &str, reason: impl Into<String>) -> ConfigError {
@@ -14,9 +46,19 @@ impl LoadedConfig {
         }
     }
 
+    /// Spellings that mean the same value made one: names of devices,
+    /// compute types and modes in any case.
+    pub(super) fn normalize(&mut self) {
+        let m = &mut self.config.model;
+        m.device = m.device.trim().to_ascii_lowercase();
+        m.compute_type = m.compute_type.trim().to_ascii_lowercase();
+        m.mode = m.mode.trim().to_ascii_lowercase();
+    }
+
     /// Checks the rules between values, once all layers are applied, so that
     /// e.g. a file's retry_max may be raised by the environment.
     pub(super) fn validate(&self) -> Result<(), ConfigError> {
+        self.no_negative_numbers()?;
         let c = &self.config;
         let at_least_one = [
             (
@@ -82,15 +124,18 @@ impl LoadedConfig {
             }
         }
         if let Some(url) = &c.database.url {
-            check_scheme(url, &["sqlite", "postgres", "postgresql"])
+            check_scheme(url.expose(), &["sqlite", "postgres", "postgresql"])
                 .map_err(|r| self.invalid("database.url", r))?;
         }
         if let Some(url) = &c.broker.url {
-            check_scheme(url, &["amqp", "amqps", "pyamqp", "redis", "rediss"])
-                .map_err(|r| self.invalid("broker.url", r))?;
+            check_scheme(
+                url.expose(),
+                &["amqp", "amqps", "pyamqp", "redis", "rediss"],
+            )
+            .map_err(|r| self.invalid("broker.url", r))?;
         }
         if let Some(url) = &c.storage.url {
-            check_scheme(url, &["s3"]).map_err(|r| self.invalid("storage.url", r))?;
+            check_scheme(url.expose(), &["s3"]).map_err(|r| self.invalid("storage.url", r))?;
         }
         for origin in &c.server.cors_origins {
             let bare = origin.split_once("://").is_some_and(|(scheme, rest)| {
@@ -104,7 +149,8 @@ impl LoadedConfig {
             }
         }
         for url in &c.webhooks.urls {
-            check_scheme(url, &["http", "https"]).map_err(|r| self.invalid("webhooks.urls", r))?;
+            check_scheme(url.expose(), &["http", "https"])
+                .map_err(|r| self.invalid("webhooks.urls", r))?;
         }
         if !DEVICES.contains(&c.model.device.as_str()) {
             return Err(self.invalid(
@@ -158,6 +204,32 @@ impl LoadedConfig {
                     c.model.name
                 ),
             ));
+        }
+        Ok(())
+    }
+}
+
+impl LoadedConfig {
+    /// Every number the configuration has is a count, a size or a time, so
+    /// a negative one is the wrong type whatever its key.
+    fn no_negative_numbers(&self) -> Result<(), ConfigError> {
+        let tree = serde_json::to_value(&self.config).unwrap_or_default();
+        for key in keys() {
+            let (section, name) = key.split_once('.').unwrap_or(("", key));
+            let value = tree.get(section).and_then(|s| s.get(name));
+            if let Some(n) = value.and_then(|v| v.as_f64()).filter(|n| *n < 0.0) {
+                let origin = self.source(key);
+                let found = match origin {
+                    Source::File(_) => format!("float {n}"),
+                    _ => format!("\"{n}\""),
+                };
+                return Err(ConfigError::WrongType {
+                    key: key.to_string(),
+                    origin,
+                    expected: "a non-negative number".to_string(),
+                    found,
+                });
+            }
         }
         Ok(())
     }
