@@ -10,6 +10,7 @@ mod decode;
 mod error;
 mod hash;
 mod mp4edit;
+mod mp4size;
 mod opus;
 mod probe;
 mod source;

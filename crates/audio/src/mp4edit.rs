@@ -94,7 +94,12 @@ fn is_sound_track(f: &mut File, start: u64, end: u64) -> bool {
 }
 
 /// Follows `path` down from the box whose body spans `start..end`.
-fn find_path(f: &mut File, mut start: u64, mut end: u64, path: &[&[u8; 4]]) -> Option<(u64, u64)> {
+pub(crate) fn find_path(
+    f: &mut File,
+    mut start: u64,
+    mut end: u64,
+    path: &[&[u8; 4]],
+) -> Option<(u64, u64)> {
     for name in path {
         (start, end) = find_box(f, start, end, name)?;
     }
@@ -102,7 +107,7 @@ fn find_path(f: &mut File, mut start: u64, mut end: u64, path: &[&[u8; 4]]) -> O
 }
 
 /// The body span of the first box called `name` among the boxes in `start..end`.
-fn find_box(f: &mut File, mut pos: u64, end: u64, name: &[u8; 4]) -> Option<(u64, u64)> {
+pub(crate) fn find_box(f: &mut File, mut pos: u64, end: u64, name: &[u8; 4]) -> Option<(u64, u64)> {
     while pos + 8 <= end {
         let head = read_at(f, pos, 16.min((end - pos) as usize))?;
         let size32 = u64::from(be32(&head[0..4]));
@@ -133,14 +138,14 @@ fn read_timescale(f: &mut File, start: u64, end: u64, v0: u64, v1: u64) -> Optio
     (ts > 0).then_some(ts)
 }
 
-fn read_at(f: &mut File, pos: u64, len: usize) -> Option<Vec<u8>> {
+pub(crate) fn read_at(f: &mut File, pos: u64, len: usize) -> Option<Vec<u8>> {
     let mut buf = vec![0u8; len];
     f.seek(SeekFrom::Start(pos)).ok()?;
     f.read_exact(&mut buf).ok()?;
     Some(buf)
 }
 
-fn be32(b: &[u8]) -> u32 {
+pub(crate) fn be32(b: &[u8]) -> u32 {
     u32::from_be_bytes([b[0], b[1], b[2], b[3]])
 }
 

@@ -160,9 +160,21 @@ impl Source {
             Some(container) => container,
             None => container_from_codec(codec_name_of(codec)),
         };
-        let edit = matches!(container, "m4a" | "mp4" | "mov")
-            .then(|| read_edit(path))
-            .flatten();
+        let is_mp4 = matches!(container, "m4a" | "mp4" | "mov");
+        if is_mp4 {
+            if let Some(largest) = crate::mp4size::largest_sample(path) {
+                if largest > meta.len() {
+                    return Err(AudioError::Unsupported {
+                        file,
+                        reason: format!(
+                            "damaged or invalid header: a sample of {largest} bytes in a file of {}",
+                            meta.len()
+                        ),
+                    });
+                }
+            }
+        }
+        let edit = is_mp4.then(|| read_edit(path)).flatten();
         Ok(Source {
             edit,
             file,

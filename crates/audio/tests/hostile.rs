@@ -186,6 +186,24 @@ fn inputs_the_fuzzer_found_decode_or_fail_cleanly() {
     assert!(grown < 64 * MIB, "peak RSS grew by {} MiB", grown / MIB);
 }
 
+/// An M4A whose sample-size table claims 4.2 GB for one AAC frame (found by
+/// the fuzzer): symphonia would allocate that before reading the frame,
+/// which aborts the process wherever the address space is limited. It is
+/// refused by name before anything is read.
+#[test]
+fn an_mp4_sample_larger_than_its_file_is_refused_before_it_is_read() {
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fuzz-regressions/m4a-sample-size-4gb");
+    let err = pipeline_audio::probe(&path).expect_err("refused");
+    let message = err.to_string();
+    assert!(
+        message.contains("m4a-sample-size-4gb")
+            && message.contains("a sample of 4211081467 bytes in a file of 155858"),
+        "{message}"
+    );
+    assert!(Decoder::open(&path).is_err());
+}
+
 /// The corpus's builders make good files when told sane values, so that
 /// what the hostile ones fail on is their one wrong field.
 #[test]
