@@ -34,36 +34,6 @@ pub struct JobMetrics {
     pub transcribe_seconds: f64,
 }
 
-/// Adds one (type, status) group's `prefix` columns (`dn`, `dsum`, `d0`...)
-/// to its type's histogram, when the group has such rows.
-fn add_to(
-    histograms: &mut std::collections::BTreeMap<String, DurationHistogram>,
-    job_type: &str,
-    row: &sqlx::any::AnyRow,
-    bounds: &[f64],
-    prefix: &str,
-) -> Result<(), StoreError> {
-    let n = count(row, &format!("{prefix}n"))?;
-    if n == 0 {
-        return Ok(());
-    }
-    let sum: Option<f64> = row.try_get(format!("{prefix}sum").as_str())?;
-    let histogram = histograms
-        .entry(job_type.to_string())
-        .or_insert_with(|| DurationHistogram {
-            job_type: job_type.to_string(),
-            buckets: bounds.iter().map(|b| (*b, 0)).collect(),
-            count: 0,
-            sum_seconds: 0.0,
-        });
-    histogram.count += n;
-    histogram.sum_seconds += sum.unwrap_or(0.0);
-    for (i, bucket) in histogram.buckets.iter_mut().enumerate() {
-        bucket.1 += count(row, &format!("{prefix}{i}"))?;
-    }
-    Ok(())
-}
-
 fn count(row: &sqlx::any::AnyRow, column: &str) -> Result<u64, StoreError> {
     let n: Option<i64> = row.try_get(column)?;
     Ok(u64::try_from(n.unwrap_or(0)).unwrap_or(0))
@@ -71,62 +41,40 @@ fn count(row: &sqlx::any::AnyRow, column: &str) -> Result<u64, StoreError> {
 
 impl Store {
     /// Job counts, duration histograms (with these bucket bounds, in
-    /// seconds) and transcribed audio, for `/metrics`: one grouped pass
-    /// over the jobs, one over the chunks.
+    /// seconds) and transcribed audio, for `/metrics`.
     pub async fn job_metrics(&self, bounds: &[f64]) -> Result<JobMetrics, StoreError> {
         let mut metrics = JobMetrics::default();
-        let transcription = pipeline_core::JobType::Transcription.as_str();
-        let finished = "j.status = 'COMPLETED' AND j.started_at IS NOT NULL \
-                        AND j.completed_at IS NOT NULL";
-        let duration = self.seconds_between("j.started_at", "j.completed_at");
-        let wait = self.seconds_between("j.available_at", "j.started_at");
-        let buckets = |column: &str, prefix: &str| -> String {
-            bounds
-                .iter()
-                .enumerate()
-                .map(|(i, bound)| {
-                    format!(
-                        ", SUM(CASE WHEN {column} <= {bound:?} THEN 1 ELSE 0 END) AS {prefix}{i}"
-                    )
-                })
-                .collect()
-        };
-        // A row's duration (completed jobs) and wait (running and completed
-        // ones) are NULL where they do not apply, so each aggregate counts
-        // only its own rows.
-        let sql = format!(
-            "SELECT job_type, status, COUNT(*) AS n, \
-             SUM(CASE WHEN d IS NULL THEN 0 ELSE 1 END) AS dn, \
-             CAST(SUM(d) AS DOUBLE PRECISION) AS dsum{d_buckets}, \
-             SUM(CASE WHEN w IS NULL THEN 0 ELSE 1 END) AS wn, \
-             CAST(SUM(w) AS DOUBLE PRECISION) AS wsum{w_buckets}, \
-             CAST(SUM(audio) AS DOUBLE PRECISION) AS audio \
-             FROM (SELECT j.job_type, j.status, \
-                   CASE WHEN {finished} THEN \
-                     (CASE WHEN {duration} > 0 THEN {duration} ELSE 0.0 END) END AS d, \
-                   CASE WHEN j.status IN ('RUNNING', 'COMPLETED') AND j.started_at IS NOT NULL \
-                     THEN (CASE WHEN {wait} > 0 THEN {wait} ELSE 0.0 END) END AS w, \
-                   CASE WHEN j.job_type = '{transcription}' AND {finished} \
-                     THEN a.duration_seconds END AS audio \
-                   FROM processing_jobs j LEFT JOIN audio_files a ON a.id = j.audio_id) t \
+        let rows = sqlx::query(
+            "SELECT job_type, status, COUNT(*) AS n FROM processing_jobs \
              GROUP BY job_type, status ORDER BY job_type, status",
-            d_buckets = buckets("d", "d"),
-            w_buckets = buckets("w", "w"),
-        );
-        let mut durations = std::collections::BTreeMap::<String, DurationHistogram>::new();
-        let mut waits = std::collections::BTreeMap::<String, DurationHistogram>::new();
-        for row in sqlx::query(&sql).fetch_all(&self.pool).await? {
-            let job_type: String = row.try_get("job_type")?;
-            metrics
-                .jobs
-                .push((job_type.clone(), row.try_get("status")?, count(&row, "n")?));
-            add_to(&mut durations, &job_type, &row, bounds, "d")?;
-            add_to(&mut waits, &job_type, &row, bounds, "w")?;
-            let audio: Option<f64> = row.try_get("audio")?;
-            metrics.audio_seconds += audio.unwrap_or(0.0);
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        for row in rows {
+            metrics.jobs.push((
+                row.try_get("job_type")?,
+                row.try_get("status")?,
+                count(&row, "n")?,
+            ));
         }
-        metrics.durations = durations.into_values().collect();
-        metrics.queue_waits = waits.into_values().collect();
+        metrics.durations = self
+            .histograms(
+                bounds,
+                &self.seconds_between("started_at", "completed_at"),
+                "processing_jobs WHERE status = 'COMPLETED' \
+                 AND started_at IS NOT NULL AND completed_at IS NOT NULL",
+                "job_type",
+            )
+            .await?;
+        metrics.queue_waits = self
+            .histograms(
+                bounds,
+                &self.seconds_between("available_at", "started_at"),
+                "processing_jobs WHERE status IN ('RUNNING', 'COMPLETED') \
+                 AND started_at IS NOT NULL",
+                "job_type",
+            )
+            .await?;
         metrics.chunk_durations = self
             .histograms(
                 bounds,
@@ -136,6 +84,7 @@ impl Store {
                 "'TRANSCRIPTION'",
             )
             .await?;
+        let transcription = pipeline_core::JobType::Transcription.as_str();
         if let Some(histogram) = metrics
             .durations
             .iter()
@@ -143,6 +92,16 @@ impl Store {
         {
             metrics.transcribe_seconds = histogram.sum_seconds;
         }
+        let audio: Option<f64> = sqlx::query_scalar(
+            "SELECT CAST(SUM(a.duration_seconds) AS DOUBLE PRECISION) \
+             FROM processing_jobs j JOIN audio_files a ON a.id = j.audio_id \
+             WHERE j.job_type = $1 AND j.status = 'COMPLETED' \
+             AND j.started_at IS NOT NULL AND j.completed_at IS NOT NULL",
+        )
+        .bind(transcription)
+        .fetch_one(&self.pool)
+        .await?;
+        metrics.audio_seconds = audio.unwrap_or(0.0);
         Ok(metrics)
     }
 
