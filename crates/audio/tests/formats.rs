@@ -68,22 +68,28 @@ fn new_containers_and_codecs_decode_like_ffmpeg() {
             (container, codec_name),
             "{name}"
         );
-        let ours = decode_all(&path, 10_000);
-        let theirs = ffmpeg_16k(&path);
-        let (c, lag) = best_correlation(&ours, &theirs, 400);
-        eprintln!(
-            "{name}: {container}/{codec_name}, {:.2} s, correlation {c:.4} at lag {lag}",
-            info.duration_seconds
-        );
-        assert!(c > 0.9, "{name}: correlation with ffmpeg {c:.4}");
-        let seconds = |n: usize| n as f64 / 16_000.0;
-        assert!(
-            (seconds(ours.len()) - seconds(theirs.len())).abs() < 0.1,
-            "{name}: {} vs ffmpeg {}",
-            ours.len(),
-            theirs.len()
-        );
+        decodes_like_ffmpeg(&path, name);
     }
+}
+
+/// Our samples of `path` follow ffmpeg's (correlation above 0.9) and are as
+/// long, within 0.1 s.
+fn decodes_like_ffmpeg(path: &Path, name: &str) {
+    let ours = decode_all(path, 10_000);
+    let theirs = ffmpeg_16k(path);
+    let (c, lag) = best_correlation(&ours, &theirs, 400);
+    let seconds = |n: usize| n as f64 / 16_000.0;
+    eprintln!(
+        "{name}: {:.2} s, correlation {c:.4} at lag {lag}",
+        seconds(ours.len())
+    );
+    assert!(c > 0.9, "{name}: correlation with ffmpeg {c:.4}");
+    assert!(
+        (seconds(ours.len()) - seconds(theirs.len())).abs() < 0.1,
+        "{name}: {} samples vs ffmpeg's {}",
+        ours.len(),
+        theirs.len()
+    );
 }
 
 /// AMR-NB and AMR-WB as a phone writes them (RFC 4867 storage format),
@@ -106,20 +112,7 @@ fn amr_narrowband_and_wideband_decode_like_ffmpeg() {
             ("amr", codec, rate, 1),
             "{name}"
         );
-        let ours = decode_all(&path, 10_000);
-        let theirs = ffmpeg_16k(&path);
-        let (c, lag) = best_correlation(&ours, &theirs, 400);
-        eprintln!(
-            "{name}: {:.2} s, correlation {c:.4} at lag {lag}",
-            info.duration_seconds
-        );
-        assert!(c > 0.9, "{name}: correlation with ffmpeg {c:.4}");
-        assert!(
-            (ours.len() as f64 - theirs.len() as f64).abs() / 16_000.0 < 0.1,
-            "{name}: {} samples vs ffmpeg's {}",
-            ours.len(),
-            theirs.len()
-        );
+        decodes_like_ffmpeg(&path, name);
     }
     // Damage: a truncated file ends early, flipped bits decode as noise
     // or silence, never as an error past the first good frame or a panic.
