@@ -24,9 +24,14 @@ pub fn require<T>(value: T, found: bool, missing: &str, install: &str) -> Option
     None
 }
 
-/// The repository's root.
+/// The repository's root: from the manifest directory cargo and nextest
+/// give the running test (the path compiled in can name another checkout
+/// when two share one target directory, as CI's clean clone does).
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
+        .join("../..")
 }
 
 /// The data directory the install scripts use: `PIPELINE_DATA_DIR`, else
