@@ -20,9 +20,7 @@ use crate::decode::{
     assign_words, build_prompt, split_segments_by_timestamps, word_timings, RawSegment,
     FRAMES_PER_SECOND,
 };
-use crate::longform::{
-    finish_segment, is_silent, needs_fallback, Decoded, LongForm, WhisperBackend,
-};
+use crate::longform::{finish_segment, is_silent, Decoded, Fallback, LongForm, WhisperBackend};
 use crate::mel::{HOP_LENGTH, SAMPLE_RATE, WINDOW_FRAMES, WINDOW_SAMPLES};
 use crate::tokenizer::TokenId;
 use crate::{AsrError, AudioSource, Segment, TranscribeObserver, Transcript};
@@ -357,28 +355,18 @@ impl<B: WhisperBackend> Batched<'_, '_, B> {
             &vec![prompt.clone(); chunks.len()],
             &form.generate_options(first_temperature),
         )?;
-        if generations.len() != chunks.len() {
-            return Err(AsrError::Backend(format!(
-                "{} results for a batch of {}",
-                generations.len(),
-                chunks.len()
-            )));
+        check_batch(generations.len(), chunks.len())?;
+        let mut decoded: Vec<Decoded> = generations
+            .into_iter()
+            .map(|generation| form.decoded(generation, first_temperature))
+            .collect();
+        if options.temperatures.len() > 1 {
+            self.fall_back(chunks, &prompt, &mut decoded)?;
         }
-
-        // Per chunk: its decoding, and its own encoder output when it had
-        // to be decoded again alone.
-        let mut results: Vec<Option<(Decoded, Option<B::Encoded>)>> = Vec::new();
-        for (chunk, generation) in chunks.iter().zip(generations) {
-            let mut decoded = form.decoded(generation, first_temperature);
-            let mut own = None;
-            if options.temperatures.len() > 1 && needs_fallback(&decoded, options) {
-                let mut alone = form.front_end.window_features(&chunk.samples);
-                let encoded_alone = backend.encode(&mut alone, n_mels)?;
-                decoded = form.generate_with_fallback(&encoded_alone, &prompt)?;
-                own = Some(encoded_alone);
-            }
-            results.push((!is_silent(&decoded, options)).then_some((decoded, own)));
-        }
+        let results: Vec<Option<Decoded>> = decoded
+            .into_iter()
+            .map(|d| (!is_silent(&d, options)).then_some(d))
+            .collect();
 
         let timestamp_begin = tokenizer.special().timestamp_begin;
         let eot = tokenizer.special().eot;
@@ -386,19 +374,14 @@ impl<B: WhisperBackend> Batched<'_, '_, B> {
             .iter()
             .zip(&results)
             .map(|(chunk, result)| match result {
-                Some((decoded, _)) => chunk_segments(&decoded.tokens, timestamp_begin, eot, chunk),
+                Some(decoded) => chunk_segments(&decoded.tokens, timestamp_begin, eot, chunk),
                 None => Vec::new(),
             })
             .collect();
         if options.word_timestamps {
-            let texts: Vec<Vec<TokenId>> = raws
-                .iter()
-                .zip(&results)
-                .map(|(raw, result)| match result {
-                    Some((_, None)) => text_tokens(raw, eot),
-                    _ => Vec::new(),
-                })
-                .collect();
+            // A chunk's encoder output is the same whichever temperature
+            // found its text, so one alignment call serves the whole batch.
+            let texts: Vec<Vec<TokenId>> = raws.iter().map(|raw| text_tokens(raw, eot)).collect();
             if texts.iter().any(|t| !t.is_empty()) {
                 let frames: Vec<usize> = chunks.iter().map(Chunk::frames).collect();
                 let alignments = backend.align_batch(&encoded, &sot, &texts, &frames)?;
@@ -416,36 +399,108 @@ impl<B: WhisperBackend> Batched<'_, '_, B> {
                     assign_words(raw, timings, eot, 0.0);
                 }
             }
-            for ((raw, chunk), result) in raws.iter_mut().zip(chunks).zip(&results) {
-                if let Some((_, Some(alone))) = result {
-                    form.add_word_timestamps(raw, alone, &sot, &language, chunk.frames(), 0.0)?;
+        }
+        drop(encoded);
+
+        let mut out: Vec<Vec<Piece>> = chunks
+            .iter()
+            .zip(raws)
+            .zip(&results)
+            .map(|((chunk, raw), result)| match result {
+                Some(decoded) => self.pieces(chunk, raw, decoded),
+                None => Vec::new(),
+            })
+            .collect();
+        // The model sometimes passes over a sentence, most often at the
+        // start or the end of a chunk; the sequential loop would seek there
+        // and decode again, so those stretches are decoded again here, the
+        // whole batch's together, and their segments put in their place.
+        if !options.without_timestamps && depth < MAX_REDECODES {
+            let mut gaps = Vec::new();
+            let mut owners = Vec::new();
+            for (i, (chunk, found)) in chunks.iter().zip(&out).enumerate() {
+                if found.is_empty() {
+                    continue;
+                }
+                let covered: Vec<(f64, f64)> = found.iter().map(|p| p.local).collect();
+                for gap in chunk.gaps(&covered) {
+                    gaps.push(gap);
+                    owners.push(i);
                 }
             }
-        }
-
-        let mut out = Vec::with_capacity(chunks.len());
-        for ((chunk, raw), result) in chunks.iter().zip(raws).zip(&results) {
-            let Some((decoded, _)) = result else {
-                out.push(Vec::new());
-                continue;
-            };
-            let mut found = self.pieces(chunk, raw, decoded);
-            // The model sometimes passes over a sentence, most often at the
-            // start or the end of a chunk; the sequential loop would seek
-            // there and decode again, so those stretches are decoded again
-            // here, and their segments put in their place.
-            if !options.without_timestamps && depth < MAX_REDECODES {
-                let covered: Vec<(f64, f64)> = found.iter().map(|p| p.local).collect();
-                let gaps = chunk.gaps(&covered);
-                if !gaps.is_empty() {
-                    let again = self.decode_pieces(&gaps, depth + 1)?;
-                    found.extend(again.into_iter().flatten());
+            let batch_size = options.batch_size.max(1);
+            for (group, owners) in gaps.chunks(batch_size).zip(owners.chunks(batch_size)) {
+                let again = self.decode_pieces(group, depth + 1)?;
+                for (&owner, pieces) in owners.iter().zip(again) {
+                    out[owner].extend(pieces);
+                }
+            }
+            if !gaps.is_empty() {
+                for found in &mut out {
                     found.sort_by(|a, b| a.raw.start.total_cmp(&b.raw.start));
                 }
             }
-            out.push(found);
         }
         Ok(out)
+    }
+
+    /// Decodes again, at each higher temperature in turn, the chunks whose
+    /// beam search failed the compression-ratio or log-probability check:
+    /// the failed chunks of the batch in one call per temperature, with
+    /// their `best_of` candidates in it, so that a batch with several
+    /// failures costs little more than one with a single failure.
+    fn fall_back(
+        &self,
+        chunks: &[Chunk],
+        prompt: &[TokenId],
+        decoded: &mut [Decoded],
+    ) -> Result<(), AsrError> {
+        let form = self.form;
+        let (backend, options) = (form.backend, form.options);
+        let n_mels = form.front_end.n_mels();
+        let mut pending: Vec<(usize, Fallback)> = Vec::new();
+        for (i, first) in decoded.iter().enumerate() {
+            let mut fallback = Fallback::default();
+            if fallback.offer(first.clone(), options).is_none() {
+                pending.push((i, fallback));
+            }
+        }
+        for &temperature in &options.temperatures[1..] {
+            if pending.is_empty() {
+                break;
+            }
+            let mut features = Vec::with_capacity(pending.len() * n_mels * WINDOW_FRAMES);
+            for (i, _) in &pending {
+                features.extend(form.front_end.window_features(&chunks[*i].samples));
+            }
+            let encoded = backend.encode_batch(&mut features, pending.len(), n_mels)?;
+            drop(features);
+            let mut generate = form.generate_options(temperature);
+            // The candidates as one batch, as faster-whisper samples them:
+            // at most batch_size x best_of sequences, which is what the
+            // batch's beam search (batch_size x beam_size) already held.
+            if temperature > 0.0 {
+                generate.num_hypotheses = options.best_of.max(1);
+            }
+            let generations = backend.generate_batch(
+                &encoded,
+                &vec![prompt.to_vec(); pending.len()],
+                &generate,
+            )?;
+            check_batch(generations.len(), pending.len())?;
+            let mut failed = Vec::with_capacity(pending.len());
+            for ((i, mut fallback), generation) in pending.into_iter().zip(generations) {
+                match fallback.offer(form.decoded(generation, temperature), options) {
+                    Some(passed) => decoded[i] = passed,
+                    None => failed.push((i, fallback)),
+                }
+            }
+            pending = failed;
+        }
+        for (i, fallback) in pending {
+            decoded[i] = fallback.finish(options)?;
+        }
+        Ok(())
     }
 
     /// A chunk's segments with text, moved to the file's timeline.
@@ -486,6 +541,16 @@ struct Piece {
     local: (f64, f64),
     text: String,
     decoded: Decoded,
+}
+
+/// Fails when a batch call returned another number of results than asked.
+fn check_batch(got: usize, asked: usize) -> Result<(), AsrError> {
+    if got == asked {
+        return Ok(());
+    }
+    Err(AsrError::Backend(format!(
+        "{got} results for a batch of {asked}"
+    )))
 }
 
 /// The text tokens of a chunk's segments, timestamps left out.
@@ -773,29 +838,39 @@ mod tests {
     }
 
     #[test]
-    fn a_failing_chunk_alone_falls_back_and_silence_decodes_nothing() {
+    fn failing_chunks_fall_back_together_and_silence_decodes_nothing() {
         let tok = synthetic(false);
         let reply = words(&tok, &[(" hi", 0, 100)], false);
-        // Beyond window 0 (the first chunk), beam search is unlikely.
+        // Beyond window 0 (the first chunk), beam search is unlikely; the
+        // sampled candidates come from one call.
         let fake = Fake::new(Box::new(move |window, o| {
             let mut g = good(reply.clone());
-            if window > 0 && o.sampling_topk == 1 {
-                g.score = -3.0;
+            if o.sampling_topk == 1 {
+                if window > 0 {
+                    g.score = -3.0;
+                }
+            } else {
+                assert_eq!(o.num_hypotheses, 5, "best_of candidates in one call");
             }
             g
         }));
-        let speeches = vec![seconds(0.0, 20.0), seconds(40.0, 60.0)];
-        let t = run(&fake, &tok, speeches, 60, &options(8));
-        assert_eq!(t.segments.len(), 2);
-        // The batch, then chunk 1 encoded alone (window 2): beam search
-        // again, then best_of candidates at the first sampled temperature.
+        let speeches = vec![
+            seconds(0.0, 20.0),
+            seconds(40.0, 60.0),
+            seconds(80.0, 100.0),
+        ];
+        let t = run(&fake, &tok, speeches, 100, &options(8));
+        assert_eq!(t.segments.len(), 3);
+        // The batch, then chunks 1 and 2 encoded again together (windows 3
+        // and 4) and sampled at the first sampled temperature, in one call.
+        assert_eq!(*fake.batches.borrow(), vec![3, 2]);
         let generated = fake.generated.borrow();
-        assert_eq!(generated[..2], [(0, 1.0), (1, 1.0)]);
         assert_eq!(
-            generated[2..],
-            [(2, 1.0), (2, 0.2), (2, 0.2), (2, 0.2), (2, 0.2), (2, 0.2)]
+            generated[..],
+            [(0, 1.0), (1, 1.0), (2, 1.0), (3, 0.2), (4, 0.2)]
         );
-        assert_eq!(t.segments[1].temperature, 0.2);
+        let temperatures: Vec<f32> = t.segments.iter().map(|s| s.temperature).collect();
+        assert_eq!(temperatures, vec![0.0, 0.2, 0.2]);
 
         let quiet = Fake::new(Box::new(|_, _| unreachable!("nothing to decode")));
         let t = run(&quiet, &tok, Vec::new(), 90, &options(8));

@@ -154,6 +154,47 @@ pub trait WhisperBackend {
     ) -> Result<Vec<Alignment>, AsrError>;
 }
 
+/// The temperature fallback's record of one window: every decoding that
+/// failed the checks, to choose from when no temperature passes.
+#[derive(Debug, Default)]
+pub(crate) struct Fallback {
+    failed: Vec<Decoded>,
+    last_temperature: f32,
+}
+
+impl Fallback {
+    /// Takes the decoding at the next temperature; gives it back when it
+    /// passes the compression-ratio and log-probability checks.
+    pub(crate) fn offer(&mut self, decoded: Decoded, options: &DecodeOptions) -> Option<Decoded> {
+        self.last_temperature = decoded.temperature;
+        if !needs_fallback(&decoded, options) {
+            return Some(decoded);
+        }
+        self.failed.push(decoded);
+        None
+    }
+
+    /// When no temperature passed: the likeliest decoding among those under
+    /// the compression-ratio threshold, or among all when none is.
+    pub(crate) fn finish(self, options: &DecodeOptions) -> Result<Decoded, AsrError> {
+        let below = |d: &Decoded| {
+            options
+                .compression_ratio_threshold
+                .is_none_or(|threshold| d.compression_ratio <= threshold)
+        };
+        let any_below = self.failed.iter().any(below);
+        let mut best = self
+            .failed
+            .into_iter()
+            .filter(|d| !any_below || below(d))
+            .max_by(|a, b| a.avg_logprob.total_cmp(&b.avg_logprob))
+            .ok_or_else(|| AsrError::Backend("no decoding result".into()))?;
+        // The last temperature tried decides whether the prompt is reset.
+        best.temperature = self.last_temperature;
+        Ok(best)
+    }
+}
+
 /// What one decoding pass of a window produced.
 #[derive(Debug, Clone)]
 pub(crate) struct Decoded {
@@ -292,11 +333,8 @@ impl<'a, B: WhisperBackend> LongForm<'a, B> {
         } else {
             &options.temperatures
         };
-        let mut all: Vec<Decoded> = Vec::new();
-        let mut below_cr: Vec<Decoded> = Vec::new();
-        let mut last_temperature = 0.0;
+        let mut fallback = Fallback::default();
         for &temperature in temperatures {
-            last_temperature = temperature;
             let sampling = temperature > 0.0;
             let generate_options = self.generate_options(temperature);
             // faster-whisper samples its `best_of` candidates as one batch;
@@ -313,26 +351,11 @@ impl<'a, B: WhisperBackend> LongForm<'a, B> {
                     generation = other;
                 }
             }
-            let decoded = self.decoded(generation, temperature);
-            if options
-                .compression_ratio_threshold
-                .is_none_or(|threshold| decoded.compression_ratio <= threshold)
-            {
-                below_cr.push(decoded.clone());
+            if let Some(passed) = fallback.offer(self.decoded(generation, temperature), options) {
+                return Ok(passed);
             }
-            if !needs_fallback(&decoded, options) {
-                return Ok(decoded);
-            }
-            all.push(decoded);
         }
-        let pool = if below_cr.is_empty() { all } else { below_cr };
-        let mut best = pool
-            .into_iter()
-            .max_by(|a, b| a.avg_logprob.total_cmp(&b.avg_logprob))
-            .ok_or_else(|| AsrError::Backend("no decoding result".into()))?;
-        // The last temperature tried decides whether the prompt is reset.
-        best.temperature = last_temperature;
-        Ok(best)
+        fallback.finish(options)
     }
 
     /// Word timings of a window's segments through the backend's alignment.

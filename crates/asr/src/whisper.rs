@@ -403,10 +403,19 @@ fn whisper_options(options: &GenerateOptions) -> WhisperOptions {
     }
 }
 
+/// The likeliest of a result's hypotheses (several when sampled candidates
+/// come from one call).
 fn generation(result: ct2rs::sys::WhisperGenerationResult) -> Generation {
+    let best = (0..result.sequences_ids.len())
+        .max_by(|&a, &b| {
+            let score = |i: usize| result.scores.get(i).copied().unwrap_or(f32::NEG_INFINITY);
+            // The first of equal scores, as one candidate at a time kept it.
+            score(a).total_cmp(&score(b)).then(b.cmp(&a))
+        })
+        .unwrap_or(0);
     let tokens = result
         .sequences_ids
-        .first()
+        .get(best)
         .map(|seq| {
             seq.iter()
                 .filter_map(|t| TokenId::try_from(*t).ok())
@@ -415,7 +424,11 @@ fn generation(result: ct2rs::sys::WhisperGenerationResult) -> Generation {
         .unwrap_or_default();
     Generation {
         tokens,
-        score: result.scores.first().copied().unwrap_or(f32::NEG_INFINITY),
+        score: result
+            .scores
+            .get(best)
+            .copied()
+            .unwrap_or(f32::NEG_INFINITY),
         no_speech_prob: result.no_speech_prob,
     }
 }
