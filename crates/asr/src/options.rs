@@ -57,7 +57,9 @@ impl Default for DecodeOptions {
             length_penalty: 1.0,
             repetition_penalty: 1.0,
             no_repeat_ngram_size: 0,
-            temperatures: vec![0.0, 0.2, 0.4, 0.6, 0.8, 1.0],
+            temperatures: pipeline_core::decoding::temperature_schedule(
+                pipeline_core::decoding::DEFAULT_TEMPERATURE_INCREMENT,
+            ),
             compression_ratio_threshold: Some(2.4),
             log_prob_threshold: Some(-1.0),
             no_speech_threshold: Some(0.6),

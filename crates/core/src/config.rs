@@ -232,6 +232,11 @@ pub struct ModelConfig {
     pub mode: String,
     /// Chunks decoded at once in batched mode.
     pub batch_size: usize,
+    /// Temperature added at each step of the fallback that decodes a window
+    /// again when its text fails the compression-ratio or log-probability
+    /// check (openai-whisper's `temperature_increment_on_fallback`), up to
+    /// 1.0; 0 decodes once, as faster-whisper's batched pipeline does.
+    pub temperature_increment: f64,
     /// Text every window sees as what was said before it.
     pub initial_prompt: Option<String>,
     /// Names and jargon put in every window's prompt.
@@ -353,6 +358,7 @@ impl Config {
                 vad_filter: false,
                 mode: "sequential".to_string(),
                 batch_size: 8,
+                temperature_increment: f64::from(crate::decoding::DEFAULT_TEMPERATURE_INCREMENT),
                 initial_prompt: None,
                 hotwords: None,
                 endpoint: None,
@@ -1406,6 +1412,7 @@ mod tests {
             _ if key == "model.compute_type" => "float16",
             _ if key == "model.mode" => "batched",
             _ if key == "vad.threshold" => "0.3",
+            _ if key == "model.temperature_increment" => "0.5",
             _ if key == "processing.heartbeat_secs" => "7",
             _ if key == "processing.retry_base_secs" => "1.5",
             _ if key == "processing.formats" => "json",
@@ -1577,6 +1584,33 @@ mod tests {
             .expect("load");
             assert_eq!(loaded.config.processing.chunk_seconds, taken);
         }
+    }
+
+    #[test]
+    fn the_fallback_step_is_taken_up_to_one_and_negative_is_refused() {
+        let env = [("PIPELINE_MODEL_TEMPERATURE_INCREMENT", "0")];
+        let loaded = load(None, &env, &[]).expect("load");
+        assert_eq!(loaded.config.model.temperature_increment, 0.0);
+        let err = load(
+            None,
+            &[("PIPELINE_MODEL_TEMPERATURE_INCREMENT", "1.5")],
+            &[],
+        )
+        .unwrap_err();
+        assert!(
+            matches!(&err, ConfigError::Invalid { key, .. } if key == "model.temperature_increment"),
+            "{err}"
+        );
+        let err = load(
+            None,
+            &[("PIPELINE_MODEL_TEMPERATURE_INCREMENT", "-0.2")],
+            &[],
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("model.temperature_increment"),
+            "{err}"
+        );
     }
 
     /// Source: the defaults. Nothing set: every value is the default's and

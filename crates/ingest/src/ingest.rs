@@ -29,6 +29,8 @@ pub struct ProcessOptions {
     pub mode: DecodeMode,
     /// Chunks per batch in batched mode.
     pub batch_size: usize,
+    /// The temperature fallback's step; 0 decodes each window once.
+    pub temperature_increment: f32,
     /// The speech detector's settings in batched mode.
     pub vad: VadOptions,
     /// Text every window sees as what was said before it.
@@ -78,6 +80,7 @@ impl Default for ProcessOptions {
             vad_filter: false,
             mode: DecodeMode::Sequential,
             batch_size: 8,
+            temperature_increment: pipeline_core::decoding::DEFAULT_TEMPERATURE_INCREMENT,
             vad: VadOptions::default(),
             initial_prompt: None,
             hotwords: None,
@@ -194,6 +197,9 @@ impl ProcessOptions {
         // Only when chosen or diarized: the keys of other files stay as they were.
         if let Some(track) = self.audio_track {
             relevant["audio_track"] = serde_json::json!(track);
+        }
+        if self.temperature_increment != pipeline_core::decoding::DEFAULT_TEMPERATURE_INCREMENT {
+            relevant["temperature_increment"] = serde_json::json!(self.temperature_increment);
         }
         if self.diarize {
             relevant["diarization"] = serde_json::json!(self.speaker_count());

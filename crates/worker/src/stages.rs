@@ -290,6 +290,7 @@ pub fn decode_options(options: &ProcessOptions) -> DecodeOptions {
         vad_filter: options.vad_filter,
         mode: options.mode,
         batch_size: options.batch_size.max(1),
+        temperatures: pipeline_core::decoding::temperature_schedule(options.temperature_increment),
         vad: options.vad.clone(),
         initial_prompt: options.initial_prompt.clone(),
         hotwords: options.hotwords.clone(),
@@ -432,5 +433,26 @@ impl TranscribeObserver for ControlObserver {
 
     fn is_cancelled(&self) -> bool {
         self.control.interruption().is_some()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_fallback_step_sets_the_temperatures_and_the_settings_key() {
+        let default = ProcessOptions::default();
+        assert_eq!(
+            decode_options(&default).temperatures,
+            DecodeOptions::default().temperatures
+        );
+        let once = ProcessOptions {
+            temperature_increment: 0.0,
+            ..ProcessOptions::default()
+        };
+        assert_eq!(decode_options(&once).temperatures, vec![0.0]);
+        // Another step may give other words: no reuse across it.
+        assert_ne!(once.settings_key(), default.settings_key());
     }
 }

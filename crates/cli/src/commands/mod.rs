@@ -237,6 +237,7 @@ pub fn default_process_options(config: &Config) -> ProcessOptions {
         vad_filter: config.model.vad_filter,
         mode: config_mode(config),
         batch_size: config.model.batch_size,
+        temperature_increment: config.model.temperature_increment as f32,
         vad: vad_options(config),
         initial_prompt: config.model.initial_prompt.clone(),
         hotwords: config.model.hotwords.clone(),

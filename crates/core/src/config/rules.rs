@@ -99,6 +99,15 @@ impl LoadedConfig {
                 ),
             ));
         }
+        if c.model.temperature_increment > 1.0 {
+            return Err(self.invalid(
+                "model.temperature_increment",
+                format!(
+                    "{} is above 1.0, the highest temperature of the fallback",
+                    c.model.temperature_increment
+                ),
+            ));
+        }
         if (1..30).contains(&c.processing.chunk_seconds) {
             return Err(self.invalid(
                 "processing.chunk_seconds",
