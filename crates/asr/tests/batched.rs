@@ -321,3 +321,45 @@ fn the_same_audio_gives_the_same_transcript_in_both_modes() {
         );
     }
 }
+
+/// Every chunk failing the checks (a log-probability threshold no decoding
+/// meets) goes through the whole fallback, its chunks sampled together:
+/// the best decoding is kept, it says the last temperature tried, and the
+/// same audio gives the same transcript again.
+#[test]
+fn failed_chunks_go_through_the_fallback_together_and_the_same_twice() {
+    let Some(engine) = engine() else { return };
+    let text: Vec<&str> = common::SENTENCES[2..12].to_vec();
+    let mut samples = Vec::new();
+    for sentence in &text {
+        let Some(spoken) = common::speak(sentence) else {
+            return;
+        };
+        samples.extend(spoken);
+        samples.extend(vec![0.0; RATE / 2]);
+    }
+    let options = DecodeOptions {
+        temperatures: vec![0.0, 0.5, 1.0],
+        log_prob_threshold: Some(0.0),
+        ..batched()
+    };
+    let first = transcribe(engine, samples.clone(), &options);
+    assert!(
+        first.duration > 35.0,
+        "two chunks at least: {}",
+        first.duration
+    );
+    assert!(!first.segments.is_empty());
+    assert!(
+        first.segments.iter().all(|s| s.temperature == 1.0),
+        "{:?}",
+        first.segments
+    );
+    let wer = word_error_rate(&text.join(" "), &first.text());
+    assert!(wer <= 0.25, "WER {wer}: {}", first.text());
+    let second = transcribe(engine, samples, &options);
+    assert_eq!(
+        serde_json::to_string(&first).expect("json"),
+        serde_json::to_string(&second).expect("json")
+    );
+}
