@@ -7,11 +7,11 @@
 //! Beyond faster-whisper: the audio is streamed (speeches are taken as the
 //! detector settles them, and a batch is decoded as soon as it is full, so
 //! an hour is never held whole); timestamps stay on, so chunks split into
-//! sentences, and text after the last timestamp pair is kept; a chunk that
-//! fails the compression-ratio or log-probability threshold is decoded again
-//! on its own with the temperature fallback; stretches of a chunk the model
-//! passed over are decoded again; the no-speech gate drops chunks the model
-//! hears nothing in.
+//! sentences, and text after the last timestamp pair is kept; the chunks of
+//! a batch that fail the compression-ratio or log-probability threshold go
+//! through the temperature fallback together; stretches of a chunk the
+//! model passed over are decoded again; the no-speech gate drops chunks the
+//! model hears nothing in.
 
 use pipeline_vad::Speech;
 
