@@ -465,16 +465,24 @@ impl<B: WhisperBackend> Batched<'_, '_, B> {
                 pending.push((i, fallback));
             }
         }
+        // The failed chunks' encoder output and how many chunks it holds,
+        // kept across temperatures: pending only shrinks, in order, so the
+        // same count is the same chunks and they need no second encoding.
+        let mut held: Option<(B::Encoded, usize)> = None;
         for &temperature in &options.temperatures[1..] {
             if pending.is_empty() {
                 break;
             }
-            let mut features = Vec::with_capacity(pending.len() * n_mels * WINDOW_FRAMES);
-            for (i, _) in &pending {
-                features.extend(form.front_end.window_features(&chunks[*i].samples));
-            }
-            let encoded = backend.encode_batch(&mut features, pending.len(), n_mels)?;
-            drop(features);
+            let encoded = match held.take().filter(|(_, n)| *n == pending.len()) {
+                Some((encoded, _)) => encoded,
+                None => {
+                    let mut features = Vec::with_capacity(pending.len() * n_mels * WINDOW_FRAMES);
+                    for (i, _) in &pending {
+                        features.extend(form.front_end.window_features(&chunks[*i].samples));
+                    }
+                    backend.encode_batch(&mut features, pending.len(), n_mels)?
+                }
+            };
             let mut generate = form.generate_options(temperature);
             // The candidates as one batch, as faster-whisper samples them:
             // at most batch_size x best_of sequences, which is what the
@@ -488,6 +496,7 @@ impl<B: WhisperBackend> Batched<'_, '_, B> {
                 &generate,
             )?;
             check_batch(generations.len(), pending.len())?;
+            held = Some((encoded, pending.len()));
             let mut failed = Vec::with_capacity(pending.len());
             for ((i, mut fallback), generation) in pending.into_iter().zip(generations) {
                 match fallback.offer(form.decoded(generation, temperature), options) {

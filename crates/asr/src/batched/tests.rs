@@ -286,6 +286,47 @@ fn failing_chunks_fall_back_together_and_silence_decodes_nothing() {
 }
 
 #[test]
+fn the_fallback_encodes_its_chunks_again_only_when_some_passed() {
+    let tok = synthetic(false);
+    let reply = words(&tok, &[(" hi", 0, 100)], false);
+    // Chunk 0 passes its beam search; chunk 2 (window 4 once encoded for
+    // the fallback) passes at 0.4; chunk 1 passes nowhere.
+    let fake = Fake::new(Box::new(move |window, o| {
+        let mut g = good(reply.clone());
+        let passes = window == 0 || (window == 4 && o.sampling_temperature >= 0.4);
+        if !passes {
+            g.score = -3.0;
+        }
+        g
+    }));
+    let speeches = vec![
+        seconds(0.0, 20.0),
+        seconds(40.0, 60.0),
+        seconds(80.0, 100.0),
+    ];
+    let t = run(&fake, &tok, speeches, 100, &options(8));
+    assert_eq!(t.segments.len(), 3);
+    // The batch, the two failed chunks once for 0.2 and 0.4, then chunk 1
+    // alone once for 0.6 to 1.0.
+    assert_eq!(*fake.batches.borrow(), vec![3, 2, 1]);
+    let sampled: Vec<(usize, f32)> = fake.generated.borrow()[3..].to_vec();
+    assert_eq!(
+        sampled,
+        [
+            (3, 0.2),
+            (4, 0.2),
+            (3, 0.4),
+            (4, 0.4),
+            (5, 0.6),
+            (5, 0.8),
+            (5, 1.0)
+        ]
+    );
+    assert_eq!(t.segments[0].temperature, 0.0);
+    assert_eq!(t.segments[2].temperature, 0.4);
+}
+
+#[test]
 fn what_the_model_leaves_out_at_a_chunks_end_is_decoded_again() {
     let tok = synthetic(false);
     let first = words(&tok, &[(" hi", 0, 200)], true);
