@@ -1601,6 +1601,14 @@ mod tests {
             matches!(&err, ConfigError::Invalid { key, .. } if key == "model.temperature_increment"),
             "{err}"
         );
+        // TOML has a float that is not a number; it is no step either.
+        let scratch = Scratch::new();
+        let file = scratch.file("[model]\ntemperature_increment = nan\n");
+        let err = load(Some(&file), &[], &[]).unwrap_err();
+        assert!(
+            err.to_string().contains("model.temperature_increment"),
+            "{err}"
+        );
         let err = load(
             None,
             &[("PIPELINE_MODEL_TEMPERATURE_INCREMENT", "-0.2")],
