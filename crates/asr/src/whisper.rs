@@ -108,7 +108,7 @@ impl WhisperEngine {
         // weights where they stay; the memory is the same as the copy's.
         let replicas = (0..options.replicas.max(1))
             .map(|_| {
-                Whisper::new(dir, config.clone()).map_err(|e| AsrError::InvalidModel {
+                load_whisper(dir, &config).map_err(|e| AsrError::InvalidModel {
                     path: dir.to_path_buf(),
                     reason: format!("CTranslate2 could not load it: {e}"),
                 })
@@ -247,6 +247,24 @@ fn release_freed_memory() {
     }
 }
 
+/// Loads a model on a thread of its own that ends with the load.
+///
+/// Loading runs OpenMP loops (the weights' conversion to the compute type)
+/// on the loading thread, which gives that thread an OpenMP pool of its own
+/// that outlives the load while the thread lives. With it, libgomp manages
+/// more threads than there are cores, and then it barely spins at its
+/// barriers: each parallel region of the decoder ends in futex sleeps and
+/// wake-ups, tens of thousands a second on two cores. A thread that ends
+/// takes its pool with it.
+fn load_whisper(dir: &Path, config: &Config) -> Result<Whisper, String> {
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| Whisper::new(dir, config.clone()).map_err(|e| e.to_string()))
+            .join()
+            .unwrap_or_else(|_| Err("the loading thread panicked".to_string()))
+    })
+}
+
 fn backend_error(e: impl std::fmt::Display) -> AsrError {
     AsrError::Backend(e.to_string())
 }
@@ -320,8 +338,7 @@ impl WhisperBackend for Ct2Backend<'_> {
             let sampler = match self.sampler.get() {
                 Some(sampler) => sampler,
                 None => {
-                    let fresh =
-                        Whisper::new(self.dir, self.config.clone()).map_err(backend_error)?;
+                    let fresh = load_whisper(self.dir, self.config).map_err(backend_error)?;
                     self.sampler.get_or_init(|| fresh)
                 }
             };

@@ -383,3 +383,45 @@ fn sampling_the_same_audio_twice_gives_the_same_words() {
     let again = run(&first);
     assert_eq!(once, again, "the same audio sampled the same words");
 }
+
+/// The threads of this thread's making (they carry its name), from
+/// `/proc`: other tests' threads in the same process are not counted.
+fn threads_named_like_this_one() -> usize {
+    let name = std::fs::read_to_string("/proc/thread-self/comm").expect("thread name");
+    std::fs::read_dir("/proc/self/task")
+        .expect("tasks")
+        .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+        .filter(|comm| *comm == name)
+        .count()
+}
+
+/// A load leaves behind only the replica's threads. An OpenMP pool left on
+/// the loading thread (the weights are converted in OpenMP loops) gives
+/// libgomp more threads than cores, and then the decoder's two threads
+/// sleep and wake at every barrier instead of spinning: the same words at
+/// half the speed.
+#[test]
+#[cfg(target_os = "linux")]
+fn loading_leaves_only_the_replicas_threads() {
+    let Some(dir) = common::model_dir() else {
+        return;
+    };
+    let Some(samples) = common::speak(common::SENTENCES[0]) else {
+        return;
+    };
+    let before = threads_named_like_this_one();
+    let options = EngineOptions {
+        threads: 2,
+        ..EngineOptions::default()
+    };
+    let engine = WhisperEngine::load(&dir, &options).expect("load the model");
+    let (t, _, _) = transcribe(&engine, samples, &DecodeOptions::default());
+    assert!(
+        word_error_rate(common::SENTENCES[0], &t.text()) < MAX_WER,
+        "{}",
+        t.text()
+    );
+    let added = threads_named_like_this_one() - before;
+    // The replica's own thread and the second thread of its OpenMP team.
+    assert!(added <= 2, "{added} threads added by a load of 2 threads");
+}
