@@ -32,8 +32,9 @@ pub struct WhisperEngine {
     multilingual: bool,
     name: String,
     dir: PathBuf,
-    /// How the replicas were loaded, for the fresh models sampling runs on.
-    config: Config,
+    /// How the models sampling runs on are loaded: as the replicas, on
+    /// fewer threads (see [`sampler_threads`]).
+    sampler_config: Config,
     /// Where the speech detector of batched mode comes from.
     vad_files: Option<(PathBuf, PathBuf)>,
     /// The speech detector, loaded by the first batched transcription.
@@ -80,7 +81,7 @@ impl WhisperEngine {
         let tokenizer = Tokenizer::from_dir(dir)?;
         let compute_type = parse_compute_type(&options.compute_type)?;
         let threads = if options.threads == 0 {
-            std::thread::available_parallelism().map_or(1, |n| n.get())
+            cores()
         } else {
             options.threads
         };
@@ -90,6 +91,10 @@ impl WhisperEngine {
             device_indices: vec![0],
             num_threads_per_replica: threads,
             ..Config::default()
+        };
+        let sampler_config = Config {
+            num_threads_per_replica: sampler_threads(threads, cores()),
+            ..config.clone()
         };
         // The temperature fallback samples. CTranslate2 seeds one generator
         // per thread at its first draw, from this seed; sampling runs on a
@@ -136,7 +141,7 @@ impl WhisperEngine {
             name,
             dir: dir.to_path_buf(),
             vad_files: options.onnxruntime.clone().zip(options.vad_model.clone()),
-            config,
+            sampler_config,
             silero: Mutex::new(None),
         })
     }
@@ -247,6 +252,18 @@ fn release_freed_memory() {
     }
 }
 
+/// Threads of the model a transcription samples on, beside a replica of
+/// `threads`: what the cores leave, so that the two OpenMP teams together
+/// stay within the cores (libgomp's barriers sleep instead of spinning
+/// beyond them, as [`load_whisper`] says), one at least.
+fn sampler_threads(threads: usize, cores: usize) -> usize {
+    threads.min((cores + 1).saturating_sub(threads)).max(1)
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
 /// Loads a model on a thread of its own that ends with the load.
 ///
 /// Loading runs OpenMP loops (the weights' conversion to the compute type)
@@ -275,7 +292,7 @@ struct Ct2Backend<'a> {
     tokenizer: &'a Tokenizer,
     /// The model directory and settings a sampling model is loaded with.
     dir: &'a Path,
-    config: &'a Config,
+    sampler_config: &'a Config,
     /// The model this transcription samples on, loaded at its first
     /// sampled window (see `generate_batch`).
     sampler: OnceLock<Whisper>,
@@ -338,7 +355,8 @@ impl WhisperBackend for Ct2Backend<'_> {
             let sampler = match self.sampler.get() {
                 Some(sampler) => sampler,
                 None => {
-                    let fresh = load_whisper(self.dir, self.config).map_err(backend_error)?;
+                    let fresh =
+                        load_whisper(self.dir, self.sampler_config).map_err(backend_error)?;
                     self.sampler.get_or_init(|| fresh)
                 }
             };
@@ -499,7 +517,7 @@ impl Transcriber for WhisperEngine {
             model: lease.model(),
             tokenizer: &self.tokenizer,
             dir: &self.dir,
-            config: &self.config,
+            sampler_config: &self.sampler_config,
             sampler: OnceLock::new(),
         };
         let form = LongForm::new(&backend, &self.tokenizer, &self.front_end, options);
@@ -517,6 +535,17 @@ impl Transcriber for WhisperEngine {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_sampler_takes_the_cores_the_replica_leaves() {
+        assert_eq!(sampler_threads(2, 2), 1);
+        assert_eq!(sampler_threads(1, 2), 1);
+        assert_eq!(sampler_threads(16, 16), 1);
+        assert_eq!(sampler_threads(12, 16), 5);
+        assert_eq!(sampler_threads(8, 16), 8);
+        assert_eq!(sampler_threads(4, 16), 4);
+        assert_eq!(sampler_threads(32, 16), 1, "more threads than cores");
+    }
 
     #[test]
     fn compute_types_parse() {
