@@ -5,7 +5,8 @@
 # of each, alternating. Prints a Markdown table for BENCHMARKS.md.
 # BENCH_MKL=1 adds our binary with CT2_USE_MKL=1 (MKL on a non-Intel CPU);
 # BENCH_OURS_FROM_SOURCE=PATH adds another build of ours (the engine built
-# from source with `--features engine-from-source`).
+# from source with `--features engine-from-source`); BENCH_OURS_BEFORE=PATH
+# adds an earlier build of ours.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"

@@ -84,6 +84,9 @@ def main():
     # a non-Intel CPU (BENCH_MKL=1).
     if os.environ.get("BENCH_OURS_FROM_SOURCE"):
         sides.append(("ours, from source", [os.environ["BENCH_OURS_FROM_SOURCE"], "transcribe"], env))
+    # BENCH_OURS_BEFORE=path: an earlier build of ours, the same engine.
+    if os.environ.get("BENCH_OURS_BEFORE"):
+        sides.append(("ours, before", [os.environ["BENCH_OURS_BEFORE"], "transcribe"], env))
     if os.environ.get("BENCH_MKL"):
         sides.append(("ours, CT2_USE_MKL=1", [ours, "transcribe"], dict(env, CT2_USE_MKL="1")))
     fw_env = dict(os.environ, HF_HUB_OFFLINE="1")
