@@ -33,9 +33,9 @@ pub use diarization::{
 /// Jobs a worker runs at once unless told: one per core, at most
 /// [`MAX_DEFAULT_CONCURRENCY`]. With `model.threads = 0` each replica then
 /// gets one thread: on two cores, two replicas of one thread took 21 short
-/// files in 0.63 of the time of one replica of two threads (sequential
-/// mode; 0.40 batched) and a long file's chunks in 0.49, since CTranslate2
-/// uses a second thread of one replica poorly (BENCHMARKS.md).
+/// files in 0.93 of the time of one replica of two threads (sequential
+/// mode; 0.89 batched, BENCHMARKS.md). `process` takes fewer when its own
+/// files give fewer jobs, since a lone file runs faster on every core.
 pub fn default_concurrency() -> usize {
     std::thread::available_parallelism()
         .map_or(1, |n| n.get())

@@ -3,6 +3,7 @@
 use anyhow::Result;
 use clap::Args;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use pipeline_core::config::Source;
 use pipeline_core::render::OutputFormat;
 use pipeline_core::{AudioStatus, JobError, JobStatus};
 use pipeline_store::WebhookEndpoint;
@@ -54,7 +55,7 @@ pub struct ProcessArgs {
     pub decoding: super::ModeArgs,
     #[command(flatten)]
     pub diarization: DiarizeArgs,
-    /// Jobs run at once by the in-process worker [default: processing.concurrency].
+    /// Jobs run at once by the in-process worker [default: processing.concurrency, or fewer when these files give fewer jobs].
     #[arg(long)]
     pub concurrency: Option<usize>,
     /// Also send this file's events to this URL (besides webhooks.urls).
@@ -143,6 +144,41 @@ struct FileOutcome {
     error: Option<String>,
 }
 
+/// Jobs at once for this command's own files when nobody chose how many:
+/// no more than they give work for, so that a lone short file gets one
+/// replica of every core instead of a replica of one core beside an idle
+/// one (0.60 of the time on two cores, BENCHMARKS.md). Files long enough
+/// to be cut into chunks keep the default, whose replicas share the chunks.
+fn lone_work_concurrency(app: &App, seconds: &[f64], diarize: bool) -> Option<usize> {
+    let config = app.config();
+    if app.loaded.source("processing.concurrency") != Source::Default {
+        return None;
+    }
+    jobs_worth_a_replica(
+        seconds,
+        config.processing.chunk_seconds,
+        diarize,
+        config.processing.concurrency,
+    )
+}
+
+/// How many jobs `seconds` of files give at once, at most `default`; `None`
+/// when one of them is cut into chunks. A diarization runs beside its
+/// file's transcription.
+fn jobs_worth_a_replica(
+    seconds: &[f64],
+    chunk_seconds: u64,
+    diarize: bool,
+    default: usize,
+) -> Option<usize> {
+    let chunked = |d: f64| chunk_seconds > 0 && d > chunk_seconds as f64;
+    if seconds.is_empty() || seconds.iter().any(|&d| chunked(d)) {
+        return None;
+    }
+    let per_file = if diarize { 2 } else { 1 };
+    Some((seconds.len() * per_file).clamp(1, default.max(1)))
+}
+
 /// `process`.
 pub async fn run(app: &App, args: ProcessArgs) -> Result<u8> {
     if let Some(url) = &args.webhook_url {
@@ -217,6 +253,9 @@ pub async fn run(app: &App, args: ProcessArgs) -> Result<u8> {
         ));
     }
     let mut outcomes = Vec::new();
+    // Seconds of each file this command will transcribe, for how many
+    // jobs at once are worth a replica.
+    let mut to_work = Vec::new();
     let mut bad_input = false;
     let mut warned_fallback = false;
     for path in inputs {
@@ -277,6 +316,9 @@ pub async fn run(app: &App, args: ProcessArgs) -> Result<u8> {
                         ingested.audio.id
                     );
                 }
+                if !ingested.deduplicated && ingested.rejected.is_none() {
+                    to_work.push(ingested.audio.duration_seconds);
+                }
                 outcomes.push(FileOutcome {
                     path,
                     audio_id: Some(ingested.audio.id),
@@ -310,7 +352,10 @@ pub async fn run(app: &App, args: ProcessArgs) -> Result<u8> {
     }
     let ids: Vec<Uuid> = outcomes.iter().filter_map(|o| o.audio_id).collect();
     if !args.detach && !ids.is_empty() {
-        work_until_done(app, &store, &ids, args.concurrency).await?;
+        let concurrency = args
+            .concurrency
+            .or_else(|| lone_work_concurrency(app, &to_work, options.diarize));
+        work_until_done(app, &store, &ids, concurrency).await?;
     }
     let mut any_failed = false;
     let mut files = Vec::new();
@@ -632,4 +677,26 @@ async fn run_remote(app: &App, args: &ProcessArgs, remote: crate::remote::Remote
     } else {
         0
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::jobs_worth_a_replica;
+
+    #[test]
+    fn a_lone_short_file_gets_one_replica_and_chunked_files_the_default() {
+        assert_eq!(jobs_worth_a_replica(&[42.0], 300, false, 2), Some(1));
+        assert_eq!(jobs_worth_a_replica(&[42.0], 300, true, 2), Some(2));
+        assert_eq!(
+            jobs_worth_a_replica(&[42.0, 10.0, 5.0], 300, false, 2),
+            Some(2)
+        );
+        assert_eq!(jobs_worth_a_replica(&[42.0, 3600.0], 300, false, 2), None);
+        assert_eq!(
+            jobs_worth_a_replica(&[3600.0], 0, false, 4),
+            Some(1),
+            "never cut"
+        );
+        assert_eq!(jobs_worth_a_replica(&[], 300, false, 2), None);
+    }
 }
