@@ -37,8 +37,13 @@ const WAIT_STEP: Duration = Duration::from_millis(500);
 
 /// Whether `audio`'s transcription is cut into chunks.
 pub(crate) fn is_long(worker: &Worker, audio: &AudioFile) -> bool {
-    let limit = worker.settings.chunk_seconds as f64;
-    limit > 0.0 && audio.duration_seconds > limit
+    is_cut_into_chunks(audio.duration_seconds, worker.settings.chunk_seconds)
+}
+
+/// Whether a transcription of `duration_seconds` is cut into chunks of
+/// `chunk_seconds` (0: never cut).
+pub fn is_cut_into_chunks(duration_seconds: f64, chunk_seconds: u64) -> bool {
+    chunk_seconds > 0 && duration_seconds > chunk_seconds as f64
 }
 
 /// The TRANSCRIPTION of a long file, as the job's holder runs it.

@@ -11,6 +11,7 @@ pub mod retry;
 mod runner;
 mod stages;
 
+pub use chunks::is_cut_into_chunks;
 pub use diarize::{
     default_model_paths, diarizer_loader, to_diarization, DiarizationEngine, DiarizerLoader,
 };

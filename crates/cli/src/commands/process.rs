@@ -149,7 +149,7 @@ struct FileOutcome {
 /// replica of every core instead of a replica of one core beside an idle
 /// one (0.60 of the time on two cores, BENCHMARKS.md). Files long enough
 /// to be cut into chunks keep the default, whose replicas share the chunks.
-fn lone_work_concurrency(app: &App, seconds: &[f64], diarize: bool) -> Option<usize> {
+fn lone_work_concurrency(app: &App, seconds: &[f64], options: &ProcessOptions) -> Option<usize> {
     let config = app.config();
     if app.loaded.source("processing.concurrency") != Source::Default {
         return None;
@@ -157,25 +157,36 @@ fn lone_work_concurrency(app: &App, seconds: &[f64], diarize: bool) -> Option<us
     jobs_worth_a_replica(
         seconds,
         config.processing.chunk_seconds,
-        diarize,
+        jobs_side_by_side(options),
         config.processing.concurrency,
     )
 }
 
-/// How many jobs `seconds` of files give at once, at most `default`; `None`
-/// when one of them is cut into chunks. A diarization runs beside its
-/// file's transcription.
+/// How many of a file's jobs run side by side: those that wait for none.
+fn jobs_side_by_side(options: &ProcessOptions) -> usize {
+    options
+        .job_types()
+        .into_iter()
+        .filter(|t| t.depends_on().is_empty())
+        .count()
+}
+
+/// How many jobs files of `seconds`, each with `per_file` jobs that run
+/// side by side, give at once, at most `default`; `None` when one of them
+/// is cut into chunks.
 fn jobs_worth_a_replica(
     seconds: &[f64],
     chunk_seconds: u64,
-    diarize: bool,
+    per_file: usize,
     default: usize,
 ) -> Option<usize> {
-    let chunked = |d: f64| chunk_seconds > 0 && d > chunk_seconds as f64;
-    if seconds.is_empty() || seconds.iter().any(|&d| chunked(d)) {
+    if seconds.is_empty()
+        || seconds
+            .iter()
+            .any(|&d| pipeline_worker::is_cut_into_chunks(d, chunk_seconds))
+    {
         return None;
     }
-    let per_file = if diarize { 2 } else { 1 };
     Some((seconds.len() * per_file).clamp(1, default.max(1)))
 }
 
@@ -354,7 +365,7 @@ pub async fn run(app: &App, args: ProcessArgs) -> Result<u8> {
     if !args.detach && !ids.is_empty() {
         let concurrency = args
             .concurrency
-            .or_else(|| lone_work_concurrency(app, &to_work, options.diarize));
+            .or_else(|| lone_work_concurrency(app, &to_work, &options));
         work_until_done(app, &store, &ids, concurrency).await?;
     }
     let mut any_failed = false;
@@ -681,22 +692,27 @@ async fn run_remote(app: &App, args: &ProcessArgs, remote: crate::remote::Remote
 
 #[cfg(test)]
 mod tests {
-    use super::jobs_worth_a_replica;
+    use super::{jobs_side_by_side, jobs_worth_a_replica, ProcessOptions};
 
     #[test]
     fn a_lone_short_file_gets_one_replica_and_chunked_files_the_default() {
-        assert_eq!(jobs_worth_a_replica(&[42.0], 300, false, 2), Some(1));
-        assert_eq!(jobs_worth_a_replica(&[42.0], 300, true, 2), Some(2));
+        assert_eq!(jobs_worth_a_replica(&[42.0], 300, 1, 2), Some(1));
+        assert_eq!(jobs_worth_a_replica(&[42.0], 300, 2, 2), Some(2));
+        assert_eq!(jobs_worth_a_replica(&[42.0, 10.0, 5.0], 300, 1, 2), Some(2));
+        assert_eq!(jobs_worth_a_replica(&[42.0, 3600.0], 300, 1, 2), None);
         assert_eq!(
-            jobs_worth_a_replica(&[42.0, 10.0, 5.0], 300, false, 2),
-            Some(2)
-        );
-        assert_eq!(jobs_worth_a_replica(&[42.0, 3600.0], 300, false, 2), None);
-        assert_eq!(
-            jobs_worth_a_replica(&[3600.0], 0, false, 4),
+            jobs_worth_a_replica(&[3600.0], 0, 1, 4),
             Some(1),
             "never cut"
         );
-        assert_eq!(jobs_worth_a_replica(&[], 300, false, 2), None);
+        assert_eq!(jobs_worth_a_replica(&[], 300, 1, 2), None);
+    }
+
+    #[test]
+    fn a_diarized_file_runs_two_jobs_side_by_side() {
+        let mut options = ProcessOptions::default();
+        assert_eq!(jobs_side_by_side(&options), 1);
+        options.diarize = true;
+        assert_eq!(jobs_side_by_side(&options), 2);
     }
 }
