@@ -81,7 +81,7 @@ impl WhisperEngine {
         let tokenizer = Tokenizer::from_dir(dir)?;
         let compute_type = parse_compute_type(&options.compute_type)?;
         let threads = if options.threads == 0 {
-            cores()
+            pipeline_core::cores()
         } else {
             options.threads
         };
@@ -93,7 +93,7 @@ impl WhisperEngine {
             ..Config::default()
         };
         let sampler_config = Config {
-            num_threads_per_replica: sampler_threads(threads, cores()),
+            num_threads_per_replica: sampler_threads(threads, pipeline_core::cores()),
             ..config.clone()
         };
         // The temperature fallback samples. CTranslate2 seeds one generator
@@ -258,10 +258,6 @@ fn release_freed_memory() {
 /// beyond them, as [`load_whisper`] says), one at least.
 fn sampler_threads(threads: usize, cores: usize) -> usize {
     threads.min((cores + 1).saturating_sub(threads)).max(1)
-}
-
-fn cores() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 /// Loads a model on a thread of its own that ends with the load.

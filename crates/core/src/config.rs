@@ -37,9 +37,7 @@ pub use diarization::{
 /// mode; 0.89 batched, BENCHMARKS.md). `process` takes fewer when its own
 /// files give fewer jobs, since a lone file runs faster on every core.
 pub fn default_concurrency() -> usize {
-    std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .clamp(1, MAX_DEFAULT_CONCURRENCY)
+    crate::host::cores().clamp(1, MAX_DEFAULT_CONCURRENCY)
 }
 
 /// The most replicas the default loads: each is a copy of the model in

@@ -11,7 +11,7 @@ pub mod state;
 pub mod transcript;
 
 pub use chunk::{Chunk, ChunkCounts, ChunkStatus};
-pub use host::hostname;
+pub use host::{cores, hostname};
 pub use model::{AudioFile, AudioStatus, ErrorKind, JobError, JobEvent, JobType, ProcessingJob};
 pub use speakers::{Diarization, SpeakerSummary, SpeakerTurn};
 pub use state::{IllegalTransition, JobStatus};

@@ -70,7 +70,7 @@ pub async fn run(cli: Cli) -> Result<u8> {
 /// run several times slower).
 pub fn engine_options(config: &Config, jobs_at_once: usize) -> EngineOptions {
     let jobs_at_once = jobs_at_once.max(1);
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let cores = pipeline_core::cores();
     EngineOptions {
         compute_type: config.model.compute_type.clone(),
         threads: match config.model.threads {
@@ -130,7 +130,7 @@ pub fn diarizer_loader(config: &Config, jobs_at_once: usize) -> DiarizerLoader {
 /// parallel.
 pub fn diarizer_settings(config: &Config, jobs_at_once: usize) -> pipeline_diarize::Settings {
     let d = &config.diarization;
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let cores = pipeline_core::cores();
     pipeline_diarize::Settings {
         threads: match d.threads {
             0 => (cores / jobs_at_once.max(1)).max(1),
